@@ -1,0 +1,218 @@
+"""``kafer``: a thin shell over the library. Parses arguments, prints results, maps errors to exit codes.
+
+A user's mistake ends with a one-paragraph message and a non-zero exit, never a traceback
+(``KAFER_DEBUG=1`` shows it for developers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Sequence
+
+from .config import load_settings
+from .errors import KaferError
+
+
+def _progress():
+    """A stderr printer that shows at most one row-count line a second."""
+    last = {"at": 0.0, "key": None}
+
+    def show(message: str) -> None:
+        key = message.split(":")[0]
+        now = time.monotonic()
+        if key != last["key"] or now - last["at"] >= 1.0 or "rows read" not in message:
+            print(f"  {message}", file=sys.stderr, flush=True)
+            last.update(at=now, key=key)
+
+    return show
+
+
+def _lake(args):
+    from .lake import Lake
+
+    settings = load_settings(lake=getattr(args, "lake", None), runs=getattr(args, "runs", None))
+    return settings, Lake(settings.lake)
+
+
+def cmd_ingest(args) -> int:
+    from .ingest import ingest
+
+    settings, lake = _lake(args)
+    report = ingest(args.paths, lake=lake, settings=settings, progress=_progress())
+    print(format_ingest(report))
+    return 0
+
+
+def format_ingest(report: dict) -> str:
+    """The analyst's summary of an ingest: files, kinds, sheets, rows, cars, periods, problems."""
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_colwidth", 50):
+        lines = ["Received:", report["files"].to_string(index=False)]
+    manifest = report["manifest"]
+    already = [r["name"] for r in report["landed"] if r["already_in_lake"]]
+    if already:
+        lines.append(f"Already in the lake (same bytes), nothing to add: {', '.join(already)}")
+    if manifest["new_sources"]:
+        lines.append(f"Curated table {manifest['version']}: {manifest['cars']:,} cars, "
+                     f"{manifest['labelled_cars']:,} with a known label, {manifest['positives']:,} road-test failures"
+                     + (f" ({manifest['label_rate']:.1%})" if manifest["label_rate"] is not None else ""))
+    else:
+        lines.append(f"Nothing new: the curated table stays at {manifest['version']}.")
+    for kind, (start, end) in manifest["periods"].items():
+        lines.append(f"  {kind:<10} {start[:16]} to {end[:16]}  ({manifest['rows'][kind]:,} rows in the lake)")
+    unknown = manifest["cars"] - manifest["labelled_cars"]
+    if unknown:
+        lines.append(f"Note: {unknown:,} cars were road-tested outside the period the falhas cover (or not yet): "
+                     "their label is unknown and they are not used to train or evaluate.")
+    if "falhas" not in manifest["periods"]:
+        lines.append("Problem: no falhas export in the lake, so no car has a known label yet.")
+    return "\n".join(lines)
+
+
+def cmd_features(args) -> int:
+    from .ingest import current_features
+
+    _, lake = _lake(args)
+    table = current_features(lake)
+    table.to_csv(args.out, index=False)
+    print(f"{len(table):,} cars written to {args.out}")
+    return 0
+
+
+def cmd_demo_data(args) -> int:
+    from .demo import make_demo_upload
+
+    demo = make_demo_upload(args.out, cars=args.cars, seed=args.seed, start=args.start, signal=args.signal)
+    print(f"Demo upload of {args.cars:,} cars in {demo.folder}:")
+    for path in demo.files:
+        print(f"  {path.name}")
+    print(f"True probabilities per car: {demo.truth}")
+    return 0
+
+
+def cmd_retrain(args) -> int:
+    from .pipeline import retrain
+
+    settings, _ = _lake(args)
+    result = retrain(args.paths, lake=settings.lake, runs=settings.runs, run_id=args.run_id, family=args.family,
+                     progress=_progress())
+    print(result.summary())
+    return 0
+
+
+def cmd_decide(args) -> int:
+    from .decide import decide
+
+    settings, _ = _lake(args)
+    record = decide(args.run, args.choice, by=args.by, why=args.why, lake=settings.lake, runs=settings.runs)
+    print(record.get("message") or json.dumps(record, indent=2))
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    from .registry import rollback
+
+    settings, lake = _lake(args)
+    record = rollback(lake, to_version=args.to, by=args.by, why=args.why, settings=settings)
+    print(f"Rolled back: {record['after']} is in production again (was {record['before']}).")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .registry import status
+
+    _, lake = _lake(args)
+    state = status(lake)
+    if args.json:
+        print(json.dumps(state, indent=2, default=str))
+        return 0
+    prod = state["production"]
+    print(f"Production: {prod['version']} (run {prod['run']}, {prod['family']})" if prod else "Production: none")
+    print(f"Pending candidates: {', '.join(c['version'] + ' (run ' + c['run'] + ')' for c in state['candidates']) or 'none'}")
+    print("Decisions:" if state["decisions"] else "Decisions: none")
+    for d in state["decisions"]:
+        print(f"  {d['at']}  {d['choice']:<9} run {d.get('run') or '-'}  by {d['by']}: {d['why']}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .predict import predict_upload
+
+    settings, lake = _lake(args)
+    scored = predict_upload(args.paths, lake=lake, settings=settings, progress=_progress())
+    scored.to_csv(args.out, index=False)
+    flagged = int(scored["in_budget"].sum())
+    print(f"{len(scored):,} cars scored with the production model; {flagged:,} fall in the "
+          f"{settings.operating_budget:.0%} inspection budget. Written to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kafer", description="Road-test failure risk, retrained safely.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help_text, *, runs=False):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--lake", help="datalake URL (default: $KAFER_LAKE, else ./lake)")
+        if runs:
+            p.add_argument("--runs", help="folder of run records (default: $KAFER_RUNS, else ./runs)")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("ingest", cmd_ingest, "check an upload, land it in the lake and rebuild the touched cars' features")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="export files or folders (xlsx, csv, csv.gz)")
+    p = add("features", cmd_features, "write the current per-car table as CSV")
+    p.add_argument("--out", required=True, metavar="FILE.csv")
+    p = sub.add_parser("demo-data", help="write a realistic synthetic upload in the plant's layouts")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("--cars", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start", default="2024-04-01", metavar="DATE")
+    p.add_argument("--signal", type=float, default=1.0, help="strength of the planted signal (0: pure chance)")
+    p.set_defaults(func=cmd_demo_data)
+    p = add("retrain", cmd_retrain, "ingest (when paths are given), merge, retrain and compare", runs=True)
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("--run-id")
+    p.add_argument("--family", choices=("keras", "hgb"))
+    p = add("decide", cmd_decide, "keep the run's new model or the old one (logged)", runs=True)
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("choice", choices=("keep-new", "keep-old"))
+    p.add_argument("--by", required=True, metavar="NAME")
+    p.add_argument("--why", required=True, metavar="TEXT")
+    p = add("rollback", cmd_rollback, "put an earlier model version back in production (logged)", runs=True)
+    p.add_argument("--to", required=True, metavar="VERSION")
+    p.add_argument("--by", required=True, metavar="NAME")
+    p.add_argument("--why", required=True, metavar="TEXT")
+    p = add("status", cmd_status, "the production model, pending candidates and the decision history", runs=True)
+    p.add_argument("--json", action="store_true")
+    p = add("predict", cmd_predict, "score every car of an upload with the production model")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--out", required=True, metavar="FILE.csv")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KaferError as exc:
+        print(f"kafer {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"kafer {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the CLI is the one place that catches broadly
+        if os.environ.get("KAFER_DEBUG"):
+            raise
+        print(f"kafer {args.command}: internal error: {type(exc).__name__}: {exc}\n"
+              "This is a bug in Käfer; run again with KAFER_DEBUG=1 to see where.", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The one typed place for settings: zones, halls, thresholds, where the lake and runs live.
+
+Precedence: defaults < ``kafer.toml`` in the working directory < environment (``KAFER_LAKE``,
+``KAFER_RUNS``) < explicit arguments. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+from .errors import ConfigError
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+#: Checkpoint codes of each zone whose dwell time is a feature (DATA.md defaults).
+DEFAULT_ZONES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "ZP5": ("R640", "R650", "R700", "R754"),
+        "ZP5A": tuple(f"L{n}" for n in (534, 535, 536, 537, 538, 539, 541, 542, 543, 544, 545, 546, 547, 548)),
+        "ZP6": ("M591", "M592", "M593", "M594", "M595", "M596", "M599", "M647", "M648", "M651", "M652",
+                "M677", "M678", "M681", "M682"),
+        "CAB": ("M619", "M643", "M644", "M655", "M656", "M673", "M674"),
+        "ZP7": ("M695", "M698", "M701", "M702", "M704", "M711", "M712", "M721", "M722"),
+    }
+)
+
+#: Halls before the road test, and the hall values that count for each (HALLE stripped, upper-cased).
+DEFAULT_HALL_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "ZP5": ("ZP5",),
+        "ZP5A": ("ZP5A",),
+        "ZP6": ("ZP6", "ZP61", "ZP62", "ZP6Q"),
+        "CAB": ("CAB",),
+        "ZP7": ("ZP7",),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, frozen once built by :func:`load_settings`."""
+
+    lake: str = "./lake"
+    runs: str = "./runs"
+    #: Hall whose defects make the label.
+    label_hall: str = "ROD"
+    #: Status code of the first road-test checkpoint: it and everything after are left out.
+    road_test_code: str = "G710"
+    zones: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: DEFAULT_ZONES)
+    hall_groups: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: DEFAULT_HALL_GROUPS)
+    #: Resultados sections measured after the road test (prefix of NAME), never used.
+    post_road_sections: tuple[str, ...] = ("SECTION_ZP8_",)
+    #: Two falhas files whose periods are at most this many hours apart cover the gap between them.
+    falhas_gap_hours: float = 24.0
+    #: Share of the labelled cars, latest by production time, kept for evaluation.
+    eval_fraction: float = 0.2
+    #: Inspection budgets (share of cars tested, riskiest first) reported in the comparison.
+    budgets: tuple[float, ...] = (0.05, 0.10, 0.20)
+    #: The budget whose threshold is the operating point (confusion matrices, predict's flag).
+    operating_budget: float = 0.10
+    bootstrap_rounds: int = 1000
+    seed: int = 20240520
+    #: Seconds a decision or retrain waits for another one to release the lake's lock.
+    lock_timeout: float = 30.0
+    #: A lock older than this many seconds is considered abandoned by a crashed process.
+    lock_stale_after: float = 6 * 3600.0
+    #: Rows per xlsx sheet in the plant's exports (Excel's limit less the header row).
+    sheet_rows: int = 1_048_575
+
+    def replace(self, **changes) -> "Settings":
+        """Return a copy with ``changes`` applied (``None`` values are ignored)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_TUPLE_FIELDS = {"post_road_sections", "budgets"}
+
+
+def _from_toml(path: Path) -> dict:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read settings: {exc}") from None
+    section = raw.get("kafer", raw)
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    out = dict(section)
+    for name in ("zones", "hall_groups"):
+        if name in out:
+            out[name] = MappingProxyType({str(k): tuple(v) for k, v in out[name].items()})
+    for name in _TUPLE_FIELDS & set(out):
+        out[name] = tuple(out[name])
+    return out
+
+
+def load_settings(*, config_file: str | os.PathLike | None = None, **overrides) -> Settings:
+    """Build the settings: defaults, then ``kafer.toml``, then environment, then ``overrides``.
+
+    Parameters
+    ----------
+    config_file : path, optional
+        Settings file to read; defaults to ``kafer.toml`` in the working directory when present.
+    **overrides
+        Explicit values (``None`` means "not given").
+
+    Raises
+    ------
+    ConfigError
+        When the settings file is unreadable or names an unknown setting.
+    """
+    settings = Settings()
+    path = Path(config_file) if config_file else Path("kafer.toml")
+    if config_file or path.is_file():
+        settings = settings.replace(**_from_toml(path))
+    settings = settings.replace(lake=os.environ.get("KAFER_LAKE") or None, runs=os.environ.get("KAFER_RUNS") or None)
+    settings = settings.replace(**overrides)
+    if not 0 < settings.eval_fraction < 1:
+        raise ConfigError(f"eval_fraction must lie between 0 and 1, not {settings.eval_fraction}")
+    if not all(0 < b < 1 for b in settings.budgets) or not 0 < settings.operating_budget < 1:
+        raise ConfigError("inspection budgets must lie between 0 and 1")
+    return settings

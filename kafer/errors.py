@@ -1,0 +1,80 @@
+"""One root for every error a user can cause; the CLI maps them to a short message and exit code.
+
+Each subclass also inherits the matching built-in, so callers can catch either.
+"""
+
+from __future__ import annotations
+
+
+class KaferError(Exception):
+    """Root of every error Käfer raises on purpose; its message is meant for the user."""
+
+    exit_code = 1
+
+
+class UploadError(KaferError, ValueError):
+    """An uploaded file cannot be accepted.
+
+    The message names the file and, where they apply, the sheet, row, column and value.
+    """
+
+    exit_code = 2
+
+    def __init__(self, problem, *, file=None, sheet=None, row=None, column=None, value=None):
+        self.problem = problem
+        self.file = file
+        self.sheet = sheet
+        self.row = row
+        self.column = column
+        self.value = value
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.file is not None:
+            where.append(str(self.file))
+        if self.sheet is not None:
+            where.append(f"sheet {self.sheet!r}")
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column is not None:
+            where.append(f"column {self.column}")
+        text = ", ".join(where)
+        if self.value is not None:
+            shown = str(self.value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            text += f" (value {shown!r})"
+        return f"{text}: {self.problem}" if text else self.problem
+
+
+class ConfigError(KaferError, ValueError):
+    """The settings (kafer.toml, environment, arguments) are not usable."""
+
+
+class LakeError(KaferError, OSError):
+    """The lake is missing something it should hold, or holds something broken."""
+
+
+class LockTimeout(KaferError, TimeoutError):
+    """Another decision or retrain holds the lake's lock longer than we may wait."""
+
+
+class ModelError(KaferError, RuntimeError):
+    """A model cannot be trained, saved, loaded or applied."""
+
+
+class RegistryError(KaferError, ValueError):
+    """A registry request is not allowed (unknown version, run decided twice, no production model)."""
+
+
+class DecisionError(RegistryError):
+    """A keep-new / keep-old / rollback decision was refused."""
+
+
+class StepError(KaferError, RuntimeError):
+    """A pipeline step (notebook) failed; names the step and the cause."""
+
+    def __init__(self, step: str, cause: str):
+        self.step = step
+        self.cause = cause
+        super().__init__(f"step {step!r} failed: {cause}")

@@ -1,0 +1,212 @@
+"""The per-car feature table: DATA.md's contract and a few more features, all from before the road test.
+
+Pure: Arrow tables of normalized rows (see :mod:`kafer.readers`) in, a pandas DataFrame with one
+row per car out. Nothing after the road test reaches a feature: falhas only from the halls before
+it, resultados without the post-road sections, status events only before the first road-test
+checkpoint. The label is computed from the falhas rows alone and is kept apart from the features.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .config import Settings
+from .readers import COLUMNS, schema
+
+RESULT_IDS = ("1", "2", "718")
+NOK = "13"
+
+#: Columns that describe a car but are never fed to a model.
+META_COLUMNS = ("KNR", "label_rod", "label_known", "produced_at", "road_test_at")
+
+
+def feature_columns(settings: Settings) -> tuple[str, ...]:
+    """The model's inputs, in a fixed order: the contract's first, then the extra ones."""
+    return (
+        tuple(f"n_results_id{i}" for i in RESULT_IDS)
+        + tuple(f"n_nok_id{i}" for i in RESULT_IDS)
+        + tuple(f"n_falhas_{hall}" for hall in settings.hall_groups)
+        + tuple(f"dwell_min_{zone}" for zone in settings.zones)
+        + ("n_nok_tests_distinct", "n_tests_distinct", "n_falhas_pre_road", "n_falhas_stations_pre_road",
+           "n_status_events_pre_road", "n_status_codes_pre_road", "dwell_min_pre_road")
+    )
+
+
+def table_columns(settings: Settings) -> tuple[str, ...]:
+    """Every column of the curated table, in order."""
+    return META_COLUMNS + feature_columns(settings)
+
+
+def build_features(resultados: pa.Table | None, falhas: pa.Table | None, status: pa.Table | None, *,
+                   settings: Settings, coverage: Sequence[tuple[dt.datetime, dt.datetime]] = ()) -> pd.DataFrame:
+    """One row per car seen in any of the tables.
+
+    Parameters
+    ----------
+    resultados, falhas, status : pyarrow.Table or None
+        All normalized rows of the cars to build (from every upload that brought rows for them).
+    settings : Settings
+        Zones, hall groups, the road-test code, the label hall.
+    coverage : sequence of (start, end)
+        Periods the uploaded falhas cover; ``label_known`` is true for cars whose road test lies
+        inside one of them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :func:`table_columns`, sorted by KNR.
+    """
+    resultados = _or_empty(resultados, "resultados")
+    falhas = _or_empty(falhas, "falhas")
+    status = _or_empty(status, "status")
+    cars = pc.unique(pa.chunked_array(
+        [resultados["KNR"].combine_chunks(), falhas["KNR"].combine_chunks(), status["KNR"].combine_chunks()],
+        type=pa.string()))
+    table = pd.DataFrame({"KNR": pd.Series(cars.to_pylist(), dtype=object)}).set_index("KNR")
+    parts = [_result_counts(resultados, settings), _falhas_counts(falhas, settings),
+             _dwell(status, settings), _times(resultados, falhas, status, settings)]
+    for part in parts:
+        table = table.join(part, how="left")
+    ints = [c for c in feature_columns(settings) if not c.startswith("dwell_min_")] + ["label_rod"]
+    for col in feature_columns(settings):
+        if col not in table:
+            table[col] = 0
+    table["label_rod"] = table.get("label_rod", 0)
+    table[ints] = table[ints].fillna(0).astype("int64")
+    dwell = [c for c in feature_columns(settings) if c.startswith("dwell_min_")]
+    table[dwell] = table[dwell].fillna(0.0).astype("float64")
+    table = table.reset_index()
+    table = with_label_known(table, coverage)
+    return table.loc[:, list(table_columns(settings))].sort_values("KNR", ignore_index=True)
+
+
+def with_label_known(table: pd.DataFrame, coverage: Sequence[tuple[dt.datetime, dt.datetime]]) -> pd.DataFrame:
+    """A copy of ``table`` whose ``label_known`` says if the car's road test lies in a covered period."""
+    known = np.zeros(len(table), dtype=bool)
+    at = pd.to_datetime(table["road_test_at"])
+    for start, end in coverage:
+        known |= ((at >= pd.Timestamp(start)) & (at <= pd.Timestamp(end))).fillna(False).to_numpy(dtype=bool)
+    out = table.copy()
+    out["label_known"] = known
+    return out
+
+
+def merge_periods(periods: Sequence[tuple[dt.datetime, dt.datetime]], *, gap_hours: float) -> list[tuple]:
+    """Union of periods, joining two whose gap is at most ``gap_hours``."""
+    merged: list[list] = []
+    for start, end in sorted((pd.Timestamp(s), pd.Timestamp(e)) for s, e in periods):
+        if merged and start - merged[-1][1] <= pd.Timedelta(hours=gap_hours):
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(s.to_pydatetime(), e.to_pydatetime()) for s, e in merged]
+
+
+def _or_empty(table: pa.Table | None, kind: str) -> pa.Table:
+    return schema(kind).empty_table() if table is None else table.select(list(COLUMNS[kind]))
+
+
+def _count_by_knr(table: pa.Table, name: str) -> pd.Series:
+    counts = table.group_by("KNR").aggregate([([], "count_all")])
+    return pd.Series(counts["count_all"].to_numpy(), index=counts["KNR"].to_pylist(), name=name, dtype="int64")
+
+
+def _result_counts(resultados: pa.Table, settings: Settings) -> pd.DataFrame:
+    """Distinct resultados rows per ID and NOK, post-road sections left out."""
+    rows = resultados
+    for prefix in settings.post_road_sections:
+        rows = rows.filter(pc.invert(pc.fill_null(pc.starts_with(rows["NAME"], prefix), False)))
+    distinct = rows.group_by(list(COLUMNS["resultados"]), use_threads=True).aggregate([])
+    counts = distinct.group_by(["KNR", "ID", "STATUS"]).aggregate([([], "count_all")]).to_pandas()
+    out = pd.DataFrame(index=pd.Index(pc.unique(distinct["KNR"]).to_pylist(), name="KNR"))
+    for result_id in RESULT_IDS:
+        of_id = counts[counts["ID"] == result_id]
+        out[f"n_results_id{result_id}"] = of_id.groupby("KNR")["count_all"].sum()
+        out[f"n_nok_id{result_id}"] = of_id[of_id["STATUS"] == NOK].groupby("KNR")["count_all"].sum()
+    nok = distinct.filter(pc.equal(distinct["STATUS"], NOK)).select(["KNR", "NAME"])
+    out["n_nok_tests_distinct"] = _count_by_knr(nok.group_by(["KNR", "NAME"]).aggregate([]), "n")
+    tests = distinct.select(["KNR", "NAME"]).group_by(["KNR", "NAME"]).aggregate([])
+    out["n_tests_distinct"] = _count_by_knr(tests, "n")
+    return out
+
+
+def _falhas_counts(falhas: pa.Table, settings: Settings) -> pd.DataFrame:
+    """The label, and defects per hall before the road test, each double-recorded defect once."""
+    halls = falhas["HALLE"]
+    label = falhas.filter(pc.equal(halls, settings.label_hall))
+    group_of = {hall: group for group, members in settings.hall_groups.items() for hall in members}
+    keyed = pa.table({
+        "KNR": falhas["KNR"],
+        "HALLE": halls,
+        "FALHA": pc.utf8_upper(falhas["FALHA"]),
+        "DATA": falhas["DATA"],
+        "ESTACAO": falhas["ESTACAO"],
+    }).filter(pc.is_in(halls, pa.array(list(group_of), pa.string())))
+    defects = keyed.group_by(["KNR", "HALLE", "FALHA", "DATA"]).aggregate([("ESTACAO", "min")]).to_pandas()
+    labelled = pd.Series(1, index=pd.Index(pc.unique(label["KNR"]).to_pylist(), name="KNR"), name="label_rod")
+    if defects.empty:
+        return labelled.to_frame()
+    defects["group"] = defects["HALLE"].map(group_of)
+    out = defects.pivot_table(index="KNR", columns="group", values="DATA", aggfunc="count")
+    out = out.reindex(columns=list(settings.hall_groups)).add_prefix("n_falhas_")
+    out.columns.name = None
+    out["n_falhas_pre_road"] = defects.groupby("KNR").size()
+    out["n_falhas_stations_pre_road"] = defects.groupby("KNR")["ESTACAO_min"].nunique()
+    return out.join(labelled, how="outer")
+
+
+def _dwell(status: pa.Table, settings: Settings) -> pd.DataFrame:
+    """Minutes per zone before the road test, from distinct status events in time order."""
+    events = status.group_by(["KNR", "STATUS", "DATA"]).aggregate([]).to_pandas()
+    if events.empty:
+        return pd.DataFrame(index=pd.Index([], name="KNR"))
+    events = events.sort_values(["KNR", "DATA", "STATUS"], ignore_index=True)
+    knr = events["KNR"].to_numpy()
+    new_car = np.r_[True, knr[1:] != knr[:-1]]
+    car = np.cumsum(new_car) - 1
+    times = events["DATA"].to_numpy(dtype="datetime64[s]").astype("int64")
+    last_of_car = np.r_[new_car[1:], True]
+    duration = np.where(last_of_car, 0, np.r_[times[1:] - times[:-1], 0]).astype("float64")
+    is_road = (events["STATUS"] == settings.road_test_code).to_numpy()
+    position = np.arange(len(events))
+    first_road = np.full(car.max() + 1, np.iinfo(np.int64).max)
+    np.minimum.at(first_road, car[is_road], position[is_road])
+    before = position < first_road[car]
+    frame = pd.DataFrame({"KNR": knr, "STATUS": events["STATUS"].to_numpy(), "minutes": duration / 60.0})[before]
+    zone_of = {code: zone for zone, codes in settings.zones.items() for code in codes}
+    frame["zone"] = frame["STATUS"].map(zone_of)
+    if frame.empty:
+        return pd.DataFrame(index=pd.Index([], name="KNR"))
+    out = frame.pivot_table(index="KNR", columns="zone", values="minutes", aggfunc="sum")
+    out = out.reindex(columns=list(settings.zones)).add_prefix("dwell_min_")
+    out.columns.name = None
+    by_car = frame.groupby("KNR")
+    out = out.join(by_car.size().rename("n_status_events_pre_road"), how="outer")
+    out["n_status_codes_pre_road"] = by_car["STATUS"].nunique()
+    out["dwell_min_pre_road"] = by_car["minutes"].sum()
+    return out
+
+
+def _times(resultados: pa.Table, falhas: pa.Table, status: pa.Table, settings: Settings) -> pd.DataFrame:
+    """When each car was produced (its first event) and road-tested (first road-test checkpoint)."""
+    def first(table: pa.Table, name: str) -> pd.Series:
+        if table.num_rows == 0:
+            return pd.Series(dtype="datetime64[s]", name=name)
+        agg = table.group_by("KNR").aggregate([("DATA", "min")])
+        return pd.Series(agg["DATA_min"].to_numpy(), index=agg["KNR"].to_pylist(), name=name)
+
+    road = first(status.filter(pc.equal(status["STATUS"], settings.road_test_code)), "road")
+    rod_defect = first(falhas.filter(pc.equal(falhas["HALLE"], settings.label_hall)), "rod_defect")
+    produced = pd.concat([first(status, "a"), first(resultados, "b")], axis=1).min(axis=1)
+    out = pd.concat([road, rod_defect, produced.rename("produced")], axis=1)
+    out.index.name = "KNR"
+    return pd.DataFrame({
+        "road_test_at": out["road"].fillna(out["rod_defect"]),
+        "produced_at": out["produced"].fillna(out["road"]).fillna(out["rod_defect"]),
+    })

@@ -1,0 +1,235 @@
+"""Land uploads in the lake's raw zone and merge them into a new version of the curated table.
+
+Layers, as the lake's folders show them:
+
+- ``raw/files/<sha256>.<ext>``: each accepted file byte for byte, keyed by its content;
+- ``raw/rows/<kind>/<sha256>.parquet``: its normalized rows, sorted by KNR;
+- ``raw/index/<sha256>.json``: what it is (name, kind, sheets, rows, cars, period);
+- ``curated/features/<version>/``: an immutable per-car table and its manifest;
+- ``curated/CURRENT.json``: the pointer to the current version, written last.
+
+An upload is read and checked whole before anything is written: one bad file refuses it all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .config import Settings
+from .errors import LakeError, UploadError
+from .features import build_features, merge_periods, table_columns, with_label_known
+from .lake import Lake, read_source, utc_now_iso, utc_stamp
+from .readers import COLUMNS, Export, read_export, read_period_text
+
+CURRENT = "curated/CURRENT.json"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Received:
+    """One file of an upload: its export, or the earlier file of the upload with the same bytes."""
+
+    path: str
+    export: Export
+    data: bytes = field(repr=False)
+    duplicate_of: str | None = None
+
+
+def read_upload(paths: Iterable[str], *, progress: Progress | None = None) -> list[Received]:
+    """Read and check every file of an upload (folders are expanded); nothing is written.
+
+    Raises
+    ------
+    UploadError
+        At the first file that cannot be accepted, or when the upload holds no file.
+    """
+    files = expand_paths(paths)
+    if not files:
+        raise UploadError("the upload holds no file")
+    received: list[Received] = []
+    seen: dict[str, str] = {}
+    for path in files:
+        data = read_source(path)
+        name = path.replace("\\", "/").rsplit("/", 1)[-1]
+        if progress:
+            progress(f"reading {name} ({len(data) / 1e6:,.1f} MB)")
+        export = read_export(data, name, progress=progress)
+        received.append(Received(path, export, data, seen.get(export.sha256)))
+        seen.setdefault(export.sha256, name)
+    return received
+
+
+def expand_paths(paths: Iterable[str]) -> list[str]:
+    """Files named, and the files inside folders named (hidden files left out), in order."""
+    from .lake import list_source
+
+    out: list[str] = []
+    for path in paths:
+        out.extend(list_source(str(path)))
+    return list(dict.fromkeys(out))
+
+
+def upload_summary(received: Sequence[Received]) -> pd.DataFrame:
+    """One line per file: kind, format, sheets, rows, cars, period."""
+    return pd.DataFrame([{
+        "file": r.export.name, "kind": r.export.kind, "format": r.export.format,
+        "sheets": len(r.export.sheets) or None, "rows": r.export.rows, "cars": r.export.cars,
+        "period": read_period_text(r.export.period),
+        "note": f"same bytes as {r.duplicate_of}" if r.duplicate_of else "",
+    } for r in received])
+
+
+def _raw_keys(export: Export) -> dict[str, str]:
+    sha = export.sha256
+    return {"file": f"raw/files/{sha}.{export.format}", "rows": f"raw/rows/{export.kind}/{sha}.parquet",
+            "index": f"raw/index/{sha}.json"}
+
+
+def land(received: Sequence[Received], *, lake: Lake, progress: Progress | None = None) -> list[dict]:
+    """Write the upload's files into the raw zone; return one record per distinct file.
+
+    Content-addressed keys make this idempotent: a file already in the lake is recognized and
+    left as it is (its record says ``already_in_lake``).
+    """
+    records = []
+    for item in received:
+        if item.duplicate_of:
+            continue
+        export = item.export
+        keys = _raw_keys(export)
+        already = lake.exists(keys["index"])
+        if not already:
+            if progress:
+                progress(f"landing {export.name} in the raw zone")
+            lake.write_bytes(keys["file"], item.data)
+            order = pc.sort_indices(export.table, sort_keys=[("KNR", "ascending"), ("DATA", "ascending")])
+            lake.write_table(keys["rows"], export.table.take(order))
+            lake.write_json(keys["index"], {
+                "sha256": export.sha256, "name": export.name, "kind": export.kind, "format": export.format,
+                "size": export.size, "sheets": list(export.sheets), "rows": export.rows, "cars": export.cars,
+                "period": [export.period[0].isoformat(), export.period[1].isoformat()],
+                "landed_at": utc_now_iso(), "keys": keys,
+            })
+        record = lake.read_json(keys["index"])
+        records.append({**record, "already_in_lake": already})
+    return records
+
+
+def current_manifest(lake: Lake) -> dict | None:
+    """The manifest of the current curated version, or ``None`` before the first merge."""
+    pointer = lake.read_pointer(CURRENT)
+    if pointer is None:
+        return None
+    return lake.read_json(f"curated/features/{pointer['version']}/manifest.json")
+
+
+def current_features(lake: Lake) -> pd.DataFrame:
+    """The current per-car table.
+
+    Raises
+    ------
+    LakeError
+        When nothing was merged into this lake yet.
+    """
+    pointer = lake.read_pointer(CURRENT)
+    if pointer is None:
+        raise LakeError(f"the lake {lake.url} holds no curated table yet: ingest an upload first "
+                        "(kafer ingest FOLDER/*)")
+    return lake.read_table(f"curated/features/{pointer['version']}/features.parquet").to_pandas()
+
+
+def merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -> dict:
+    """Merge every landed file not yet in the curated table into a new version of it.
+
+    The features of every car the new files touch are rebuilt from all of that car's rows in the
+    lake; ``label_known`` is recomputed for every car, since new falhas widen the covered period.
+
+    Returns
+    -------
+    dict
+        The manifest of the (new or unchanged) current version, with ``new_sources`` listing the
+        files this merge added (empty when there was nothing new).
+    """
+    with lake.lock("lake", timeout=settings.lock_timeout, stale_after=settings.lock_stale_after,
+                   purpose="merge"):
+        manifest = current_manifest(lake)
+        merged = {s["sha256"] for s in manifest["sources"]} if manifest else set()
+        landed = [lake.read_json(k) for k in lake.list("raw/index") if k.endswith(".json")]
+        new = sorted((r for r in landed if r["sha256"] not in merged), key=lambda r: (r["landed_at"], r["name"]))
+        if not new:
+            if manifest is None:
+                raise LakeError(f"the lake {lake.url} holds no landed file to merge: ingest an upload first")
+            return {**manifest, "new_sources": []}
+        sources = (manifest["sources"] if manifest else []) + new
+        touched = pa.array(sorted(set().union(*(_cars_of(lake, r) for r in new))), pa.string())
+        if progress:
+            progress(f"rebuilding the features of {len(touched):,} cars from all their rows in the lake")
+        rows = {kind: _rows_of(lake, [s for s in sources if s["kind"] == kind], touched) for kind in COLUMNS}
+        coverage = merge_periods([_period(s) for s in sources if s["kind"] == "falhas"],
+                                 gap_hours=settings.falhas_gap_hours)
+        rebuilt = build_features(rows["resultados"], rows["falhas"], rows["status"], settings=settings,
+                                 coverage=coverage)
+        table = rebuilt
+        if manifest is not None:
+            old = current_features(lake)
+            kept = with_label_known(old[~old["KNR"].isin(touched.to_pylist())], coverage)
+            table = pd.concat([kept, rebuilt], ignore_index=True).sort_values("KNR", ignore_index=True)
+        table = table.loc[:, list(table_columns(settings))]
+        version = "v" + utc_stamp()
+        new_manifest = _manifest(version, manifest, sources, new, table, coverage)
+        lake.write_table(f"curated/features/{version}/features.parquet", pa.Table.from_pandas(table, preserve_index=False))
+        lake.write_json(f"curated/features/{version}/manifest.json", new_manifest)
+        lake.write_pointer(CURRENT, {"version": version, "at": new_manifest["created_at"]})
+        return {**new_manifest, "new_sources": [s["name"] for s in new]}
+
+
+def ingest(paths: Iterable[str], *, lake: Lake, settings: Settings, progress: Progress | None = None) -> dict:
+    """Read and check an upload, land it, merge it; the report says what was received."""
+    received = read_upload(paths, progress=progress)
+    records = land(received, lake=lake, progress=progress)
+    manifest = merge(lake=lake, settings=settings, progress=progress)
+    return {"files": upload_summary(received), "landed": records, "manifest": manifest}
+
+
+def _cars_of(lake: Lake, record: dict) -> set[str]:
+    return set(pc.unique(lake.read_table(record["keys"]["rows"], columns=["KNR"])["KNR"]).to_pylist())
+
+
+def _rows_of(lake: Lake, sources: list[dict], cars: pa.Array) -> pa.Table | None:
+    if not sources:
+        return None
+    return lake.read_table([s["keys"]["rows"] for s in sources], filter=pc.field("KNR").isin(cars))
+
+
+def _period(record: dict) -> tuple[dt.datetime, dt.datetime]:
+    return dt.datetime.fromisoformat(record["period"][0]), dt.datetime.fromisoformat(record["period"][1])
+
+
+def _manifest(version: str, parent: dict | None, sources: list[dict], new: list[dict], table: pd.DataFrame,
+              coverage: list[tuple]) -> dict:
+    periods = {}
+    for kind in COLUMNS:
+        of_kind = [_period(s) for s in sources if s["kind"] == kind]
+        if of_kind:
+            periods[kind] = [min(p[0] for p in of_kind).isoformat(), max(p[1] for p in of_kind).isoformat()]
+    known = table["label_known"]
+    return {
+        "version": version,
+        "created_at": utc_now_iso(),
+        "parent": parent["version"] if parent else None,
+        "sources": sources,
+        "added": [s["sha256"] for s in new],
+        "rows": {kind: sum(s["rows"] for s in sources if s["kind"] == kind) for kind in COLUMNS},
+        "periods": periods,
+        "falhas_coverage": [[s.isoformat(), e.isoformat()] for s, e in coverage],
+        "cars": int(len(table)),
+        "labelled_cars": int(known.sum()),
+        "positives": int(table.loc[known, "label_rod"].sum()),
+        "label_rate": float(table.loc[known, "label_rod"].mean()) if known.any() else None,
+    }

@@ -1,0 +1,446 @@
+"""Read one of the plant's exports (xlsx, csv, csv.gz) into normalized, validated rows.
+
+Pure: bytes and a file name in, an :class:`Export` out; nothing touches the lake. The kind
+(resultados, falhas, status) is recognized from the header, the file name being only a hint.
+Every sheet of a workbook is read, the header row is found wherever it is, continuation sheets
+without a header take the previous sheet's columns. Values are normalized so that the same row
+read from xlsx or csv is the same row: text stripped, numbers as the text of their number
+(``80.0`` = ``80``), ``DATA`` a timestamp to the second.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import UploadError
+
+#: Required columns of each kind, in the plant's order.
+KINDS: dict[str, tuple[str, ...]] = {
+    "resultados": ("KNR", "NAME", "ID", "STATUS", "UNIT", "VALUE_ID", "VALUE", "DATA"),
+    "falhas": ("KNR", "MODELO", "COR", "MOTOR", "ESTACAO", "USUARIO", "HALLE", "FALHA", "DATA"),
+    "status": ("KNR", "STATUS", "DATA"),
+}
+#: Columns some exports of a kind add.
+OPTIONAL: dict[str, tuple[str, ...]] = {"falhas": ("S_GROUP_ID",), "resultados": (), "status": ()}
+#: Columns stored for each kind (required + optional), all text but DATA.
+COLUMNS: dict[str, tuple[str, ...]] = {k: KINDS[k] + OPTIONAL[k] for k in KINDS}
+
+KNR_PATTERN = r"^\d{4}-\d{7}$"
+_NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+_COMMA_NUMBER = r"^[+-]?\d+,\d+$"
+_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M",
+                 "%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y %H:%M:%S", "%d.%m.%Y %H:%M:%S")
+_HEADER_SCAN_ROWS = 30
+_CHUNK_ROWS = 250_000
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Export:
+    """One accepted file: its kind, normalized rows and what it covers."""
+
+    name: str
+    kind: str
+    format: str
+    sha256: str
+    size: int
+    table: pa.Table
+    sheets: tuple[str, ...]
+    period: tuple[dt.datetime, dt.datetime]
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def cars(self) -> int:
+        return len(pc.unique(self.table["KNR"]))
+
+
+def schema(kind: str) -> pa.Schema:
+    """The normalized Arrow schema of ``kind``."""
+    return pa.schema([(c, pa.timestamp("s") if c == "DATA" else pa.string()) for c in COLUMNS[kind]])
+
+
+def sniff_format(data: bytes) -> str:
+    """``xlsx``, ``csv.gz`` or ``csv`` from the leading bytes (the name is not trusted)."""
+    if data[:4] == b"PK\x03\x04":
+        return "xlsx"
+    if data[:2] == b"\x1f\x8b":
+        return "csv.gz"
+    return "csv"
+
+
+def read_export(data: bytes, name: str, *, progress: Progress | None = None) -> Export:
+    """Read and check one export.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content.
+    name : str
+        The file's name, used in messages and as a hint to its kind.
+    progress : callable, optional
+        Called with a short text as rows are read.
+
+    Returns
+    -------
+    Export
+
+    Raises
+    ------
+    UploadError
+        When the file is empty, not a readable xlsx/csv, of no known kind, lacks or adds columns,
+        or has a malformed KNR or unparseable DATA in any row; the message names the place.
+    """
+    if not data:
+        raise UploadError("the file is empty", file=name)
+    fmt = sniff_format(data)
+    if name.lower().endswith((".xlsx", ".xlsm")) and fmt != "xlsx":
+        raise UploadError("named .xlsx but is not an Excel workbook (truncated, or another format)", file=name)
+    if fmt == "xlsx":
+        kind, table, sheets = _read_xlsx(data, name, progress)
+    else:
+        kind, table = _read_csv(data, name, fmt, progress)
+        sheets = ()
+    if table.num_rows == 0:
+        raise UploadError(f"the {kind} export has a header but no data rows", file=name)
+    dates = table["DATA"]
+    period = (pc.min(dates).as_py(), pc.max(dates).as_py())
+    return Export(name=name, kind=kind, format=fmt, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                  table=table, sheets=sheets, period=period)
+
+
+# -- kind recognition ---------------------------------------------------------------------------
+
+def _clean_header(cells: Iterable) -> list[str]:
+    return ["" if c is None else str(c).strip().upper() for c in cells]
+
+
+def _is_index_column(name: str) -> bool:
+    return name == "" or name.startswith("UNNAMED:") or name == "INDEX"
+
+
+def recognize_kind(header: list[str], name: str) -> str:
+    """The kind whose columns the header holds; :class:`UploadError` naming what is off otherwise."""
+    present = [h for h in header if not _is_index_column(h)]
+    dupes = sorted({h for h in present if present.count(h) > 1})
+    if dupes:
+        raise UploadError(f"column(s) {', '.join(dupes)} appear more than once in the header", file=name)
+    cols = set(present)
+    scored = []
+    lowered = name.lower()
+    for kind in KINDS:
+        missing = [c for c in KINDS[kind] if c not in cols]
+        unknown = sorted(cols - set(COLUMNS[kind]))
+        hint = 0 if kind[:5] in lowered else 1
+        scored.append((len(missing) + len(unknown), hint, kind, missing, unknown))
+    scored.sort()
+    score, _, kind, missing, unknown = scored[0]
+    if score == 0:
+        return kind
+    if len(cols & set(COLUMNS[kind])) < 2 or "KNR" not in cols:
+        raise UploadError("not a recognized plant export: the header "
+                          f"({', '.join(present[:10]) or 'empty'}) matches none of resultados, falhas, status",
+                          file=name)
+    parts = []
+    if missing:
+        parts.append(f"missing column(s) {', '.join(missing)}")
+    if unknown:
+        parts.append(f"unknown column(s) {', '.join(unknown)}")
+    raise UploadError(f"looks like a {kind} export but has {' and '.join(parts)}; "
+                      f"expected {', '.join(KINDS[kind])}", file=name)
+
+
+# -- csv ------------------------------------------------------------------------------------------
+
+def _read_csv(data: bytes, name: str, fmt: str, progress: Progress | None) -> tuple[str, pa.Table]:
+    import pyarrow.csv as pacsv
+
+    head = _head_bytes(data, fmt, name)
+    if b"\x00" in head:
+        raise UploadError("binary content, not a text CSV or an xlsx workbook", file=name)
+    encoding = _encoding(head, name)
+    text = head.decode(encoding, errors="replace")
+    first_line = text.splitlines()[0] if text.strip() else ""
+    if not first_line.strip():
+        raise UploadError("the first line is empty: expected a header naming the columns", file=name)
+    delimiter = max(";,\t|", key=first_line.count)
+    header_raw = next(csv.reader([first_line], delimiter=delimiter))
+    header = _clean_header(header_raw)
+    kind = recognize_kind(header, name)
+    names = [f"__index_{i}" if _is_index_column(h) else h for i, h in enumerate(header)]
+    read_opts = pacsv.ReadOptions(column_names=names, skip_rows=1, encoding=encoding, block_size=16 << 20)
+    parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+    convert_opts = pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                        include_columns=[n for n in names if not n.startswith("__index_")],
+                                        strings_can_be_null=False, quoted_strings_can_be_null=False)
+    source = pa.input_stream(pa.py_buffer(data), compression="gzip" if fmt == "csv.gz" else None)
+    batches = []
+    done = 0
+    try:
+        reader = pacsv.open_csv(source, read_options=read_opts, parse_options=parse_opts,
+                                convert_options=convert_opts)
+        for batch in reader:
+            batches.append(_normalize(pa.Table.from_batches([batch]), kind, name, None, first_row=done + 2))
+            done += batch.num_rows
+            if progress:
+                progress(f"{name}: {done:,} rows read")
+    except UploadError:
+        raise
+    except (pa.ArrowInvalid, UnicodeDecodeError, OSError, EOFError) as exc:
+        raise UploadError(f"cannot be read as CSV ({_short(exc)})", file=name) from None
+    table = pa.concat_tables(batches) if batches else schema(kind).empty_table()
+    return kind, table
+
+
+def _head_bytes(data: bytes, fmt: str, name: str) -> bytes:
+    if fmt != "csv.gz":
+        return data[:1 << 16]
+    import zlib
+
+    try:
+        return zlib.decompressobj(wbits=31).decompress(data, 1 << 16)
+    except zlib.error as exc:
+        raise UploadError(f"gzip data is corrupt ({exc})", file=name) from None
+
+
+def _encoding(head: bytes, name: str) -> str:
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    try:
+        head.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(head) - 3:  # a character cut by the 64 KiB window
+            return "utf-8"
+    try:
+        head.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError as exc:
+        raise UploadError(f"text is neither UTF-8 nor cp1252 (undecodable byte 0x{head[exc.start]:02x} "
+                          f"at offset {exc.start})", file=name) from None
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) < 200 else text[:197] + "..."
+
+
+# -- xlsx -----------------------------------------------------------------------------------------
+
+def _read_xlsx(data: bytes, name: str, progress: Progress | None) -> tuple[str, pa.Table, tuple[str, ...]]:
+    from python_calamine import CalamineWorkbook
+
+    try:
+        book = CalamineWorkbook.from_filelike(io.BytesIO(data))
+        sheet_names = list(book.sheet_names)
+    except Exception as exc:  # calamine raises its own error types for broken archives
+        raise UploadError(f"not a readable xlsx workbook, truncated or damaged ({_short(exc)})", file=name) from None
+    kind = None
+    columns: list[int] = []
+    tables = []
+    done = 0
+    read = []
+    for sheet_name in sheet_names:
+        try:
+            sheet = book.get_sheet_by_name(sheet_name)
+            rows = sheet.iter_rows()  # from Excel row 1, columns from the used range's first
+        except Exception as exc:
+            raise UploadError(f"sheet cannot be read ({_short(exc)})", file=name, sheet=sheet_name) from None
+        peek = []
+        for row in rows:
+            peek.append(row)
+            if len(peek) >= _HEADER_SCAN_ROWS:
+                break
+        header_at = _find_header(peek)
+        if header_at is not None:
+            header = _clean_header(peek[header_at])
+            found = recognize_kind([h for h in header], name)
+            if kind is not None and found != kind:
+                raise UploadError(f"holds a {found} sheet after {kind} sheets", file=name, sheet=sheet_name)
+            kind = found
+            columns = [i for i, h in enumerate(header) if h and not _is_index_column(h)]
+            names = [header[i] for i in columns]
+            body_start = header_at + 1
+        elif kind is None:
+            if not any(_non_empty(r) for r in peek):
+                continue
+            raise UploadError(f"no header row naming KNR found in the first {_HEADER_SCAN_ROWS} rows",
+                              file=name, sheet=sheet_name)
+        else:
+            body_start = 0
+        read.append(sheet_name)
+        row_offset = body_start + 1  # Excel row number of the body's first row
+        body = _chain(peek[body_start:], rows)
+        for chunk, chunk_first in _chunks(body, row_offset):
+            table = _cells_to_table(chunk, columns, names, name, sheet_name)
+            tables.append(_normalize(table, kind, name, sheet_name, first_row=chunk_first,
+                                     row_numbers=table.column("__row")))
+            done += len(chunk)
+            if progress:
+                progress(f"{name} [{sheet_name}]: {done:,} rows read")
+    if kind is None:
+        raise UploadError("the workbook has no sheet with data", file=name)
+    table = pa.concat_tables(tables) if tables else schema(kind).empty_table()
+    return kind, table, tuple(read)
+
+
+def _find_header(rows: list[list]) -> int | None:
+    for i, row in enumerate(rows):
+        cells = set(_clean_header(row))
+        if "KNR" in cells and len(cells & {c for cols in COLUMNS.values() for c in cols}) >= 3:
+            return i
+    return None
+
+
+def _non_empty(row) -> bool:
+    return any(c not in (None, "") and not (isinstance(c, str) and not c.strip()) for c in row)
+
+
+def _chain(first: list, rest: Iterator) -> Iterator:
+    yield from first
+    yield from rest
+
+
+def _chunks(rows: Iterator[list], first_row: int) -> Iterator[tuple[list[tuple[int, list]], int]]:
+    chunk: list[tuple[int, list]] = []
+    number = first_row
+    start = first_row
+    for row in rows:
+        if _non_empty(row):
+            chunk.append((number, row))
+        number += 1
+        if len(chunk) >= _CHUNK_ROWS:
+            yield chunk, start
+            chunk, start = [], number
+    if chunk:
+        yield chunk, start
+
+
+def _cell_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        # Excel keeps times as fractions of a day: round to the millisecond before seconds are cut.
+        value = value + dt.timedelta(microseconds=500)
+        return value.replace(microsecond=value.microsecond // 1000 * 1000).isoformat(sep=" ")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def _cells_to_table(chunk: list[tuple[int, list]], columns: list[int], names: list[str],
+                    name: str, sheet: str) -> pa.Table:
+    width = max(columns) + 1
+    arrays = {}
+    for col, col_name in zip(columns, names):
+        arrays[col_name] = pa.array([_cell_text(row[col]) if col < len(row) else "" for _, row in chunk],
+                                    type=pa.string())
+    if len(chunk[0][1]) > width:
+        for number, row in chunk:
+            extra = [c for c in row[width:] if _non_empty([c])]
+            if extra:
+                raise UploadError(f"has a value beyond the header's last column ({names[-1]})", file=name,
+                                  sheet=sheet, row=number, value=extra[0])
+    arrays["__row"] = pa.array([n for n, _ in chunk], type=pa.int64())
+    return pa.table(arrays)
+
+
+# -- normalization and checks -------------------------------------------------------------------
+
+def _normalize(table: pa.Table, kind: str, name: str, sheet: str | None, *, first_row: int,
+               row_numbers: pa.ChunkedArray | None = None) -> pa.Table:
+    """Strip, unify numbers and dates, and check KNR and DATA of every row."""
+    out = {}
+    for col in COLUMNS[kind]:
+        if col not in table.column_names:
+            out[col] = pa.nulls(table.num_rows, pa.string()) if col != "DATA" else None
+            continue
+        values = pc.utf8_trim_whitespace(table[col].combine_chunks())
+        if col in ("HALLE", "STATUS") and kind != "resultados":
+            values = pc.utf8_upper(values)
+        elif kind == "resultados" and col in ("ID", "STATUS", "VALUE_ID", "VALUE"):
+            values = number_text(values)
+        elif kind == "resultados" and col == "NAME":
+            values = _test_code(values)
+        elif col == "S_GROUP_ID":
+            values = number_text(values)
+        out[col] = values
+
+    def where(mask_bad: pa.Array) -> int:
+        idx = pc.index(mask_bad, True).as_py()
+        return idx
+
+    knr = out["KNR"]
+    bad = pc.invert(pc.fill_null(pc.match_substring_regex(knr, KNR_PATTERN), False))
+    if pc.any(bad).as_py():
+        i = where(bad)
+        row = row_numbers[i].as_py() if row_numbers is not None else first_row + i
+        raise UploadError("malformed KNR: expected YYYY-NNNNNNN (e.g. 2023-2056234)", file=name, sheet=sheet,
+                          row=row, column="KNR", value=knr[i].as_py())
+    raw_dates = pc.utf8_trim_whitespace(table["DATA"].combine_chunks())
+    dates = parse_dates(raw_dates)
+    bad = pc.is_null(dates)
+    if pc.any(bad).as_py():
+        i = where(bad)
+        row = row_numbers[i].as_py() if row_numbers is not None else first_row + i
+        value = raw_dates[i].as_py()
+        problem = "empty DATA" if not value else "DATA is not a date and time (ISO or day-first)"
+        raise UploadError(problem, file=name, sheet=sheet, row=row, column="DATA", value=value or None)
+    out["DATA"] = dates
+    return pa.table([out[c] for c in COLUMNS[kind]], schema=schema(kind))
+
+
+def number_text(values: pa.Array) -> pa.Array:
+    """Numbers as the text of their number (``80.0`` -> ``80``, ``12,5`` -> ``12.5``); other text kept."""
+    comma = pc.fill_null(pc.match_substring_regex(values, _COMMA_NUMBER), False)
+    values = pc.if_else(comma, pc.replace_substring(values, ",", "."), values)
+    numeric = pc.fill_null(pc.match_substring_regex(values, _NUMBER), False)
+    if not pc.any(numeric).as_py():
+        return values
+    as_number = pc.cast(pc.if_else(numeric, values, "0"), pa.float64())
+    return pc.if_else(numeric, pc.cast(as_number, pa.string()), values)
+
+
+def _test_code(values: pa.Array) -> pa.Array:
+    """Test codes keep their leading zeros even when a workbook stored them as numbers."""
+    values = number_text(values)
+    digits = pc.fill_null(pc.match_substring_regex(values, r"^\d{1,5}$"), False)
+    return pc.if_else(digits, pc.utf8_lpad(values, width=6, padding="0"), values)
+
+
+def parse_dates(values: pa.Array) -> pa.Array:
+    """Timestamps to the second from ISO or day-first text; null where none of the forms fits."""
+    text = pc.replace_substring_regex(values, r"(\d)T(\d)", r"\1 \2")
+    text = pc.replace_substring_regex(text, r"(:\d\d)[.,]\d+$", r"\1")
+    result = pa.nulls(len(text), pa.timestamp("s"))
+    for fmt in _DATE_FORMATS:
+        missing = pc.is_null(result)
+        if not pc.any(missing).as_py():
+            break
+        parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
+        result = pc.if_else(missing, parsed, result)
+    return result
+
+
+def read_period_text(period: tuple[dt.datetime, dt.datetime]) -> str:
+    """A period as ``YYYY-MM-DD HH:MM to YYYY-MM-DD HH:MM``."""
+    return f"{period[0]:%Y-%m-%d %H:%M} to {period[1]:%Y-%m-%d %H:%M}"
+
+
