@@ -67,6 +67,8 @@ class Settings:
     #: The budget whose threshold is the operating point (confusion matrices, predict's flag).
     operating_budget: float = 0.10
     bootstrap_rounds: int = 1000
+    #: Model family trained when none is named (``hgb`` or ``keras``); see README for why.
+    family: str = "hgb"
     seed: int = 20240520
     #: Seconds a decision or retrain waits for another one to release the lake's lock.
     lock_timeout: float = 30.0
@@ -125,6 +127,8 @@ def load_settings(*, config_file: str | os.PathLike | None = None, **overrides) 
     settings = settings.replace(**overrides)
     if not 0 < settings.eval_fraction < 1:
         raise ConfigError(f"eval_fraction must lie between 0 and 1, not {settings.eval_fraction}")
+    if settings.family not in ("hgb", "keras"):
+        raise ConfigError(f"family must be 'hgb' or 'keras', not {settings.family!r}")
     if not all(0 < b < 1 for b in settings.budgets) or not 0 < settings.operating_budget < 1:
         raise ConfigError("inspection budgets must lie between 0 and 1")
     return settings

@@ -41,16 +41,18 @@ class Received:
     duplicate_of: str | None = None
 
 
-def read_upload(paths: Iterable[str], *, progress: Progress | None = None) -> list[Received]:
+def read_upload(paths: Iterable[str], *, progress: Progress | None = None,
+                allow_empty: bool = False) -> list[Received]:
     """Read and check every file of an upload (folders are expanded); nothing is written.
 
     Raises
     ------
     UploadError
-        At the first file that cannot be accepted, or when the upload holds no file.
+        At the first file that cannot be accepted, or when the upload holds no file (unless
+        ``allow_empty``: a retrain on the lake as it is).
     """
     files = expand_paths(paths)
-    if not files:
+    if not files and not allow_empty:
         raise UploadError("the upload holds no file")
     received: list[Received] = []
     seen: dict[str, str] = {}
@@ -77,6 +79,8 @@ def expand_paths(paths: Iterable[str]) -> list[str]:
 
 def upload_summary(received: Sequence[Received]) -> pd.DataFrame:
     """One line per file: kind, format, sheets, rows, cars, period."""
+    if not received:
+        return pd.DataFrame({"file": ["(no new upload: the lake is used as it is)"]})
     return pd.DataFrame([{
         "file": r.export.name, "kind": r.export.kind, "format": r.export.format,
         "sheets": len(r.export.sheets) or None, "rows": r.export.rows, "cars": r.export.cars,
@@ -119,6 +123,32 @@ def land(received: Sequence[Received], *, lake: Lake, progress: Progress | None 
         record = lake.read_json(keys["index"])
         records.append({**record, "already_in_lake": already})
     return records
+
+
+def landed_summary(records: Sequence[dict]) -> pd.DataFrame:
+    """One line per distinct file of the upload: what the raw zone holds for it."""
+    return pd.DataFrame([{"file": r["name"], "kind": r["kind"], "rows": r["rows"], "cars": r["cars"],
+                          "raw key": r["keys"]["file"],
+                          "state": "already in the lake" if r["already_in_lake"] else "landed"} for r in records],
+                        columns=["file", "kind", "rows", "cars", "raw key", "state"])
+
+
+def manifest_summary(manifest: dict) -> pd.DataFrame:
+    """The facts of a curated version, one per line, for people."""
+    facts = {
+        "version": manifest["version"],
+        "created at (UTC)": manifest["created_at"],
+        "files merged now": ", ".join(manifest.get("new_sources", [])) or "none (nothing new)",
+        "files in the lake": len(manifest["sources"]),
+        "cars": manifest["cars"],
+        "cars with a known label": manifest["labelled_cars"],
+        "road-test failures among them": manifest["positives"],
+        "label rate": "-" if manifest["label_rate"] is None else f"{manifest['label_rate']:.2%}",
+        "falhas cover": "; ".join(f"{s[:16]} to {e[:16]}" for s, e in manifest["falhas_coverage"]) or "nothing",
+    }
+    for kind, (start, end) in sorted(manifest["periods"].items()):
+        facts[f"{kind} rows / period"] = f"{manifest['rows'][kind]:,} / {start[:16]} to {end[:16]}"
+    return pd.DataFrame({"fact": list(facts), "value": [str(v) for v in facts.values()]})
 
 
 def current_manifest(lake: Lake) -> dict | None:

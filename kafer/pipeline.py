@@ -1,0 +1,187 @@
+"""Wire the notebooks into a retrain: ingest → merge → retrain → compare, run by papermill.
+
+The only module that imports papermill. Each step is a parameterized notebook under
+``notebooks/``; executed copies and the rendered comparison go to ``runs/<run-id>/``. The
+candidate enters the lake's registry as a pending version only once every step succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import runrecord
+from .config import Settings, load_settings
+from .errors import KaferError, StepError
+from .lake import Lake, utc_now_iso
+
+STEPS = ("01_ingest", "02_merge", "03_retrain", "04_compare")
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a retrain left: where its record is and what the candidate is."""
+
+    run_id: str
+    run_dir: Path
+    candidate_version: str
+    production_version: str | None
+    verdict: str
+    step_seconds: dict
+
+    def summary(self) -> str:
+        """The closing lines: where the report is and how to decide."""
+        timing = ", ".join(f"{k} {v:.1f} s" for k, v in self.step_seconds.items())
+        vs = f"production model {self.production_version}" if self.production_version else "no production model yet"
+        return "\n".join([
+            f"Run {self.run_id} finished ({timing}).",
+            f"Candidate {self.candidate_version} is pending; compared against {vs}.",
+            f"Verdict: {self.verdict}",
+            f"Report: {self.run_dir / runrecord.REPORT}",
+            f"Decide: kafer decide {self.run_id} keep-new|keep-old --by NAME --why TEXT"
+            f"   (or open notebooks/05_decide.ipynb)",
+        ])
+
+
+def absolute_url(url: str) -> str:
+    """Local paths made absolute (notebooks run in another process); URLs kept."""
+    return url if "://" in url else os.path.abspath(url)
+
+
+def kernel_name() -> str:
+    """The ``kafer`` kernel registered by ``make setup``, else this interpreter's ``python3``."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return "kafer" if "kafer" in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def code_version() -> str:
+    """The git commit of the code when in a checkout, else the package version."""
+    from . import __version__
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=NOTEBOOKS.parent, capture_output=True,
+                             text=True, timeout=5, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=NOTEBOOKS.parent,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+def run_notebook(step: str, out_dir: Path, parameters: dict, *, notebooks: Path = NOTEBOOKS) -> Path:
+    """Execute ``notebooks/<step>.ipynb`` with ``parameters`` into ``out_dir``; StepError on failure."""
+    import papermill as pm
+
+    source = notebooks / f"{step}.ipynb"
+    if not source.is_file():
+        raise StepError(step, f"notebook {source} is missing")
+    declared = set(pm.inspect_notebook(str(source)))
+    unknown = sorted(set(parameters) - declared)
+    if unknown:
+        raise StepError(step, f"the notebook has no parameter(s) {', '.join(unknown)}")
+    target = out_dir / f"{step}.ipynb"
+    try:
+        pm.execute_notebook(str(source), str(target), parameters=parameters, kernel_name=kernel_name(),
+                            progress_bar=False, cwd=os.getcwd(), log_output=False)
+    except pm.PapermillExecutionError as exc:
+        raise StepError(step, f"{exc.ename}: {exc.evalue}") from None
+    except Exception as exc:  # kernel died, timed out, could not start
+        raise StepError(step, f"{type(exc).__name__}: {exc}") from None
+    return target
+
+
+def render_html(notebook: Path) -> Path:
+    """The executed notebook as HTML for the operator: no code, pictures embedded."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    target = notebook.with_suffix(".html")
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def step_parameters(step: str, *, upload: Sequence[str], lake: str, runs: str, run_id: str, family: str) -> dict:
+    """The parameters each notebook declares."""
+    common = {"lake": lake, "run_id": run_id}
+    return {
+        "01_ingest": {**common, "upload": list(upload)},
+        "02_merge": common,
+        "03_retrain": {**common, "runs": runs, "family": family},
+        "04_compare": {**common, "runs": runs},
+    }[step]
+
+
+def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | None = None,
+            run_id: str | None = None, family: str | None = None, progress: Progress | None = None,
+            settings: Settings | None = None) -> RunResult:
+    """Run ingest (when ``paths``), merge, retrain and compare; register the candidate as pending.
+
+    Raises
+    ------
+    StepError
+        When a step fails; the run's manifest is marked failed and no candidate is registered.
+    """
+    from . import registry
+    from .ingest import expand_paths
+
+    settings = settings or load_settings(lake=lake, runs=runs)
+    lake_url = absolute_url(settings.lake)
+    runs_root = Path(settings.runs).resolve()
+    family = family or settings.family
+    upload = [absolute_url(p) for p in expand_paths(paths)] if paths else []
+    run_id = run_id or runrecord.new_run_id()
+    out = runrecord.run_dir(runs_root, run_id)
+    if out.exists():
+        raise KaferError(f"run {run_id} already exists in {runs_root}: choose another --run-id")
+    out.mkdir(parents=True)
+    say = progress or (lambda message: None)
+    runrecord.update_manifest(runs_root, run_id, status="running", started_at=utc_now_iso(), steps={},
+                              parameters={"upload": upload, "lake": lake_url, "family": family,
+                                          "seed": settings.seed, "eval_fraction": settings.eval_fraction,
+                                          "budgets": list(settings.budgets)},
+                              code_version=code_version(), python=platform.python_version())
+    store = Lake(lake_url)
+    timings: dict[str, float] = {}
+    try:
+        with store.lock("retrain", timeout=settings.lock_timeout, stale_after=settings.lock_stale_after,
+                        purpose=f"retrain {run_id}"):
+            for step in STEPS:
+                say(f"step {step} …")
+                started = time.monotonic()
+                run_notebook(step, out, step_parameters(step, upload=upload, lake=lake_url, runs=str(runs_root),
+                                                        run_id=run_id, family=family))
+                timings[step] = round(time.monotonic() - started, 2)
+                runrecord.update_manifest(runs_root, run_id, steps=dict(timings))
+                say(f"step {step} done in {timings[step]:.1f} s")
+            started = time.monotonic()
+            render_html(out / "04_compare.ipynb")
+            timings["render"] = round(time.monotonic() - started, 2)
+            metrics = runrecord.read_json(out / runrecord.METRICS)
+            candidate = metrics["models"]["candidate"]
+            version = registry.register_candidate(
+                store, run_id=run_id, artifact=(out / runrecord.CANDIDATE).read_bytes(), family=candidate["family"],
+                data_version=metrics["data_version"], metrics=candidate["metrics"], settings=settings)
+    except KaferError as exc:
+        (out / runrecord.CANDIDATE).unlink(missing_ok=True)
+        runrecord.update_manifest(runs_root, run_id, status="failed", finished_at=utc_now_iso(), steps=timings,
+                                  error=str(exc), failed_step=getattr(exc, "step", None))
+        if isinstance(exc, StepError):
+            raise
+        raise StepError("register", str(exc)) from None
+    candidate["version"] = version
+    runrecord.write_json(out / runrecord.METRICS, metrics)
+    production = (metrics["models"].get("production") or {}).get("version")
+    runrecord.update_manifest(runs_root, run_id, status="succeeded", finished_at=utc_now_iso(), steps=timings,
+                              total_seconds=round(sum(timings.values()), 2), data_version=metrics["data_version"],
+                              candidate_version=version, production_version=production)
+    return RunResult(run_id, out, version, production, metrics.get("verdict", ""), timings)

@@ -1,0 +1,192 @@
+"""Reading the plant's exports in every real layout, and refusing malformed ones with a precise message."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+
+import pyarrow.compute as pc
+import pytest
+
+from conftest import write_csv, write_xlsx
+from kafer.errors import UploadError
+from kafer.readers import KINDS, read_export, recognize_kind
+
+T = dt.datetime
+# Real rows (peer-samples g01/g02), one car, including the double-recorded defect and a padded hall.
+FALHAS = [
+    ["2023-2056234", "T-CROSS", "2R2R", "DHS", "HCEQS506", "4013334", "ZP7 ", "PARALAMA DIANTEIRO 01. AMASSADO",
+     T(2024, 5, 20, 21, 31, 51, 992000)],
+    ["2023-2056234", "T-CROSS", "2R2R", "DHS", "HCEQS506", "4013334", "ZP7", "Paralama dianteiro 01. amassado",
+     T(2024, 5, 20, 21, 31, 51, 992000)],
+    ["2023-2056234", "T-CROSS", "2R2R", "DHS", "PCEQS620", "2058570", "ZP6 ", "MÓDULO DO ACC (13) PEÇA INCORRETA ¨",
+     T(2024, 5, 20, 20, 4, 55, 534000)],
+    ["2023-3896001", "T-CROSS", "0Q0Q", "   ", "HCEQS203", "2043971", "ROD ", "Console central Ruído (-)",
+     T(2024, 6, 5, 17, 38, 52)],
+]
+RESULTADOS = [
+    ["2023-2056234", "012001", 1, 10, "", "", "", T(2024, 5, 16, 13, 41, 25)],
+    ["2023-2056234", "042000", 1, 10, "Deg       ", "5.0", "15601" + " " * 45, T(2024, 5, 16, 13, 21, 3)],
+    ["2023-5076008", "SECTION_ZP8_00000001", 718, 13, "V         ", "80.0", "12.479" + " " * 44, T(2024, 2, 2, 8, 3, 3)],
+    ["2024-0626325", "324000", 2, 10, "Grad      ", "1.0", "90.59" + " " * 45, T(2024, 2, 2, 6, 8, 47)],
+]
+STATUS = [["2023-2016173", "G620", T(2023, 6, 6, 7, 50, 27)], ["2023-2016173", "M620", T(2023, 6, 6, 7, 50, 27)],
+          ["2023-2026032", "G620", T(2023, 6, 20, 17, 35, 51)]]
+
+
+def read(path):
+    return read_export(path.read_bytes(), path.name)
+
+
+@pytest.mark.parametrize("top", ["plain", "count", "title"])
+def test_xlsx_header_found_wherever_it_is(tmp_path, top):
+    export = read(write_xlsx(tmp_path / "FALHAS.xlsx", list(KINDS["falhas"]), FALHAS, top=top))
+    assert export.kind == "falhas" and export.rows == 4
+    assert export.table["HALLE"].to_pylist() == ["ZP7", "ZP7", "ZP6", "ROD"]
+    assert export.table["DATA"][0].as_py() == T(2024, 5, 20, 21, 31, 51)  # fraction dropped, not rounded
+
+
+def test_every_sheet_is_read_and_continuation_sheets_have_no_header(tmp_path):
+    rows = [[f"2024-01{i % 7}{i:04d}", "R100", T(2024, 1, 1) + dt.timedelta(minutes=i)] for i in range(25)]
+    export = read(write_xlsx(tmp_path / "data.xlsx", ["KNR", "STATUS", "DATA"], rows, sheet_rows=10))
+    assert export.sheets == ("Relatório 1", "Relatório 1(1)", "Relatório 1(2)")
+    assert export.rows == 25 and export.kind == "status"
+    assert export.table["KNR"].to_pylist() == [r[0] for r in rows]
+
+
+def test_kind_comes_from_columns_not_the_name(tmp_path):
+    export = read(write_csv(tmp_path / "falhas_maybe.csv", list(KINDS["resultados"]), RESULTADOS))
+    assert export.kind == "resultados"
+
+
+def test_csv_variants_read_the_same_rows(tmp_path):
+    plain = read(write_csv(tmp_path / "a.csv", list(KINDS["falhas"]), FALHAS))
+    variants = [
+        write_csv(tmp_path / "b.csv.gz", list(KINDS["falhas"]), FALHAS, index=True),
+        write_csv(tmp_path / "c.csv", list(KINDS["falhas"]), FALHAS, sep=";", encoding="cp1252", dayfirst=True),
+        write_xlsx(tmp_path / "d.xlsx", list(KINDS["falhas"]), FALHAS),
+    ]
+    for path in variants:
+        export = read(path)
+        assert export.table.equals(plain.table), path.name
+
+
+def test_numbers_are_the_text_of_their_number_and_codes_keep_zeros(tmp_path):
+    export = read(write_xlsx(tmp_path / "r.xlsx", list(KINDS["resultados"]), RESULTADOS))
+    assert export.table["VALUE_ID"].to_pylist() == ["", "5", "80", "1"]
+    assert export.table["VALUE"].to_pylist() == ["", "15601", "12.479", "90.59"]
+    assert export.table["UNIT"].to_pylist() == ["", "Deg", "V", "Grad"]
+    assert export.table["NAME"].to_pylist()[:2] == ["012001", "042000"]
+    assert export.table["ID"].to_pylist() == ["1", "1", "718", "2"]
+    csv = read(write_csv(tmp_path / "r.csv", list(KINDS["resultados"]), RESULTADOS))
+    assert csv.table.equals(export.table)
+
+
+def test_falhas_with_s_group_id(tmp_path):
+    header = list(KINDS["falhas"][:-1]) + ["S_GROUP_ID", "DATA"]
+    rows = [r[:-1] + [sg, r[-1]] for r, sg in zip(FALHAS, ["5", 4, "#MULTIVALUE", -2])]
+    export = read(write_xlsx(tmp_path / "FALHAS_PREDICT 1.xlsx", header, rows))
+    assert export.kind == "falhas"
+    assert export.table["S_GROUP_ID"].to_pylist() == ["5", "4", "#MULTIVALUE", "-2"]
+
+
+def test_status_codes_and_periods(tmp_path):
+    export = read(write_csv(tmp_path / "s.csv", ["KNR", "STATUS", "DATA"], STATUS, index=True))
+    assert export.period == (T(2023, 6, 6, 7, 50, 27), T(2023, 6, 20, 17, 35, 51))
+    assert pc.count_distinct(export.table["KNR"]).as_py() == 2
+
+
+# -- malformed uploads ---------------------------------------------------------------------------
+
+def refused(path) -> str:
+    with pytest.raises(UploadError) as info:
+        read(path)
+    message = str(info.value)
+    assert path.name in message and "\n" not in message
+    return message
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    assert "empty" in refused(path)
+
+
+def test_not_an_xlsx(tmp_path):
+    path = tmp_path / "STATUS.xlsx"
+    path.write_bytes(b"KNR,STATUS,DATA\n")
+    assert "not an Excel workbook" in refused(path)
+
+
+def test_truncated_xlsx(tmp_path):
+    whole = write_xlsx(tmp_path / "w.xlsx", ["KNR", "STATUS", "DATA"], STATUS).read_bytes()
+    path = tmp_path / "cut.xlsx"
+    path.write_bytes(whole[: len(whole) // 2])
+    assert "xlsx" in refused(path)
+
+
+def test_binary_garbage(tmp_path):
+    path = tmp_path / "garbage.csv"
+    path.write_bytes(bytes(range(256)) * 40)
+    assert "binary" in refused(path)
+
+
+def test_undecodable_text(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"KNR,STATUS,DATA\n2023-2016173,G\x81\x8d,2023-06-06 07:50:27\n")
+    assert "UTF-8" in refused(path)
+
+
+def test_missing_column(tmp_path):
+    message = refused(write_csv(tmp_path / "r.csv", [c for c in KINDS["resultados"] if c != "UNIT"],
+                                [r[:4] + r[5:] for r in RESULTADOS]))
+    assert "missing column(s) UNIT" in message and "resultados" in message
+
+
+def test_unknown_column(tmp_path):
+    message = refused(write_csv(tmp_path / "s.csv", ["KNR", "STATUS", "DATA", "COLOR"], [r + ["x"] for r in STATUS]))
+    assert "unknown column(s) COLOR" in message
+
+
+def test_unrecognized_header(tmp_path):
+    path = tmp_path / "notes.csv"
+    path.write_text("name,age\nana,3\n")
+    assert "not a recognized plant export" in refused(path)
+
+
+def test_malformed_knr_names_sheet_row_and_value(tmp_path):
+    rows = [list(r) for r in STATUS] * 4
+    rows[9] = ["2023-201617", "G620", T(2023, 6, 6)]
+    message = refused(write_xlsx(tmp_path / "s.xlsx", ["KNR", "STATUS", "DATA"], rows, sheet_rows=5))
+    # Row 10 of the data is the 5th row of the second sheet, which has no header: Excel row 5.
+    assert "sheet 'Relatório 1(1)'" in message and "row 5" in message and "KNR" in message
+    assert "'2023-201617'" in message
+
+
+def test_unparseable_date_names_row(tmp_path):
+    rows = [list(r) for r in STATUS]
+    rows[1][2] = "31/31/2023 10:00:00"
+    message = refused(write_csv(tmp_path / "s.csv", ["KNR", "STATUS", "DATA"], rows))
+    assert "row 3" in message and "DATA" in message and "31/31/2023" in message
+
+
+def test_empty_date(tmp_path):
+    rows = [list(r) for r in STATUS]
+    rows[2][2] = ""
+    assert "empty DATA" in refused(write_csv(tmp_path / "s.csv", ["KNR", "STATUS", "DATA"], rows))
+
+
+def test_header_only(tmp_path):
+    assert "no data rows" in refused(write_csv(tmp_path / "s.csv", ["KNR", "STATUS", "DATA"], []))
+
+
+def test_corrupt_gzip(tmp_path):
+    data = gzip.compress(b"KNR,STATUS,DATA\n" + b"2023-2016173,G620,2023-06-06 07:50:27\n" * 1000)
+    path = tmp_path / "s.csv.gz"
+    path.write_bytes(data[: len(data) // 2])
+    assert "s.csv.gz" in refused(path)
+
+
+def test_recognize_kind_prefers_exact_match():
+    assert recognize_kind(["", "KNR", "STATUS", "DATA"], "x.csv") == "status"
+    assert recognize_kind(list(KINDS["resultados"]), "x.csv") == "resultados"
