@@ -164,8 +164,6 @@ def recognize_kind(header: list[str], name: str) -> str:
 # -- csv ------------------------------------------------------------------------------------------
 
 def _read_csv(data: bytes, name: str, fmt: str, progress: Progress | None) -> tuple[str, pa.Table]:
-    import pyarrow.csv as pacsv
-
     head = _head_bytes(data, fmt, name)
     if b"\x00" in head:
         raise UploadError("binary content, not a text CSV or an xlsx workbook", file=name)
@@ -175,13 +173,27 @@ def _read_csv(data: bytes, name: str, fmt: str, progress: Progress | None) -> tu
     if not first_line.strip():
         raise UploadError("the first line is empty: expected a header naming the columns", file=name)
     delimiter = max(";,\t|", key=first_line.count)
-    header_raw = next(csv.reader([first_line], delimiter=delimiter))
-    header = _clean_header(header_raw)
+    header = _clean_header(next(csv.reader([first_line], delimiter=delimiter)))
     kind = recognize_kind(header, name)
     names = [f"__index_{i}" if _is_index_column(h) else h for i, h in enumerate(header)]
+    try:
+        return kind, _parse_csv(data, name, fmt, kind, names, encoding, delimiter, progress, typed_dates=True)
+    except pa.ArrowInvalid:
+        # Some DATA value is not a date: read it again as text to say which row and value.
+        return kind, _parse_csv(data, name, fmt, kind, names, encoding, delimiter, progress, typed_dates=False)
+
+
+def _parse_csv(data: bytes, name: str, fmt: str, kind: str, names: list[str], encoding: str, delimiter: str,
+               progress: Progress | None, *, typed_dates: bool) -> pa.Table:
+    """Stream the CSV in blocks, normalizing each; dates parsed by Arrow when ``typed_dates``."""
+    import pyarrow.csv as pacsv
+
+    types = {n: pa.string() for n in names}
+    if typed_dates:
+        types["DATA"] = pa.timestamp("ms")
     read_opts = pacsv.ReadOptions(column_names=names, skip_rows=1, encoding=encoding, block_size=16 << 20)
     parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-    convert_opts = pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+    convert_opts = pacsv.ConvertOptions(column_types=types, timestamp_parsers=[pacsv.ISO8601, *_DATE_FORMATS],
                                         include_columns=[n for n in names if not n.startswith("__index_")],
                                         strings_can_be_null=False, quoted_strings_can_be_null=False)
     source = pa.input_stream(pa.py_buffer(data), compression="gzip" if fmt == "csv.gz" else None)
@@ -195,12 +207,13 @@ def _read_csv(data: bytes, name: str, fmt: str, progress: Progress | None) -> tu
             done += batch.num_rows
             if progress:
                 progress(f"{name}: {done:,} rows read")
-    except UploadError:
-        raise
-    except (pa.ArrowInvalid, UnicodeDecodeError, OSError, EOFError) as exc:
+    except pa.ArrowInvalid as exc:
+        if typed_dates and "timestamp" in str(exc):
+            raise
         raise UploadError(f"cannot be read as CSV ({_short(exc)})", file=name) from None
-    table = pa.concat_tables(batches) if batches else schema(kind).empty_table()
-    return kind, table
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
+        raise UploadError(f"cannot be read as CSV ({_short(exc)})", file=name) from None
+    return pa.concat_tables(batches) if batches else schema(kind).empty_table()
 
 
 def _head_bytes(data: bytes, fmt: str, name: str) -> bytes:
@@ -366,45 +379,62 @@ def _cells_to_table(chunk: list[tuple[int, list]], columns: list[int], names: li
 
 def _normalize(table: pa.Table, kind: str, name: str, sheet: str | None, *, first_row: int,
                row_numbers: pa.ChunkedArray | None = None) -> pa.Table:
-    """Strip, unify numbers and dates, and check KNR and DATA of every row."""
+    """Strip, unify numbers and dates, and check KNR and DATA of every row.
+
+    Each column is normalized through its dictionary of distinct values: the plant's columns
+    repeat few values, so this is much faster than working row by row.
+    """
     out = {}
     for col in COLUMNS[kind]:
-        if col not in table.column_names:
-            out[col] = pa.nulls(table.num_rows, pa.string()) if col != "DATA" else None
+        if col == "DATA":
             continue
-        values = pc.utf8_trim_whitespace(table[col].combine_chunks())
-        if col in ("HALLE", "STATUS") and kind != "resultados":
-            values = pc.utf8_upper(values)
-        elif kind == "resultados" and col in ("ID", "STATUS", "VALUE_ID", "VALUE"):
-            values = number_text(values)
-        elif kind == "resultados" and col == "NAME":
-            values = _test_code(values)
-        elif col == "S_GROUP_ID":
-            values = number_text(values)
-        out[col] = values
+        if col not in table.column_names:
+            out[col] = pa.nulls(table.num_rows, pa.string())
+            continue
+        out[col] = by_dictionary(table[col], lambda values, col=col: _clean(values, kind, col))
 
-    def where(mask_bad: pa.Array) -> int:
-        idx = pc.index(mask_bad, True).as_py()
-        return idx
+    def row_of(i: int) -> int:
+        return row_numbers[i].as_py() if row_numbers is not None else first_row + i
 
     knr = out["KNR"]
-    bad = pc.invert(pc.fill_null(pc.match_substring_regex(knr, KNR_PATTERN), False))
-    if pc.any(bad).as_py():
-        i = where(bad)
-        row = row_numbers[i].as_py() if row_numbers is not None else first_row + i
+    good = by_dictionary(knr, lambda values: pc.fill_null(pc.match_substring_regex(values, KNR_PATTERN), False))
+    if not pc.all(good).as_py():
+        i = pc.index(good, False).as_py()
         raise UploadError("malformed KNR: expected YYYY-NNNNNNN (e.g. 2023-2056234)", file=name, sheet=sheet,
-                          row=row, column="KNR", value=knr[i].as_py())
-    raw_dates = pc.utf8_trim_whitespace(table["DATA"].combine_chunks())
-    dates = parse_dates(raw_dates)
-    bad = pc.is_null(dates)
-    if pc.any(bad).as_py():
-        i = where(bad)
-        row = row_numbers[i].as_py() if row_numbers is not None else first_row + i
-        value = raw_dates[i].as_py()
+                          row=row_of(i), column="KNR", value=knr[i].as_py())
+    raw_dates = table["DATA"].combine_chunks()
+    if pa.types.is_timestamp(raw_dates.type):
+        # Excel and Arrow keep fractions: round to the millisecond, then drop the fraction.
+        dates = pc.cast(pc.floor_temporal(pc.round_temporal(raw_dates, unit="millisecond"), unit="second"),
+                        pa.timestamp("s"))
+    else:
+        dates = parse_dates(pc.utf8_trim_whitespace(raw_dates))
+    if dates.null_count:
+        i = pc.index(pc.is_null(dates), True).as_py()
+        value = "" if pa.types.is_timestamp(raw_dates.type) else raw_dates[i].as_py().strip()
         problem = "empty DATA" if not value else "DATA is not a date and time (ISO or day-first)"
-        raise UploadError(problem, file=name, sheet=sheet, row=row, column="DATA", value=value or None)
+        raise UploadError(problem, file=name, sheet=sheet, row=row_of(i), column="DATA", value=value or None)
     out["DATA"] = dates
     return pa.table([out[c] for c in COLUMNS[kind]], schema=schema(kind))
+
+
+def by_dictionary(values: pa.ChunkedArray | pa.Array, fn: Callable[[pa.Array], pa.Array]) -> pa.Array:
+    """Apply ``fn`` to the distinct values only, then spread the results back over the rows."""
+    encoded = pc.dictionary_encode(values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values)
+    return pc.take(fn(encoded.dictionary), encoded.indices)
+
+
+def _clean(values: pa.Array, kind: str, col: str) -> pa.Array:
+    values = pc.utf8_trim_whitespace(values)
+    if col in ("HALLE", "STATUS") and kind != "resultados":
+        return pc.utf8_upper(values)
+    if kind == "resultados" and col in ("ID", "STATUS", "VALUE_ID", "VALUE"):
+        return number_text(values)
+    if kind == "resultados" and col == "NAME":
+        return _test_code(values)
+    if col == "S_GROUP_ID":
+        return number_text(values)
+    return values
 
 
 def number_text(values: pa.Array) -> pa.Array:
@@ -427,16 +457,20 @@ def _test_code(values: pa.Array) -> pa.Array:
 
 def parse_dates(values: pa.Array) -> pa.Array:
     """Timestamps to the second from ISO or day-first text; null where none of the forms fits."""
-    text = pc.replace_substring_regex(values, r"(\d)T(\d)", r"\1 \2")
+    result = pc.strptime(values, format=_DATE_FORMATS[0], unit="s", error_is_null=True)
+    if not result.null_count:
+        return result
+    missing = pc.is_null(result)
+    text = pc.filter(values, missing)
+    text = pc.replace_substring_regex(text, r"(\d)T(\d)", r"\1 \2")
     text = pc.replace_substring_regex(text, r"(:\d\d)[.,]\d+$", r"\1")
-    result = pa.nulls(len(text), pa.timestamp("s"))
+    rest = pa.nulls(len(text), pa.timestamp("s"))
     for fmt in _DATE_FORMATS:
-        missing = pc.is_null(result)
-        if not pc.any(missing).as_py():
-            break
         parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
-        result = pc.if_else(missing, parsed, result)
-    return result
+        rest = pc.coalesce(rest, parsed)
+        if not rest.null_count:
+            break
+    return pc.replace_with_mask(result, missing, rest)
 
 
 def read_period_text(period: tuple[dt.datetime, dt.datetime]) -> str:
