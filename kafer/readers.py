@@ -295,7 +295,7 @@ def _read_xlsx(data: bytes, name: str, progress: Progress | None) -> tuple[str, 
         read.append(sheet_name)
         row_offset = body_start + 1  # Excel row number of the body's first row
         body = _chain(peek[body_start:], rows)
-        for chunk, chunk_first in _chunks(body, row_offset):
+        for chunk, chunk_first in _chunks(body, row_offset, key=columns[0]):
             table = _cells_to_table(chunk, columns, names, name, sheet_name)
             tables.append(_normalize(table, kind, name, sheet_name, first_row=chunk_first,
                                      row_numbers=table.column("__row")))
@@ -325,12 +325,13 @@ def _chain(first: list, rest: Iterator) -> Iterator:
     yield from rest
 
 
-def _chunks(rows: Iterator[list], first_row: int) -> Iterator[tuple[list[tuple[int, list]], int]]:
+def _chunks(rows: Iterator[list], first_row: int, *, key: int) -> Iterator[tuple[list[tuple[int, list]], int]]:
+    """Non-empty rows with their Excel row numbers, in chunks (``key``: a column to test first)."""
     chunk: list[tuple[int, list]] = []
     number = first_row
     start = first_row
     for row in rows:
-        if _non_empty(row):
+        if (len(row) > key and row[key] != "") or _non_empty(row):
             chunk.append((number, row))
         number += 1
         if len(chunk) >= _CHUNK_ROWS:
@@ -363,8 +364,8 @@ def _cells_to_table(chunk: list[tuple[int, list]], columns: list[int], names: li
     width = max(columns) + 1
     arrays = {}
     for col, col_name in zip(columns, names):
-        arrays[col_name] = pa.array([_cell_text(row[col]) if col < len(row) else "" for _, row in chunk],
-                                    type=pa.string())
+        cells = [row[col] if col < len(row) else "" for _, row in chunk]
+        arrays[col_name] = _column(cells, dates=col_name == "DATA")
     if len(chunk[0][1]) > width:
         for number, row in chunk:
             extra = [c for c in row[width:] if _non_empty([c])]
@@ -373,6 +374,21 @@ def _cells_to_table(chunk: list[tuple[int, list]], columns: list[int], names: li
                                   sheet=sheet, row=number, value=extra[0])
     arrays["__row"] = pa.array([n for n, _ in chunk], type=pa.int64())
     return pa.table(arrays)
+
+
+def _column(cells: list, *, dates: bool) -> pa.Array:
+    """Cells as an Arrow column: real date cells as timestamps, everything else as text."""
+    try:
+        return pa.array(cells, type=pa.timestamp("us") if dates else pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        pass
+    if dates:  # calamine gives a date, not a datetime, for a time of exactly midnight
+        try:
+            return pa.array([dt.datetime.combine(c, dt.time()) if type(c) is dt.date else c for c in cells],
+                            type=pa.timestamp("us"))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            pass
+    return pa.array([_cell_text(c) for c in cells], type=pa.string())
 
 
 # -- normalization and checks -------------------------------------------------------------------
