@@ -141,14 +141,11 @@ def cmd_status(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .predict import predict_upload
+    from .predict import predict_upload, save_ranking
 
     settings, lake = _lake(args)
     scored = predict_upload(args.paths, lake=lake, settings=settings, progress=_progress())
-    scored.to_csv(args.out, index=False)
-    flagged = int(scored["in_budget"].sum())
-    print(f"{len(scored):,} cars scored with the production model; {flagged:,} fall in the "
-          f"{settings.operating_budget:.0%} inspection budget. Written to {args.out}")
+    print(f"Production model {scored['model_version'].iloc[0]}: " + save_ranking(scored, args.out))
     return 0
 
 

@@ -77,3 +77,13 @@ def predict_upload(paths: Iterable[str], *, lake: Lake, settings: Settings,
     scored = rank(table, model.predict_proba(table), budget=settings.operating_budget, threshold=threshold)
     scored.insert(1, "model_version", meta["version"])
     return scored
+
+
+def save_ranking(ranked: pd.DataFrame, out: str) -> str:
+    """Write the ranked list to ``out`` (CSV) when a path is given; say what was written."""
+    flagged = int(ranked["in_budget"].sum())
+    text = f"{len(ranked):,} cars scored; {flagged:,} fall in the inspection budget."
+    if not out:
+        return text
+    ranked.to_csv(out, index=False)
+    return f"{text} Written to {out}."

@@ -1,0 +1,171 @@
+"""Benchmarks: `make bench` prints the figures the issues ask for.
+
+1. Ingest speed and memory on a month-sized upload (6,000 cars, ~5.5 M resultados rows as csv.gz,
+   status and falhas as multi-sheet xlsx) against merely parsing the same files once.
+2. Model quality against the truth: the candidate's ROC-AUC as a share of the way from chance
+   to the AUC of the true probabilities on the same evaluation cars; and on pure-chance data.
+3. Scoring speed with the production model: one car and 1,000 cars.
+
+Uploads are made once by the project's own generator and kept in bench/out/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+KAFER = [sys.executable, "-m", "kafer.cli"]
+
+
+def upload(name: str, **options) -> Path:
+    """A generator upload in bench/out/<name>, made once."""
+    from kafer.demo import make_demo_upload
+
+    folder = OUT / name
+    if not (folder / "truth.csv").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        started = time.monotonic()
+        make_demo_upload(folder, **options)
+        print(f"  (made {name} in {time.monotonic() - started:.0f} s)")
+    return folder
+
+
+def files_of(folder: Path) -> list[Path]:
+    from kafer.demo import DEMO_UPLOAD
+
+    return sorted(p for p in (folder / DEMO_UPLOAD).iterdir() if p.is_file())
+
+
+def parse_only(files: list[Path]) -> float:
+    """Seconds to parse every file once: pyarrow for csv/csv.gz, python-calamine for xlsx."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    from python_calamine import CalamineWorkbook
+
+    started = time.monotonic()
+    for path in files:
+        if path.suffix == ".xlsx":
+            book = CalamineWorkbook.from_path(str(path))
+            for sheet in book.sheet_names:
+                book.get_sheet_by_name(sheet).to_python()
+        else:
+            data = path.read_bytes()
+            compression = "gzip" if path.name.endswith(".gz") else None
+            delimiter = ";" if b";" in data[:200] and compression is None else ","
+            pacsv.read_csv(pa.input_stream(pa.py_buffer(data), compression=compression),
+                           read_options=pacsv.ReadOptions(encoding="cp1252" if delimiter == ";" else "utf8"),
+                           parse_options=pacsv.ParseOptions(delimiter=delimiter))
+    return time.monotonic() - started
+
+
+def timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) of the child, and its output."""
+    started = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    return seconds, max(peak, before) / 1024, done.stdout
+
+
+def bench_ingest(cars: int) -> None:
+    print(f"\n== Ingest: month-sized upload, {cars:,} cars")
+    folder = upload(f"month-{cars}", cars=cars, seed=11)
+    files = files_of(folder)
+    size = sum(p.stat().st_size for p in files) / 1e6
+    print(f"  files: {', '.join(p.name for p in files)} ({size:,.0f} MB)")
+    parse = min(parse_only(files) for _ in range(2))
+    lake = OUT / "lake-ingest"
+    shutil.rmtree(lake, ignore_errors=True)
+    seconds, peak, out = timed(KAFER + ["ingest", *map(str, files), "--lake", str(lake)])
+    rows = sum(json.loads(p.read_text())["rows"] for p in (lake / "raw" / "index").glob("*.json"))
+    print(f"  rows read: {rows:,}")
+    print(f"  parse only (pyarrow / python-calamine): {parse:6.1f} s")
+    print(f"  kafer ingest (read, check, land, merge): {seconds:6.1f} s  = {seconds / parse:.2f} x parse   (bar: 3 x)")
+    print(f"  peak memory of the ingest process:       {peak:6.0f} MB            (bar: 3,072 MB)")
+    seconds, _, _ = timed(KAFER + ["ingest", *map(str, files), "--lake", str(lake)])
+    print(f"  the same upload again (recognized, nothing new): {seconds:.1f} s")
+
+
+def auc(y, p) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p))
+
+
+def bench_quality(cars: int, signal: float, family: str | None) -> None:
+    import pandas as pd
+
+    label = "pure chance" if signal == 0 else f"planted signal {signal}"
+    print(f"\n== Model quality: {cars:,} cars, {label}, family {family or 'default'}")
+    folder = upload(f"quality-{cars}-{signal}", cars=cars, seed=5, signal=signal)
+    root = OUT / f"run-quality-{cars}-{signal}-{family}"
+    shutil.rmtree(root, ignore_errors=True)
+    cmd = KAFER + ["retrain", str(folder / "upload"), "--lake", str(root / "lake"), "--runs", str(root / "runs")]
+    seconds, peak, _ = timed(cmd + (["--family", family] if family else []))
+    run = next((root / "runs").iterdir())
+    manifest = json.loads((run / "manifest.json").read_text())
+    predictions = pd.read_csv(run / "predictions.csv", dtype={"KNR": str})
+    truth = pd.read_csv(folder / "truth.csv", dtype={"KNR": str})
+    both = predictions.merge(truth[["KNR", "p_true"]], on="KNR")
+    model_auc = auc(both["y_true"], both["p_candidate"])
+    print(f"  retrain end to end: {seconds:.1f} s, peak {peak:,.0f} MB; steps: "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in manifest["steps"].items()))
+    print(f"  evaluation cars: {len(both):,}, failures among them: {int(both['y_true'].sum())}")
+    if signal == 0:
+        print(f"  candidate ROC-AUC {model_auc:.3f}   (bar: between 0.40 and 0.60 - nothing of the label leaks)")
+        return
+    oracle = auc(both["y_true"], both["p_true"])
+    share = (model_auc - 0.5) / (oracle - 0.5)
+    print(f"  candidate ROC-AUC {model_auc:.3f}, true-probability ROC-AUC {oracle:.3f}")
+    print(f"  share of the way from chance to the truth: {share:.0%}   (bar: 80 %)")
+
+
+def bench_predict() -> None:
+    print("\n== Scoring with the production model")
+    root = OUT / "run-quality-2000-1.0-None"
+    if not (root / "runs").exists():
+        print("  (needs the quality run; skipped)")
+        return
+    run = next((root / "runs").iterdir()).name
+    lake = str(root / "lake")
+    subprocess.run(KAFER + ["decide", run, "keep-new", "--by", "bench", "--why", "benchmark", "--lake", lake,
+                            "--runs", str(root / "runs")], capture_output=True)
+    for cars in (1, 1000):
+        folder = upload(f"predict-{cars}", cars=cars, seed=99, start="2024-09-01")
+        seconds, _, _ = timed(KAFER + ["predict", str(folder / "upload"), "--lake", lake,
+                                       "--out", str(OUT / f"predict-{cars}.csv")])
+        bar = 5 if cars == 1 else 15
+        print(f"  {cars:>5,} car(s): {seconds:5.1f} s  (bar: {bar} s, whole command including start-up)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cars", type=int, default=6000, help="cars in the month-sized upload")
+    parser.add_argument("--only", choices=("ingest", "quality", "predict"))
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.only in (None, "ingest"):
+        bench_ingest(args.cars)
+    if args.only in (None, "quality"):
+        for family in ("hgb", "keras"):
+            bench_quality(2000, 1.0, family)
+        bench_quality(2000, 1.0, None)
+        bench_quality(2000, 0.0, None)
+    if args.only in (None, "predict"):
+        bench_predict()
+
+
+if __name__ == "__main__":
+    main()
