@@ -1,0 +1,40 @@
+"""The notebooks are views: committed without outputs, one typed parameters cell, no logic of their own."""
+
+from __future__ import annotations
+
+import ast
+
+import nbformat
+import papermill as pm
+import pytest
+
+from kafer.pipeline import NOTEBOOKS, STEPS, step_parameters
+
+ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+def test_the_six_notebooks_exist():
+    assert [p.stem for p in ALL] == list(STEPS) + ["05_decide", "06_predict"]
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_no_outputs_one_parameters_cell_no_logic(path):
+    nb = nbformat.read(str(path), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for node in ast.walk(ast.parse(tagged[0].source)):
+        if isinstance(node, ast.AnnAssign):
+            assert isinstance(node.value, (ast.Constant, ast.List)), "parameters must be primitive values"
+    for cell in code:
+        tree = ast.parse(cell.source)
+        assert not [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.For, ast.If))]
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_pipeline_passes_exactly_the_declared_parameters(step):
+    declared = set(pm.inspect_notebook(str(NOTEBOOKS / f"{step}.ipynb")))
+    passed = set(step_parameters(step, upload=["x"], lake="l", runs="r", run_id="i", family="hgb"))
+    assert passed == declared
