@@ -14,6 +14,7 @@ An upload is read and checked whole before anything is written: one bad file ref
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -33,23 +34,37 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Received:
-    """One file of an upload: its export, or the earlier file of the upload with the same bytes."""
+    """One file of an upload, as read and checked (``export``), or recognized without reading:
+    the same bytes as an earlier file of the upload (``duplicate_of``) or as a file already in
+    the lake (``record``, its raw-zone record)."""
 
     path: str
-    export: Export
+    name: str
+    sha256: str
     data: bytes = field(repr=False)
+    export: Export | None = None
+    record: dict | None = None
     duplicate_of: str | None = None
 
 
-def read_upload(paths: Iterable[str], *, progress: Progress | None = None,
-                allow_empty: bool = False) -> list[Received]:
+def read_upload(paths: Iterable[str], *, progress: Progress | None = None, allow_empty: bool = False,
+                known: Callable[[str], dict | None] | None = None) -> list[Received]:
     """Read and check every file of an upload (folders are expanded); nothing is written.
+
+    Parameters
+    ----------
+    paths : iterable of str
+        Files, folders or globs, local or fsspec URLs.
+    allow_empty : bool
+        Accept an upload with no file (a retrain on the lake as it is).
+    known : callable, optional
+        ``known(sha256)`` gives the raw-zone record of a file already in the lake; such a file was
+        checked when it was accepted and is not read again.
 
     Raises
     ------
     UploadError
-        At the first file that cannot be accepted, or when the upload holds no file (unless
-        ``allow_empty``: a retrain on the lake as it is).
+        At the first file that cannot be accepted, or when the upload holds no file.
     """
     files = expand_paths(paths)
     if not files and not allow_empty:
@@ -59,12 +74,28 @@ def read_upload(paths: Iterable[str], *, progress: Progress | None = None,
     for path in files:
         data = read_source(path)
         name = path.replace("\\", "/").rsplit("/", 1)[-1]
-        if progress:
-            progress(f"reading {name} ({len(data) / 1e6:,.1f} MB)")
-        export = read_export(data, name, progress=progress)
-        received.append(Received(path, export, data, seen.get(export.sha256)))
-        seen.setdefault(export.sha256, name)
+        sha = hashlib.sha256(data).hexdigest()
+        record = known(sha) if known else None
+        if sha in seen or record is not None:
+            received.append(Received(path, name, sha, data, record=record, duplicate_of=seen.get(sha)))
+        else:
+            if progress:
+                progress(f"reading {name} ({len(data) / 1e6:,.1f} MB)")
+            received.append(Received(path, name, sha, data, export=read_export(data, name, progress=progress)))
+        seen.setdefault(sha, name)
     return received
+
+
+def receive(paths: Iterable[str], *, lake: Lake, progress: Progress | None = None,
+            allow_empty: bool = False) -> list[Received]:
+    """Read and check an upload bound for ``lake``: files the lake already holds are not read again."""
+    return read_upload(paths, progress=progress, allow_empty=allow_empty, known=lambda sha: landed_record(lake, sha))
+
+
+def landed_record(lake: Lake, sha256: str) -> dict | None:
+    """The raw-zone record of the file with this content, or ``None`` when it never landed."""
+    key = f"raw/index/{sha256}.json"
+    return lake.read_json(key) if lake.exists(key) else None
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
@@ -81,12 +112,22 @@ def upload_summary(received: Sequence[Received]) -> pd.DataFrame:
     """One line per file: kind, format, sheets, rows, cars, period."""
     if not received:
         return pd.DataFrame({"file": ["(no new upload: the lake is used as it is)"]})
-    return pd.DataFrame([{
-        "file": r.export.name, "kind": r.export.kind, "format": r.export.format,
-        "sheets": len(r.export.sheets) or None, "rows": r.export.rows, "cars": r.export.cars,
-        "period": read_period_text(r.export.period),
-        "note": f"same bytes as {r.duplicate_of}" if r.duplicate_of else "",
-    } for r in received])
+    lines = []
+    for r in received:
+        if r.duplicate_of:
+            lines.append({"file": r.name, "note": f"same bytes as {r.duplicate_of}: read once"})
+        elif r.record is not None:
+            rec = r.record
+            lines.append({"file": r.name, "kind": rec["kind"], "format": rec["format"],
+                          "sheets": len(rec["sheets"]) or None, "rows": rec["rows"], "cars": rec["cars"],
+                          "period": f"{rec['period'][0][:16]} to {rec['period'][1][:16]}".replace("T", " "),
+                          "note": "already in the lake (same bytes): not read again"})
+        else:
+            e = r.export
+            lines.append({"file": e.name, "kind": e.kind, "format": e.format, "sheets": len(e.sheets) or None,
+                          "rows": e.rows, "cars": e.cars, "period": read_period_text(e.period), "note": ""})
+    columns = ["file", "kind", "format", "sheets", "rows", "cars", "period", "note"]
+    return pd.DataFrame(lines, columns=columns).fillna({"kind": "", "format": "", "period": "", "note": ""})
 
 
 def _raw_keys(export: Export) -> dict[str, str]:
@@ -104,6 +145,9 @@ def land(received: Sequence[Received], *, lake: Lake, progress: Progress | None 
     records = []
     for item in received:
         if item.duplicate_of:
+            continue
+        if item.record is not None:
+            records.append({**item.record, "already_in_lake": True})
             continue
         export = item.export
         keys = _raw_keys(export)
@@ -220,11 +264,16 @@ def merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -
 
 
 def ingest(paths: Iterable[str], *, lake: Lake, settings: Settings, progress: Progress | None = None) -> dict:
-    """Read and check an upload, land it, merge it; the report says what was received."""
-    received = read_upload(paths, progress=progress)
+    """Read and check an upload, land it, merge it; the report says what was received.
+
+    Files already in the lake are recognized by their content and not read again.
+    """
+    received = receive(paths, lake=lake, progress=progress)
+    files = upload_summary(received)
     records = land(received, lake=lake, progress=progress)
+    del received  # the merge reads the rows back from the lake: free the upload's copy first
     manifest = merge(lake=lake, settings=settings, progress=progress)
-    return {"files": upload_summary(received), "landed": records, "manifest": manifest}
+    return {"files": files, "landed": records, "manifest": manifest}
 
 
 def _cars_of(lake: Lake, record: dict) -> set[str]:

@@ -26,8 +26,8 @@ Progress = Callable[[str], None]
 def upload_features(paths: Iterable[str], *, settings: Settings, progress: Progress | None = None) -> pd.DataFrame:
     """The per-car table of an upload on its own (nothing is written to the lake)."""
     received = read_upload(paths, progress=progress)
-    tables = {kind: [r.export.table for r in received if r.export.kind == kind and not r.duplicate_of]
-              for kind in COLUMNS}
+    exports = [r.export for r in received if r.export is not None]
+    tables = {kind: [e.table for e in exports if e.kind == kind] for kind in COLUMNS}
     merged = {kind: pa.concat_tables(parts) if parts else None for kind, parts in tables.items()}
     return build_features(merged["resultados"], merged["falhas"], merged["status"], settings=settings)
 
