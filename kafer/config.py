@@ -74,7 +74,7 @@ class Settings:
     lock_timeout: float = 30.0
     #: A lock older than this many seconds is considered abandoned by a crashed process.
     lock_stale_after: float = 6 * 3600.0
-    #: Rows per xlsx sheet in the plant's exports (Excel's limit less the header row).
+    #: Rows per xlsx sheet in the plant's exports, top rows included (Excel's limit is 1,048,576).
     sheet_rows: int = 1_048_575
 
     def replace(self, **changes) -> "Settings":
