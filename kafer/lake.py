@@ -161,10 +161,11 @@ class Lake:
                 who = f"{holder.get('purpose') or 'another job'} ({holder.get('owner')}, since {holder.get('since_utc')})" \
                     if holder else "another job"
                 raise LockTimeout(
-                    f"the lake {self.url} is busy: {who} holds its lock; waited {timeout:.0f} s. "
+                    f"the lake {self.url} is busy: {who} holds its lock; waited {timeout:g} s. "
                     "Try again when it has finished.")
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+        self.fs.invalidate_cache()  # object stores cache listings: see what others wrote before we held the lock
         try:
             yield
         finally:

@@ -1,0 +1,362 @@
+"""The model registry in the lake: immutable versions, the production pointer and the decision log.
+
+Keys below the lake's root::
+
+    models/versions/<version>/model.bin   the artifact, opaque bytes, written first
+    models/versions/<version>/meta.json   run, data version, family, metrics, sha256; marks it complete
+    models/decisions/<stamp>-<run>.json   one immutable record per decision (``-rollback`` for a rollback)
+    models/PRODUCTION.json                the production pointer, replaced atomically, written last
+
+Nothing here is ever rewritten except the pointer. A version's status is derived from the pointer
+and the log: ``production`` (the pointer names it), ``superseded`` (a decision once had it in
+production), ``rejected`` (its run was decided keep-old), else ``pending``. Every change holds the
+lake's ``registry`` lock. When a change stopped between its log record and its pointer, the next
+change completes the pointer from the log before doing anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from datetime import datetime, timezone
+from typing import Iterator
+
+from . import runrecord
+from .config import Settings, load_settings
+from .errors import DecisionError, LakeError, RegistryError
+from .lake import Lake, utc_stamp
+
+VERSIONS = "models/versions"
+DECISIONS = "models/decisions"
+PRODUCTION = "models/PRODUCTION.json"
+#: Name of the lake lock every registry change holds.
+LOCK = "registry"
+#: What a person may decide about a run's candidate.
+CHOICES = ("keep-new", "keep-old")
+
+
+def register_candidate(lake: Lake, *, run_id: str, artifact: bytes, family: str, data_version: str,
+                       metrics: dict, settings: Settings | None = None) -> str:
+    """Add a run's candidate to the registry as a pending version.
+
+    Parameters
+    ----------
+    lake : Lake
+    run_id : str
+        The run that trained it; a run has at most one candidate.
+    artifact : bytes
+        The saved model, stored as is.
+    family, data_version : str
+        Model family and the curated features version it learned from.
+    metrics : dict
+        Its evaluation figures, stored with it.
+    settings : Settings, optional
+        For the lock's timeout; :func:`kafer.config.load_settings` when omitted.
+
+    Returns
+    -------
+    str
+        The new version id, e.g. ``m20241126T201753.123456Z``.
+
+    Raises
+    ------
+    RegistryError
+        When the run id is malformed, the artifact is empty, or the run already has a candidate.
+    LockTimeout
+        When another registry change holds the lock longer than ``settings.lock_timeout``.
+    """
+    _check_id(run_id, "run id")
+    if not isinstance(artifact, (bytes, bytearray)) or not artifact:
+        raise RegistryError(f"the candidate of run {run_id} has no artifact bytes: nothing to register")
+    with _locked(lake, settings, purpose=f"register the candidate of run {run_id}"):
+        existing = _candidate_of(_metas(lake), run_id)
+        if existing is not None:
+            raise RegistryError(f"run {run_id} already has a candidate, {existing['version']}: a run registers "
+                                "at most one; retrain for another")
+        now = datetime.now(timezone.utc)
+        version = "m" + utc_stamp(now)
+        data = bytes(artifact)
+        lake.write_bytes(f"{VERSIONS}/{version}/model.bin", data)
+        lake.write_json(f"{VERSIONS}/{version}/meta.json", {
+            "version": version, "run": run_id, "data_version": data_version, "family": family,
+            "metrics": metrics, "created_at": _iso(now), "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data)})
+    return version
+
+
+def decide(lake: Lake, run_id: str, choice: str, *, by: str, why: str, runs_dir: str | os.PathLike,
+           settings: Settings | None = None) -> dict:
+    """Keep a run's candidate (``keep-new``) or the production model (``keep-old``), and log it.
+
+    Parameters
+    ----------
+    lake : Lake
+    run_id : str
+        A succeeded run whose candidate is in the registry and was never decided.
+    choice : {"keep-new", "keep-old"}
+        ``keep-new`` puts the candidate in production; ``keep-old`` leaves production as it is
+        and the candidate becomes rejected.
+    by, why : str
+        Who decides and why; neither may be blank.
+    runs_dir : path
+        The folder of run records (for the run's manifest and the hash of its report).
+    settings : Settings, optional
+        For the lock's timeout; :func:`kafer.config.load_settings` when omitted.
+
+    Returns
+    -------
+    dict
+        The decision record as logged: ``id, at, by, why, choice, run, candidate, before, after,
+        report_sha256``.
+
+    Raises
+    ------
+    DecisionError
+        For an unknown choice, a blank name or reason, an unknown or unsucceeded run, a run
+        without a candidate in this registry, a run already decided, or a keep-new whose
+        comparison was made against another production model than the current one.
+    LockTimeout
+        When another registry change holds the lock longer than ``settings.lock_timeout``.
+    """
+    if choice not in CHOICES:
+        raise DecisionError(f"unknown choice {choice!r}: keep-new (the run's candidate becomes production) or "
+                            "keep-old (production stays); to go back to an earlier model, roll back")
+    by, why = _who_and_why(by, why)
+    manifest = _succeeded_manifest(runs_dir, run_id)
+    report = runrecord.run_dir(runs_dir, run_id) / runrecord.REPORT
+    report_sha256 = hashlib.sha256(report.read_bytes()).hexdigest() if report.is_file() else None
+    with _locked(lake, settings, purpose=f"decide run {run_id} ({choice} by {by})"):
+        metas, pointer, log = _state(lake)
+        candidate = _candidate_of(metas, run_id)
+        if candidate is None:
+            raise DecisionError(f"run {run_id} has no candidate in the registry of the lake {lake.url}: "
+                                "is this the lake the run used?")
+        listed = manifest.get("candidate_version")
+        if listed and listed != candidate["version"]:
+            raise DecisionError(f"run {run_id}'s manifest names candidate {listed}, but the lake {lake.url} holds "
+                                f"{candidate['version']} for it: are the lake and the runs folder from the same place?")
+        earlier = _decision_of(log, run_id)
+        if earlier is not None:
+            raise DecisionError(f"run {run_id} was already decided: {earlier['choice']} by {earlier['by']} at "
+                                f"{earlier['at']} ({earlier['why']!r})")
+        before = pointer["version"] if pointer else None
+        compared = manifest.get("production_version", before)
+        if choice == "keep-new" and compared != before:
+            raise DecisionError(f"run {run_id} compared its candidate with {compared or 'no production model'}, "
+                                f"but production is now {before or 'empty'}: its report no longer describes this "
+                                "choice; retrain to compare against the current production model, or keep-old")
+        after = candidate["version"] if choice == "keep-new" else before
+        record = _log(lake, choice, run=run_id, candidate=candidate["version"], before=before, after=after,
+                      by=by, why=why, report_sha256=report_sha256)
+        if choice == "keep-new":
+            lake.write_pointer(PRODUCTION, _pointer(record))
+    return record
+
+
+def rollback(lake: Lake, *, to_version: str, by: str, why: str, settings: Settings | None = None) -> dict:
+    """Put a version that was once in production back in production, and log it.
+
+    Only a superseded version qualifies: a pending candidate is promoted by deciding its run
+    (after reading its report), and a rejected one was never in production.
+
+    Parameters
+    ----------
+    lake : Lake
+    to_version : str
+        The version to restore.
+    by, why : str
+        Who decides and why; neither may be blank.
+    settings : Settings, optional
+        For the lock's timeout; :func:`kafer.config.load_settings` when omitted.
+
+    Returns
+    -------
+    dict
+        The decision record as logged, with ``choice`` ``rollback`` and ``run`` ``None``.
+
+    Raises
+    ------
+    DecisionError
+        For a blank name or reason, an unknown version, the version already in production, or a
+        version that was never in production.
+    LockTimeout
+        When another registry change holds the lock longer than ``settings.lock_timeout``.
+    """
+    by, why = _who_and_why(by, why)
+    with _locked(lake, settings, purpose=f"roll back to {to_version} (by {by})"):
+        metas, pointer, log = _state(lake)
+        target = next((m for m in metas if m["version"] == to_version), None)
+        if target is None:
+            raise DecisionError(f"unknown model version {to_version!r} in the lake {lake.url}: "
+                                "`kafer status` lists the versions")
+        before = pointer["version"] if pointer else None
+        state = _status_of(to_version, before, log)
+        if state == "production":
+            raise DecisionError(f"{to_version} is already in production (since {pointer['since']}): "
+                                "nothing to roll back")
+        if state == "pending":
+            raise DecisionError(f"{to_version} was never in production: it is the pending candidate of run "
+                                f"{target['run']}; read its report, then `kafer decide {target['run']} keep-new`")
+        if state == "rejected":
+            rejected = _decision_of(log, target["run"])
+            raise DecisionError(f"{to_version} was never in production: run {target['run']} kept the old model "
+                                f"({rejected['by']} at {rejected['at']}); retrain to compare again")
+        record = _log(lake, "rollback", run=None, candidate=None, before=before, after=to_version,
+                      by=by, why=why, report_sha256=None)
+        lake.write_pointer(PRODUCTION, _pointer(record))
+    return record
+
+
+def production(lake: Lake) -> dict | None:
+    """The production version's metadata plus ``since`` (and the ``decision`` id), or ``None``."""
+    pointer = lake.read_pointer(PRODUCTION)
+    if pointer is None:
+        return None
+    meta = _meta(lake, pointer["version"])
+    return {**meta, "since": pointer["since"], "decision": pointer["decision"]}
+
+
+def load_artifact(lake: Lake, version: str) -> bytes:
+    """The artifact bytes of ``version``, checked against the hash registered with them.
+
+    Raises
+    ------
+    RegistryError
+        When the version is unknown.
+    LakeError
+        When the stored bytes do not match their registered hash.
+    """
+    meta = _meta(lake, version)
+    data = lake.read_bytes(f"{VERSIONS}/{version}/model.bin")
+    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        raise LakeError(f"the artifact of {version} in the lake {lake.url} does not match its registered hash: "
+                        "it was damaged; roll back to another version")
+    return data
+
+
+def versions(lake: Lake) -> list[dict]:
+    """Every version's metadata with its derived ``status``, oldest first."""
+    metas, pointer, log = _state(lake)
+    current = pointer["version"] if pointer else None
+    return [{**m, "status": _status_of(m["version"], current, log)} for m in metas]
+
+
+def candidates(lake: Lake) -> list[dict]:
+    """The pending versions (registered, not yet decided), oldest first."""
+    return [v for v in versions(lake) if v["status"] == "pending"]
+
+
+def latest_pending_run(lake: Lake) -> str | None:
+    """The run of the newest pending candidate, or ``None`` when nothing waits for a decision."""
+    pending = candidates(lake)
+    return pending[-1]["run"] if pending else None
+
+
+def decisions(lake: Lake) -> list[dict]:
+    """Every logged decision, oldest first."""
+    return [lake.read_json(key) for key in lake.list(DECISIONS) if key.endswith(".json")]
+
+
+def status(lake: Lake) -> dict:
+    """The registry at a glance, JSON-ready.
+
+    Returns
+    -------
+    dict
+        ``{"production": {"version", "run", "family", "since", …} or None,
+        "candidates": [{"version", "run", "status": "pending", …}],
+        "decisions": [{"run", "choice", "by", "why", "at", "before", "after", …}]}``
+    """
+    return {"production": production(lake), "candidates": candidates(lake), "decisions": decisions(lake)}
+
+
+@contextlib.contextmanager
+def _locked(lake: Lake, settings: Settings | None, *, purpose: str) -> Iterator[None]:
+    """Hold the registry lock, first completing a pointer write a failed change left undone."""
+    settings = settings or load_settings()
+    with lake.lock(LOCK, timeout=settings.lock_timeout, stale_after=settings.lock_stale_after, purpose=purpose):
+        log = decisions(lake)
+        pointer = lake.read_pointer(PRODUCTION)
+        if log and log[-1]["after"] is not None and log[-1]["after"] != (pointer or {}).get("version"):
+            lake.write_pointer(PRODUCTION, _pointer(log[-1]))
+        yield
+
+
+def _state(lake: Lake) -> tuple[list[dict], dict | None, list[dict]]:
+    return _metas(lake), lake.read_pointer(PRODUCTION), decisions(lake)
+
+
+def _metas(lake: Lake) -> list[dict]:
+    return [lake.read_json(key) for key in lake.list(VERSIONS) if key.endswith("/meta.json")]
+
+
+def _meta(lake: Lake, version: str) -> dict:
+    _check_id(version, "model version")
+    key = f"{VERSIONS}/{version}/meta.json"
+    if not lake.exists(key):
+        raise RegistryError(f"unknown model version {version!r} in the lake {lake.url}: "
+                            "`kafer status` lists the versions")
+    return lake.read_json(key)
+
+
+def _candidate_of(metas: list[dict], run_id: str) -> dict | None:
+    return next((m for m in metas if m["run"] == run_id), None)
+
+
+def _decision_of(log: list[dict], run_id: str) -> dict | None:
+    return next((d for d in log if d["run"] == run_id), None)
+
+
+def _status_of(version: str, current: str | None, log: list[dict]) -> str:
+    if version == current:
+        return "production"
+    if any(version in (d["before"], d["after"]) for d in log):
+        return "superseded"
+    if any(d["choice"] == "keep-old" and d["candidate"] == version for d in log):
+        return "rejected"
+    return "pending"
+
+
+def _log(lake: Lake, choice: str, *, run: str | None, candidate: str | None, before: str | None,
+         after: str | None, by: str, why: str, report_sha256: str | None) -> dict:
+    """Append one immutable decision record and return it."""
+    now = datetime.now(timezone.utc)
+    record = {"id": f"{utc_stamp(now)}-{run or 'rollback'}", "at": _iso(now), "by": by, "why": why,
+              "choice": choice, "run": run, "candidate": candidate, "before": before, "after": after,
+              "report_sha256": report_sha256}
+    lake.write_json(f"{DECISIONS}/{record['id']}.json", record)
+    return record
+
+
+def _pointer(record: dict) -> dict:
+    return {"version": record["after"], "since": record["at"], "by": record["by"], "decision": record["id"]}
+
+
+def _who_and_why(by: str, why: str) -> tuple[str, str]:
+    if not isinstance(why, str) or not why.strip():
+        raise DecisionError("a decision needs a reason: say why (--why TEXT), e.g. what in the comparison "
+                            "report convinced you")
+    if not isinstance(by, str) or not by.strip():
+        raise DecisionError("a decision needs a name: say who decides (--by NAME)")
+    return by.strip(), why.strip()
+
+
+def _succeeded_manifest(runs_dir: str | os.PathLike, run_id: str) -> dict:
+    try:
+        manifest = runrecord.read_manifest(runs_dir, run_id)
+    except runrecord.RunError as exc:
+        raise DecisionError(f"unknown run {run_id!r}: {exc}") from None
+    if manifest.get("status") != "succeeded":
+        raise DecisionError(f"run {run_id} has status {manifest.get('status')!r}: only a succeeded run's "
+                            "candidate can be decided")
+    return manifest
+
+
+def _check_id(value: str, what: str) -> None:
+    if not isinstance(value, str) or not value or "/" in value or value.startswith("."):
+        raise RegistryError(f"{value!r} is not a {what}")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
