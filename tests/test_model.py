@@ -1,0 +1,210 @@
+"""Training both families: no label among the features, same seed same model, one artifact, signal learned."""
+
+from __future__ import annotations
+
+import json
+import io
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kafer.errors import ModelError
+from kafer.metrics import evaluate
+from kafer.model import DEFAULT_PARAMS, Model, _platt, load_model, train
+
+FEATURES = ("n_results_id1", "n_results_id2", "n_results_id718", "n_nok_id1", "n_nok_id2", "n_nok_id718",
+            "n_falhas_ZP5", "n_falhas_ZP5A", "n_falhas_ZP6", "n_falhas_CAB", "n_falhas_ZP7",
+            "dwell_min_ZP5", "dwell_min_ZP5A", "dwell_min_ZP6", "dwell_min_CAB", "dwell_min_ZP7",
+            "n_tests_distinct", "dwell_min_pre_road")
+#: Few epochs keep the network tests fast; the signal is strong enough to be learned in them.
+FAST_KERAS = {"max_epochs": 25, "patience": 5}
+
+
+def cars(n: int, *, seed: int, signal: float = 2.0, start: str = "2024-04-01") -> pd.DataFrame:
+    """Cars in the curated table's shape; the label depends on NOKs, ZP7 defects and ZP6 dwell."""
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame({
+        "KNR": [f"2024-{seed:02d}{i:05d}" for i in range(n)],
+        "produced_at": pd.Timestamp(start) + pd.to_timedelta(np.arange(n) * 5, "min"),
+    })
+    for name in FEATURES:
+        if name.startswith("n_results"):
+            table[name] = rng.poisson(300, n)
+        elif name.startswith(("n_nok", "n_falhas")):
+            table[name] = rng.negative_binomial(1, 0.4, n)
+        else:
+            table[name] = rng.gamma(2.0, 20.0, n).round(2)
+    z = sum(np.log1p(table[c]) / np.log1p(table[c]).std() for c in ("n_nok_id2", "n_falhas_ZP7", "dwell_min_ZP6"))
+    logit = -2.6 + signal * (z - z.mean()) / z.std()
+    table["label_rod"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    table["label_known"] = True
+    table["road_test_at"] = table["produced_at"] + pd.Timedelta(hours=20)
+    return table
+
+
+@pytest.fixture(scope="module")
+def data():
+    return cars(500, seed=1), cars(2000, seed=2, start="2024-05-01")
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    train_df, _ = data
+    return {"hgb": train(train_df, features=FEATURES, family="hgb", seed=7),
+            "keras": train(train_df, features=FEATURES, family="keras", seed=7, params=FAST_KERAS)}
+
+
+def auc(model: Model, table: pd.DataFrame) -> float:
+    return evaluate(table["label_rod"], model.predict_proba(table), budgets=(0.1,))["roc_auc"]
+
+
+@pytest.mark.parametrize("family", ["hgb", "keras"])
+def test_a_planted_signal_is_learned(fitted, data, family):
+    assert auc(fitted[family], data[1]) > 0.7
+
+
+@pytest.mark.parametrize("family", ["hgb", "keras"])
+def test_a_pure_noise_label_gives_chance(family):
+    noise = cars(500, seed=1, signal=0.0)
+    model = train(noise, features=FEATURES, family=family, seed=7, params=FAST_KERAS if family == "keras" else None)
+    assert abs(auc(model, cars(2000, seed=2, signal=0.0, start="2024-05-01")) - 0.5) < 0.06
+
+
+@pytest.mark.parametrize("family", ["hgb", "keras"])
+def test_the_same_seed_gives_the_same_model(fitted, data, family):
+    again = train(data[0], features=FEATURES, family=family, seed=7, params=FAST_KERAS if family == "keras" else None)
+    np.testing.assert_array_equal(again.predict_proba(data[1]), fitted[family].predict_proba(data[1]))
+
+
+def test_another_seed_gives_another_network(fitted, data):
+    other = train(data[0], features=FEATURES, family="keras", seed=8, params=FAST_KERAS)
+    assert not np.array_equal(other.predict_proba(data[1]), fitted["keras"].predict_proba(data[1]))
+
+
+@pytest.mark.parametrize("family", ["hgb", "keras"])
+def test_the_artifact_round_trip_gives_identical_predictions(fitted, data, family):
+    model = fitted[family]
+    blob = model.to_bytes()
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        names = set(archive.namelist())
+        meta = json.loads(archive.read("meta.json"))
+    assert "meta.json" in names and len(names) == 2
+    assert meta["family"] == family and meta["features"] == list(FEATURES)
+    assert meta["preprocessing"]["features"] == list(FEATURES)
+    loaded = load_model(blob)
+    assert loaded.family == family and loaded.features == FEATURES and loaded.meta == model.meta
+    np.testing.assert_array_equal(loaded.predict_proba(data[1]), model.predict_proba(data[1]))
+
+
+@pytest.mark.parametrize("family", ["hgb", "keras"])
+def test_meta_says_what_the_model_was_trained_on(fitted, data, family):
+    meta = fitted[family].meta
+    assert meta["family"] == family and meta["features"] == list(FEATURES) and meta["seed"] == 7
+    assert meta["trained_on"]["cars"] == 500 and meta["trained_on"]["positives"] == int(data[0]["label_rod"].sum())
+    assert meta["trained_on"]["produced_to"] == data[0]["produced_at"].max().isoformat()
+    assert 0 < meta["validation"]["positives"] < meta["validation"]["cars"] < 500
+    assert {"numpy", "pandas", "scikit-learn", "kafer"} <= set(meta["versions"])
+    assert ("tensorflow" in meta["versions"]) == (family == "keras")
+    json.dumps(meta)
+
+
+@pytest.mark.parametrize("family", ["hgb", "keras"])
+def test_probabilities_are_calibrated_on_average(fitted, data, family):
+    p = fitted[family].predict_proba(data[1])
+    assert ((p > 0) & (p < 1)).all()
+    assert abs(p.mean() - data[1]["label_rod"].mean()) < 0.05
+
+
+@pytest.mark.parametrize("forbidden", ["label_rod", "label_known", "KNR", "produced_at", "road_test_at",
+                                       "label_rod_last_week"])
+def test_the_label_and_car_metadata_are_never_features(data, forbidden):
+    table = data[0].assign(label_rod_last_week=data[0]["label_rod"])
+    with pytest.raises(ModelError, match=f"{forbidden} may never be a feature"):
+        train(table, features=FEATURES + (forbidden,), family="hgb", seed=0)
+
+
+@pytest.mark.parametrize("features,match", [((), "empty"), (FEATURES + ("n_nok_id2",), "more than once"),
+                                            ("n_nok_id2", "not the string"),
+                                            (FEATURES + ("n_unknown",), "n_unknown")])
+def test_a_bad_feature_list_is_refused(data, features, match):
+    with pytest.raises(ModelError, match=match):
+        train(data[0], features=features, family="hgb", seed=0)
+
+
+def test_a_missing_feature_at_prediction_is_named(fitted, data):
+    with pytest.raises(ModelError, match="n_falhas_ZP7, dwell_min_CAB"):
+        fitted["hgb"].predict_proba(data[1].drop(columns=["n_falhas_ZP7", "dwell_min_CAB"]))
+
+
+def test_a_text_feature_is_refused(fitted, data):
+    table = data[1].assign(n_nok_id2=data[1]["n_nok_id2"].astype(str))
+    with pytest.raises(ModelError, match="n_nok_id2.*not numeric"):
+        fitted["hgb"].predict_proba(table)
+
+
+def test_column_order_extra_columns_and_gaps_are_handled(fitted, data):
+    table = data[1].head(50)
+    model = fitted["keras"]
+    shuffled = table[list(reversed(table.columns))].assign(extra=1.0)
+    np.testing.assert_array_equal(model.predict_proba(shuffled), model.predict_proba(table))
+    gaps = table.astype({"dwell_min_ZP6": float}).copy()
+    gaps.loc[gaps.index[:5], "dwell_min_ZP6"] = np.nan
+    filled = gaps.assign(dwell_min_ZP6=gaps["dwell_min_ZP6"].fillna(model.preprocessing.medians[13]))
+    np.testing.assert_array_equal(model.predict_proba(gaps), model.predict_proba(filled))
+    assert model.predict_proba(table.head(0)).shape == (0,)
+    assert fitted["hgb"].predict_proba(table.head(0)).shape == (0,)
+
+
+def test_training_does_not_change_the_cars(data):
+    table = data[0].copy()
+    train(table, features=FEATURES, family="hgb", seed=0)
+    pd.testing.assert_frame_equal(table, data[0])
+
+
+def test_unknown_labels_are_refused(data):
+    table = data[0].assign(label_known=np.arange(500) % 7 != 0)
+    with pytest.raises(ModelError, match="unknown label"):
+        train(table, features=FEATURES, family="hgb", seed=0)
+
+
+def test_too_few_failures_are_refused(data):
+    table = data[0].assign(label_rod=np.r_[1, np.zeros(499, dtype=int)])
+    with pytest.raises(ModelError, match="at least 2 failures"):
+        train(table, features=FEATURES, family="hgb", seed=0)
+
+
+def test_an_unknown_family_or_parameter_is_refused(data):
+    with pytest.raises(ModelError, match="family"):
+        train(data[0], features=FEATURES, family="xgboost", seed=0)
+    with pytest.raises(ModelError, match="max_epochs"):
+        train(data[0], features=FEATURES, family="hgb", seed=0, params={"max_epochs": 3})
+    assert "max_epochs" in DEFAULT_PARAMS["keras"]
+
+
+def test_bytes_that_are_not_an_artifact_are_refused():
+    with pytest.raises(ModelError, match="not a Käfer model artifact"):
+        load_model(b"not a zip")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("meta.json", json.dumps({"family": "hgb"}))
+    with pytest.raises(ModelError, match="not a Käfer model artifact"):
+        load_model(buffer.getvalue())
+
+
+def test_recalibration_never_reverses_the_ranking():
+    rng = np.random.default_rng(0)
+    raw = rng.random(300)
+    y = (rng.random(300) < 0.3 * (1 - raw)).astype(int)  # higher raw score, fewer failures
+    slope, intercept = _platt(raw, y)
+    assert slope > 0
+    calibrated = 1 / (1 + np.exp(-(slope * np.log(raw / (1 - raw)) + intercept)))
+    assert calibrated.mean() == pytest.approx(y.mean(), abs=1e-6)
+
+
+def test_importing_the_model_module_does_not_import_tensorflow():
+    code = "import sys, kafer.model; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
