@@ -20,7 +20,7 @@ from .dataset import Split, labelled, time_split
 from .features import feature_columns
 from .ingest import CURRENT, current_features
 from .lake import Lake
-from .metrics import compare, data_summary, drift, verdict
+from .metrics import compare, data_summary, drift, threshold_at, verdict
 from .model import Model, load_model, train
 
 
@@ -106,8 +106,8 @@ def evaluate_run(*, lake: Lake, runs: str, run_id: str, settings: Settings) -> E
         "models": {
             "candidate": {"version": None, "family": candidate.meta["family"],
                           "metrics": {**comparison["candidate"],
-                                      "operating_threshold": operating_threshold(
-                                          probabilities["candidate"], settings.operating_budget)}},
+                                      "operating_threshold": threshold_at(
+                                          probabilities["candidate"], budget=settings.operating_budget)}},
             "production": None if production is None else {
                 "version": production["version"], "family": production.get("family"),
                 "metrics": comparison["production"]},
@@ -127,12 +127,6 @@ def evaluate_run(*, lake: Lake, runs: str, run_id: str, settings: Settings) -> E
     changes = data_changes(old, table)
     shift = drift(old, table, features=list(feature_columns(settings))) if old is not None else pd.DataFrame()
     return Evaluation(cars["KNR"].to_numpy(), y_true, probabilities, comparison, metrics, changes, shift)
-
-
-def operating_threshold(probability: np.ndarray, budget: float) -> float:
-    """The score of the last car inside the riskiest ``budget`` share: the operating threshold."""
-    ranked = np.sort(np.asarray(probability, dtype=float))[::-1]
-    return float(ranked[max(int(np.ceil(budget * len(ranked))) - 1, 0)])
 
 
 def data_changes(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
