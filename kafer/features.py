@@ -77,7 +77,6 @@ def build_features(resultados: pa.Table | None, falhas: pa.Table | None, status:
     for col in feature_columns(settings):
         if col not in table:
             table[col] = 0
-    table["label_rod"] = table.get("label_rod", 0)
     table[ints] = table[ints].fillna(0).astype("int64")
     dwell = [c for c in feature_columns(settings) if c.startswith("dwell_min_")]
     table[dwell] = table[dwell].fillna(0.0).astype("float64")

@@ -151,21 +151,23 @@ def land(received: Sequence[Received], *, lake: Lake, progress: Progress | None 
             continue
         export = item.export
         keys = _raw_keys(export)
-        already = lake.exists(keys["index"])
-        if not already:
+        record = landed_record(lake, export.sha256)
+        if record is None:
             if progress:
                 progress(f"landing {export.name} in the raw zone")
             lake.write_bytes(keys["file"], item.data)
             order = pc.sort_indices(export.table, sort_keys=[("KNR", "ascending"), ("DATA", "ascending")])
             lake.write_table(keys["rows"], export.table.take(order))
-            lake.write_json(keys["index"], {
+            record = {
                 "sha256": export.sha256, "name": export.name, "kind": export.kind, "format": export.format,
                 "size": export.size, "sheets": list(export.sheets), "rows": export.rows, "cars": export.cars,
                 "period": [export.period[0].isoformat(), export.period[1].isoformat()],
                 "landed_at": utc_now_iso(), "keys": keys,
-            })
-        record = lake.read_json(keys["index"])
-        records.append({**record, "already_in_lake": already})
+            }
+            lake.write_json(keys["index"], record)
+            records.append({**record, "already_in_lake": False})
+        else:
+            records.append({**record, "already_in_lake": True})
     return records
 
 

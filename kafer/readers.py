@@ -14,6 +14,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import itertools
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -278,7 +279,7 @@ def _read_xlsx(data: bytes, name: str, progress: Progress | None) -> tuple[str, 
         header_at = _find_header(peek)
         if header_at is not None:
             header = _clean_header(peek[header_at])
-            found = recognize_kind([h for h in header], name)
+            found = recognize_kind(header, name)
             if kind is not None and found != kind:
                 raise UploadError(f"holds a {found} sheet after {kind} sheets", file=name, sheet=sheet_name)
             kind = found
@@ -294,7 +295,7 @@ def _read_xlsx(data: bytes, name: str, progress: Progress | None) -> tuple[str, 
             body_start = 0
         read.append(sheet_name)
         row_offset = body_start + 1  # Excel row number of the body's first row
-        body = _chain(peek[body_start:], rows)
+        body = itertools.chain(peek[body_start:], rows)
         for chunk, chunk_first in _chunks(body, row_offset, key=columns[0]):
             table = _cells_to_table(chunk, columns, names, name, sheet_name)
             tables.append(_normalize(table, kind, name, sheet_name, first_row=chunk_first,
@@ -318,11 +319,6 @@ def _find_header(rows: list[list]) -> int | None:
 
 def _non_empty(row) -> bool:
     return any(c not in (None, "") and not (isinstance(c, str) and not c.strip()) for c in row)
-
-
-def _chain(first: list, rest: Iterator) -> Iterator:
-    yield from first
-    yield from rest
 
 
 def _chunks(rows: Iterator[list], first_row: int, *, key: int) -> Iterator[tuple[list[tuple[int, list]], int]]:
