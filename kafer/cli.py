@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Sequence
 
-from .config import load_settings
+from .config import FAMILIES, load_settings
 from .errors import KaferError
 
 
@@ -75,7 +75,7 @@ def format_ingest(report: dict) -> str:
 
 
 def cmd_features(args) -> int:
-    from .ingest import current_features
+    from .catalog import current_features
 
     _, lake = _lake(args)
     table = current_features(lake)
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("retrain", cmd_retrain, "ingest (when paths are given), merge, retrain and compare", runs=True)
     p.add_argument("paths", nargs="*", metavar="PATH")
     p.add_argument("--run-id")
-    p.add_argument("--family", choices=("keras", "hgb"))
+    p.add_argument("--family", choices=FAMILIES)
     p = add("decide", cmd_decide, "keep the run's new model or the old one (logged)", runs=True)
     p.add_argument("run", metavar="RUN")
     p.add_argument("choice", choices=("keep-new", "keep-old"))

@@ -20,6 +20,9 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+#: Model families Käfer can train: gradient boosting, or a Keras dense network.
+FAMILIES = ("hgb", "keras")
+
 #: Checkpoint codes of each zone whose dwell time is a feature (DATA.md defaults).
 DEFAULT_ZONES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
@@ -127,8 +130,8 @@ def load_settings(*, config_file: str | os.PathLike | None = None, **overrides) 
     settings = settings.replace(**overrides)
     if not 0 < settings.eval_fraction < 1:
         raise ConfigError(f"eval_fraction must lie between 0 and 1, not {settings.eval_fraction}")
-    if settings.family not in ("hgb", "keras"):
-        raise ConfigError(f"family must be 'hgb' or 'keras', not {settings.family!r}")
+    if settings.family not in FAMILIES:
+        raise ConfigError(f"family must be one of {', '.join(FAMILIES)}, not {settings.family!r}")
     if not all(0 < b < 1 for b in settings.budgets) or not 0 < settings.operating_budget < 1:
         raise ConfigError("inspection budgets must lie between 0 and 1")
     return settings

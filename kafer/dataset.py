@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from .errors import ModelError
@@ -53,6 +54,13 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
     return table.loc[table["label_known"].fillna(False).astype(bool)].reset_index(drop=True)
 
 
+def production_order(table: pd.DataFrame) -> np.ndarray:
+    """Row positions of ``table`` in production order: by ``produced_at``, then ``KNR``."""
+    order = pd.DataFrame({"produced": pd.to_datetime(table["produced_at"]).to_numpy(),
+                          "knr": table["KNR"].astype(str).to_numpy()})
+    return order.sort_values(["produced", "knr"], kind="stable").index.to_numpy()
+
+
 def time_split(table: pd.DataFrame, *, eval_fraction: float) -> Split:
     """Split the labelled cars by production time: the latest ``eval_fraction`` evaluate.
 
@@ -94,9 +102,7 @@ def time_split(table: pd.DataFrame, *, eval_fraction: float) -> Split:
     if len(cars) < MIN_LABELLED:
         raise ModelError(f"only {len(cars)} car(s) have a known label; at least {MIN_LABELLED} are needed to train "
                          "and evaluate: upload falhas covering the road tests of more cars")
-    order = (pd.DataFrame({"produced": produced, "knr": cars["KNR"].astype(str)})
-             .sort_values(["produced", "knr"], kind="stable").index)
-    ordered = cars.loc[order].reset_index(drop=True)
+    ordered = cars.iloc[production_order(cars)].reset_index(drop=True)
     n_eval = max(1, math.floor(eval_fraction * len(ordered) + 0.5))
     split = Split(train=ordered.iloc[:-n_eval].reset_index(drop=True),
                   eval=ordered.iloc[-n_eval:].reset_index(drop=True))

@@ -12,8 +12,9 @@ import os
 
 from . import registry, runrecord
 from .config import load_settings
-from .errors import DecisionError, KaferError
+from .errors import DecisionError, KaferError, RunError
 from .lake import Lake
+from .narrative import interval
 
 #: Key figures shown for both models: metrics.json key, label, whether higher is better.
 FIGURES = (("roc_auc", "ROC-AUC", True), ("pr_auc", "PR-AUC", True), ("brier", "Brier score", False))
@@ -71,7 +72,7 @@ def run_summary(run_id: str, *, runs: str | os.PathLike) -> dict:
         folder = runrecord.run_dir(runs, run_id)
         manifest = runrecord.read_json(folder / runrecord.MANIFEST)
         metrics = runrecord.read_json(folder / runrecord.METRICS)
-    except runrecord.RunError as exc:
+    except RunError as exc:
         raise DecisionError(f"run {run_id} cannot be shown: {exc}") from None
     try:
         budget = metrics["operating_budget"]
@@ -155,7 +156,7 @@ class DecisionPanel:
     def _plain(self) -> str:
         lines = [f"Decision on run {self.run_id}"]
         if self.summary is not None:
-            lines += [f"  {f['label']}: new {_interval(f['candidate'])}, production {_interval(f['production'])}"
+            lines += [f"  {f['label']}: new {_figure(f, 'candidate')}, production {_figure(f, 'production')}"
                       for f in self.summary["figures"]]
             lines.append(f"Verdict: {self.summary['verdict']}")
         return "\n".join(lines + ([self.said] if self.said else []))
@@ -240,18 +241,13 @@ def _model_html(model: dict) -> str:
 def _figures_html(summary: dict) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(f['label'])} {'↑' if f['higher_is_better'] else '↓'}</td>"
-        f"<td>{_interval(f['candidate'])}</td><td>{_interval(f['production'])}</td>"
-        f"<td>{_interval(f['difference'], signed=True)}</td></tr>"
+        f"<td>{_figure(f, 'candidate')}</td><td>{_figure(f, 'production')}</td>"
+        f"<td>{_figure(f, 'difference')}</td></tr>"
         for f in summary["figures"])
     return ("<table><tr><th>figure (↑ higher is better, ↓ lower)</th><th>new model</th><th>production</th>"
             f"<th>new − production</th></tr>{rows}</table>")
 
 
-def _interval(figure: dict | None, *, signed: bool = False) -> str:
-    if not figure or figure.get("value") is None:
-        return "—"
-    form = "{:+.3f}" if signed else "{:.3f}"
-    text = form.format(figure["value"])
-    if figure.get("low") is not None and figure.get("high") is not None:
-        text += f" [{form.format(figure['low'])}, {form.format(figure['high'])}]"
-    return text
+def _figure(figure: dict, column: str) -> str:
+    """One cell of the figures table: the Brier score with four digits, differences signed."""
+    return interval(figure[column], 4 if figure["metric"] == "brier" else 3, sign=column == "difference")

@@ -71,6 +71,10 @@ class DecisionError(RegistryError):
     """A keep-new / keep-old / rollback decision was refused."""
 
 
+class RunError(KaferError, FileNotFoundError):
+    """A run record is missing or incomplete."""
+
+
 class StepError(KaferError, RuntimeError):
     """A pipeline step (notebook) failed; names the step and the cause."""
 

@@ -1,14 +1,6 @@
 """Land uploads in the lake's raw zone and merge them into a new version of the curated table.
 
-Layers, as the lake's folders show them:
-
-- ``raw/files/<sha256>.<ext>``: each accepted file byte for byte, keyed by its content;
-- ``raw/rows/<kind>/<sha256>.parquet``: its normalized rows, sorted by KNR;
-- ``raw/index/<sha256>.json``: what it is (name, kind, sheets, rows, cars, period);
-- ``curated/features/<version>/``: an immutable per-car table and its manifest;
-- ``curated/CURRENT.json``: the pointer to the current version, written last.
-
-An upload is read and checked whole before anything is written: one bad file refuses it all.
+Where each dataset lives is :mod:`kafer.catalog`'s business. An upload is read and checked whole before anything is written: one bad file refuses it all.
 """
 
 from __future__ import annotations
@@ -22,14 +14,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import catalog
 from .config import Settings
 from .errors import LakeError, UploadError
 from .features import build_features, merge_periods, table_columns, with_label_known
 from .lake import Lake, read_source, utc_now_iso, utc_stamp
-from .readers import COLUMNS, Export, read_export, read_period_text
-
-CURRENT = "curated/CURRENT.json"
-Progress = Callable[[str], None]
+from .readers import COLUMNS, Export, Progress, read_export, read_period_text
 
 
 @dataclass(frozen=True)
@@ -89,13 +79,8 @@ def read_upload(paths: Iterable[str], *, progress: Progress | None = None, allow
 def receive(paths: Iterable[str], *, lake: Lake, progress: Progress | None = None,
             allow_empty: bool = False) -> list[Received]:
     """Read and check an upload bound for ``lake``: files the lake already holds are not read again."""
-    return read_upload(paths, progress=progress, allow_empty=allow_empty, known=lambda sha: landed_record(lake, sha))
-
-
-def landed_record(lake: Lake, sha256: str) -> dict | None:
-    """The raw-zone record of the file with this content, or ``None`` when it never landed."""
-    key = f"raw/index/{sha256}.json"
-    return lake.read_json(key) if lake.exists(key) else None
+    return read_upload(paths, progress=progress, allow_empty=allow_empty,
+                       known=lambda sha: catalog.raw_record(lake, sha))
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
@@ -130,12 +115,6 @@ def upload_summary(received: Sequence[Received]) -> pd.DataFrame:
     return pd.DataFrame(lines, columns=columns).fillna({"kind": "", "format": "", "period": "", "note": ""})
 
 
-def _raw_keys(export: Export) -> dict[str, str]:
-    sha = export.sha256
-    return {"file": f"raw/files/{sha}.{export.format}", "rows": f"raw/rows/{export.kind}/{sha}.parquet",
-            "index": f"raw/index/{sha}.json"}
-
-
 def land(received: Sequence[Received], *, lake: Lake, progress: Progress | None = None) -> list[dict]:
     """Write the upload's files into the raw zone; return one record per distinct file.
 
@@ -150,21 +129,19 @@ def land(received: Sequence[Received], *, lake: Lake, progress: Progress | None 
             records.append({**item.record, "already_in_lake": True})
             continue
         export = item.export
-        keys = _raw_keys(export)
-        record = landed_record(lake, export.sha256)
+        record = catalog.raw_record(lake, export.sha256)
         if record is None:
             if progress:
                 progress(f"landing {export.name} in the raw zone")
-            lake.write_bytes(keys["file"], item.data)
             order = pc.sort_indices(export.table, sort_keys=[("KNR", "ascending"), ("DATA", "ascending")])
-            lake.write_table(keys["rows"], export.table.take(order))
             record = {
                 "sha256": export.sha256, "name": export.name, "kind": export.kind, "format": export.format,
                 "size": export.size, "sheets": list(export.sheets), "rows": export.rows, "cars": export.cars,
                 "period": [export.period[0].isoformat(), export.period[1].isoformat()],
-                "landed_at": utc_now_iso(), "keys": keys,
+                "landed_at": utc_now_iso(),
+                "keys": catalog.raw_keys(sha256=export.sha256, kind=export.kind, fmt=export.format),
             }
-            lake.write_json(keys["index"], record)
+            catalog.save_raw(lake, record, data=item.data, rows=export.table.take(order))
             records.append({**record, "already_in_lake": False})
         else:
             records.append({**record, "already_in_lake": True})
@@ -197,29 +174,6 @@ def manifest_summary(manifest: dict) -> pd.DataFrame:
     return pd.DataFrame({"fact": list(facts), "value": [str(v) for v in facts.values()]})
 
 
-def current_manifest(lake: Lake) -> dict | None:
-    """The manifest of the current curated version, or ``None`` before the first merge."""
-    pointer = lake.read_pointer(CURRENT)
-    if pointer is None:
-        return None
-    return lake.read_json(f"curated/features/{pointer['version']}/manifest.json")
-
-
-def current_features(lake: Lake) -> pd.DataFrame:
-    """The current per-car table.
-
-    Raises
-    ------
-    LakeError
-        When nothing was merged into this lake yet.
-    """
-    pointer = lake.read_pointer(CURRENT)
-    if pointer is None:
-        raise LakeError(f"the lake {lake.url} holds no curated table yet: ingest an upload first "
-                        "(kafer ingest FOLDER/*)")
-    return lake.read_table(f"curated/features/{pointer['version']}/features.parquet").to_pandas()
-
-
 def merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -> dict:
     """Merge every landed file not yet in the curated table into a new version of it.
 
@@ -234,10 +188,10 @@ def merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -
     """
     with lake.lock("lake", timeout=settings.lock_timeout, stale_after=settings.lock_stale_after,
                    purpose="merge"):
-        manifest = current_manifest(lake)
+        manifest = catalog.current_manifest(lake)
         merged = {s["sha256"] for s in manifest["sources"]} if manifest else set()
-        landed = [lake.read_json(k) for k in lake.list("raw/index") if k.endswith(".json")]
-        new = sorted((r for r in landed if r["sha256"] not in merged), key=lambda r: (r["landed_at"], r["name"]))
+        new = sorted((r for r in catalog.raw_records(lake) if r["sha256"] not in merged),
+                     key=lambda r: (r["landed_at"], r["name"]))
         if not new:
             if manifest is None:
                 raise LakeError(f"the lake {lake.url} holds no landed file to merge: ingest an upload first")
@@ -246,22 +200,21 @@ def merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -
         touched = pa.array(sorted(set().union(*(_cars_of(lake, r) for r in new))), pa.string())
         if progress:
             progress(f"rebuilding the features of {len(touched):,} cars from all their rows in the lake")
-        rows = {kind: _rows_of(lake, [s for s in sources if s["kind"] == kind], touched) for kind in COLUMNS}
+        rows = {kind: catalog.raw_rows(lake, [s for s in sources if s["kind"] == kind], cars=touched)
+                for kind in COLUMNS}
         coverage = merge_periods([_period(s) for s in sources if s["kind"] == "falhas"],
                                  gap_hours=settings.falhas_gap_hours)
         rebuilt = build_features(rows["resultados"], rows["falhas"], rows["status"], settings=settings,
                                  coverage=coverage)
         table = rebuilt
         if manifest is not None:
-            old = current_features(lake)
+            old = catalog.features(lake, manifest["version"])
             kept = with_label_known(old[~old["KNR"].isin(touched.to_pylist())], coverage)
             table = pd.concat([kept, rebuilt], ignore_index=True).sort_values("KNR", ignore_index=True)
         table = table.loc[:, list(table_columns(settings))]
         version = "v" + utc_stamp()
         new_manifest = _manifest(version, manifest, sources, new, table, coverage)
-        lake.write_table(f"curated/features/{version}/features.parquet", pa.Table.from_pandas(table, preserve_index=False))
-        lake.write_json(f"curated/features/{version}/manifest.json", new_manifest)
-        lake.write_pointer(CURRENT, {"version": version, "at": new_manifest["created_at"]})
+        catalog.save_curated(lake, version, table, new_manifest)
         return {**new_manifest, "new_sources": [s["name"] for s in new]}
 
 
@@ -279,13 +232,7 @@ def ingest(paths: Iterable[str], *, lake: Lake, settings: Settings, progress: Pr
 
 
 def _cars_of(lake: Lake, record: dict) -> set[str]:
-    return set(pc.unique(lake.read_table(record["keys"]["rows"], columns=["KNR"])["KNR"]).to_pylist())
-
-
-def _rows_of(lake: Lake, sources: list[dict], cars: pa.Array) -> pa.Table | None:
-    if not sources:
-        return None
-    return lake.read_table([s["keys"]["rows"] for s in sources], filter=pc.field("KNR").isin(cars))
+    return set(pc.unique(catalog.raw_rows(lake, [record], columns=["KNR"])["KNR"]).to_pylist())
 
 
 def _period(record: dict) -> tuple[dt.datetime, dt.datetime]:

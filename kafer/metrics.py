@@ -1,6 +1,7 @@
-"""How good a model's scores are, how sure that is, and what changed in the data.
+"""How good a model's scores are, and how sure that is.
 
-Pure numpy: labels and probabilities in, plain dicts (JSON-ready floats) or DataFrames out.
+Pure numpy, as scikit-learn's ``metrics``: labels and probabilities in, plain dicts of JSON-ready
+floats out. The words that describe them live in :mod:`kafer.narrative`, drift in :mod:`kafer.drift`.
 
 Inspectors test the riskiest cars first, so besides ROC-AUC, PR-AUC (average precision) and the
 Brier score every model is judged by *recall at b* (the share of all road-test failures among the
@@ -19,17 +20,14 @@ well under a second.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 from .errors import ModelError
 
 #: Cells of the rounds × cars index matrix drawn at once (bounds the bootstrap's memory).
 _CHUNK_CELLS = 2_000_000
-#: Population stability index from which a shift is called moderate, and large.
-PSI_MODERATE, PSI_LARGE = 0.1, 0.25
 
 
 def budget_key(budget: float) -> int:
@@ -204,7 +202,7 @@ def evaluate(y_true, p, *, budgets: Sequence[float]) -> dict:
     return _point(y, prob, _check_budgets(budgets))
 
 
-def _interval(value: float, rounds: np.ndarray) -> dict:
+def _with_interval(value: float, rounds: np.ndarray) -> dict:
     finite = rounds[np.isfinite(rounds)]
     if finite.size == 0:
         return {"value": value, "low": None, "high": None}
@@ -281,11 +279,11 @@ def compare(y_true, p_candidate, p_production=None, *, budgets: Sequence[float],
         raise ModelError(f"rounds must be at least 1, not {rounds}")
     points = [_point(y, p, budgets) for p in scores]
     resampled, single_class = _bootstrap(y, scores, budgets, int(rounds), seed)
-    per_model = [{name: _interval(point[name], resampled[i][name]) for name in point}
+    per_model = [{name: _with_interval(point[name], resampled[i][name]) for name in point}
                  for i, point in enumerate(points)]
     difference = None
     if len(scores) == 2:
-        difference = {name: _interval(points[0][name] - points[1][name], resampled[0][name] - resampled[1][name])
+        difference = {name: _with_interval(points[0][name] - points[1][name], resampled[0][name] - resampled[1][name])
                       for name in points[0]}
     return {
         "candidate": per_model[0],
@@ -296,168 +294,4 @@ def compare(y_true, p_candidate, p_production=None, *, budgets: Sequence[float],
         "budgets": list(budgets),
         "rounds": int(rounds),
         "single_class_rounds": single_class,
-    }
-
-
-def _number(x: float, digits: int, *, sign: bool = False) -> str:
-    """``x`` with a true minus sign, never ``-0.0``."""
-    return f"{round(x, digits) + 0.0:{'+' if sign else ''}.{digits}f}".replace("-", "\u2212")
-
-
-def verdict(comparison: Mapping, *, budget: float = 0.10) -> str:
-    """The comparison in plain words, at one inspection budget.
-
-    Parameters
-    ----------
-    comparison : dict
-        What :func:`compare` returned.
-    budget : float
-        The inspection budget to speak of; one of the comparison's budgets.
-
-    Returns
-    -------
-    str
-        How many of every 100 road-test failures the candidate finds, against production (with
-        the 95 % interval of the difference and whether it is clear) or, without one, against chance.
-
-    Raises
-    ------
-    ModelError
-        When the comparison holds no figures for ``budget``.
-    """
-    pct = budget_key(budget)
-    key = f"recall_at_{pct}"
-    candidate = comparison["candidate"]
-    if key not in candidate:
-        raise ModelError(f"the comparison has no figures for a {pct} % budget; it was made for "
-                         f"{', '.join(f'{budget_key(b)} %' for b in comparison.get('budgets', []))}")
-    cars = f"Measured on {comparison['cars']:,} evaluation cars with {comparison['positives']:,} road-test failures."
-    difference = comparison.get("difference")
-    if difference is None:
-        own = candidate[key]
-        if own["low"] is None:
-            return (f"At a {pct} % inspection budget the model finds {own['value'] * 100:.0f} of every 100 "
-                    f"road-test failures, vs {pct} by chance. {cars}")
-        clear = "clearly better than chance" if own["low"] * 100 > pct else "not clearly better than chance"
-        return (f"At a {pct} % inspection budget the model finds {own['value'] * 100:.0f} of every 100 road-test "
-                f"failures (95 % interval {own['low'] * 100:.0f} to {own['high'] * 100:.0f}), vs {pct} by chance: "
-                f"{clear}. {cars}")
-    diff = difference[key]
-    value = diff["value"] * 100
-    if diff["low"] is None:
-        span, clear = "", "the difference cannot be judged"
-    else:
-        low, high = diff["low"] * 100, diff["high"] * 100
-        span = f" (95 % interval {_number(low, 1)} to {_number(high, 1)})"
-        if low == high == value == 0:
-            clear = "the two models find the same failures"
-        elif low > 0:
-            clear = "the new model is clearly better"
-        elif high < 0:
-            clear = "the new model is clearly worse"
-        else:
-            clear = "the difference is not clear"
-    if value == 0:
-        finds = "as many road-test failures as the production model"
-    else:
-        finds = (f"{abs(value):.1f} {'more' if value > 0 else 'fewer'} of every 100 road-test failures than the "
-                 "production model")
-    auc = (f" ROC-AUC {candidate['roc_auc']['value']:.3f} against {comparison['production']['roc_auc']['value']:.3f}"
-           f" (difference {_number(difference['roc_auc']['value'], 3, sign=True)}).")
-    return f"At a {pct} % inspection budget the new model finds {finds}{span}; {clear}. {cars}{auc}"
-
-
-def _psi(old: np.ndarray, new: np.ndarray) -> float:
-    """Population stability index over the old values' deciles (fewer bins where values repeat)."""
-    edges = np.unique(np.quantile(old, np.linspace(0.1, 0.9, 9)))
-    share_old = np.bincount(np.searchsorted(edges, old), minlength=edges.size + 1) / old.size
-    share_new = np.bincount(np.searchsorted(edges, new), minlength=edges.size + 1) / new.size
-    share_old, share_new = np.maximum(share_old, 1e-4), np.maximum(share_new, 1e-4)
-    return float(np.sum((share_new - share_old) * np.log(share_new / share_old)))
-
-
-def _ks(old: np.ndarray, new: np.ndarray) -> float:
-    """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the two distributions."""
-    old, new = np.sort(old), np.sort(new)
-    values = np.concatenate([old, new])
-    gap = np.searchsorted(old, values, side="right") / old.size - np.searchsorted(new, values, side="right") / new.size
-    return float(np.max(np.abs(gap)))
-
-
-def drift(old_table: pd.DataFrame, new_table: pd.DataFrame, *, features: Sequence[str]) -> pd.DataFrame:
-    """How each feature's distribution moved between two tables of cars.
-
-    Parameters
-    ----------
-    old_table, new_table : pandas.DataFrame
-        Cars then (e.g. what production was trained on) and now.
-    features : sequence of str
-        The columns to compare.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Indexed by ``feature``, largest shift first: ``mean_old``, ``mean_new``, ``psi``
-        (population stability index over the old deciles), ``ks`` (Kolmogorov-Smirnov statistic)
-        and ``shift`` (``none`` below a PSI of 0.1, ``moderate`` below 0.25, else ``large``).
-        Missing values are left out.
-
-    Raises
-    ------
-    ModelError
-        When a feature is missing from a table or has no value in it.
-    """
-    for name, table in (("old", old_table), ("new", new_table)):
-        missing = [f for f in features if f not in table.columns]
-        if missing:
-            raise ModelError(f"the {name} table has no column {', '.join(missing)}")
-    rows = []
-    for feature in features:
-        old = pd.to_numeric(old_table[feature], errors="coerce").to_numpy(dtype=float)
-        new = pd.to_numeric(new_table[feature], errors="coerce").to_numpy(dtype=float)
-        old, new = old[np.isfinite(old)], new[np.isfinite(new)]
-        if old.size == 0 or new.size == 0:
-            raise ModelError(f"feature {feature} has no value in the {'old' if old.size == 0 else 'new'} table")
-        psi = _psi(old, new)
-        shift = "large" if psi >= PSI_LARGE else "moderate" if psi >= PSI_MODERATE else "none"
-        rows.append({"feature": feature, "mean_old": float(old.mean()), "mean_new": float(new.mean()),
-                     "psi": psi, "ks": _ks(old, new), "shift": shift})
-    columns = ["feature", "mean_old", "mean_new", "psi", "ks", "shift"]
-    out = pd.DataFrame(rows, columns=columns).set_index("feature")
-    return out.sort_values("psi", ascending=False, kind="stable")
-
-
-def data_summary(table: pd.DataFrame) -> dict:
-    """Cars, labelled cars, road-test failures, failure rate and production period of a table.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        A curated table (``label_rod``, ``label_known``, ``produced_at``).
-
-    Returns
-    -------
-    dict
-        ``cars``, ``labelled cars``, ``road-test failures`` (among the labelled cars),
-        ``failure rate`` (their share, ``None`` without labelled cars), ``produced from`` and
-        ``produced to`` (ISO timestamps, ``None`` without any production time).
-
-    Raises
-    ------
-    ModelError
-        When a column is missing.
-    """
-    missing = [c for c in ("label_rod", "label_known", "produced_at") if c not in table.columns]
-    if missing:
-        raise ModelError(f"the table has no column {', '.join(missing)}")
-    known = table["label_known"].fillna(False).astype(bool).to_numpy()
-    failures = int(table["label_rod"].to_numpy()[known].sum())
-    produced = pd.to_datetime(table["produced_at"]).dropna()
-    return {
-        "cars": int(len(table)),
-        "labelled cars": int(known.sum()),
-        "road-test failures": failures,
-        "failure rate": failures / int(known.sum()) if known.any() else None,
-        "produced from": produced.min().isoformat() if len(produced) else None,
-        "produced to": produced.max().isoformat() if len(produced) else None,
     }

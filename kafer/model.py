@@ -40,11 +40,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .config import FAMILIES
+from .dataset import production_order
 from .errors import ModelError
+from .features import META_COLUMNS
 
-FAMILIES = ("hgb", "keras")
-#: Columns that describe a car or its label; never a feature (nor is any column named ``label...``).
-NOT_FEATURES = ("KNR", "label_rod", "label_known", "produced_at", "road_test_at")
 #: Share of each class among the training cars, latest first, kept to stop training and calibrate.
 VALIDATION_FRACTION = 0.15
 #: Hyperparameters of each family; ``train(..., params=...)`` overrides any of them.
@@ -298,7 +298,7 @@ def _check_features(features: Sequence[str]) -> tuple[str, ...]:
     names = tuple(features)
     if not names:
         raise ModelError("the feature list is empty: pass the feature columns (kafer.features.feature_columns)")
-    forbidden = [name for name in names if name in NOT_FEATURES or str(name).lower().startswith("label")]
+    forbidden = [name for name in names if name in META_COLUMNS or str(name).lower().startswith("label")]
     if forbidden:
         raise ModelError(f"{', '.join(forbidden)} may never be a feature: they are the label or describe the car, "
                          "not what is known before the road test; remove them from the feature list")
@@ -344,9 +344,7 @@ def _labels(train_df: pd.DataFrame) -> np.ndarray:
 
 def _validation_split(train_df: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks of the cars to fit on and of the validation cars (latest per class)."""
-    order = (pd.DataFrame({"produced": pd.to_datetime(train_df["produced_at"]).to_numpy(),
-                           "knr": train_df["KNR"].astype(str).to_numpy()})
-             .sort_values(["produced", "knr"], kind="stable").index.to_numpy())
+    order = production_order(train_df)
     val = np.zeros(len(y), dtype=bool)
     for label in (0, 1):
         of_class = order[y[order] == label]

@@ -13,16 +13,16 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from . import runrecord
 from .config import Settings, load_settings
 from .errors import KaferError, StepError
 from .lake import Lake, utc_now_iso
+from .readers import Progress
 
 STEPS = ("01_ingest", "02_merge", "03_retrain", "04_compare")
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

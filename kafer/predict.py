@@ -7,7 +7,7 @@ same features as in training and the model kept in production scores them.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -18,9 +18,7 @@ from .errors import RegistryError
 from .features import build_features
 from .ingest import read_upload
 from .lake import Lake
-from .readers import COLUMNS
-
-Progress = Callable[[str], None]
+from .readers import COLUMNS, Progress
 
 
 def upload_features(paths: Iterable[str], *, settings: Settings, progress: Progress | None = None) -> pd.DataFrame:

@@ -1,11 +1,8 @@
 """The model registry in the lake: immutable versions, the production pointer and the decision log.
 
-Keys below the lake's root::
-
-    models/versions/<version>/model.bin   the artifact, opaque bytes, written first
-    models/versions/<version>/meta.json   run, data version, family, metrics, sha256; marks it complete
-    models/decisions/<stamp>-<run>.json   one immutable record per decision (``-rollback`` for a rollback)
-    models/PRODUCTION.json                the production pointer, replaced atomically, written last
+A version is an artifact plus its entry (run, data version, family, metrics, sha256); a decision
+is one immutable record (``<stamp>-<run>``, ``-rollback`` for a rollback); the production pointer
+is written last. Where they live is :mod:`kafer.catalog`'s business.
 
 Nothing here is ever rewritten except the pointer. A version's status is derived from the pointer
 and the log: ``production`` (the pointer names it), ``superseded`` (a decision once had it in
@@ -22,14 +19,11 @@ import os
 from datetime import datetime, timezone
 from typing import Iterator
 
-from . import runrecord
+from . import catalog, runrecord
 from .config import Settings, load_settings
-from .errors import DecisionError, LakeError, RegistryError
+from .errors import DecisionError, LakeError, RegistryError, RunError
 from .lake import Lake, utc_stamp
 
-VERSIONS = "models/versions"
-DECISIONS = "models/decisions"
-PRODUCTION = "models/PRODUCTION.json"
 #: Name of the lake lock every registry change holds.
 LOCK = "registry"
 #: What a person may decide about a run's candidate.
@@ -70,15 +64,14 @@ def register_candidate(lake: Lake, *, run_id: str, artifact: bytes, family: str,
     if not isinstance(artifact, (bytes, bytearray)) or not artifact:
         raise RegistryError(f"the candidate of run {run_id} has no artifact bytes: nothing to register")
     with _locked(lake, settings, purpose=f"register the candidate of run {run_id}"):
-        existing = _candidate_of(_metas(lake), run_id)
+        existing = _candidate_of(catalog.model_metas(lake), run_id)
         if existing is not None:
             raise RegistryError(f"run {run_id} already has a candidate, {existing['version']}: a run registers "
                                 "at most one; retrain for another")
         now = datetime.now(timezone.utc)
         version = "m" + utc_stamp(now)
         data = bytes(artifact)
-        lake.write_bytes(f"{VERSIONS}/{version}/model.bin", data)
-        lake.write_json(f"{VERSIONS}/{version}/meta.json", {
+        catalog.save_model(lake, version, data, {
             "version": version, "run": run_id, "data_version": data_version, "family": family,
             "metrics": metrics, "created_at": _iso(now), "sha256": hashlib.sha256(data).hexdigest(),
             "size": len(data)})
@@ -150,7 +143,7 @@ def decide(lake: Lake, run_id: str, choice: str, *, by: str, why: str, runs_dir:
         record = _log(lake, choice, run=run_id, candidate=candidate["version"], before=before, after=after,
                       by=by, why=why, report_sha256=report_sha256)
         if choice == "keep-new":
-            lake.write_pointer(PRODUCTION, _pointer(record))
+            catalog.set_production(lake, _pointer(record))
     return record
 
 
@@ -204,13 +197,13 @@ def rollback(lake: Lake, *, to_version: str, by: str, why: str, settings: Settin
                                 f"({rejected['by']} at {rejected['at']}); retrain to compare again")
         record = _log(lake, "rollback", run=None, candidate=None, before=before, after=to_version,
                       by=by, why=why, report_sha256=None)
-        lake.write_pointer(PRODUCTION, _pointer(record))
+        catalog.set_production(lake, _pointer(record))
     return record
 
 
 def production(lake: Lake) -> dict | None:
     """The production version's metadata plus ``since`` (and the ``decision`` id), or ``None``."""
-    pointer = lake.read_pointer(PRODUCTION)
+    pointer = catalog.production_pointer(lake)
     if pointer is None:
         return None
     meta = _meta(lake, pointer["version"])
@@ -228,7 +221,7 @@ def load_artifact(lake: Lake, version: str) -> bytes:
         When the stored bytes do not match their registered hash.
     """
     meta = _meta(lake, version)
-    data = lake.read_bytes(f"{VERSIONS}/{version}/model.bin")
+    data = catalog.model_artifact(lake, version)
     if hashlib.sha256(data).hexdigest() != meta["sha256"]:
         raise LakeError(f"the artifact of {version} in the lake {lake.url} does not match its registered hash: "
                         "it was damaged; roll back to another version")
@@ -255,7 +248,7 @@ def latest_pending_run(lake: Lake) -> str | None:
 
 def decisions(lake: Lake) -> list[dict]:
     """Every logged decision, oldest first."""
-    return [lake.read_json(key) for key in lake.list(DECISIONS) if key.endswith(".json")]
+    return catalog.decisions(lake)
 
 
 def status(lake: Lake) -> dict:
@@ -276,28 +269,24 @@ def _locked(lake: Lake, settings: Settings | None, *, purpose: str) -> Iterator[
     """Hold the registry lock, first completing a pointer write a failed change left undone."""
     settings = settings or load_settings()
     with lake.lock(LOCK, timeout=settings.lock_timeout, stale_after=settings.lock_stale_after, purpose=purpose):
-        log = decisions(lake)
-        pointer = lake.read_pointer(PRODUCTION)
+        log = catalog.decisions(lake)
+        pointer = catalog.production_pointer(lake)
         if log and log[-1]["after"] is not None and log[-1]["after"] != (pointer or {}).get("version"):
-            lake.write_pointer(PRODUCTION, _pointer(log[-1]))
+            catalog.set_production(lake, _pointer(log[-1]))
         yield
 
 
 def _state(lake: Lake) -> tuple[list[dict], dict | None, list[dict]]:
-    return _metas(lake), lake.read_pointer(PRODUCTION), decisions(lake)
-
-
-def _metas(lake: Lake) -> list[dict]:
-    return [lake.read_json(key) for key in lake.list(VERSIONS) if key.endswith("/meta.json")]
+    return catalog.model_metas(lake), catalog.production_pointer(lake), catalog.decisions(lake)
 
 
 def _meta(lake: Lake, version: str) -> dict:
     _check_id(version, "model version")
-    key = f"{VERSIONS}/{version}/meta.json"
-    if not lake.exists(key):
+    meta = catalog.model_meta(lake, version)
+    if meta is None:
         raise RegistryError(f"unknown model version {version!r} in the lake {lake.url}: "
                             "`kafer status` lists the versions")
-    return lake.read_json(key)
+    return meta
 
 
 def _candidate_of(metas: list[dict], run_id: str) -> dict | None:
@@ -325,7 +314,7 @@ def _log(lake: Lake, choice: str, *, run: str | None, candidate: str | None, bef
     record = {"id": f"{utc_stamp(now)}-{run or 'rollback'}", "at": _iso(now), "by": by, "why": why,
               "choice": choice, "run": run, "candidate": candidate, "before": before, "after": after,
               "report_sha256": report_sha256}
-    lake.write_json(f"{DECISIONS}/{record['id']}.json", record)
+    catalog.save_decision(lake, record)
     return record
 
 
@@ -345,7 +334,7 @@ def _who_and_why(by: str, why: str) -> tuple[str, str]:
 def _succeeded_manifest(runs_dir: str | os.PathLike, run_id: str) -> dict:
     try:
         manifest = runrecord.read_manifest(runs_dir, run_id)
-    except runrecord.RunError as exc:
+    except RunError as exc:
         raise DecisionError(f"unknown run {run_id!r}: {exc}") from None
     if manifest.get("status") != "succeeded":
         raise DecisionError(f"run {run_id} has status {manifest.get('status')!r}: only a succeeded run's "

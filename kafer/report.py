@@ -16,13 +16,10 @@ import pandas as pd
 from .config import Settings
 from .errors import ModelError
 from .metrics import budget_key, gain_curve, inspected, threshold_at
+from .narrative import interval, metric_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-#: How each figure of :func:`kafer.metrics.evaluate` is named for people.
-LABELS = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC (average precision)", "brier": "Brier score (lower is better)"}
-
 
 def _figure(ncols: int = 1, *, width: float = 6.4, height: float = 4.8):
     """A new figure with ``ncols`` axes side by side, already released by pyplot."""
@@ -241,26 +238,6 @@ def confusion_matrices(y_true, probs: Mapping[str, np.ndarray], *, budget: float
     return fig
 
 
-def _interval(figure: Mapping | None, digits: int, *, sign: bool = False) -> str:
-    if figure is None:
-        return ""
-
-    def number(x: float) -> str:
-        return f"{round(x, digits) + 0.0:{'+' if sign else ''}.{digits}f}".replace("-", "\u2212")
-
-    if figure["low"] is None:
-        return number(figure["value"])
-    return f"{number(figure['value'])} [{number(figure['low'])}, {number(figure['high'])}]"
-
-
-def metric_label(name: str) -> str:
-    """How a figure's key is written for people: ``recall_at_10`` → ``Recall at 10 %``."""
-    if name in LABELS:
-        return LABELS[name]
-    kind, _, pct = name.rpartition("_at_")
-    return f"{kind.capitalize()} at {pct} %"
-
-
 def metrics_table(comparison: Mapping) -> pd.DataFrame:
     """Every figure of a comparison as ``value [low, high]`` (95 % bootstrap interval).
 
@@ -279,7 +256,7 @@ def metrics_table(comparison: Mapping) -> pd.DataFrame:
     rows = {}
     for key in comparison["candidate"]:
         digits = 4 if key == "brier" else 3
-        rows[metric_label(key)] = [_interval(comparison[c][key], digits, sign=c == "difference") for c in columns]
+        rows[metric_label(key)] = [interval(comparison[c][key], digits, sign=c == "difference") for c in columns]
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("metric")
 
 

@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from .errors import KaferError
+from .errors import RunError
 from .lake import utc_stamp
 
 MANIFEST = "manifest.json"
@@ -20,10 +20,6 @@ METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"
 CANDIDATE = "candidate.model"
 REPORT = "04_compare.html"
-
-
-class RunError(KaferError, FileNotFoundError):
-    """A run record is missing or incomplete."""
 
 
 def new_run_id() -> str:
@@ -67,10 +63,3 @@ def update_manifest(runs: str | os.PathLike, run_id: str, **changes: Any) -> dic
     write_json(path, manifest)
     return manifest
 
-
-def list_runs(runs: str | os.PathLike) -> list[dict]:
-    """Manifests of every run in ``runs``, oldest first."""
-    root = Path(runs)
-    if not root.is_dir():
-        return []
-    return [read_json(p / MANIFEST) for p in sorted(root.iterdir()) if (p / MANIFEST).is_file()]

@@ -9,7 +9,8 @@ import pytest
 from conftest import lake_snapshot
 from kafer.demo import make_demo_upload
 from kafer.features import feature_columns
-from kafer.ingest import current_features, ingest
+from kafer.catalog import current_features
+from kafer.ingest import ingest
 
 CONTRACT = ["label_rod", "label_known", "n_results_id1", "n_results_id2", "n_results_id718", "n_nok_id1",
             "n_nok_id2", "n_nok_id718", "n_falhas_ZP5", "n_falhas_ZP5A", "n_falhas_ZP6", "n_falhas_ZP7",

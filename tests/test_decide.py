@@ -108,7 +108,7 @@ def test_the_panel_shows_both_models_and_the_verdict(lake, runs):
     assert first in panel.header.value and second in panel.header.value
     for label in ("ROC-AUC", "PR-AUC", "Brier score", "Recall at 10 %", "Precision at 10 %"):
         assert label in panel.figures.value
-    assert "0.810 [0.780, 0.840]" in panel.figures.value and "+0.010 [-0.020, +0.040]" in panel.figures.value
+    assert "0.810 [0.780, 0.840]" in panel.figures.value and "+0.010 [\u22120.020, +0.040]" in panel.figures.value
     assert "within chance" in panel.verdict.value
     assert panel.message.value == ""
     bundle = panel._repr_mimebundle_()

@@ -9,7 +9,8 @@ import pytest
 from conftest import lake_snapshot, write_csv, write_xlsx
 from kafer.cli import main
 from kafer.errors import UploadError
-from kafer.ingest import current_features, current_manifest, ingest
+from kafer.catalog import current_features, current_manifest
+from kafer.ingest import ingest
 from kafer.readers import KINDS
 
 T = dt.datetime

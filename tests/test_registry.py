@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import lake_snapshot
-from kafer import registry
+from kafer import catalog, registry
 from kafer.config import load_settings
 from kafer.errors import DecisionError, LakeError, LockTimeout, RegistryError
 from kafer.lake import Lake
@@ -105,9 +105,9 @@ def test_keep_new_promotes(lake, runs):
     assert record["at"].endswith("+00:00")
     assert registry.production(lake)["version"] == version
     assert registry.production(lake)["since"] == record["at"]
-    assert lake.read_pointer("models/PRODUCTION.json")["version"] == version
+    assert catalog.production_pointer(lake)["version"] == version
     assert registry.decisions(lake) == [record]
-    assert lake.list("models/decisions") == [f"models/decisions/{record['id']}.json"]
+    assert [d["id"] for d in catalog.decisions(lake)] == [record["id"]]
     assert record["id"].endswith(f"-{RUN1}")
     assert [v["status"] for v in registry.versions(lake)] == ["production"]
     assert registry.candidates(lake) == [] and registry.latest_pending_run(lake) is None
@@ -117,10 +117,10 @@ def test_keep_old_leaves_production_and_rejects_the_candidate(lake, runs):
     first = retrain(lake, runs, RUN1)
     registry.decide(lake, RUN1, "keep-new", by="Ana", why="first model", runs_dir=runs)
     second = retrain(lake, runs, RUN2)
-    pointer = lake.read_bytes("models/PRODUCTION.json")
+    pointer = catalog.production_pointer(lake)
     record = registry.decide(lake, RUN2, "keep-old", by="Rui", why="no better within the intervals", runs_dir=runs)
     assert (record["before"], record["after"], record["candidate"]) == (first, first, second)
-    assert lake.read_bytes("models/PRODUCTION.json") == pointer
+    assert catalog.production_pointer(lake) == pointer
     assert {v["version"]: v["status"] for v in registry.versions(lake)} == {first: "production", second: "rejected"}
     assert registry.candidates(lake) == []
 
@@ -129,7 +129,7 @@ def test_keep_old_without_production_rejects(lake, runs):
     version = retrain(lake, runs, RUN1)
     record = registry.decide(lake, RUN1, "keep-old", by="Ana", why="not convinced", runs_dir=runs)
     assert (record["before"], record["after"]) == (None, None)
-    assert registry.production(lake) is None and not lake.exists("models/PRODUCTION.json")
+    assert registry.production(lake) is None and catalog.production_pointer(lake) is None
     assert registry.versions(lake)[0]["version"] == version and registry.versions(lake)[0]["status"] == "rejected"
 
 

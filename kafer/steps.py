@@ -9,7 +9,6 @@ only after every step succeeded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,15 +17,18 @@ from . import runrecord
 from .config import Settings
 from .dataset import Split, labelled, time_split
 from .features import feature_columns
-from .ingest import CURRENT, current_features
+from . import catalog
+from .catalog import current_features
 from .lake import Lake
-from .metrics import compare, data_summary, drift, threshold_at, verdict
+from .drift import data_summary, drift
+from .metrics import compare, threshold_at
+from .narrative import verdict
 from .model import Model, load_model, train
 
 
 def data_version(lake: Lake) -> str:
     """The curated version the lake's pointer names."""
-    return lake.read_json(CURRENT)["version"]
+    return catalog.current_version(lake)
 
 
 def split_summary(split: Split) -> pd.DataFrame:
@@ -122,8 +124,8 @@ def evaluate_run(*, lake: Lake, runs: str, run_id: str, settings: Settings) -> E
     predictions.to_csv(folder / runrecord.PREDICTIONS, index=False)
     old = None
     if production is not None and production.get("data_version"):
-        key = f"curated/features/{production['data_version']}/features.parquet"
-        old = lake.read_table(key).to_pandas() if lake.exists(key) else None
+        version = production["data_version"]
+        old = catalog.features(lake, version) if catalog.has_features(lake, version) else None
     changes = data_changes(old, table)
     shift = drift(old, table, features=list(feature_columns(settings))) if old is not None else pd.DataFrame()
     return Evaluation(cars["KNR"].to_numpy(), y_true, probabilities, comparison, metrics, changes, shift)
@@ -136,6 +138,3 @@ def data_changes(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({"now": now}).rename_axis("what")
     return pd.DataFrame({"when production was trained": data_summary(old), "now": now}).rename_axis("what")
 
-
-def report_path(runs: str, run_id: str) -> Path:
-    return runrecord.run_dir(runs, run_id) / runrecord.REPORT

@@ -1,0 +1,168 @@
+"""The lake's catalog: every dataset of the lake by name, where it lives and how it is read and written.
+
+Code elsewhere never builds a key; it asks for a dataset here (Kedro's ``DataCatalog`` is the
+model). The layers, as the lake's folders show them::
+
+    raw/files/<sha256>.<ext>                     each accepted file, byte for byte
+    raw/rows/<kind>/<sha256>.parquet             its normalized rows, sorted by KNR
+    raw/index/<sha256>.json                      its record (name, kind, sheets, rows, cars, period), written last
+    curated/features/<version>/features.parquet  an immutable per-car table
+    curated/features/<version>/manifest.json     what it was built from
+    curated/CURRENT.json                         pointer to the current version, written last
+    models/versions/<version>/model.bin          a model artifact, opaque bytes, written first
+    models/versions/<version>/meta.json          its registry entry; marks the version complete
+    models/decisions/<id>.json                   one immutable record per decision
+    models/PRODUCTION.json                       the production pointer, written last
+
+Data keys are written once; only the two pointers are ever replaced.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import LakeError
+from .lake import Lake
+
+_RAW_INDEX = "raw/index"
+_CURATED = "curated/features"
+_CURRENT = "curated/CURRENT.json"
+_VERSIONS = "models/versions"
+_DECISIONS = "models/decisions"
+_PRODUCTION = "models/PRODUCTION.json"
+
+
+# -- raw zone ------------------------------------------------------------------------------------
+
+def raw_keys(*, sha256: str, kind: str, fmt: str) -> dict[str, str]:
+    """Where a landed file's bytes, rows and record live (kept in its record as ``keys``)."""
+    return {"file": f"raw/files/{sha256}.{fmt}", "rows": f"raw/rows/{kind}/{sha256}.parquet",
+            "index": f"{_RAW_INDEX}/{sha256}.json"}
+
+
+def raw_record(lake: Lake, sha256: str) -> dict | None:
+    """The record of the landed file with this content, or ``None`` when it never landed."""
+    key = f"{_RAW_INDEX}/{sha256}.json"
+    return lake.read_json(key) if lake.exists(key) else None
+
+
+def raw_records(lake: Lake) -> list[dict]:
+    """The record of every landed file."""
+    return [lake.read_json(key) for key in lake.list(_RAW_INDEX) if key.endswith(".json")]
+
+
+def save_raw(lake: Lake, record: dict, *, data: bytes, rows: pa.Table) -> None:
+    """Land one file: its bytes, its rows, then its record (which makes it landed)."""
+    keys = record["keys"]
+    lake.write_bytes(keys["file"], data)
+    lake.write_table(keys["rows"], rows)
+    lake.write_json(keys["index"], record)
+
+
+def raw_rows(lake: Lake, records: list[dict], *, cars: pa.Array | None = None,
+             columns: list[str] | None = None) -> pa.Table | None:
+    """The rows of the landed files ``records`` (of one kind), only of ``cars`` when given."""
+    if not records:
+        return None
+    keys = [r["keys"]["rows"] for r in records]
+    return lake.read_table(keys, columns=columns, filter=None if cars is None else pc.field("KNR").isin(cars))
+
+
+# -- curated zone --------------------------------------------------------------------------------
+
+def current_version(lake: Lake) -> str | None:
+    """The curated version the pointer names, or ``None`` before the first merge."""
+    pointer = lake.read_pointer(_CURRENT)
+    return None if pointer is None else pointer["version"]
+
+
+def curated_manifest(lake: Lake, version: str) -> dict:
+    """The manifest of a curated version."""
+    return lake.read_json(f"{_CURATED}/{version}/manifest.json")
+
+
+def current_manifest(lake: Lake) -> dict | None:
+    """The manifest of the current curated version, or ``None`` before the first merge."""
+    version = current_version(lake)
+    return None if version is None else curated_manifest(lake, version)
+
+
+def current_features(lake: Lake) -> pd.DataFrame:
+    """The current per-car table.
+
+    Raises
+    ------
+    LakeError
+        When nothing was merged into this lake yet.
+    """
+    version = current_version(lake)
+    if version is None:
+        raise LakeError(f"the lake {lake.url} holds no curated table yet: ingest an upload first "
+                        "(kafer ingest FOLDER)")
+    return features(lake, version)
+
+
+def has_features(lake: Lake, version: str) -> bool:
+    """Whether the lake still holds the per-car table of ``version``."""
+    return lake.exists(f"{_CURATED}/{version}/features.parquet")
+
+
+def features(lake: Lake, version: str) -> pd.DataFrame:
+    """The per-car table of a curated version."""
+    key = f"{_CURATED}/{version}/features.parquet"
+    if not lake.exists(key):
+        raise LakeError(f"the lake {lake.url} holds no curated version {version!r}")
+    return lake.read_table(key).to_pandas()
+
+
+def save_curated(lake: Lake, version: str, table: pd.DataFrame, manifest: dict) -> None:
+    """Write a new curated version, then move the pointer to it."""
+    lake.write_table(f"{_CURATED}/{version}/features.parquet", pa.Table.from_pandas(table, preserve_index=False))
+    lake.write_json(f"{_CURATED}/{version}/manifest.json", manifest)
+    lake.write_pointer(_CURRENT, {"version": version, "at": manifest["created_at"]})
+
+
+# -- model registry ------------------------------------------------------------------------------
+
+def model_metas(lake: Lake) -> list[dict]:
+    """The registry entry of every complete model version, oldest first."""
+    return [lake.read_json(key) for key in lake.list(_VERSIONS) if key.endswith("/meta.json")]
+
+
+def model_meta(lake: Lake, version: str) -> dict | None:
+    """The registry entry of ``version``, or ``None`` when there is no such complete version."""
+    key = f"{_VERSIONS}/{version}/meta.json"
+    return lake.read_json(key) if lake.exists(key) else None
+
+
+def save_model(lake: Lake, version: str, artifact: bytes, meta: dict) -> None:
+    """Write a model's artifact, then its entry (which makes the version complete)."""
+    lake.write_bytes(f"{_VERSIONS}/{version}/model.bin", artifact)
+    lake.write_json(f"{_VERSIONS}/{version}/meta.json", meta)
+
+
+def model_artifact(lake: Lake, version: str) -> bytes:
+    """The artifact bytes of ``version``."""
+    return lake.read_bytes(f"{_VERSIONS}/{version}/model.bin")
+
+
+def decisions(lake: Lake) -> list[dict]:
+    """Every logged decision, oldest first (ids start with their UTC time)."""
+    return [lake.read_json(key) for key in lake.list(_DECISIONS) if key.endswith(".json")]
+
+
+def save_decision(lake: Lake, record: dict) -> None:
+    """Append one immutable decision record."""
+    lake.write_json(f"{_DECISIONS}/{record['id']}.json", record)
+
+
+def production_pointer(lake: Lake) -> dict | None:
+    """The production pointer, or ``None`` while no model was ever kept."""
+    return lake.read_pointer(_PRODUCTION)
+
+
+def set_production(lake: Lake, pointer: dict) -> None:
+    """Replace the production pointer atomically."""
+    lake.write_pointer(_PRODUCTION, pointer)
