@@ -10,6 +10,7 @@ model). The layers, as the lake's folders show them::
     curated/features/<version>/manifest.json     what it was built from
     curated/CURRENT.json                         pointer to the current version, written last
     models/versions/<version>/model.bin          a model artifact, opaque bytes, written first
+    models/versions/<version>/training_cars.parquet  the cars it was trained or validated on
     models/versions/<version>/meta.json          its registry entry; marks the version complete
     models/decisions/<id>.json                   one immutable record per decision
     models/PRODUCTION.json                       the production pointer, written last
@@ -137,10 +138,19 @@ def model_meta(lake: Lake, version: str) -> dict | None:
     return lake.read_json(key) if lake.exists(key) else None
 
 
-def save_model(lake: Lake, version: str, artifact: bytes, meta: dict) -> None:
-    """Write a model's artifact, then its entry (which makes the version complete)."""
+def save_model(lake: Lake, version: str, artifact: bytes, meta: dict, *, training_cars: list[str]) -> None:
+    """Write a model's artifact and training cars, then its entry (which makes the version complete)."""
     lake.write_bytes(f"{_VERSIONS}/{version}/model.bin", artifact)
+    lake.write_table(f"{_VERSIONS}/{version}/training_cars.parquet",
+                     pa.table({"KNR": pa.array(sorted(training_cars), pa.string())}))
     lake.write_json(f"{_VERSIONS}/{version}/meta.json", meta)
+
+
+def model_training_cars(lake: Lake, version: str) -> set[str] | None:
+    """The cars ``version`` was trained or validated on; ``None`` for a version registered before
+    they were recorded."""
+    key = f"{_VERSIONS}/{version}/training_cars.parquet"
+    return set(lake.read_table(key)["KNR"].to_pylist()) if lake.exists(key) else None
 
 
 def model_artifact(lake: Lake, version: str) -> bytes:

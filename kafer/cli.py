@@ -69,6 +69,9 @@ def format_ingest(report: dict) -> str:
     if unknown:
         lines.append(f"Note: {unknown:,} cars were road-tested outside the period the falhas cover (or not yet): "
                      "their label is unknown and they are not used to train or evaluate.")
+    for f in manifest.get("filtered_falhas", []):
+        lines.append(f"Note: {f['name']} holds no road-test defect although {f['road_tests']:,} cars were road-tested "
+                     "in its period: taken as a filtered export, its period makes no label known.")
     if "falhas" not in manifest["periods"]:
         lines.append("Problem: no falhas export in the lake, so no car has a known label yet.")
     return "\n".join(lines)
@@ -143,8 +146,8 @@ def cmd_status(args) -> int:
 def cmd_predict(args) -> int:
     from .predict import predict_upload, save_ranking
 
-    settings, lake = _lake(args)
-    scored = predict_upload(args.paths, lake=lake, settings=settings, progress=_progress())
+    settings, _ = _lake(args)
+    scored = predict_upload(args.paths, settings=settings, progress=_progress())
     print(f"Production model {scored['model_version'].iloc[0]}: " + save_ranking(scored, args.out))
     return 0
 

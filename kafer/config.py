@@ -1,7 +1,11 @@
 """The one typed place for settings: zones, halls, thresholds, where the lake and runs live.
 
-Precedence: defaults < ``kafer.toml`` in the working directory < environment (``KAFER_LAKE``,
-``KAFER_RUNS``) < explicit arguments. Nothing is read at import time.
+Precedence: defaults < the project's ``kafer.toml`` < environment (``KAFER_LAKE``, ``KAFER_RUNS``)
+< explicit arguments. The project folder is found the way git finds its root: the nearest folder,
+from the working folder up, that holds ``kafer.toml`` or ``pyproject.toml``. So the CLI, papermill
+and a notebook opened in JupyterLab from ``notebooks/`` all find the same lake: ``<project>/lake``
+by default, paths in ``kafer.toml`` relative to its folder, paths given on the command line or in
+the environment relative to the working folder. Nothing is read at import time.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ try:  # Python 3.11+
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+#: The settings file of a project.
+CONFIG_FILE = "kafer.toml"
+#: What marks a project folder, nearest first.
+PROJECT_MARKERS = (CONFIG_FILE, "pyproject.toml")
 
 #: Model families Käfer can train: gradient boosting, or a Keras dense network.
 FAMILIES = ("hgb", "keras")
@@ -51,8 +60,10 @@ DEFAULT_HALL_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 class Settings:
     """Everything configurable, frozen once built by :func:`load_settings`."""
 
-    lake: str = "./lake"
-    runs: str = "./runs"
+    #: Where the datalake lives: a folder or an fsspec URL (default: ``<project>/lake``).
+    lake: str = "lake"
+    #: Folder of run records (default: ``<project>/runs``).
+    runs: str = "runs"
     #: Hall whose defects make the label.
     label_hall: str = "ROD"
     #: Status code of the first road-test checkpoint: it and everything after are left out.
@@ -63,8 +74,18 @@ class Settings:
     post_road_sections: tuple[str, ...] = ("SECTION_ZP8_",)
     #: Two falhas files whose periods are at most this many hours apart cover the gap between them.
     falhas_gap_hours: float = 24.0
+    #: A road test must lie this many hours before the end of the falhas period for its label to be
+    #: known: a defect found on the road can be logged after the export was cut.
+    label_maturity_hours: float = 24.0
+    #: A falhas export whose period holds at least this many road tests but not one ROD defect is
+    #: taken as filtered (e.g. exported for some halls only): its period makes no label known.
+    filtered_falhas_road_tests: int = 100
     #: Share of the labelled cars, latest by production time, kept for evaluation.
     eval_fraction: float = 0.2
+    #: Fewest evaluation cars, and failures among them, that neither model saw in training for the
+    #: candidate and production to be compared; with fewer the comparison says it cannot judge.
+    min_compare_cars: int = 200
+    min_compare_failures: int = 20
     #: Inspection budgets (share of cars tested, riskiest first) reported in the comparison.
     budgets: tuple[float, ...] = (0.05, 0.10, 0.20)
     #: The budget whose threshold is the operating point (confusion matrices, predict's flag).
@@ -84,21 +105,50 @@ class Settings:
         """Return a copy with ``changes`` applied (``None`` values are ignored)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def to_dict(self) -> dict:
+        """Every setting as JSON-ready values (a run's snapshot)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Mapping):
+                value = {k: list(v) for k, v in value.items()}
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> "Settings":
+        """The settings a snapshot written by :meth:`to_dict` holds.
+
+        Raises
+        ------
+        ConfigError
+            When the snapshot names a setting this Käfer does not know.
+        """
+        return _checked(cls().replace(**_typed(dict(values), "a settings snapshot")))
+
 
 _TUPLE_FIELDS = {"post_road_sections", "budgets"}
 
 
-def _from_toml(path: Path) -> dict:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read settings: {exc}") from None
-    section = raw.get("kafer", raw)
+def project_root(start: str | os.PathLike | None = None) -> Path:
+    """The project folder: the nearest folder at or above ``start`` (the working folder) that holds
+    ``kafer.toml`` or ``pyproject.toml``; ``start`` itself when there is none."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if any((folder / marker).is_file() for marker in PROJECT_MARKERS):
+            return folder
+    return here
+
+
+def _typed(values: dict, where: str) -> dict:
+    """Settings read from a file, with unknown names refused and lists made tuples."""
     known = {f.name for f in dataclasses.fields(Settings)}
-    unknown = sorted(set(section) - known)
+    unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"{path}: unknown settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    out = dict(section)
+        raise ConfigError(f"{where}: unknown settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    out = dict(values)
     for name in ("zones", "hall_groups"):
         if name in out:
             out[name] = MappingProxyType({str(k): tuple(v) for k, v in out[name].items()})
@@ -107,27 +157,53 @@ def _from_toml(path: Path) -> dict:
     return out
 
 
+def _from_toml(path: Path) -> dict:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read settings: {exc}") from None
+    out = _typed(raw.get("kafer", raw), str(path))
+    for name in ("lake", "runs"):
+        if name in out:
+            out[name] = _located(out[name], path.parent)
+    return out
+
+
+def _located(place: str, base: Path) -> str:
+    """A local path made absolute against ``base``; an fsspec URL kept as it is."""
+    place = str(place)
+    return place if "://" in place else str((base / os.path.expanduser(place)).resolve())
+
+
 def load_settings(*, config_file: str | os.PathLike | None = None, **overrides) -> Settings:
     """Build the settings: defaults, then ``kafer.toml``, then environment, then ``overrides``.
 
     Parameters
     ----------
     config_file : path, optional
-        Settings file to read; defaults to ``kafer.toml`` in the working directory when present.
+        Settings file to read; defaults to the project's ``kafer.toml`` when there is one.
     **overrides
-        Explicit values (``None`` means "not given").
+        Explicit values (``None`` or ``""`` means "not given"); relative ``lake`` and ``runs``
+        paths are taken relative to the working folder.
 
     Raises
     ------
     ConfigError
-        When the settings file is unreadable or names an unknown setting.
+        When the settings file is unreadable, names an unknown setting, or a value is out of range.
     """
-    settings = Settings()
-    path = Path(config_file) if config_file else Path("kafer.toml")
+    root = project_root()
+    settings = Settings(lake=str(root / "lake"), runs=str(root / "runs"))
+    path = Path(config_file) if config_file else root / CONFIG_FILE
     if config_file or path.is_file():
         settings = settings.replace(**_from_toml(path))
-    settings = settings.replace(lake=os.environ.get("KAFER_LAKE") or None, runs=os.environ.get("KAFER_RUNS") or None)
-    settings = settings.replace(**overrides)
+    cwd = Path(os.getcwd())
+    given = {name: os.environ.get(f"KAFER_{name.upper()}") for name in ("lake", "runs")}
+    given.update({name: value for name in ("lake", "runs") if (value := overrides.pop(name, None))})
+    settings = settings.replace(**{name: _located(value, cwd) for name, value in given.items() if value})
+    return _checked(settings.replace(**{k: v for k, v in overrides.items() if v != ""}))
+
+
+def _checked(settings: Settings) -> Settings:
     if not 0 < settings.eval_fraction < 1:
         raise ConfigError(f"eval_fraction must lie between 0 and 1, not {settings.eval_fraction}")
     if settings.family not in FAMILIES:

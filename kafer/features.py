@@ -9,6 +9,7 @@ checkpoint. The label is computed from the falhas rows alone and is kept apart f
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -55,7 +56,7 @@ def build_features(resultados: pa.Table | None, falhas: pa.Table | None, status:
         Zones, hall groups, the road-test code, the label hall.
     coverage : sequence of (start, end)
         Periods the uploaded falhas cover; ``label_known`` is true for cars whose road test lies
-        inside one of them.
+        inside one of them, at least ``settings.label_maturity_hours`` before its end.
 
     Returns
     -------
@@ -70,7 +71,7 @@ def build_features(resultados: pa.Table | None, falhas: pa.Table | None, status:
         type=pa.string()))
     table = pd.DataFrame({"KNR": pd.Series(cars.to_pylist(), dtype=object)}).set_index("KNR")
     parts = [_result_counts(resultados, settings), _falhas_counts(falhas, settings),
-             _dwell(status, settings), _times(resultados, falhas, status, settings)]
+             _dwell(status, settings), _times(resultados, status, settings)]
     for part in parts:
         table = table.join(part, how="left")
     ints = [c for c in feature_columns(settings) if not c.startswith("dwell_min_")] + ["label_rod"]
@@ -81,19 +82,71 @@ def build_features(resultados: pa.Table | None, falhas: pa.Table | None, status:
     dwell = [c for c in feature_columns(settings) if c.startswith("dwell_min_")]
     table[dwell] = table[dwell].fillna(0.0).astype("float64")
     table = table.reset_index()
-    table = with_label_known(table, coverage)
+    table = with_label_known(table, coverage, maturity_hours=settings.label_maturity_hours)
     return table.loc[:, list(table_columns(settings))].sort_values("KNR", ignore_index=True)
 
 
-def with_label_known(table: pd.DataFrame, coverage: Sequence[tuple[dt.datetime, dt.datetime]]) -> pd.DataFrame:
-    """A copy of ``table`` whose ``label_known`` says if the car's road test lies in a covered period."""
+def with_label_known(table: pd.DataFrame, coverage: Sequence[tuple[dt.datetime, dt.datetime]], *,
+                     maturity_hours: float) -> pd.DataFrame:
+    """A copy of ``table`` whose ``label_known`` says if the car's road test lies in a covered period.
+
+    The road test must lie at least ``maturity_hours`` before the period's end (a defect found on
+    the road can be logged after the export was cut); a car without a road test is never known.
+    """
     known = np.zeros(len(table), dtype=bool)
     at = pd.to_datetime(table["road_test_at"])
+    margin = pd.Timedelta(hours=maturity_hours)
     for start, end in coverage:
-        known |= ((at >= pd.Timestamp(start)) & (at <= pd.Timestamp(end))).fillna(False).to_numpy(dtype=bool)
+        inside = (at >= pd.Timestamp(start)) & (at <= pd.Timestamp(end) - margin)
+        known |= inside.fillna(False).to_numpy(dtype=bool)
     out = table.copy()
     out["label_known"] = known
     return out
+
+
+@dataclass(frozen=True)
+class FalhasPeriod:
+    """What one falhas export says about labels: its name, first and last defect, and how many of
+    its rows are road-test (label hall) defects."""
+
+    name: str
+    start: dt.datetime
+    end: dt.datetime
+    label_rows: int
+
+
+def label_coverage(files: Sequence[FalhasPeriod], road_test_at: pd.Series, *,
+                   settings: Settings) -> tuple[list[tuple], list[dict]]:
+    """The periods whose road tests have a known label, and the falhas exports left out as filtered.
+
+    An export whose period holds at least ``settings.filtered_falhas_road_tests`` road tests but
+    not one road-test defect is almost surely filtered (exported for some halls only): counting its
+    period would make every car it covers a known negative. The others' periods are joined across
+    gaps of up to ``settings.falhas_gap_hours``.
+
+    Parameters
+    ----------
+    files : sequence of FalhasPeriod
+        Every falhas export in the lake.
+    road_test_at : pandas.Series
+        Every car's road-test time (``NaT`` without one).
+
+    Returns
+    -------
+    periods : list of (start, end)
+    filtered : list of dict
+        ``{"name", "start", "end", "road_tests"}`` per export left out.
+    """
+    at = pd.to_datetime(road_test_at).dropna()
+    kept, filtered = [], []
+    for f in files:
+        tests = int(((at >= pd.Timestamp(f.start)) & (at <= pd.Timestamp(f.end))).sum())
+        if f.label_rows == 0 and tests >= settings.filtered_falhas_road_tests:
+            filtered.append({"name": f.name, "start": f.start.isoformat(), "end": f.end.isoformat(),
+                             "road_tests": tests})
+        else:
+            kept.append((f.start, f.end))
+    return merge_periods(kept, gap_hours=settings.falhas_gap_hours), filtered
 
 
 def merge_periods(periods: Sequence[tuple[dt.datetime, dt.datetime]], *, gap_hours: float) -> list[tuple]:
@@ -230,8 +283,12 @@ def _dwell(status: pa.Table, settings: Settings) -> pd.DataFrame:
     return out
 
 
-def _times(resultados: pa.Table, falhas: pa.Table, status: pa.Table, settings: Settings) -> pd.DataFrame:
-    """When each car was produced (its first event) and road-tested (first road-test checkpoint)."""
+def _times(resultados: pa.Table, status: pa.Table, settings: Settings) -> pd.DataFrame:
+    """When each car was produced (its first event) and road-tested (its first road-test checkpoint).
+
+    The road test's time comes from status alone: taking a car's first ROD defect instead would
+    make exactly the failing cars' labels known when the checkpoint is missing.
+    """
     def first(table: pa.Table, name: str) -> pd.Series:
         if table.num_rows == 0:
             return pd.Series(dtype="datetime64[s]", name=name)
@@ -239,11 +296,7 @@ def _times(resultados: pa.Table, falhas: pa.Table, status: pa.Table, settings: S
         return pd.Series(agg["DATA_min"].to_numpy(), index=agg["KNR"].to_pylist(), name=name)
 
     road = first(status.filter(pc.equal(status["STATUS"], settings.road_test_code)), "road")
-    rod_defect = first(falhas.filter(pc.equal(falhas["HALLE"], settings.label_hall)), "rod_defect")
     produced = pd.concat([first(status, "a"), first(resultados, "b")], axis=1).min(axis=1)
-    out = pd.concat([road, rod_defect, produced.rename("produced")], axis=1)
+    out = pd.concat([road, produced.rename("produced")], axis=1)
     out.index.name = "KNR"
-    return pd.DataFrame({
-        "road_test_at": out["road"].fillna(out["rod_defect"]),
-        "produced_at": out["produced"].fillna(out["road"]).fillna(out["rod_defect"]),
-    })
+    return pd.DataFrame({"road_test_at": out["road"], "produced_at": out["produced"]})

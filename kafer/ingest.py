@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from . import catalog
 from .config import Settings
 from .errors import LakeError, UploadError
-from .features import build_features, merge_periods, table_columns, with_label_known
+from .features import FalhasPeriod, build_features, label_coverage, table_columns, with_label_known
 from .lake import Lake, read_source, utc_now_iso, utc_stamp
 from .readers import COLUMNS, Export, Progress, read_export, read_period_text
 
@@ -115,7 +115,8 @@ def upload_summary(received: Sequence[Received]) -> pd.DataFrame:
     return pd.DataFrame(lines, columns=columns).fillna({"kind": "", "format": "", "period": "", "note": ""})
 
 
-def land(received: Sequence[Received], *, lake: Lake, progress: Progress | None = None) -> list[dict]:
+def land(received: Sequence[Received], *, lake: Lake, settings: Settings,
+         progress: Progress | None = None) -> list[dict]:
     """Write the upload's files into the raw zone; return one record per distinct file.
 
     Content-addressed keys make this idempotent: a file already in the lake is recognized and
@@ -141,6 +142,8 @@ def land(received: Sequence[Received], *, lake: Lake, progress: Progress | None 
                 "landed_at": utc_now_iso(),
                 "keys": catalog.raw_keys(sha256=export.sha256, kind=export.kind, fmt=export.format),
             }
+            if export.kind == "falhas":
+                record["label_rows"] = _label_rows(export.table, settings.label_hall)
             catalog.save_raw(lake, record, data=item.data, rows=export.table.take(order))
             records.append({**record, "already_in_lake": False})
         else:
@@ -178,7 +181,8 @@ def merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -
     """Merge every landed file not yet in the curated table into a new version of it.
 
     The features of every car the new files touch are rebuilt from all of that car's rows in the
-    lake; ``label_known`` is recomputed for every car, since new falhas widen the covered period.
+    lake; ``label_known`` is recomputed for every car, since new falhas widen the covered period
+    (and a filtered falhas export, see :func:`kafer.features.label_coverage`, covers nothing).
 
     Returns
     -------
@@ -202,18 +206,17 @@ def merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -
             progress(f"rebuilding the features of {len(touched):,} cars from all their rows in the lake")
         rows = {kind: catalog.raw_rows(lake, [s for s in sources if s["kind"] == kind], cars=touched)
                 for kind in COLUMNS}
-        coverage = merge_periods([_period(s) for s in sources if s["kind"] == "falhas"],
-                                 gap_hours=settings.falhas_gap_hours)
-        rebuilt = build_features(rows["resultados"], rows["falhas"], rows["status"], settings=settings,
-                                 coverage=coverage)
-        table = rebuilt
+        table = build_features(rows["resultados"], rows["falhas"], rows["status"], settings=settings)
         if manifest is not None:
             old = catalog.features(lake, manifest["version"])
-            kept = with_label_known(old[~old["KNR"].isin(touched.to_pylist())], coverage)
-            table = pd.concat([kept, rebuilt], ignore_index=True).sort_values("KNR", ignore_index=True)
-        table = table.loc[:, list(table_columns(settings))]
+            table = pd.concat([old[~old["KNR"].isin(touched.to_pylist())], table], ignore_index=True)
+        periods = [FalhasPeriod(s["name"], *_period(s), _recorded_label_rows(lake, s, settings))
+                   for s in sources if s["kind"] == "falhas"]
+        coverage, filtered = label_coverage(periods, table["road_test_at"], settings=settings)
+        table = with_label_known(table, coverage, maturity_hours=settings.label_maturity_hours)
+        table = table.sort_values("KNR", ignore_index=True).loc[:, list(table_columns(settings))]
         version = "v" + utc_stamp()
-        new_manifest = _manifest(version, manifest, sources, new, table, coverage)
+        new_manifest = _manifest(version, manifest, sources, new, table, coverage, filtered)
         catalog.save_curated(lake, version, table, new_manifest)
         return {**new_manifest, "new_sources": [s["name"] for s in new]}
 
@@ -225,7 +228,7 @@ def ingest(paths: Iterable[str], *, lake: Lake, settings: Settings, progress: Pr
     """
     received = receive(paths, lake=lake, progress=progress)
     files = upload_summary(received)
-    records = land(received, lake=lake, progress=progress)
+    records = land(received, lake=lake, settings=settings, progress=progress)
     del received  # the merge reads the rows back from the lake: free the upload's copy first
     manifest = merge(lake=lake, settings=settings, progress=progress)
     return {"files": files, "landed": records, "manifest": manifest}
@@ -235,12 +238,26 @@ def _cars_of(lake: Lake, record: dict) -> set[str]:
     return set(pc.unique(catalog.raw_rows(lake, [record], columns=["KNR"])["KNR"]).to_pylist())
 
 
+def _label_rows(falhas: pa.Table, label_hall: str) -> dict:
+    """How many rows of a falhas export are road-test defects (of ``label_hall``)."""
+    return {"hall": label_hall, "rows": int(pc.sum(pc.equal(falhas["HALLE"], label_hall)).as_py() or 0)}
+
+
+def _recorded_label_rows(lake: Lake, record: dict, settings: Settings) -> int:
+    """The label rows of a landed falhas export: from its record, or counted again when the record
+    predates them or counted another hall."""
+    counted = record.get("label_rows")
+    if counted is None or counted["hall"] != settings.label_hall:
+        counted = _label_rows(catalog.raw_rows(lake, [record], columns=["HALLE"]), settings.label_hall)
+    return counted["rows"]
+
+
 def _period(record: dict) -> tuple[dt.datetime, dt.datetime]:
     return dt.datetime.fromisoformat(record["period"][0]), dt.datetime.fromisoformat(record["period"][1])
 
 
 def _manifest(version: str, parent: dict | None, sources: list[dict], new: list[dict], table: pd.DataFrame,
-              coverage: list[tuple]) -> dict:
+              coverage: list[tuple], filtered: list[dict]) -> dict:
     periods = {}
     for kind in COLUMNS:
         of_kind = [_period(s) for s in sources if s["kind"] == kind]
@@ -256,6 +273,7 @@ def _manifest(version: str, parent: dict | None, sources: list[dict], new: list[
         "rows": {kind: sum(s["rows"] for s in sources if s["kind"] == kind) for kind in COLUMNS},
         "periods": periods,
         "falhas_coverage": [[s.isoformat(), e.isoformat()] for s, e in coverage],
+        "filtered_falhas": filtered,
         "cars": int(len(table)),
         "labelled_cars": int(known.sum()),
         "positives": int(table.loc[known, "label_rod"].sum()),

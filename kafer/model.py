@@ -173,6 +173,21 @@ def _estimator_bytes(family: str, estimator: Any) -> bytes:
         return path.read_bytes()
 
 
+def read_meta(data: bytes) -> dict:
+    """The facts an artifact records (family, features, ``trained_on``…), without loading its estimator.
+
+    Raises
+    ------
+    ModelError
+        When the bytes are not a Käfer model artifact.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return json.loads(archive.read(_META).decode("utf-8"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ModelError(f"not a Käfer model artifact ({exc!r}): save models with Model.to_bytes") from None
+
+
 def load_model(data: bytes) -> Model:
     """The model saved by :meth:`Model.to_bytes`.
 

@@ -1,8 +1,10 @@
 """Wire the notebooks into a retrain: ingest → merge → retrain → compare, run by papermill.
 
 The only module that imports papermill. Each step is a parameterized notebook under
-``notebooks/``; executed copies and the rendered comparison go to ``runs/<run-id>/``. The
-candidate enters the lake's registry as a pending version only once every step succeeded.
+``notebooks/``; executed copies and the rendered comparison go to ``runs/<run-id>/``. A run
+writes its settings snapshot before the first step and pins its data version after the merge;
+the steps read both (see :mod:`kafer.runrecord`). The candidate enters the lake's registry as a
+pending version only once every step succeeded; a failure of any kind marks the run failed.
 """
 
 from __future__ import annotations
@@ -76,8 +78,24 @@ def code_version() -> str:
         return __version__
 
 
+def _kernel_manager(log: Path):
+    """A kernel manager class that sends the kernel's stderr to ``log``: its own log lines (the TCP
+    warning, the interrupt at shutdown) are not the user's business, but are kept for diagnosis."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    async def launch(self, kernel_cmd, **kw):
+        with open(log, "ab") as sink:
+            kw["stderr"] = sink
+            return await AsyncKernelManager._async_launch_kernel(self, kernel_cmd, **kw)
+
+    return type("RunKernelManager", (AsyncKernelManager,), {"_async_launch_kernel": launch})
+
+
 def run_notebook(step: str, out_dir: Path, parameters: dict, *, notebooks: Path = NOTEBOOKS) -> Path:
-    """Execute ``notebooks/<step>.ipynb`` with ``parameters`` into ``out_dir``; StepError on failure."""
+    """Execute ``notebooks/<step>.ipynb`` with ``parameters`` into ``out_dir``; StepError on failure.
+
+    The kernel's own log lines go to ``out_dir/kernel.log``, not to the terminal.
+    """
     import papermill as pm
 
     source = notebooks / f"{step}.ipynb"
@@ -90,7 +108,8 @@ def run_notebook(step: str, out_dir: Path, parameters: dict, *, notebooks: Path 
     target = out_dir / f"{step}.ipynb"
     try:
         pm.execute_notebook(str(source), str(target), parameters=parameters, kernel_name=kernel_name(),
-                            progress_bar=False, cwd=os.getcwd(), log_output=False)
+                            progress_bar=False, cwd=os.getcwd(), log_output=False,
+                            kernel_manager_class=_kernel_manager(out_dir / "kernel.log"))
     except pm.PapermillExecutionError as exc:
         raise StepError(step, f"{exc.ename}: {exc.evalue}") from None
     except Exception as exc:  # kernel died, timed out, could not start
@@ -99,26 +118,35 @@ def run_notebook(step: str, out_dir: Path, parameters: dict, *, notebooks: Path 
 
 
 def render_html(notebook: Path) -> Path:
-    """The executed notebook as HTML for the operator: no code, pictures embedded."""
+    """The executed notebook as HTML for the operator: no code, pictures embedded, titled by its run."""
     import nbformat
     from nbconvert import HTMLExporter
 
+    node = nbformat.read(str(notebook), as_version=4)
+    node.metadata["title"] = report_title(node)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    body, _ = exporter.from_notebook_node(node)
     target = notebook.with_suffix(".html")
     target.write_text(body, encoding="utf-8")
     return target
 
 
-def step_parameters(step: str, *, upload: Sequence[str], lake: str, runs: str, run_id: str, family: str) -> dict:
-    """The parameters each notebook declares."""
-    common = {"lake": lake, "run_id": run_id}
-    return {
-        "01_ingest": {**common, "upload": list(upload)},
-        "02_merge": common,
-        "03_retrain": {**common, "runs": runs, "family": family},
-        "04_compare": {**common, "runs": runs},
-    }[step]
+def report_title(node) -> str:
+    """The page title: the first heading the notebook's outputs show (the report names the run there)."""
+    for cell in node.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("data", {}).get("text/markdown", "")
+            if text.startswith("#"):
+                return text.splitlines()[0].lstrip("#").strip()
+    return "Käfer comparison"
+
+
+def step_parameters(step: str, *, upload: Sequence[str], runs: str, run_id: str) -> dict:
+    """The parameters each notebook declares: the run (whose record holds its settings and data
+    version), and for the ingest step the upload."""
+    common = {"runs": runs, "run_id": run_id}
+    return {"01_ingest": {**common, "upload": list(upload)}, "02_merge": common, "03_retrain": common,
+            "04_compare": common}[step]
 
 
 def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | None = None,
@@ -128,60 +156,65 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
 
     Raises
     ------
+    LockTimeout
+        Before any step, when another retrain holds the lake (the message names it).
     StepError
         When a step fails; the run's manifest is marked failed and no candidate is registered.
     """
     from . import registry
     from .ingest import expand_paths
 
-    settings = settings or load_settings(lake=lake, runs=runs)
-    lake_url = absolute_url(settings.lake)
-    runs_root = Path(settings.runs).resolve()
-    family = family or settings.family
+    settings = (settings or load_settings(lake=lake, runs=runs)).replace(family=family)
+    settings = settings.replace(lake=absolute_url(settings.lake), runs=str(Path(settings.runs).resolve()))
+    runs_root = Path(settings.runs)
     upload = [absolute_url(p) for p in expand_paths(paths)] if paths else []
     run_id = run_id or runrecord.new_run_id()
-    out = runrecord.run_dir(runs_root, run_id)
-    if out.exists():
-        raise KaferError(f"run {run_id} already exists in {runs_root}: choose another --run-id")
-    out.mkdir(parents=True)
+    runrecord.run_dir(runs_root, run_id)
     say = progress or (lambda message: None)
-    runrecord.update_manifest(runs_root, run_id, status="running", started_at=utc_now_iso(), steps={},
-                              parameters={"upload": upload, "lake": lake_url, "family": family,
-                                          "seed": settings.seed, "eval_fraction": settings.eval_fraction,
-                                          "budgets": list(settings.budgets)},
-                              code_version=code_version(), python=platform.python_version())
-    store = Lake(lake_url)
+    store = Lake(settings.lake)
     timings: dict[str, float] = {}
-    try:
-        with store.lock("retrain", timeout=settings.lock_timeout, stale_after=settings.lock_stale_after,
-                        purpose=f"retrain {run_id}"):
+    with store.lock("retrain", timeout=settings.lock_timeout, stale_after=settings.lock_stale_after,
+                    purpose=f"retrain {run_id}"):
+        run = runrecord.start_run(runs_root, run_id, settings)
+        runrecord.update_manifest(runs_root, run_id, status="running", started_at=utc_now_iso(), steps={},
+                                  parameters={"upload": upload, "lake": settings.lake, "family": settings.family,
+                                              "seed": settings.seed, "eval_fraction": settings.eval_fraction,
+                                              "budgets": list(settings.budgets)},
+                                  code_version=code_version(), python=platform.python_version())
+        step = None
+        try:
             for step in STEPS:
                 say(f"step {step} …")
                 started = time.monotonic()
-                run_notebook(step, out, step_parameters(step, upload=upload, lake=lake_url, runs=str(runs_root),
-                                                        run_id=run_id, family=family))
+                run_notebook(step, run.folder, step_parameters(step, upload=upload, runs=str(runs_root),
+                                                               run_id=run_id))
                 timings[step] = round(time.monotonic() - started, 2)
                 runrecord.update_manifest(runs_root, run_id, steps=dict(timings))
                 say(f"step {step} done in {timings[step]:.1f} s")
+            step = "render"
             started = time.monotonic()
-            render_html(out / "04_compare.ipynb")
+            render_html(run.folder / "04_compare.ipynb")
             timings["render"] = round(time.monotonic() - started, 2)
-            metrics = runrecord.read_json(out / runrecord.METRICS)
+            step = "register"
+            metrics = runrecord.read_json(run.folder / runrecord.METRICS)
             candidate = metrics["models"]["candidate"]
+            cars = (run.folder / runrecord.TRAINING_CARS).read_text(encoding="utf-8").split()[1:]
             version = registry.register_candidate(
-                store, run_id=run_id, artifact=(out / runrecord.CANDIDATE).read_bytes(), family=candidate["family"],
-                data_version=metrics["data_version"], metrics=candidate["metrics"], settings=settings)
-    except KaferError as exc:
-        (out / runrecord.CANDIDATE).unlink(missing_ok=True)
-        runrecord.update_manifest(runs_root, run_id, status="failed", finished_at=utc_now_iso(), steps=timings,
-                                  error=str(exc), failed_step=getattr(exc, "step", None))
-        if isinstance(exc, StepError):
-            raise
-        raise StepError("register", str(exc)) from None
-    candidate["version"] = version
-    runrecord.write_json(out / runrecord.METRICS, metrics)
+                store, run_id=run_id, version=candidate["version"],
+                artifact=(run.folder / runrecord.CANDIDATE).read_bytes(),
+                family=candidate["family"], data_version=run.data_version, metrics=candidate["metrics"],
+                trained_on=candidate["trained_on"], training_cars=cars, settings=settings)
+        except BaseException as exc:
+            (run.folder / runrecord.CANDIDATE).unlink(missing_ok=True)
+            failed = exc if isinstance(exc, StepError) else StepError(
+                step, str(exc) if isinstance(exc, KaferError) else f"{type(exc).__name__}: {exc}")
+            runrecord.update_manifest(runs_root, run_id, status="failed", finished_at=utc_now_iso(), steps=timings,
+                                      error=str(failed), failed_step=failed.step)
+            if isinstance(exc, (StepError, KeyboardInterrupt, SystemExit)):
+                raise
+            raise failed from None
     production = (metrics["models"].get("production") or {}).get("version")
     runrecord.update_manifest(runs_root, run_id, status="succeeded", finished_at=utc_now_iso(), steps=timings,
                               total_seconds=round(sum(timings.values()), 2), data_version=metrics["data_version"],
                               candidate_version=version, production_version=production)
-    return RunResult(run_id, out, version, production, metrics.get("verdict", ""), timings)
+    return RunResult(run_id, run.folder, version, production, metrics.get("verdict", ""), timings)

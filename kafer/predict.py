@@ -66,10 +66,9 @@ def rank(table: pd.DataFrame, probability: np.ndarray, *, budget: float, thresho
     return out
 
 
-def predict_upload(paths: Iterable[str], *, lake: Lake, settings: Settings,
-                   progress: Progress | None = None) -> pd.DataFrame:
-    """Score every car of an upload with the production model, riskiest first."""
-    model, meta = production_model(lake)
+def predict_upload(paths: Iterable[str], *, settings: Settings, progress: Progress | None = None) -> pd.DataFrame:
+    """Score every car of an upload with the production model of the settings' lake, riskiest first."""
+    model, meta = production_model(Lake(settings.lake))
     table = upload_features(paths, settings=settings, progress=progress)
     threshold = (meta.get("metrics") or {}).get("operating_threshold")
     scored = rank(table, model.predict_proba(table), budget=settings.operating_budget, threshold=threshold)

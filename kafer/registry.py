@@ -17,12 +17,15 @@ import contextlib
 import hashlib
 import os
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Iterator, Sequence
+
+import pandas as pd
 
 from . import catalog, runrecord
 from .config import Settings, load_settings
 from .errors import DecisionError, LakeError, RegistryError, RunError
 from .lake import Lake, utc_stamp
+from .model import read_meta
 
 #: Name of the lake lock every registry change holds.
 LOCK = "registry"
@@ -30,8 +33,14 @@ LOCK = "registry"
 CHOICES = ("keep-new", "keep-old")
 
 
-def register_candidate(lake: Lake, *, run_id: str, artifact: bytes, family: str, data_version: str,
-                       metrics: dict, settings: Settings | None = None) -> str:
+def new_version() -> str:
+    """A fresh, sortable model version id such as ``m20241126T201753.123456Z``."""
+    return "m" + utc_stamp()
+
+
+def register_candidate(lake: Lake, *, run_id: str, version: str, artifact: bytes, family: str, data_version: str,
+                       metrics: dict, trained_on: dict, training_cars: Sequence[str],
+                       settings: Settings | None = None) -> str:
     """Add a run's candidate to the registry as a pending version.
 
     Parameters
@@ -39,28 +48,37 @@ def register_candidate(lake: Lake, *, run_id: str, artifact: bytes, family: str,
     lake : Lake
     run_id : str
         The run that trained it; a run has at most one candidate.
+    version : str
+        Its version id (:func:`new_version`, given when the run trained it, so the run's report
+        can name it).
     artifact : bytes
         The saved model, stored as is.
     family, data_version : str
         Model family and the curated features version it learned from.
     metrics : dict
         Its evaluation figures, stored with it.
+    trained_on : dict
+        Cars, failures and production period of its training cars.
+    training_cars : sequence of str
+        The KNRs it was trained or validated on: a later comparison never scores it on them.
     settings : Settings, optional
         For the lock's timeout; :func:`kafer.config.load_settings` when omitted.
 
     Returns
     -------
     str
-        The new version id, e.g. ``m20241126T201753.123456Z``.
+        The version id.
 
     Raises
     ------
     RegistryError
-        When the run id is malformed, the artifact is empty, or the run already has a candidate.
+        When the run id or version is malformed or taken, the artifact is empty, or the run already
+        has a candidate.
     LockTimeout
         When another registry change holds the lock longer than ``settings.lock_timeout``.
     """
     _check_id(run_id, "run id")
+    _check_id(version, "model version")
     if not isinstance(artifact, (bytes, bytearray)) or not artifact:
         raise RegistryError(f"the candidate of run {run_id} has no artifact bytes: nothing to register")
     with _locked(lake, settings, purpose=f"register the candidate of run {run_id}"):
@@ -68,13 +86,14 @@ def register_candidate(lake: Lake, *, run_id: str, artifact: bytes, family: str,
         if existing is not None:
             raise RegistryError(f"run {run_id} already has a candidate, {existing['version']}: a run registers "
                                 "at most one; retrain for another")
+        if catalog.model_meta(lake, version) is not None:
+            raise RegistryError(f"model version {version} already exists in the lake {lake.url}")
         now = datetime.now(timezone.utc)
-        version = "m" + utc_stamp(now)
         data = bytes(artifact)
         catalog.save_model(lake, version, data, {
             "version": version, "run": run_id, "data_version": data_version, "family": family,
-            "metrics": metrics, "created_at": _iso(now), "sha256": hashlib.sha256(data).hexdigest(),
-            "size": len(data)})
+            "metrics": metrics, "trained_on": trained_on, "created_at": _iso(now),
+            "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}, training_cars=list(training_cars))
     return version
 
 
@@ -226,6 +245,20 @@ def load_artifact(lake: Lake, version: str) -> bytes:
         raise LakeError(f"the artifact of {version} in the lake {lake.url} does not match its registered hash: "
                         "it was damaged; roll back to another version")
     return data
+
+
+def training_cars(lake: Lake, version: str, *, table: pd.DataFrame) -> set[str]:
+    """The cars ``version`` was trained or validated on.
+
+    Recorded at registration; for a version registered before they were recorded, every car of
+    ``table`` built up to the end of its training period (a superset: never too few).
+    """
+    cars = catalog.model_training_cars(lake, version)
+    if cars is not None:
+        return cars
+    trained_on = _meta(lake, version).get("trained_on") or read_meta(load_artifact(lake, version))["trained_on"]
+    built = pd.to_datetime(table["produced_at"]) <= pd.Timestamp(trained_on["produced_to"])
+    return set(table.loc[built.fillna(False), "KNR"].astype(str))
 
 
 def versions(lake: Lake) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Figures and tables for the comparison and scoring notebooks.
+"""Figures, tables and headings for the comparison and scoring notebooks.
 
 Each figure function takes the evaluation cars' labels and ``{model name: probabilities}`` and
 returns a matplotlib ``Figure``: a notebook shows it as the cell's value, a script saves it with
@@ -16,12 +16,13 @@ import pandas as pd
 from .config import Settings
 from .errors import ModelError
 from .metrics import budget_key, gain_curve, inspected, threshold_at
+from .drift import PSI_LARGE, PSI_MODERATE
 from .narrative import interval, metric_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-def _figure(ncols: int = 1, *, width: float = 6.4, height: float = 4.8):
+def _figure(ncols: int = 1, *, width: float = 6.2, height: float = 4.4):
     """A new figure with ``ncols`` axes side by side, already released by pyplot."""
     import matplotlib.pyplot as plt
 
@@ -48,8 +49,9 @@ def _checked(y_true, probs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict]
     return y, out
 
 
-def roc_curves(y_true, probs: Mapping[str, np.ndarray]) -> Figure:
-    """ROC curve of each model, with its ROC-AUC and the chance line.
+def ranking_curves(y_true, probs: Mapping[str, np.ndarray]) -> Figure:
+    """How well each model ranks the cars: ROC curves (left) and precision against recall (right),
+    with ROC-AUC and average precision in the legends and chance drawn for reference.
 
     Parameters
     ----------
@@ -61,57 +63,32 @@ def roc_curves(y_true, probs: Mapping[str, np.ndarray]) -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
+        Two axes: ROC, then precision-recall.
 
     Raises
     ------
     ModelError
         When no model is given or the arrays differ in length.
     """
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
     y, probs = _checked(y_true, probs)
-    fig, (ax,) = _figure()
+    fig, (roc, pr) = _figure(2)
     colors = _colors(probs)
     for name, p in probs.items():
         fpr, tpr, _ = roc_curve(y, p)
-        ax.plot(fpr, tpr, color=colors[name], label=f"{name} (ROC-AUC {roc_auc_score(y, p):.3f})")
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="chance (0.5)")
-    ax.set(xlabel="share of cars without failure flagged (false positive rate)",
-           ylabel="share of failures flagged (recall)", title="ROC curves", xlim=(0, 1), ylim=(0, 1))
-    ax.legend(loc="lower right")
-    return fig
-
-
-def pr_curves(y_true, probs: Mapping[str, np.ndarray]) -> Figure:
-    """Precision against recall for each model, with its average precision and the failure rate.
-
-    Parameters
-    ----------
-    y_true : array-like of 0/1
-    probs : dict of str to array-like
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-
-    Raises
-    ------
-    ModelError
-        When no model is given or the arrays differ in length.
-    """
-    from sklearn.metrics import average_precision_score, precision_recall_curve
-
-    y, probs = _checked(y_true, probs)
-    fig, (ax,) = _figure()
-    colors = _colors(probs)
-    for name, p in probs.items():
+        roc.plot(fpr, tpr, color=colors[name], label=f"{name} (ROC-AUC {roc_auc_score(y, p):.3f})")
         precision, recall, _ = precision_recall_curve(y, p)
-        ax.step(recall, precision, where="post", color=colors[name],
+        pr.step(recall, precision, where="post", color=colors[name],
                 label=f"{name} (PR-AUC {average_precision_score(y, p):.3f})")
-    ax.axhline(y.mean(), color="grey", linestyle="--", label=f"chance (failure rate {y.mean():.3f})")
-    ax.set(xlabel="share of failures found (recall)", ylabel="share of flagged cars that fail (precision)",
+    roc.plot([0, 1], [0, 1], color="grey", linestyle="--", label="chance (0.5)")
+    roc.set(xlabel="share of cars without failure flagged (false positive rate)",
+            ylabel="share of failures flagged (recall)", title="ROC curves", xlim=(0, 1), ylim=(0, 1))
+    roc.legend(loc="lower right")
+    pr.axhline(y.mean(), color="grey", linestyle="--", label=f"chance (failure rate {y.mean():.3f})")
+    pr.set(xlabel="share of failures found (recall)", ylabel="share of flagged cars that fail (precision)",
            title="Precision-recall curves", xlim=(0, 1), ylim=(0, 1))
-    ax.legend(loc="upper right")
+    pr.legend(loc="upper right")
     return fig
 
 
@@ -178,22 +155,23 @@ def recall_by_budget(y_true, probs: Mapping[str, np.ndarray], *,
         When no model is given, the arrays differ in length or hold a single class.
     """
     y, probs = _checked(y_true, probs)
-    fig, (ax,) = _figure()
+    fig, (ax,) = _figure(width=12.4, height=4.4)
     colors = _colors(probs)
-    for name, p in probs.items():
+    for row, (name, p) in enumerate(probs.items()):
         share, found = gain_curve(y, p)
         ax.plot(share * 100, found * 100, color=colors[name], label=name)
         for budget in budgets:
             at = inspected(y.size, budget=budget) / y.size
             recall = float(np.interp(at, share, found)) * 100
             ax.plot([at * 100], [recall], marker="o", color=colors[name])
-            ax.annotate(f"{recall:.0f}", (at * 100, recall), textcoords="offset points", xytext=(4, -12),
-                        color=colors[name])
+            ax.annotate(f"{recall:.0f}", (at * 100, 100), textcoords="offset points", xytext=(3, -14 - 13 * row),
+                        color=colors[name], fontweight="bold", ha="left")
     ax.plot([0, 100], [0, 100], color="grey", linestyle="--", label="chance")
     for budget in budgets:
         ax.axvline(budget * 100, color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="cars inspected, riskiest first (%)", ylabel="road-test failures found (%)",
-           title="Failures found by inspection budget", xlim=(0, 100), ylim=(0, 100))
+    ax.set(xlabel="cars inspected, riskiest first (%)",
+           ylabel="road-test failures found (%)", xlim=(0, 100), ylim=(0, 100),
+           title="Failures found by inspection budget (numbers at the top: % found at each budget)")
     ax.legend(loc="lower right")
     return fig
 
@@ -296,3 +274,94 @@ def risk_chart(ranked: pd.DataFrame, *, top: int = 20) -> Figure:
                color=np.where(head["in_budget"].to_numpy(dtype=bool)[::-1], "tab:red", "tab:grey"))
     right.set(xlabel="probability of failing the road test", title=f"Riskiest {len(head)} cars")
     return fig
+
+
+def _day(iso: str | None) -> str:
+    return "—" if not iso else str(iso)[:16].replace("T", " ")
+
+
+def _trained(model: Mapping) -> str:
+    trained = model.get("trained_on") or {}
+    if not trained:
+        return "—"
+    return (f"{trained['cars']:,} cars ({trained['positives']:,} road-test failures) built "
+            f"{_day(trained['produced_from'])} to {_day(trained['produced_to'])}")
+
+
+def report_header(metrics: Mapping) -> str:
+    """The report's first lines (Markdown): the run, both models and the data version, and what the
+    figures mean when there is no production model yet or no fair comparison."""
+    candidate, production = metrics["models"]["candidate"], metrics["models"]["production"]
+    against = (f"production model {production['version']}" if production else "no production model (first run)")
+    lines = [f"## Run {metrics['run_id']}: new model {candidate['version']} against {against}", "",
+             "| | new model | production model |", "|---|---|---|",
+             f"| version | {candidate['version']} | {production['version'] if production else 'none yet'} |",
+             f"| family | {candidate['family']} | {production['family'] if production else '—'} |",
+             f"| trained on | {_trained(candidate)} | {_trained(production) if production else '—'} |",
+             f"| data version | {metrics['data_version']} | {production.get('data_version') or '—' if production else '—'} |",
+             "", f"Evaluated on {metrics['compared_cars']:,} cars built after every training car of the new model, "
+                 f"{metrics['compared_positives']:,} of them failed the road test."]
+    fair = metrics.get("fair_comparison") or {}
+    if production is None:
+        lines += ["", "**There is no production model yet.** The figures below compare the new model with "
+                      "testing cars at random (chance): keeping it puts a model in production for the first time."]
+    elif not fair.get("possible", True):
+        lines += ["", f"**No fair comparison with production is possible yet:** {fair['why']}. The figures below are "
+                      "the new model's alone, against chance."]
+    elif fair.get("seen_by_production"):
+        lines += ["", f"{fair['seen_by_production']:,} evaluation cars were left out because production was "
+                      "trained on them: both models are judged only on cars neither has seen."]
+    return "\n".join(lines)
+
+
+def verdict_markdown(metrics: Mapping) -> str:
+    """The verdict, then what the evidence supports, in bold."""
+    return f"{metrics['verdict']}\n\n**{metrics['recommendation']['text']}**"
+
+
+def data_changes_table(changes: pd.DataFrame) -> pd.DataFrame:
+    """The data summary (:func:`kafer.steps.data_changes`) in people's words and formats."""
+    names = {"cars": "cars", "labelled cars": "cars with a known label",
+             "road-test failures": "road-test failures among them", "failure rate": "failure rate",
+             "produced from": "first car built", "produced to": "last car built"}
+
+    def shown(what: str, value) -> str:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return "—"
+        if what == "failure rate":
+            return f"{value:.1%}"
+        if what.startswith("produced"):
+            return _day(value)
+        return f"{int(value):,}"
+
+    out = pd.DataFrame({column: [shown(what, changes.loc[what, column]) for what in changes.index]
+                        for column in changes.columns}, index=[names.get(w, w) for w in changes.index])
+    return out.rename_axis("")
+
+
+def drift_table(shift: pd.DataFrame) -> pd.DataFrame:
+    """Per-feature drift (:func:`kafer.drift.drift`) for people: averages then and now, the
+    population stability index and its verdict, largest shift first."""
+    if shift.empty:
+        return pd.DataFrame(columns=["average when production was trained", "average now", "PSI", "shift"])
+    return pd.DataFrame({"average when production was trained": shift["mean_old"].map(lambda v: f"{v:,.2f}"),
+                         "average now": shift["mean_new"].map(lambda v: f"{v:,.2f}"),
+                         "PSI": shift["psi"].map(lambda v: f"{v:.2f}"),
+                         "shift": shift["shift"]}).rename_axis("feature")
+
+
+def drift_sentence(shift: pd.DataFrame) -> str:
+    """What the drift table says, in one or two sentences."""
+    if shift.empty:
+        return ("There is no production model (or its data is no longer in the lake), so there is nothing to "
+                "compare today's cars with.")
+    moved = shift[shift["shift"] != "none"]
+    explain = (f"The population stability index (PSI) compares each feature's distribution now with when "
+               f"production was trained: below {PSI_MODERATE} no real shift, up to {PSI_LARGE} moderate, above "
+               "that large. A large shift means production now meets cars unlike those it learned from.")
+    if moved.empty:
+        return f"No feature moved: today's cars look like those production learned from. {explain}"
+    large = moved[moved["shift"] == "large"].index.tolist()
+    return (f"{len(moved)} of {len(shift)} features moved"
+            + (f", {len(large)} of them a lot ({', '.join(large[:5])}{'…' if len(large) > 5 else ''})" if large else "")
+            + f". {explain}")

@@ -1,7 +1,11 @@
-"""The record a retrain leaves in ``runs/<run-id>/``: manifest, metrics, predictions, candidate.
+"""The record a retrain leaves in ``runs/<run-id>/``: settings, manifest, metrics, predictions, candidate.
 
 Run records are local folders (papermill writes executed notebooks locally); the lake holds the
 models themselves. Run ids are sortable UTC strings without colons.
+
+One run, one truth: a run's settings are a snapshot written when it starts, and its data version
+is pinned once its merge is done; every step reads both from here (:class:`Run`), never the
+current settings or the lake's current pointer.
 """
 
 from __future__ import annotations
@@ -9,17 +13,21 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import Settings, load_settings
 from .errors import RunError
-from .lake import utc_stamp
+from .lake import Lake, utc_stamp
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"
 CANDIDATE = "candidate.model"
 REPORT = "04_compare.html"
+SETTINGS = "settings.json"
+TRAINING_CARS = "training_cars.csv"
 
 
 def new_run_id() -> str:
@@ -28,10 +36,21 @@ def new_run_id() -> str:
 
 
 def run_dir(runs: str | os.PathLike, run_id: str) -> Path:
-    """The folder of ``run_id`` (not created)."""
-    if not run_id or "/" in run_id or run_id.startswith("."):
-        raise RunError(f"{run_id!r} is not a run id")
-    return Path(runs) / run_id
+    """The folder of ``run_id`` (not created).
+
+    Raises
+    ------
+    RunError
+        When ``run_id`` is not a plain name, or names a file rather than a run's folder.
+    """
+    if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
+        raise RunError(f"{run_id!r} is not a run id (run ids look like r20241126T201753Z-3fa9; "
+                       "`kafer status` lists the runs)")
+    folder = Path(runs) / run_id
+    if folder.exists() and not folder.is_dir():
+        raise RunError(f"{run_id!r} is a file in {runs}, not a run: run ids look like r20241126T201753Z-3fa9; "
+                       "`kafer status` lists the runs")
+    return folder
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -45,7 +64,7 @@ def write_json(path: Path, obj: Any) -> None:
 def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise RunError(f"{path} does not exist: is the run id right, and did the run finish?") from None
     except json.JSONDecodeError as exc:
         raise RunError(f"{path} is not valid JSON ({exc})") from None
@@ -63,3 +82,72 @@ def update_manifest(runs: str | os.PathLike, run_id: str, **changes: Any) -> dic
     write_json(path, manifest)
     return manifest
 
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run as its steps see it: its folder, its settings snapshot and its lake."""
+
+    runs: Path
+    run_id: str
+    settings: Settings
+
+    @property
+    def folder(self) -> Path:
+        return run_dir(self.runs, self.run_id)
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.settings.lake)
+
+    @property
+    def data_version(self) -> str:
+        """The curated version this run pinned after its merge.
+
+        Raises
+        ------
+        RunError
+            When the run has not merged yet (its merge step did not run or failed).
+        """
+        version = read_manifest(self.runs, self.run_id).get("data_version")
+        if not version:
+            raise RunError(f"run {self.run_id} has no data version yet: its merge step (02_merge) did not finish")
+        return version
+
+    def pin(self, data_version: str) -> None:
+        """Record the curated version every later step of this run reads."""
+        update_manifest(self.runs, self.run_id, data_version=data_version)
+
+
+def start_run(runs: str | os.PathLike, run_id: str, settings: Settings) -> Run:
+    """Create the run's folder and write its settings snapshot.
+
+    Raises
+    ------
+    RunError
+        When a run with this id already exists.
+    """
+    folder = run_dir(runs, run_id)
+    if folder.exists():
+        raise RunError(f"run {run_id} already exists in {runs}: choose another --run-id")
+    folder.mkdir(parents=True)
+    write_json(folder / SETTINGS, settings.to_dict())
+    return Run(Path(runs), run_id, settings)
+
+
+def open_run(runs: str | os.PathLike | None, run_id: str) -> Run:
+    """The run ``run_id`` with its settings snapshot, for a step that belongs to it.
+
+    ``runs`` empty or ``None``: the settings' runs folder.
+
+    Raises
+    ------
+    RunError
+        When no run id is given (the step was opened outside ``kafer retrain``) or the run is unknown.
+    """
+    if not run_id:
+        raise RunError("this notebook is a step of a retrain and needs its run id: run the pipeline with "
+                       "`make retrain` (or `kafer retrain`), which passes it")
+    runs = Path(runs or load_settings().runs)
+    snapshot = read_json(run_dir(runs, run_id) / SETTINGS)
+    return Run(runs, run_id, Settings.from_dict(snapshot))

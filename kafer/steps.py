@@ -1,9 +1,13 @@
-"""The retrain and compare steps: train a candidate, then score it and production on the same cars.
+"""The merge, retrain and compare steps of a run: what the notebooks 02, 03 and 04 call.
 
-What the notebooks 03 and 04 call. Training reads the current curated table and writes the
-candidate artifact into the run's folder; comparing writes ``metrics.json`` and
-``predictions.csv`` there. Neither touches the registry: the pipeline registers the candidate
-only after every step succeeded.
+Every step reads the run's settings snapshot and the data version the run pinned after its merge
+(:class:`kafer.runrecord.Run`), so an ingest landing between two steps changes nothing the run
+evaluates or registers. Training writes the candidate artifact and its training cars into the
+run's folder; comparing writes ``metrics.json`` and ``predictions.csv`` there. No step touches
+the registry: the pipeline registers the candidate only after every step succeeded.
+
+The candidate and production are compared only on evaluation cars that neither was trained or
+validated on; when too few such cars remain, the comparison says so instead of guessing.
 """
 
 from __future__ import annotations
@@ -13,22 +17,33 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import runrecord
-from .config import Settings
+from . import catalog, registry, runrecord
 from .dataset import Split, labelled, time_split
-from .features import feature_columns
-from . import catalog
-from .catalog import current_features
-from .lake import Lake
 from .drift import data_summary, drift
+from .features import feature_columns
+from .ingest import merge
 from .metrics import compare, threshold_at
-from .narrative import verdict
 from .model import Model, load_model, train
+from .narrative import recommendation, verdict
+from .readers import Progress
+from .runrecord import CANDIDATE, METRICS, PREDICTIONS, TRAINING_CARS, Run, write_json
 
 
-def data_version(lake: Lake) -> str:
-    """The curated version the lake's pointer names."""
-    return catalog.current_version(lake)
+def merge_run(run: Run, *, progress: Progress | None = None) -> dict:
+    """Merge what was landed into a new curated version (when anything is new) and pin it for the run."""
+    manifest = merge(lake=run.lake, settings=run.settings, progress=progress)
+    run.pin(manifest["version"])
+    return manifest
+
+
+def run_features(run: Run) -> pd.DataFrame:
+    """The per-car table of the version the run pinned."""
+    return catalog.features(run.lake, run.data_version)
+
+
+def run_split(run: Run) -> Split:
+    """The run's training and evaluation cars: the time-ordered split of the pinned version's labelled cars."""
+    return time_split(labelled(run_features(run)), eval_fraction=run.settings.eval_fraction)
 
 
 def split_summary(split: Split) -> pd.DataFrame:
@@ -42,27 +57,31 @@ def split_summary(split: Split) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def train_candidate(table: pd.DataFrame, *, family: str, settings: Settings) -> tuple[Model, Split]:
-    """Fit the candidate on the training cars of the time-ordered split of the labelled cars."""
-    split = time_split(labelled(table), eval_fraction=settings.eval_fraction)
-    model = train(split.train, features=feature_columns(settings), family=family, seed=settings.seed)
+def train_candidate(run: Run) -> tuple[Model, Split]:
+    """Fit the candidate on the training cars of the run's split."""
+    split = run_split(run)
+    settings = run.settings
+    model = train(split.train, features=feature_columns(settings), family=settings.family, seed=settings.seed)
     return model, split
 
 
-def save_candidate(model: Model, *, runs: str, run_id: str, lake: Lake) -> pd.DataFrame:
-    """Write the candidate artifact into the run folder; return what it is, for people."""
-    out = runrecord.run_dir(runs, run_id)
-    (out / runrecord.CANDIDATE).write_bytes(model.to_bytes())
-    info = {"family": model.meta["family"], "data_version": data_version(lake), "features": len(model.features),
+def save_candidate(model: Model, split: Split, run: Run) -> pd.DataFrame:
+    """Write the candidate artifact and its training cars into the run's folder, and give it the
+    version id it will have in the registry; say what it is."""
+    run.folder.joinpath(CANDIDATE).write_bytes(model.to_bytes())
+    split.train[["KNR"]].to_csv(run.folder / TRAINING_CARS, index=False)
+    version = registry.new_version()
+    runrecord.update_manifest(run.runs, run.run_id, candidate_version=version)
+    info = {"version": version, "family": model.meta["family"], "data version": run.data_version,
+            "features": len(model.features),
             "trained on cars": model.meta["trained_on"]["cars"],
             "failures among them": model.meta["trained_on"]["positives"]}
-    runrecord.update_manifest(runs, run_id, data_version=info["data_version"])
     return pd.DataFrame({"fact": list(info), "value": [str(v) for v in info.values()]})
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Both models' scores on the same evaluation cars, and everything the report shows."""
+    """The scores on the compared cars, and everything the report shows."""
 
     knr: np.ndarray
     y_true: np.ndarray
@@ -77,58 +96,103 @@ class Evaluation:
         return self.metrics["verdict"]
 
 
-def evaluate_run(*, lake: Lake, runs: str, run_id: str, settings: Settings) -> Evaluation:
-    """Score the run's candidate and the production model on the latest labelled cars.
+def fair_cars(cars: pd.DataFrame, seen: set[str] | None, *, min_cars: int, min_failures: int) -> dict:
+    """Which evaluation cars the candidate and production can be compared on.
 
-    Writes ``metrics.json`` and ``predictions.csv`` into the run folder.
+    Parameters
+    ----------
+    cars : pandas.DataFrame
+        The candidate's evaluation cars (``KNR``, ``label_rod``), none of them seen in its training.
+    seen : set of str or None
+        The cars production was trained or validated on; ``None`` without a production model.
+    min_cars, min_failures : int
+        Fewest cars, and failures among them, a fair comparison needs.
+
+    Returns
+    -------
+    dict
+        ``mask`` (bool array over ``cars``: unseen by production), ``cars`` and ``failures`` among
+        them, ``seen`` (evaluation cars production was trained on), ``possible`` and ``why`` (a
+        sentence when a comparison is not possible, else ``None``).
     """
-    from . import registry
+    if seen is None:
+        mask = np.ones(len(cars), dtype=bool)
+    else:
+        mask = ~cars["KNR"].astype(str).isin(seen).to_numpy()
+    y = cars["label_rod"].to_numpy(dtype=int)[mask]
+    out = {"mask": mask, "cars": int(mask.sum()), "failures": int(y.sum()), "seen": int((~mask).sum()),
+           "possible": True, "why": None}
+    if seen is not None and (out["cars"] < min_cars or out["failures"] < min_failures or out["failures"] == out["cars"]):
+        out["possible"] = False
+        out["why"] = (f"of the {len(cars):,} evaluation cars, {out['seen']:,} were production's own training cars; "
+                      f"the {out['cars']:,} left hold {out['failures']:,} road-test failures, fewer than the "
+                      f"{min_cars:,} cars and {min_failures:,} failures a fair comparison needs")
+    return out
 
-    folder = runrecord.run_dir(runs, run_id)
-    candidate = load_model((folder / runrecord.CANDIDATE).read_bytes())
-    table = current_features(lake)
-    split = time_split(labelled(table), eval_fraction=settings.eval_fraction)
-    cars = split.eval
-    y_true = cars["label_rod"].to_numpy(dtype=int)
-    probabilities = {"candidate": candidate.predict_proba(cars)}
+
+def evaluate_run(run: Run) -> Evaluation:
+    """Score the run's candidate and the production model on evaluation cars neither was trained on.
+
+    Writes ``metrics.json`` and ``predictions.csv`` into the run's folder.
+    """
+    settings, lake = run.settings, run.lake
+    candidate = load_model(run.folder.joinpath(CANDIDATE).read_bytes())
+    table = run_features(run)
+    cars = time_split(labelled(table), eval_fraction=settings.eval_fraction).eval
     production = registry.production(lake)
+    seen = None
+    p_production = np.full(len(cars), np.nan)
     if production is not None:
         model = load_model(registry.load_artifact(lake, production["version"]))
-        probabilities["production"] = model.predict_proba(cars)
+        seen = registry.training_cars(lake, production["version"], table=table)
+        p_production = model.predict_proba(cars)
+    fair = fair_cars(cars, seen, min_cars=settings.min_compare_cars, min_failures=settings.min_compare_failures)
+    compared = fair["mask"] if fair["possible"] else np.ones(len(cars), dtype=bool)
+    y_true = cars["label_rod"].to_numpy(dtype=int)[compared]
+    p_candidate = candidate.predict_proba(cars)
+    probabilities = {"candidate": p_candidate[compared]}
+    if production is not None and fair["possible"]:
+        probabilities["production"] = p_production[compared]
     comparison = compare(y_true, probabilities["candidate"], probabilities.get("production"),
                          budgets=settings.budgets, rounds=settings.bootstrap_rounds, seed=settings.seed)
-    words = verdict(comparison, budget=settings.operating_budget)
     metrics = {
-        "run_id": run_id,
-        "data_version": data_version(lake),
+        "run_id": run.run_id,
+        "data_version": run.data_version,
         "eval_cars": int(len(cars)),
-        "eval_positives": int(y_true.sum()),
+        "eval_positives": int(cars["label_rod"].sum()),
+        "compared_cars": int(compared.sum()),
+        "compared_positives": int(y_true.sum()),
+        "fair_comparison": {"possible": fair["possible"], "why": fair["why"], "seen_by_production": fair["seen"]},
         "budgets": list(settings.budgets),
         "operating_budget": settings.operating_budget,
         "models": {
-            "candidate": {"version": None, "family": candidate.meta["family"],
+            "candidate": {"version": runrecord.read_manifest(run.runs, run.run_id)["candidate_version"],
+                          "family": candidate.meta["family"],
+                          "trained_on": candidate.meta["trained_on"],
                           "metrics": {**comparison["candidate"],
                                       "operating_threshold": threshold_at(
                                           probabilities["candidate"], budget=settings.operating_budget)}},
             "production": None if production is None else {
                 "version": production["version"], "family": production.get("family"),
+                "data_version": production.get("data_version"), "trained_on": model.meta.get("trained_on"),
                 "metrics": comparison["production"]},
         },
         "difference": comparison.get("difference"),
-        "verdict": words,
     }
-    runrecord.write_json(folder / runrecord.METRICS, metrics)
-    predictions = pd.DataFrame({"KNR": cars["KNR"].to_numpy(), "y_true": y_true,
-                                "p_candidate": probabilities["candidate"],
-                                "p_production": probabilities.get("production", np.full(len(cars), np.nan))})
-    predictions.to_csv(folder / runrecord.PREDICTIONS, index=False)
+    metrics["verdict"] = verdict(comparison, budget=settings.operating_budget, fair=metrics["fair_comparison"],
+                                 production=production is not None)
+    metrics["recommendation"] = recommendation(comparison, production=production is not None,
+                                               fair=metrics["fair_comparison"])
+    write_json(run.folder / METRICS, metrics)
+    pd.DataFrame({"KNR": cars["KNR"].to_numpy(), "y_true": cars["label_rod"].to_numpy(dtype=int),
+                  "p_candidate": p_candidate, "p_production": p_production,
+                  "compared": compared}).to_csv(run.folder / PREDICTIONS, index=False)
     old = None
-    if production is not None and production.get("data_version"):
-        version = production["data_version"]
-        old = catalog.features(lake, version) if catalog.has_features(lake, version) else None
-    changes = data_changes(old, table)
+    if production is not None and catalog.has_features(lake, production["data_version"]):
+        old = catalog.features(lake, production["data_version"])
     shift = drift(old, table, features=list(feature_columns(settings))) if old is not None else pd.DataFrame()
-    return Evaluation(cars["KNR"].to_numpy(), y_true, probabilities, comparison, metrics, changes, shift)
+    return Evaluation(cars["KNR"].to_numpy()[compared], y_true, probabilities, comparison, metrics,
+                      data_changes(old, table), shift)
 
 
 def data_changes(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
@@ -137,4 +201,3 @@ def data_changes(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
     if old is None:
         return pd.DataFrame({"now": now}).rename_axis("what")
     return pd.DataFrame({"when production was trained": data_summary(old), "now": now}).rename_axis("what")
-

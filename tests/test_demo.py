@@ -115,7 +115,8 @@ def recount(folder, settings) -> pd.DataFrame:
         out[f"dwell_min_{zone}"] = pd.Series(dwell[zone], dtype=float)
     table = pd.DataFrame(out).fillna(0)
     road_test = pd.Series(road_test)
-    table["label_known"] = (road_test >= fal["DATA"].min()) & (road_test <= fal["DATA"].max())
+    last = fal["DATA"].max() - pd.Timedelta(hours=settings.label_maturity_hours)
+    table["label_known"] = (road_test >= fal["DATA"].min()) & (road_test <= last)
     return table
 
 

@@ -99,7 +99,7 @@ def test_new_falhas_make_old_cars_labelled(lake, settings, tmp_path):
     write_csv(one / "s.csv", list(KINDS["status"]), STATUS)
     ingest([str(one)], lake=lake, settings=settings)
     assert not current_features(lake)["label_known"].any()
-    write_csv(two / "f.csv", list(KINDS["falhas"]), FALHAS + [[OTHER] + FALHAS[0][1:-1] + [T(2024, 5, 4)]])
+    write_csv(two / "f.csv", list(KINDS["falhas"]), FALHAS + [[OTHER] + FALHAS[0][1:-1] + [T(2024, 5, 5)]])
     ingest([str(two)], lake=lake, settings=settings)
     assert current_features(lake)["label_known"].all()
 

@@ -1,4 +1,4 @@
-"""The verdict in words, and how figures are written for people."""
+"""The verdict and the recommendation in words, and how figures are written for people."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from kafer.errors import ModelError
 from kafer.metrics import compare
-from kafer.narrative import interval, number, verdict
+from kafer.narrative import interval, judgements, number, recommendation, verdict
 from test_metrics import BUDGETS, scores
 
 
@@ -15,37 +15,82 @@ def test_the_verdict_against_production_gives_the_numbers_and_says_whether_it_is
     y, p = scores(1000, seed=14, lift=0.5)
     weaker = np.clip(p * 0.3 + np.random.default_rng(2).random(len(p)) * 0.7, 0, 1)
     comparison = compare(y, p, weaker, budgets=BUDGETS, rounds=500, seed=0)
-    words = verdict(comparison, budget=0.1)
+    words = verdict(comparison, budget=0.1, production=True)
     diff = comparison["difference"]["recall_at_10"]
     assert f"{diff['value'] * 100:.1f} more of every 100 road-test failures" in words
     assert f"{diff['low'] * 100:.1f} to {diff['high'] * 100:.1f}" in words
-    assert "At a 10 % inspection budget" in words and "clearly better" in words
+    assert "At a 10 % inspection budget" in words and "ROC-AUC" in words and "clearly better" in words
     assert f"{comparison['cars']:,} evaluation cars with {comparison['positives']:,}" in words
-    reverse = verdict(compare(y, weaker, p, budgets=BUDGETS, rounds=500, seed=0), budget=0.1)
-    assert "fewer of every 100" in reverse and "clearly worse" in reverse and "\u2212" in reverse
+    reverse = compare(y, weaker, p, budgets=BUDGETS, rounds=500, seed=0)
+    words = verdict(reverse, budget=0.1, production=True)
+    assert "fewer of every 100" in words and "clearly worse" in words and "\u2212" in words
+    assert recommendation(comparison, production=True)["choice"] == "keep-new"
+    assert recommendation(reverse, production=True)["choice"] == "keep-old"
+    assert "clearly worse on" in recommendation(reverse, production=True)["text"]
 
 
-def test_the_verdict_says_when_the_difference_is_not_clear():
+def test_no_clear_difference_keeps_production_as_the_safe_default():
     y, p = scores(300, seed=15, lift=0.2)
     q = np.clip(p + np.random.default_rng(3).normal(0, 0.02, len(p)), 0, 1)
-    words = verdict(compare(y, p, q, budgets=BUDGETS, rounds=300, seed=0), budget=0.2)
-    assert "At a 20 % inspection budget" in words and "the difference is not clear" in words
+    comparison = compare(y, p, q, budgets=BUDGETS, rounds=300, seed=0)
+    assert all(j["judgement"] == "unclear" for j in judgements(comparison, against_production=True))
+    advice = recommendation(comparison, production=True)
+    assert advice == {"choice": "keep-old", "text": advice["text"]}
+    assert advice["text"].startswith("No clear difference: keeping production is the safe default")
+    assert "not clearly different" in verdict(comparison, budget=0.2, production=True)
 
 
-def test_the_verdict_without_production_compares_with_chance():
+def test_a_first_run_weighs_every_figure_against_chance_not_recall_alone():
     y, p = scores(800, seed=16, lift=0.5)
     comparison = compare(y, p, None, budgets=BUDGETS, rounds=300, seed=0)
     own = comparison["candidate"]["recall_at_10"]
-    words = verdict(comparison, budget=0.1)
+    words = verdict(comparison, budget=0.1, production=False)
+    assert words.startswith("There is no production model yet")
     assert f"finds {own['value'] * 100:.0f} of every 100 road-test failures" in words
     assert f"95 % interval {own['low'] * 100:.0f} to {own['high'] * 100:.0f}" in words
-    assert "vs 10 by chance" in words
+    assert "against 10 by chance" in words and "ROC-AUC" in words and "PR-AUC" in words
+    judged = {j["metric"]: j for j in judgements(comparison, against_production=False)}
+    assert judged["roc_auc"]["reference"] == 0.5 and judged["recall_at_20"]["reference"] == 0.2
+    assert judged["pr_auc"]["reference"] == pytest.approx(y.mean())
+    assert recommendation(comparison, production=False)["choice"] == "keep-new"
+
+
+def test_a_ranking_clearly_better_than_chance_on_roc_auc_alone_is_called_so():
+    """The earlier verdict rested on recall at 10 % alone and called such a model no better than chance."""
+    comparison = {"cars": 400, "positives": 28, "budgets": [0.1],
+                  "candidate": {"roc_auc": {"value": 0.710, "low": 0.619, "high": 0.798},
+                                "pr_auc": {"value": 0.11, "low": 0.06, "high": 0.18},
+                                "recall_at_10": {"value": 0.18, "low": 0.07, "high": 0.32}},
+                  "difference": None, "production": None}
+    words = verdict(comparison, budget=0.1, production=False)
+    assert "ROC-AUC 0.710 [0.619, 0.798], clearly better than chance" in words
+    advice = recommendation(comparison, production=False)
+    assert advice["choice"] == "keep-new" and "ROC-AUC" in advice["text"]
+
+
+def test_pure_noise_is_not_recommended_on_a_first_run():
+    rng = np.random.default_rng(5)
+    y = (rng.random(600) < 0.07).astype(int)
+    y[:2] = [0, 1]
+    comparison = compare(y, rng.random(600), None, budgets=BUDGETS, rounds=300, seed=0)
+    advice = recommendation(comparison, production=False)
+    assert advice["choice"] == "keep-old" and "not clearly better than chance" in advice["text"]
+
+
+def test_no_fair_comparison_says_why_and_keeps_production():
+    y, p = scores(300, seed=17)
+    comparison = compare(y, p, None, budgets=BUDGETS, rounds=50, seed=0)
+    fair = {"possible": False, "why": "of the 400 evaluation cars, 380 were production's own training cars"}
+    words = verdict(comparison, budget=0.1, production=True, fair=fair)
+    assert words.startswith("No fair comparison with production is possible yet")
+    advice = recommendation(comparison, production=True, fair=fair)
+    assert advice["choice"] == "keep-old" and fair["why"] in advice["text"]
 
 
 def test_the_verdict_needs_a_compared_budget():
     y, p = scores(100, seed=17)
     with pytest.raises(ModelError, match="15 %"):
-        verdict(compare(y, p, None, budgets=BUDGETS, rounds=10, seed=0), budget=0.15)
+        verdict(compare(y, p, None, budgets=BUDGETS, rounds=10, seed=0), budget=0.15, production=False)
 
 
 def test_numbers_use_a_true_minus_and_never_minus_zero():

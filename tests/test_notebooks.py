@@ -36,5 +36,5 @@ def test_no_outputs_one_parameters_cell_no_logic(path):
 @pytest.mark.parametrize("step", STEPS)
 def test_pipeline_passes_exactly_the_declared_parameters(step):
     declared = set(pm.inspect_notebook(str(NOTEBOOKS / f"{step}.ipynb")))
-    passed = set(step_parameters(step, upload=["x"], lake="l", runs="r", run_id="i", family="hgb"))
+    passed = set(step_parameters(step, upload=["x"], runs="r", run_id="i"))
     assert passed == declared

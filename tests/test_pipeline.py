@@ -1,4 +1,5 @@
-"""End to end through papermill: retrain → keep-new → retrain on newer data → keep-old, and failures.
+"""End to end through papermill: retrain → keep-new → retrain on newer data → keep-old, a back-filled
+month, an ingest landing in the middle of a run, and failures.
 
 Notebook kernels are other processes, so these tests use a local lake (memory:// is per process).
 """
@@ -9,16 +10,21 @@ import json
 
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
-from kafer import registry
+from kafer import catalog, registry
 from kafer.cli import main
 from kafer.config import load_settings
 from kafer.decide import decide
 from kafer.demo import make_demo_upload
 from kafer.errors import StepError
+from kafer.ingest import ingest
 from kafer.lake import Lake
-from kafer.pipeline import STEPS, retrain, run_notebook
-from kafer.runrecord import read_manifest
+from kafer.pipeline import STEPS, retrain, run_notebook, step_parameters
+from kafer.runrecord import read_manifest, start_run
+
+#: Small uploads evaluate on ~100-200 cars: let a comparison count as fair from 50 cars and 5 failures.
+SMALL = {"min_compare_cars": 50, "min_compare_failures": 5}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +33,7 @@ def world(tmp_path_factory):
     first = make_demo_upload(root / "first", cars=500, seed=1, results_per_car=30, sheet_rows=2000)
     second = make_demo_upload(root / "second", cars=300, seed=2, results_per_car=30, sheet_rows=2000,
                               start="2024-05-06")
-    settings = load_settings(lake=str(root / "lake"), runs=str(root / "runs"))
+    settings = load_settings(lake=str(root / "lake"), runs=str(root / "runs"), **SMALL)
     return root, first, second, settings
 
 
@@ -42,43 +48,99 @@ def history(world):
     return one, two
 
 
-def test_a_retrain_leaves_a_complete_record(world, history):
+def test_a_retrain_leaves_a_complete_and_true_record(world, history):
     one, _ = history
     folder = one.run_dir
     assert [p.stem for p in sorted(folder.glob("0*.ipynb"))] == list(STEPS)
     html = (folder / "04_compare.html").read_text()
-    assert "data:image/png;base64" in html and "def " not in html
+    assert "data:image/png;base64" in html and "def " not in html and "import " not in html
+    assert f"<title>Run r1: new model {one.candidate_version}" in html
+    assert "There is no production model yet" in html
     metrics = json.loads((folder / "metrics.json").read_text())
-    for figure in metrics["models"]["candidate"]["metrics"].values():
-        if isinstance(figure, dict):
-            assert figure["low"] <= figure["value"] <= figure["high"]
     assert metrics["models"]["production"] is None and metrics["difference"] is None
     predictions = pd.read_csv(folder / "predictions.csv", dtype={"KNR": str})
-    assert list(predictions.columns) == ["KNR", "y_true", "p_candidate", "p_production"]
-    assert len(predictions) == metrics["eval_cars"] and predictions["p_candidate"].between(0, 1).all()
-    assert predictions["p_production"].isna().all()
+    assert list(predictions.columns) == ["KNR", "y_true", "p_candidate", "p_production", "compared"]
+    assert len(predictions) == metrics["eval_cars"] == metrics["compared_cars"]
+    auc = metrics["models"]["candidate"]["metrics"]["roc_auc"]
+    assert auc["value"] == pytest.approx(roc_auc_score(predictions["y_true"], predictions["p_candidate"]))
+    for figure in metrics["models"]["candidate"]["metrics"].values():
+        if isinstance(figure, dict):
+            assert 0 <= figure["low"] <= figure["high"] <= 1
     manifest = read_manifest(world[3].runs, "r1")
     assert manifest["status"] == "succeeded" and set(STEPS) <= set(manifest["steps"])
-    assert manifest["candidate_version"] == one.candidate_version and manifest["data_version"]
+    assert manifest["candidate_version"] == one.candidate_version == metrics["models"]["candidate"]["version"]
+    assert manifest["data_version"] == metrics["data_version"]
+    snapshot = json.loads((folder / "settings.json").read_text())
+    assert snapshot["min_compare_cars"] == 50 and snapshot["lake"] == world[3].lake
 
 
 def test_keep_new_then_keep_old_leaves_the_first_candidate(world, history):
     one, two = history
-    settings = world[3]
-    lake = Lake(settings.lake)
+    lake = Lake(world[3].lake)
     assert registry.production(lake)["version"] == one.candidate_version
     predictions = pd.read_csv(two.run_dir / "predictions.csv", dtype={"KNR": str})
     assert predictions["p_production"].notna().all() and predictions["p_candidate"].notna().all()
     metrics = json.loads((two.run_dir / "metrics.json").read_text())
     assert metrics["models"]["production"]["version"] == one.candidate_version
     assert set(metrics["difference"]) >= {"roc_auc", "pr_auc", "brier", "recall_at_10"}
+    assert metrics["recommendation"]["choice"] in ("keep-new", "keep-old") and metrics["recommendation"]["text"]
+    html = (two.run_dir / "04_compare.html").read_text()
+    assert one.candidate_version in html and two.candidate_version in html
     log = registry.status(lake)["decisions"]
     assert [(d["run"], d["choice"], d["by"], d["why"]) for d in log] == [
         ("r1", "keep-new", "Ana", "first model"), ("r2", "keep-old", "Rui", "difference not clear")]
-    assert all(d["at"] for d in log)
 
 
-def test_retrain_without_new_data_and_predict(world, history, tmp_path, capsys):
+def test_production_is_never_scored_on_its_own_training_cars(world, history):
+    _, two = history
+    lake = Lake(world[3].lake)
+    seen = catalog.model_training_cars(lake, registry.production(lake)["version"])
+    predictions = pd.read_csv(two.run_dir / "predictions.csv", dtype={"KNR": str})
+    compared = predictions[predictions["compared"]]
+    assert len(compared) and not set(compared["KNR"]) & seen
+    assert set(predictions.loc[~predictions["compared"], "KNR"]) <= seen
+
+
+def test_a_backfilled_older_month_is_compared_only_on_cars_neither_model_saw(tmp_path):
+    newer = make_demo_upload(tmp_path / "newer", cars=500, seed=5, results_per_car=20, start="2024-06-03")
+    older = make_demo_upload(tmp_path / "older", cars=500, seed=6, results_per_car=20, start="2024-04-01")
+    settings = load_settings(lake=str(tmp_path / "lake"), runs=str(tmp_path / "runs"), **SMALL)
+    first = retrain([str(newer.folder)], settings=settings, run_id="b1")
+    decide("b1", "keep-new", by="Ana", why="first", lake=settings.lake, runs=settings.runs)
+    second = retrain([str(older.folder)], settings=settings, run_id="b2")
+    lake = Lake(settings.lake)
+    seen = catalog.model_training_cars(lake, first.candidate_version)
+    predictions = pd.read_csv(second.run_dir / "predictions.csv", dtype={"KNR": str})
+    assert predictions["KNR"].isin(seen).any()  # the latest cars are production's own training cars …
+    assert not predictions.loc[predictions["compared"], "KNR"].isin(seen).any()  # … and are never compared on
+    training = set(pd.read_csv(second.run_dir / "training_cars.csv", dtype={"KNR": str})["KNR"])
+    assert not predictions["KNR"].isin(training).any()
+    metrics = json.loads((second.run_dir / "metrics.json").read_text())
+    fair = metrics["fair_comparison"]
+    assert fair["seen_by_production"] == int(predictions["KNR"].isin(seen).sum())
+
+
+def test_an_ingest_between_steps_changes_nothing_the_run_reads(tmp_path):
+    first = make_demo_upload(tmp_path / "first", cars=400, seed=8, results_per_car=20)
+    later = make_demo_upload(tmp_path / "later", cars=300, seed=9, results_per_car=20, start="2024-04-15")
+    settings = load_settings(lake=str(tmp_path / "lake"), runs=str(tmp_path / "runs"), **SMALL)
+    run = start_run(tmp_path / "runs", "p1", settings)
+    for step in ("01_ingest", "02_merge", "03_retrain"):
+        run_notebook(step, run.folder, step_parameters(step, upload=[str(first.folder)], runs=str(run.runs),
+                                                       run_id="p1"))
+    pinned = run.data_version
+    ingest([str(later.folder)], lake=run.lake, settings=settings)
+    assert catalog.current_version(run.lake) != pinned
+    run_notebook("04_compare", run.folder, step_parameters("04_compare", upload=[], runs=str(run.runs), run_id="p1"))
+    metrics = json.loads((run.folder / "metrics.json").read_text())
+    assert metrics["data_version"] == pinned
+    predictions = pd.read_csv(run.folder / "predictions.csv", dtype={"KNR": str})
+    pinned_cars = set(catalog.features(run.lake, pinned)["KNR"])
+    training = set(pd.read_csv(run.folder / "training_cars.csv", dtype={"KNR": str})["KNR"])
+    assert set(predictions["KNR"]) <= pinned_cars and not set(predictions["KNR"]) & training
+
+
+def test_retrain_without_new_data_and_predict(world, history, tmp_path):
     root, first, second, settings = world
     three = retrain([], settings=settings, run_id="r3")
     assert read_manifest(settings.runs, "r3")["status"] == "succeeded"
@@ -92,13 +154,16 @@ def test_retrain_without_new_data_and_predict(world, history, tmp_path, capsys):
     assert ranked["rank"].tolist() == list(range(1, len(ranked) + 1))
 
 
-def test_decide_and_predict_notebooks_run(world, history, tmp_path):
+def test_decide_and_predict_notebooks_run_and_kernel_noise_stays_out_of_the_terminal(world, history, tmp_path,
+                                                                                     capfd):
     root, first, second, settings = world
     run_notebook("06_predict", tmp_path, {"upload": [str(second.folder)], "lake": settings.lake,
                                           "out": str(tmp_path / "ranked.csv")})
     assert (tmp_path / "ranked.csv").exists()
     run_notebook("05_decide", tmp_path, {"run_id": "r1", "lake": settings.lake, "runs": settings.runs})
     assert "already decided" in (tmp_path / "05_decide.ipynb").read_text()
+    assert "IPKernelApp" not in capfd.readouterr().err
+    assert (tmp_path / "kernel.log").exists()
 
 
 def test_a_failing_step_marks_the_run_failed_and_leaves_no_candidate(tmp_path):
@@ -112,3 +177,18 @@ def test_a_failing_step_marks_the_run_failed_and_leaves_no_candidate(tmp_path):
     assert manifest["status"] == "failed" and "03_retrain" in manifest["error"]
     assert registry.candidates(Lake(settings.lake)) == []
     assert not (tmp_path / "runs" / "bad" / "candidate.model").exists()
+
+
+def test_any_exception_in_a_step_marks_the_run_failed(tmp_path, monkeypatch):
+    import kafer.pipeline
+
+    def broken(step, out_dir, parameters):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(kafer.pipeline, "run_notebook", broken)
+    settings = load_settings(lake=str(tmp_path / "lake"), runs=str(tmp_path / "runs"))
+    with pytest.raises(StepError, match="01_ingest.*No space left"):
+        retrain([], settings=settings, run_id="r4")
+    manifest = read_manifest(settings.runs, "r4")
+    assert manifest["status"] == "failed" and manifest["failed_step"] == "01_ingest"
+    assert registry.versions(Lake(settings.lake)) == []

@@ -27,6 +27,19 @@ FIGURES = {"roc_auc": {"value": 0.81, "low": 0.78, "high": 0.84}, "pr_auc": {"va
               for kind in ("recall", "precision") for p in (5, 10, 20)}}
 
 
+TRAINED_ON = {"cars": 4800, "positives": 330, "produced_from": "2024-04-01T06:00:00",
+              "produced_to": "2024-05-20T22:00:00"}
+
+
+def register(lake: Lake, *, run_id: str, artifact: bytes, family: str = "hgb", data_version: str = "f1",
+             metrics: dict | None = None, settings=None) -> str:
+    """Register a candidate as a retrain does, with a fresh version id."""
+    return registry.register_candidate(lake, run_id=run_id, version=registry.new_version(), artifact=artifact,
+                                       family=family, data_version=data_version,
+                                       metrics={} if metrics is None else metrics, trained_on=TRAINED_ON,
+                                       training_cars=["2024-1510001", "2024-1510002"], settings=settings)
+
+
 def write_run(runs: Path, run_id: str, *, candidate: str | None, production: str | None,
               status: str = "succeeded") -> Path:
     """A run record as a retrain leaves it: manifest, metrics, predictions and the report."""
@@ -49,7 +62,7 @@ def write_run(runs: Path, run_id: str, *, candidate: str | None, production: str
 def retrain(lake: Lake, runs: Path, run_id: str) -> str:
     """What a succeeded retrain leaves: a pending candidate in the lake and the run's record."""
     current = registry.production(lake)
-    version = registry.register_candidate(lake, run_id=run_id, artifact=f"model of {run_id}".encode(), family="hgb",
+    version = register(lake, run_id=run_id, artifact=f"model of {run_id}".encode(), family="hgb",
                                           data_version="f20241101T000000.000000Z", metrics=FIGURES)
     write_run(runs, run_id, candidate=version, production=current["version"] if current else None)
     return version
@@ -62,7 +75,7 @@ def runs(tmp_path):
 
 def test_a_candidate_enters_pending(lake):
     metrics = {"roc_auc": {"value": 0.8, "low": 0.7, "high": 0.9}}
-    version = registry.register_candidate(lake, run_id=RUN1, artifact=b"\x00model", family="hgb",
+    version = register(lake, run_id=RUN1, artifact=b"\x00model", family="hgb",
                                           data_version="f1", metrics=metrics)
     assert re.fullmatch(r"m\d{8}T\d{6}\.\d{6}Z", version)
     assert metrics == {"roc_auc": {"value": 0.8, "low": 0.7, "high": 0.9}}
@@ -71,17 +84,19 @@ def test_a_candidate_enters_pending(lake):
     assert meta["version"] == version and meta["run"] == RUN1 and meta["status"] == "pending"
     assert (meta["family"], meta["data_version"], meta["metrics"]) == ("hgb", "f1", metrics)
     assert meta["created_at"].endswith("+00:00")
-    assert lake.list("models") == [f"models/versions/{version}/meta.json", f"models/versions/{version}/model.bin"]
+    assert lake.list("models") == [f"models/versions/{version}/{name}"
+                                   for name in ("meta.json", "model.bin", "training_cars.parquet")]
+    assert catalog.model_training_cars(lake, version) == {"2024-1510001", "2024-1510002"}
     assert registry.production(lake) is None
     assert [c["version"] for c in registry.candidates(lake)] == [version]
     assert registry.latest_pending_run(lake) == RUN1
 
 
 def test_a_run_registers_at_most_one_candidate(lake):
-    first = registry.register_candidate(lake, run_id=RUN1, artifact=b"a", family="hgb", data_version="f1", metrics={})
+    first = register(lake, run_id=RUN1, artifact=b"a", family="hgb", data_version="f1", metrics={})
     before = lake_snapshot(lake)
     with pytest.raises(RegistryError, match=f"run {RUN1} already has a candidate, {first}"):
-        registry.register_candidate(lake, run_id=RUN1, artifact=b"b", family="hgb", data_version="f1", metrics={})
+        register(lake, run_id=RUN1, artifact=b"b", family="hgb", data_version="f1", metrics={})
     assert lake_snapshot(lake) == before
 
 
@@ -89,7 +104,7 @@ def test_a_run_registers_at_most_one_candidate(lake):
     (RUN1, b"", "no artifact bytes"), ("../escape", b"a", "is not a run id"), ("", b"a", "is not a run id")])
 def test_register_refuses_bad_input(lake, run_id, artifact, problem):
     with pytest.raises(RegistryError, match=re.escape(problem)):
-        registry.register_candidate(lake, run_id=run_id, artifact=artifact, family="hgb", data_version="f1",
+        register(lake, run_id=run_id, artifact=artifact, family="hgb", data_version="f1",
                                     metrics={})
     assert lake.list("models") == []
 
@@ -161,7 +176,7 @@ def test_refused_decisions_change_nothing(lake, runs, change, problem):
 
 @pytest.mark.parametrize("status", ["failed", "running"])
 def test_a_run_that_did_not_succeed_is_refused(lake, runs, status):
-    version = registry.register_candidate(lake, run_id=RUN1, artifact=b"a", family="hgb", data_version="f1",
+    version = register(lake, run_id=RUN1, artifact=b"a", family="hgb", data_version="f1",
                                           metrics={})
     write_run(runs, RUN1, candidate=version, production=None, status=status)
     with pytest.raises(DecisionError, match=f"run {RUN1} has status '{status}'"):
@@ -173,7 +188,7 @@ def test_a_run_without_a_candidate_in_this_lake_is_refused(lake, runs):
     write_run(runs, RUN1, candidate="m20241026T101500.000000Z", production=None)
     with pytest.raises(DecisionError, match=f"run {RUN1} has no candidate in the registry"):
         registry.decide(lake, RUN1, "keep-new", by="Ana", why="better", runs_dir=runs)
-    registry.register_candidate(lake, run_id=RUN1, artifact=b"a", family="hgb", data_version="f1", metrics={})
+    register(lake, run_id=RUN1, artifact=b"a", family="hgb", data_version="f1", metrics={})
     with pytest.raises(DecisionError, match="manifest names candidate m20241026T101500.000000Z"):
         registry.decide(lake, RUN1, "keep-new", by="Ana", why="better", runs_dir=runs)
     assert registry.decisions(lake) == []
@@ -299,7 +314,7 @@ def test_a_held_lock_times_out_with_a_message(lake, runs):
         with pytest.raises(LockTimeout, match="is busy"):
             registry.rollback(lake, to_version="m1", by="Ana", why="x", settings=quick)
         with pytest.raises(LockTimeout, match="is busy"):
-            registry.register_candidate(lake, run_id=RUN2, artifact=b"a", family="hgb", data_version="f1",
+            register(lake, run_id=RUN2, artifact=b"a", family="hgb", data_version="f1",
                                         metrics={}, settings=quick)
     assert {k: v for k, v in lake_snapshot(lake).items() if not k.startswith("locks/")} == before
     assert registry.decide(lake, RUN1, "keep-new", by="Ana", why="better", runs_dir=runs, settings=quick)

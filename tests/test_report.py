@@ -12,8 +12,10 @@ from matplotlib.figure import Figure
 
 from kafer.errors import ModelError
 from kafer.metrics import compare, threshold_at
-from kafer.report import (calibration, confusion_matrices, metrics_table, pr_curves, recall_by_budget, risk_chart,
-                          roc_curves)
+from kafer.drift import drift
+from kafer.report import (calibration, confusion_matrices, data_changes_table, drift_sentence, drift_table,
+                          metrics_table, ranking_curves, recall_by_budget, report_header, risk_chart)
+from kafer.steps import data_changes
 
 BUDGETS = (0.05, 0.10, 0.20)
 
@@ -33,25 +35,28 @@ def drawn(fig: Figure) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("plot", [roc_curves, pr_curves, calibration, recall_by_budget])
+@pytest.mark.parametrize("plot", [ranking_curves, calibration, recall_by_budget])
 def test_each_curve_figure_draws_every_model_and_leaves_no_figure_open(scored, plot):
     y, probs = scored
     open_before = plt.get_fignums()
     fig = plot(y, probs)
     assert isinstance(fig, Figure) and plt.get_fignums() == open_before
-    labels = [line.get_label() for line in fig.axes[0].get_lines()]
-    assert any(label.startswith("candidate") for label in labels)
-    assert any(label.startswith("production") for label in labels)
+    for ax in fig.axes:
+        labels = [line.get_label() for line in ax.get_lines()]
+        assert any(label.startswith("candidate") for label in labels)
+        assert any(label.startswith("production") for label in labels)
     assert drawn(fig).startswith(b"\x89PNG")
 
 
-def test_one_model_is_enough(scored):
+def test_ranking_curves_show_roc_and_precision_recall_side_by_side(scored):
     y, probs = scored
-    fig = roc_curves(y, {"candidate": probs["candidate"]})
-    assert [line.get_label() for line in fig.axes[0].get_lines()][0].startswith("candidate (ROC-AUC")
+    fig = ranking_curves(y, {"candidate": probs["candidate"]})
+    roc, pr = fig.axes
+    assert [line.get_label() for line in roc.get_lines()][0].startswith("candidate (ROC-AUC")
+    assert [line.get_label() for line in pr.get_lines()][0].startswith("candidate (PR-AUC")
 
 
-def test_the_budget_curve_marks_each_budget_with_the_recall_found(scored):
+def test_the_budget_curve_marks_each_budget_with_the_recall_found_off_the_curves(scored):
     y, probs = scored
     fig = recall_by_budget(y, probs, budgets=BUDGETS)
     comparison = compare(y, probs["candidate"], probs["production"], budgets=BUDGETS, rounds=10, seed=0)
@@ -59,6 +64,7 @@ def test_the_budget_curve_marks_each_budget_with_the_recall_found(scored):
     for model in ("candidate", "production"):
         for pct in (5, 10, 20):
             assert f"{comparison[model][f'recall_at_{pct}']['value'] * 100:.0f}" in texts
+    assert all(t.xy[1] == 100 for t in fig.axes[0].texts)  # written along the top, not on the curves
 
 
 def test_confusion_matrices_count_the_cars_at_the_operating_threshold(scored):
@@ -77,9 +83,9 @@ def test_confusion_matrices_count_the_cars_at_the_operating_threshold(scored):
 def test_mismatched_or_no_probabilities_are_refused(scored):
     y, probs = scored
     with pytest.raises(ModelError, match="production"):
-        roc_curves(y, {"candidate": probs["candidate"], "production": probs["production"][:-1]})
+        ranking_curves(y, {"candidate": probs["candidate"], "production": probs["production"][:-1]})
     with pytest.raises(ModelError, match="no model"):
-        pr_curves(y, {})
+        ranking_curves(y, {})
     with pytest.raises(ModelError, match="bins"):
         calibration(y, probs, bins=0)
 
@@ -109,3 +115,52 @@ def test_the_risk_chart_names_the_riskiest_cars():
     assert drawn(fig).startswith(b"\x89PNG")
     with pytest.raises(ModelError, match="in_budget"):
         risk_chart(ranked.drop(columns="in_budget"))
+
+
+def metrics_of(production: bool, fair: bool = True) -> dict:
+    trained = {"cars": 1612, "positives": 105, "produced_from": "2024-04-01T06:00:00",
+               "produced_to": "2024-04-12T21:10:00"}
+    return {"run_id": "r20241126T201753Z-3fa9", "data_version": "v20241126T201700.000000Z",
+            "compared_cars": 400 if fair else 1200, "compared_positives": 28,
+            "fair_comparison": {"possible": fair, "seen_by_production": 0 if fair else 1100,
+                                "why": None if fair else "of the 1,200 evaluation cars, 1,100 were production's"},
+            "models": {"candidate": {"version": "m2", "family": "hgb", "trained_on": trained},
+                       "production": {"version": "m1", "family": "keras", "data_version": "v1",
+                                      "trained_on": trained} if production else None}}
+
+
+def test_the_report_header_names_the_run_both_models_and_the_data_version():
+    text = report_header(metrics_of(production=True))
+    first = text.splitlines()[0]
+    assert first == "## Run r20241126T201753Z-3fa9: new model m2 against production model m1"
+    assert "v20241126T201700.000000Z" in text and "keras" in text and "1,612 cars" in text
+    assert "2024-04-01 06:00 to 2024-04-12 21:10" in text and "no production model" not in text
+
+
+def test_a_first_run_says_there_is_no_production_model_yet():
+    text = report_header(metrics_of(production=False))
+    assert "against no production model (first run)" in text.splitlines()[0]
+    assert "There is no production model yet" in text and "chance" in text
+
+
+def test_an_unfair_comparison_says_so_in_the_header():
+    assert "No fair comparison with production is possible yet" in report_header(metrics_of(True, fair=False))
+
+
+def test_data_changes_read_in_people_s_formats():
+    rng = np.random.default_rng(3)
+
+    def table(n):
+        return pd.DataFrame({"label_rod": (rng.random(n) < 0.07).astype(int), "label_known": rng.random(n) < 0.9,
+                             "produced_at": pd.Timestamp("2024-04-01 06:00") + pd.to_timedelta(np.arange(n), "min"),
+                             "n_nok_id2": rng.poisson(2, n)})
+
+    old, new = table(2000), table(12345)
+    shown = data_changes_table(data_changes(old, new))
+    assert list(shown.columns) == ["when production was trained", "now"]
+    assert shown.loc["cars", "now"] == "12,345" and shown.loc["cars", "when production was trained"] == "2,000"
+    assert shown.loc["failure rate", "now"].endswith("%") and shown.loc["first car built", "now"] == "2024-04-01 06:00"
+    shift = drift(old, new.assign(n_nok_id2=new["n_nok_id2"] * 3), features=["n_nok_id2"])
+    assert list(drift_table(shift).columns) == ["average when production was trained", "average now", "PSI", "shift"]
+    assert "1 of 1 features moved, 1 of them a lot (n_nok_id2)" in drift_sentence(shift)
+    assert "PSI" in drift_sentence(shift) and "nothing to compare" in drift_sentence(pd.DataFrame())

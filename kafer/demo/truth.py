@@ -94,7 +94,7 @@ def truth_table(fleet, p_true, measured, defects, n, settings) -> pd.DataFrame:
     road_t = measured["road_t"].to_numpy()
     if len(defects.t_ms):
         low, high = defects.t_ms.min() // 1000, defects.t_ms.max() // 1000
-        known = (road_t >= low) & (road_t <= high)
+        known = (road_t >= low) & (road_t <= high - settings.label_maturity_hours * 3600)
     else:
         known = np.zeros(n, dtype=bool)
     table = pd.DataFrame({"KNR": fleet.knr, "p_true": p_true, "label_rod": label, "label_known": known})
