@@ -36,6 +36,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {k: KINDS[k] + OPTIONAL[k] for k in KINDS}
 
 KNR_PATTERN = r"^\d{4}-\d{7}$"
 _NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+_INTEGER = r"^[+-]?\d+(\.0*)?$"
 _COMMA_NUMBER = r"^[+-]?\d+,\d+$"
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M",
                  "%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y %H:%M:%S", "%d.%m.%Y %H:%M:%S")
@@ -344,8 +345,8 @@ def _cell_text(value) -> str:
         return value
     if isinstance(value, bool):
         return str(value)
-    if isinstance(value, float):
-        return repr(value)
+    if isinstance(value, float):  # an integer as its digits, as a csv of the same export holds it
+        return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, dt.datetime):
         # Excel keeps times as fractions of a day: round to the millisecond before seconds are cut.
         value = value + dt.timedelta(microseconds=500)
@@ -450,14 +451,30 @@ def _clean(values: pa.Array, kind: str, col: str) -> pa.Array:
 
 
 def number_text(values: pa.Array) -> pa.Array:
-    """Numbers as the text of their number (``80.0`` -> ``80``, ``12,5`` -> ``12.5``); other text kept."""
-    comma = pc.fill_null(pc.match_substring_regex(values, _COMMA_NUMBER), False)
-    values = pc.if_else(comma, pc.replace_substring(values, ",", "."), values)
+    """Numbers as the text of their number; other text kept.
+
+    An integer, of any length, keeps its exact digits without sign ``+``, leading zeros or a
+    zero fraction (``+080.00`` -> ``80``, ``-0`` -> ``0``), so that long ids never merge through
+    floating point. Other numbers are their shortest float text (``12,50`` -> ``12.5``,
+    ``1e3`` -> ``1000``).
+    """
+    values = _decimal_point(values)
     numeric = pc.fill_null(pc.match_substring_regex(values, _NUMBER), False)
     if not pc.any(numeric).as_py():
         return values
-    as_number = pc.cast(pc.if_else(numeric, values, "0"), pa.float64())
-    return pc.if_else(numeric, pc.cast(as_number, pa.string()), values)
+    as_number = pc.cast(pc.cast(pc.if_else(numeric, values, "0"), pa.float64()), pa.string())
+    out = pc.if_else(numeric, as_number, values)
+    integer = pc.fill_null(pc.match_substring_regex(values, _INTEGER), False)
+    if not pc.any(integer).as_py():
+        return out
+    digits = pc.replace_substring_regex(pc.filter(values, integer), r"^\+?(-?)0*(\d+?)(\.0*)?$", r"\1\2")
+    return pc.replace_with_mask(out, integer, pc.replace_substring_regex(digits, r"^-0$", "0"))
+
+
+def _decimal_point(values: pa.Array) -> pa.Array:
+    """A number written with a decimal comma (``12,5``) as one with a point; other text kept."""
+    comma = pc.fill_null(pc.match_substring_regex(values, _COMMA_NUMBER), False)
+    return pc.if_else(comma, pc.replace_substring(values, ",", "."), values)
 
 
 def _test_code(values: pa.Array) -> pa.Array:

@@ -82,6 +82,21 @@ def test_numbers_are_the_text_of_their_number_and_codes_keep_zeros(tmp_path):
     assert csv.table.equals(export.table)
 
 
+def test_long_integers_keep_their_exact_text(tmp_path):
+    rows = [r[:6] + [value] + r[7:] for r, value in zip(RESULTADOS, ["123456789012345678", "123456789012345679",
+                                                                     "+0080.00", "-0"])]
+    export = read(write_csv(tmp_path / "r.csv", list(KINDS["resultados"]), rows))
+    assert export.table["VALUE"].to_pylist() == ["123456789012345678", "123456789012345679", "80", "0"]
+    assert read(write_xlsx(tmp_path / "r.xlsx", list(KINDS["resultados"]), rows)).table.equals(export.table)
+
+
+def test_a_whole_number_cell_reads_as_the_digits_a_csv_holds(tmp_path):
+    rows = [r[:5] + [10 ** 16] + r[6:] for r in RESULTADOS]
+    xlsx = read(write_xlsx(tmp_path / "r.xlsx", list(KINDS["resultados"]), rows))
+    assert xlsx.table["VALUE_ID"].to_pylist() == ["10000000000000000"] * 4
+    assert read(write_csv(tmp_path / "r.csv", list(KINDS["resultados"]), rows)).table.equals(xlsx.table)
+
+
 def test_falhas_with_s_group_id(tmp_path):
     header = list(KINDS["falhas"][:-1]) + ["S_GROUP_ID", "DATA"]
     rows = [r[:-1] + [sg, r[-1]] for r, sg in zip(FALHAS, ["5", 4, "#MULTIVALUE", -2])]
