@@ -165,6 +165,10 @@ def recognize_kind(header: list[str], name: str) -> str:
 
 # -- csv ------------------------------------------------------------------------------------------
 
+class _NotUtf8(Exception):
+    """A byte past the first 64 KiB that the encoding guessed from them (UTF-8) cannot decode."""
+
+
 def _read_csv(data: bytes, name: str, fmt: str, progress: Progress | None) -> tuple[str, pa.Table]:
     head = _head_bytes(data, fmt, name)
     if b"\x00" in head:
@@ -178,16 +182,30 @@ def _read_csv(data: bytes, name: str, fmt: str, progress: Progress | None) -> tu
     header = _clean_header(next(csv.reader([first_line], delimiter=delimiter)))
     kind = recognize_kind(header, name)
     names = [f"__index_{i}" if _is_index_column(h) else h for i, h in enumerate(header)]
+
+    def parse(encoding: str) -> pa.Table:
+        try:
+            return _parse_csv(data, name, fmt, kind, names, encoding, delimiter, progress, typed_dates=True)
+        except pa.ArrowInvalid:
+            # Some DATA value is not a date: read it again as text to say which row and value.
+            return _parse_csv(data, name, fmt, kind, names, encoding, delimiter, progress, typed_dates=False)
+
     try:
-        return kind, _parse_csv(data, name, fmt, kind, names, encoding, delimiter, progress, typed_dates=True)
-    except pa.ArrowInvalid:
-        # Some DATA value is not a date: read it again as text to say which row and value.
-        return kind, _parse_csv(data, name, fmt, kind, names, encoding, delimiter, progress, typed_dates=False)
+        return kind, parse(encoding)
+    except _NotUtf8:
+        if not head.isascii():
+            raise UploadError("mixes UTF-8 text with bytes that are not UTF-8: save it again in one encoding",
+                              file=name) from None
+        # Plain ASCII until past the first 64 KiB: a cp1252 file whose first accent comes late.
+        return kind, parse("cp1252")
 
 
 def _parse_csv(data: bytes, name: str, fmt: str, kind: str, names: list[str], encoding: str, delimiter: str,
                progress: Progress | None, *, typed_dates: bool) -> pa.Table:
-    """Stream the CSV in blocks, normalizing each; dates parsed by Arrow when ``typed_dates``."""
+    """Stream the CSV in blocks, normalizing each; dates parsed by Arrow when ``typed_dates``.
+
+    Raises :class:`_NotUtf8` when UTF-8 text turns out not to be UTF-8 past the sniffed head.
+    """
     import pyarrow.csv as pacsv
 
     types = {n: pa.string() for n in names}
@@ -212,8 +230,13 @@ def _parse_csv(data: bytes, name: str, fmt: str, kind: str, names: list[str], en
     except pa.ArrowInvalid as exc:
         if typed_dates and "timestamp" in str(exc):
             raise
+        if encoding == "utf-8" and "invalid UTF8" in str(exc):
+            raise _NotUtf8 from None
         raise UploadError(f"cannot be read as CSV ({_short(exc)})", file=name) from None
-    except (UnicodeDecodeError, OSError, EOFError) as exc:
+    except UnicodeDecodeError as exc:
+        problem = "text is neither UTF-8 nor cp1252" if encoding == "cp1252" else "text marked as UTF-8 is not UTF-8"
+        raise UploadError(f"{problem} (undecodable byte 0x{exc.object[exc.start]:02x})", file=name) from None
+    except (OSError, EOFError) as exc:
         raise UploadError(f"cannot be read as CSV ({_short(exc)})", file=name) from None
     return pa.concat_tables(batches) if batches else schema(kind).empty_table()
 

@@ -152,6 +152,33 @@ def test_undecodable_text(tmp_path):
     assert "UTF-8" in refused(path)
 
 
+@pytest.mark.parametrize("suffix", ["csv", "csv.gz"])
+def test_cp1252_whose_first_accent_comes_after_64_kib(tmp_path, suffix):
+    ascii_rows = [[f"2023-20{i:05d}"] + FALHAS[0][1:] for i in range(1000)]
+    rows = ascii_rows + [FALHAS[3]]
+    path = write_csv(tmp_path / f"f.{suffix}", list(KINDS["falhas"]), rows, sep=";", encoding="cp1252")
+    text = gzip.decompress(path.read_bytes()) if suffix == "csv.gz" else path.read_bytes()
+    assert text.index("í".encode("cp1252")) > 1 << 16 and text[: 1 << 16].isascii()
+    export = read(path)
+    assert export.rows == 1001 and export.table["FALHA"][-1].as_py() == "Console central Ruído (-)"
+
+
+def test_bytes_neither_utf8_nor_cp1252_after_64_kib_are_refused(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_bytes(b"KNR,STATUS,DATA\n" + b"2023-2016173,G620,2023-06-06 07:50:27\n" * 2000
+                     + b"2023-2016173,G\x81,2023-06-06 07:50:27\n")
+    assert "neither UTF-8 nor cp1252" in refused(path)
+
+
+def test_utf8_text_with_later_bytes_of_another_encoding_is_refused(tmp_path):
+    rows = [FALHAS[3]] + [[f"2023-20{i:05d}"] + FALHAS[0][1:] for i in range(1000)]
+    utf8 = write_csv(tmp_path / "a.csv", list(KINDS["falhas"]), rows).read_bytes()
+    cp1252 = write_csv(tmp_path / "b.csv", list(KINDS["falhas"]), [FALHAS[3]], encoding="cp1252").read_bytes()
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(utf8 + cp1252.split(b"\n", 1)[1])
+    assert "mixes UTF-8" in refused(path)
+
+
 def test_missing_column(tmp_path):
     message = refused(write_csv(tmp_path / "r.csv", [c for c in KINDS["resultados"] if c != "UNIT"],
                                 [r[:4] + r[5:] for r in RESULTADOS]))
