@@ -71,7 +71,8 @@ def read_upload(paths: Iterable[str], *, progress: Progress | None = None, allow
         else:
             if progress:
                 progress(f"reading {name} ({len(data) / 1e6:,.1f} MB)")
-            received.append(Received(path, name, sha, data, export=read_export(data, name, progress=progress)))
+            export = read_export(data, name, sha256=sha, progress=progress)
+            received.append(Received(path, name, sha, data, export=export))
         seen.setdefault(sha, name)
     return received
 

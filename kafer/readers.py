@@ -82,7 +82,7 @@ def sniff_format(data: bytes) -> str:
     return "csv"
 
 
-def read_export(data: bytes, name: str, *, progress: Progress | None = None) -> Export:
+def read_export(data: bytes, name: str, *, sha256: str | None = None, progress: Progress | None = None) -> Export:
     """Read and check one export.
 
     Parameters
@@ -91,6 +91,8 @@ def read_export(data: bytes, name: str, *, progress: Progress | None = None) -> 
         The file's content.
     name : str
         The file's name, used in messages and as a hint to its kind.
+    sha256 : str, optional
+        The hex SHA-256 of ``data`` when the caller has it already (it is not computed again).
     progress : callable, optional
         Called with a short text as rows are read.
 
@@ -118,8 +120,8 @@ def read_export(data: bytes, name: str, *, progress: Progress | None = None) -> 
         raise UploadError(f"the {kind} export has a header but no data rows", file=name)
     dates = table["DATA"]
     period = (pc.min(dates).as_py(), pc.max(dates).as_py())
-    return Export(name=name, kind=kind, format=fmt, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                  table=table, sheets=sheets, period=period)
+    return Export(name=name, kind=kind, format=fmt, sha256=sha256 or hashlib.sha256(data).hexdigest(),
+                  size=len(data), table=table, sheets=sheets, period=period)
 
 
 # -- kind recognition ---------------------------------------------------------------------------

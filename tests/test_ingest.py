@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import pytest
 
@@ -143,3 +144,12 @@ def test_cli_ingest_and_features(tmp_path, capsys):
 def test_features_before_any_ingest_is_a_clear_error(tmp_path, capsys):
     assert main(["features", "--lake", str(tmp_path / "nothing"), "--out", str(tmp_path / "f.csv")]) == 1
     assert "ingest an upload first" in capsys.readouterr().err
+
+
+def test_each_file_is_hashed_once(lake, settings, tmp_path, monkeypatch):
+    folder = upload(tmp_path / "up")
+    hashed = []
+    real = hashlib.sha256
+    monkeypatch.setattr(hashlib, "sha256", lambda data=b"": hashed.append(len(data)) or real(data))
+    ingest([str(folder)], lake=lake, settings=settings)
+    assert len(hashed) == 3

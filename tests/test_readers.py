@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import hashlib
 
 import pyarrow.compute as pc
 import pytest
@@ -103,6 +104,12 @@ def test_falhas_with_s_group_id(tmp_path):
     export = read(write_xlsx(tmp_path / "FALHAS_PREDICT 1.xlsx", header, rows))
     assert export.kind == "falhas"
     assert export.table["S_GROUP_ID"].to_pylist() == ["5", "4", "#MULTIVALUE", "-2"]
+
+
+def test_a_hash_the_caller_has_is_not_computed_again(tmp_path, monkeypatch):
+    data = write_csv(tmp_path / "s.csv", ["KNR", "STATUS", "DATA"], STATUS).read_bytes()
+    monkeypatch.setattr(hashlib, "sha256", None)
+    assert read_export(data, "s.csv", sha256="f" * 64).sha256 == "f" * 64
 
 
 def test_status_codes_and_periods(tmp_path):
