@@ -41,6 +41,10 @@ _COMMA_NUMBER = r"^[+-]?\d+,\d+$"
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M",
                  "%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y %H:%M:%S", "%d.%m.%Y %H:%M:%S")
 _HEADER_SCAN_ROWS = 30
+#: Days from 1970-01-01 back to Excel's day 0 (1899-12-30, the 1900 leap-year bug included).
+_EXCEL_EPOCH_DAYS = 25_569
+#: Excel's last date, 9999-12-31, as a serial day.
+_EXCEL_LAST_DAY = 2_958_465
 _CHUNK_ROWS = 250_000
 
 Progress = Callable[[str], None]
@@ -189,7 +193,7 @@ def _read_csv(data: bytes, name: str, fmt: str, progress: Progress | None) -> tu
         try:
             return _parse_csv(data, name, fmt, kind, names, encoding, delimiter, progress, typed_dates=True)
         except pa.ArrowInvalid:
-            # Some DATA value is not a date: read it again as text to say which row and value.
+            # Some DATA value is not a date text (an Excel serial number, or a bad value): read it again as text.
             return _parse_csv(data, name, fmt, kind, names, encoding, delimiter, progress, typed_dates=False)
 
     try:
@@ -399,15 +403,21 @@ def _cells_to_table(chunk: list[tuple[int, list]], columns: list[int], names: li
 
 
 def _column(cells: list, *, dates: bool) -> pa.Array:
-    """Cells as an Arrow column: real date cells as timestamps, everything else as text."""
-    try:
-        return pa.array(cells, type=pa.timestamp("us") if dates else pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-        pass
-    if dates:  # calamine gives a date, not a datetime, for a time of exactly midnight
-        try:
+    """Cells as an Arrow column: real date cells as timestamps, everything else as text.
+
+    A number among the dates stays text (Arrow would take it for microseconds since 1970): it is
+    read as an Excel serial date when the column is normalized.
+    """
+    if dates:
+        kinds = set(map(type, cells))
+        if kinds == {dt.datetime}:
+            return pa.array(cells, type=pa.timestamp("us"))
+        if kinds <= {dt.datetime, dt.date}:  # calamine gives a date, not a datetime, for exactly midnight
             return pa.array([dt.datetime.combine(c, dt.time()) if type(c) is dt.date else c for c in cells],
                             type=pa.timestamp("us"))
+    else:
+        try:
+            return pa.array(cells, type=pa.string())
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
             pass
     return pa.array([_cell_text(c) for c in cells], type=pa.string())
@@ -450,7 +460,7 @@ def _normalize(table: pa.Table, kind: str, name: str, sheet: str | None, *, firs
     if dates.null_count:
         i = pc.index(pc.is_null(dates), True).as_py()
         value = "" if pa.types.is_timestamp(raw_dates.type) else raw_dates[i].as_py().strip()
-        problem = "empty DATA" if not value else "DATA is not a date and time (ISO or day-first)"
+        problem = "empty DATA" if not value else "DATA is not a date and time (ISO, day-first or an Excel serial day)"
         raise UploadError(problem, file=name, sheet=sheet, row=row_of(i), column="DATA", value=value or None)
     out["DATA"] = dates
     return pa.table([out[c] for c in COLUMNS[kind]], schema=schema(kind))
@@ -510,21 +520,35 @@ def _test_code(values: pa.Array) -> pa.Array:
 
 
 def parse_dates(values: pa.Array) -> pa.Array:
-    """Timestamps to the second from ISO or day-first text; null where none of the forms fits."""
+    """Timestamps to the second from ISO or day-first text, or from an Excel serial day number
+    (``45432.5``: that is how Excel stores a date); null where none of the forms fits."""
     result = pc.strptime(values, format=_DATE_FORMATS[0], unit="s", error_is_null=True)
     if not result.null_count:
         return result
     missing = pc.is_null(result)
     text = pc.filter(values, missing)
+    rest = _excel_serial_dates(text)
     text = pc.replace_substring_regex(text, r"(\d)T(\d)", r"\1 \2")
     text = pc.replace_substring_regex(text, r"(:\d\d)[.,]\d+$", r"\1")
-    rest = pa.nulls(len(text), pa.timestamp("s"))
     for fmt in _DATE_FORMATS:
-        parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
-        rest = pc.coalesce(rest, parsed)
         if not rest.null_count:
             break
+        rest = pc.coalesce(rest, pc.strptime(text, format=fmt, unit="s", error_is_null=True))
     return pc.replace_with_mask(result, missing, rest)
+
+
+def _excel_serial_dates(values: pa.Array) -> pa.Array:
+    """Timestamps to the second from Excel serial day numbers as text (days since 1899-12-30, the
+    fraction the time of day), rounded to the millisecond then cut to the second like a date cell;
+    null for text that is not a number, or a number outside Excel's dates (0 to 9999-12-31)."""
+    values = _decimal_point(values)
+    numeric = pc.fill_null(pc.match_substring_regex(values, _NUMBER), False)
+    days = pc.cast(pc.if_else(numeric, values, pa.scalar(None, pa.string())), pa.float64())
+    in_range = pc.and_(pc.greater_equal(days, 0), pc.less(days, _EXCEL_LAST_DAY + 1))
+    days = pc.if_else(in_range, days, pa.scalar(None, pa.float64()))
+    ms = pc.round(pc.multiply(pc.subtract(days, _EXCEL_EPOCH_DAYS), 86_400_000.0))
+    stamps = pc.cast(pc.cast(ms, pa.int64()), pa.timestamp("ms"))
+    return pc.cast(pc.floor_temporal(stamps, unit="second"), pa.timestamp("s"))
 
 
 def read_period_text(period: tuple[dt.datetime, dt.datetime]) -> str:

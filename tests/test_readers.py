@@ -98,6 +98,29 @@ def test_a_whole_number_cell_reads_as_the_digits_a_csv_holds(tmp_path):
     assert read(write_csv(tmp_path / "r.csv", list(KINDS["resultados"]), rows)).table.equals(xlsx.table)
 
 
+def excel_serial(moment: dt.datetime) -> float:
+    """How Excel stores a date: days since 1899-12-30, the fraction the time of day."""
+    return (moment - T(1899, 12, 30)) / dt.timedelta(days=1)
+
+
+def test_a_number_in_an_xlsx_data_cell_is_an_excel_serial_date(tmp_path):
+    moments = [T(2024, 5, 20, 21, 31, 51, 992000), T(2024, 5, 20, 12), T(2024, 5, 21, 0, 0, 0, 999600)]
+    rows = [["2023-2016173", "G620", moments[0]]] + [["2023-2016174", "M620", excel_serial(m)] for m in moments]
+    export = read(write_xlsx(tmp_path / "s.xlsx", ["KNR", "STATUS", "DATA"], rows))
+    # Rounded to the millisecond, then the fraction of a second dropped, as for a date cell.
+    assert export.table["DATA"].to_pylist() == [T(2024, 5, 20, 21, 31, 51), T(2024, 5, 20, 21, 31, 51),
+                                                T(2024, 5, 20, 12), T(2024, 5, 21, 0, 0, 1)]
+    numbers_only = read(write_xlsx(tmp_path / "n.xlsx", ["KNR", "STATUS", "DATA"], rows[1:]))
+    assert numbers_only.table.equals(export.table.slice(1))
+
+
+@pytest.mark.parametrize("serial", ["45432.5", "45432,5"])
+def test_a_number_in_a_csv_data_column_is_an_excel_serial_date(tmp_path, serial):
+    rows = [["2023-2016173", "G620", T(2024, 5, 20, 21, 31, 51)], ["2023-2016173", "M620", serial]]
+    export = read(write_csv(tmp_path / "s.csv", ["KNR", "STATUS", "DATA"], rows, sep=";"))
+    assert export.table["DATA"].to_pylist() == [T(2024, 5, 20, 21, 31, 51), T(2024, 5, 20, 12)]
+
+
 def test_falhas_with_s_group_id(tmp_path):
     header = list(KINDS["falhas"][:-1]) + ["S_GROUP_ID", "DATA"]
     rows = [r[:-1] + [sg, r[-1]] for r, sg in zip(FALHAS, ["5", 4, "#MULTIVALUE", -2])]
