@@ -100,6 +100,10 @@ class Settings:
     lock_stale_after: float = 6 * 3600.0
     #: Rows per xlsx sheet in the plant's exports, top rows included (Excel's limit is 1,048,576).
     sheet_rows: int = 1_048_575
+    #: Earliest plausible DATA (ISO date): an upload holding an earlier date is refused.
+    dates_from: str = "2000-01-01"
+    #: Latest plausible DATA, in days after the upload is checked (1: tomorrow); later dates are refused.
+    dates_ahead_days: float = 1.0
 
     def replace(self, **changes) -> "Settings":
         """Return a copy with ``changes`` applied (``None`` values are ignored)."""

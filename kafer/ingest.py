@@ -19,7 +19,7 @@ from .config import Settings
 from .errors import LakeError, UploadError
 from .features import FalhasPeriod, build_features, label_coverage, table_columns, with_label_known
 from .lake import Lake, read_source, utc_now_iso, utc_stamp
-from .readers import COLUMNS, Export, Progress, read_export, read_period_text
+from .readers import COLUMNS, Export, Progress, plausible_dates, read_export, read_period_text
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ class Received:
 
 
 def read_upload(paths: Iterable[str], *, progress: Progress | None = None, allow_empty: bool = False,
-                known: Callable[[str], dict | None] | None = None) -> list[Received]:
+                known: Callable[[str], dict | None] | None = None,
+                dates_within: tuple[dt.datetime, dt.datetime] | None = None) -> list[Received]:
     """Read and check every file of an upload (folders are expanded); nothing is written.
 
     Parameters
@@ -50,6 +51,8 @@ def read_upload(paths: Iterable[str], *, progress: Progress | None = None, allow
     known : callable, optional
         ``known(sha256)`` gives the raw-zone record of a file already in the lake; such a file was
         checked when it was accepted and is not read again.
+    dates_within : (datetime, datetime), optional
+        The plausible window of ``DATA`` (see :func:`kafer.readers.read_export`).
 
     Raises
     ------
@@ -71,17 +74,17 @@ def read_upload(paths: Iterable[str], *, progress: Progress | None = None, allow
         else:
             if progress:
                 progress(f"reading {name} ({len(data) / 1e6:,.1f} MB)")
-            export = read_export(data, name, sha256=sha, progress=progress)
+            export = read_export(data, name, sha256=sha, dates_within=dates_within, progress=progress)
             received.append(Received(path, name, sha, data, export=export))
         seen.setdefault(sha, name)
     return received
 
 
-def receive(paths: Iterable[str], *, lake: Lake, progress: Progress | None = None,
-            allow_empty: bool = False) -> list[Received]:
+def receive(paths: Iterable[str], *, lake: Lake, progress: Progress | None = None, allow_empty: bool = False,
+            dates_within: tuple[dt.datetime, dt.datetime] | None = None) -> list[Received]:
     """Read and check an upload bound for ``lake``: files the lake already holds are not read again."""
     return read_upload(paths, progress=progress, allow_empty=allow_empty,
-                       known=lambda sha: catalog.raw_record(lake, sha))
+                       known=lambda sha: catalog.raw_record(lake, sha), dates_within=dates_within)
 
 
 def expand_paths(paths: Iterable[str]) -> list[str]:
@@ -227,7 +230,8 @@ def ingest(paths: Iterable[str], *, lake: Lake, settings: Settings, progress: Pr
 
     Files already in the lake are recognized by their content and not read again.
     """
-    received = receive(paths, lake=lake, progress=progress)
+    window = plausible_dates(settings.dates_from, days_ahead=settings.dates_ahead_days)
+    received = receive(paths, lake=lake, progress=progress, dates_within=window)
     files = upload_summary(received)
     records = land(received, lake=lake, settings=settings, progress=progress)
     del received  # the merge reads the rows back from the lake: free the upload's copy first

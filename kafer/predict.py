@@ -18,12 +18,13 @@ from .errors import RegistryError
 from .features import build_features
 from .ingest import read_upload
 from .lake import Lake
-from .readers import COLUMNS, Progress
+from .readers import COLUMNS, Progress, plausible_dates
 
 
 def upload_features(paths: Iterable[str], *, settings: Settings, progress: Progress | None = None) -> pd.DataFrame:
     """The per-car table of an upload on its own (nothing is written to the lake)."""
-    received = read_upload(paths, progress=progress)
+    window = plausible_dates(settings.dates_from, days_ahead=settings.dates_ahead_days)
+    received = read_upload(paths, progress=progress, dates_within=window)
     exports = [r.export for r in received if r.export is not None]
     tables = {kind: [e.table for e in exports if e.kind == kind] for kind in COLUMNS}
     merged = {kind: pa.concat_tables(parts) if parts else None for kind, parts in tables.items()}

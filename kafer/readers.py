@@ -5,7 +5,7 @@ Pure: bytes and a file name in, an :class:`Export` out; nothing touches the lake
 Every sheet of a workbook is read, the header row is found wherever it is, continuation sheets
 without a header take the previous sheet's columns. Values are normalized so that the same row
 read from xlsx or csv is the same row: text stripped, numbers as the text of their number
-(``80.0`` = ``80``), ``DATA`` a timestamp to the second.
+(``80.0`` = ``80``), ``DATA`` a timestamp to the second, inside a plausible window.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import UploadError
+from .errors import ConfigError, UploadError
 
 #: Required columns of each kind, in the plant's order.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -86,7 +86,29 @@ def sniff_format(data: bytes) -> str:
     return "csv"
 
 
-def read_export(data: bytes, name: str, *, sha256: str | None = None, progress: Progress | None = None) -> Export:
+def plausible_dates(since: str = "2000-01-01", *, days_ahead: float = 1.0) -> tuple[dt.datetime, dt.datetime]:
+    """The window a ``DATA`` value must lie in: from the day ``since`` to ``days_ahead`` days after now (UTC).
+
+    A date outside it is a mistyped or misread cell (a number read as 1970, a year 2099), which
+    would otherwise widen the periods that make labels known. Called when an upload is checked,
+    so "tomorrow" is always the day after the check.
+
+    Raises
+    ------
+    ConfigError
+        When ``since`` is not an ISO date.
+    """
+    try:
+        start = dt.datetime.fromisoformat(str(since))
+    except ValueError:
+        raise ConfigError(f"dates_from must be an ISO date such as 2000-01-01, not {since!r}") from None
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return start, now + dt.timedelta(days=days_ahead)
+
+
+def read_export(data: bytes, name: str, *, sha256: str | None = None,
+                dates_within: tuple[dt.datetime, dt.datetime] | None = None,
+                progress: Progress | None = None) -> Export:
     """Read and check one export.
 
     Parameters
@@ -97,6 +119,8 @@ def read_export(data: bytes, name: str, *, sha256: str | None = None, progress: 
         The file's name, used in messages and as a hint to its kind.
     sha256 : str, optional
         The hex SHA-256 of ``data`` when the caller has it already (it is not computed again).
+    dates_within : (datetime, datetime), optional
+        The first and last plausible ``DATA``; :func:`plausible_dates` when not given.
     progress : callable, optional
         Called with a short text as rows are read.
 
@@ -108,17 +132,19 @@ def read_export(data: bytes, name: str, *, sha256: str | None = None, progress: 
     ------
     UploadError
         When the file is empty, not a readable xlsx/csv, of no known kind, lacks or adds columns,
-        or has a malformed KNR or unparseable DATA in any row; the message names the place.
+        or has a malformed KNR, an unparseable DATA or a DATA outside ``dates_within`` in any row;
+        the message names the place.
     """
     if not data:
         raise UploadError("the file is empty", file=name)
+    window = dates_within or plausible_dates()
     fmt = sniff_format(data)
     if name.lower().endswith((".xlsx", ".xlsm")) and fmt != "xlsx":
         raise UploadError("named .xlsx but is not an Excel workbook (truncated, or another format)", file=name)
     if fmt == "xlsx":
-        kind, table, sheets = _read_xlsx(data, name, progress)
+        kind, table, sheets = _read_xlsx(data, name, window, progress)
     else:
-        kind, table = _read_csv(data, name, fmt, progress)
+        kind, table = _read_csv(data, name, fmt, window, progress)
         sheets = ()
     if table.num_rows == 0:
         raise UploadError(f"the {kind} export has a header but no data rows", file=name)
@@ -175,7 +201,8 @@ class _NotUtf8(Exception):
     """A byte past the first 64 KiB that the encoding guessed from them (UTF-8) cannot decode."""
 
 
-def _read_csv(data: bytes, name: str, fmt: str, progress: Progress | None) -> tuple[str, pa.Table]:
+def _read_csv(data: bytes, name: str, fmt: str, window: tuple[dt.datetime, dt.datetime],
+              progress: Progress | None) -> tuple[str, pa.Table]:
     head = _head_bytes(data, fmt, name)
     if b"\x00" in head:
         raise UploadError("binary content, not a text CSV or an xlsx workbook", file=name)
@@ -191,10 +218,10 @@ def _read_csv(data: bytes, name: str, fmt: str, progress: Progress | None) -> tu
 
     def parse(encoding: str) -> pa.Table:
         try:
-            return _parse_csv(data, name, fmt, kind, names, encoding, delimiter, progress, typed_dates=True)
+            return _parse_csv(data, name, fmt, kind, names, encoding, delimiter, window, progress, typed_dates=True)
         except pa.ArrowInvalid:
             # Some DATA value is not a date text (an Excel serial number, or a bad value): read it again as text.
-            return _parse_csv(data, name, fmt, kind, names, encoding, delimiter, progress, typed_dates=False)
+            return _parse_csv(data, name, fmt, kind, names, encoding, delimiter, window, progress, typed_dates=False)
 
     try:
         return kind, parse(encoding)
@@ -207,7 +234,7 @@ def _read_csv(data: bytes, name: str, fmt: str, progress: Progress | None) -> tu
 
 
 def _parse_csv(data: bytes, name: str, fmt: str, kind: str, names: list[str], encoding: str, delimiter: str,
-               progress: Progress | None, *, typed_dates: bool) -> pa.Table:
+               window: tuple[dt.datetime, dt.datetime], progress: Progress | None, *, typed_dates: bool) -> pa.Table:
     """Stream the CSV in blocks, normalizing each; dates parsed by Arrow when ``typed_dates``.
 
     Raises :class:`_NotUtf8` when UTF-8 text turns out not to be UTF-8 past the sniffed head.
@@ -229,7 +256,7 @@ def _parse_csv(data: bytes, name: str, fmt: str, kind: str, names: list[str], en
         reader = pacsv.open_csv(source, read_options=read_opts, parse_options=parse_opts,
                                 convert_options=convert_opts)
         for batch in reader:
-            batches.append(_normalize(pa.Table.from_batches([batch]), kind, name, None, first_row=done + 2))
+            batches.append(_normalize(pa.Table.from_batches([batch]), kind, name, None, window, first_row=done + 2))
             done += batch.num_rows
             if progress:
                 progress(f"{name}: {done:,} rows read")
@@ -282,7 +309,8 @@ def _short(exc: Exception) -> str:
 
 # -- xlsx -----------------------------------------------------------------------------------------
 
-def _read_xlsx(data: bytes, name: str, progress: Progress | None) -> tuple[str, pa.Table, tuple[str, ...]]:
+def _read_xlsx(data: bytes, name: str, window: tuple[dt.datetime, dt.datetime],
+               progress: Progress | None) -> tuple[str, pa.Table, tuple[str, ...]]:
     from python_calamine import CalamineWorkbook
 
     try:
@@ -328,7 +356,7 @@ def _read_xlsx(data: bytes, name: str, progress: Progress | None) -> tuple[str, 
         body = itertools.chain(peek[body_start:], rows)
         for chunk, chunk_first in _chunks(body, row_offset, key=columns[0]):
             table = _cells_to_table(chunk, columns, names, name, sheet_name)
-            tables.append(_normalize(table, kind, name, sheet_name, first_row=chunk_first,
+            tables.append(_normalize(table, kind, name, sheet_name, window, first_row=chunk_first,
                                      row_numbers=table.column("__row")))
             done += len(chunk)
             if progress:
@@ -425,9 +453,9 @@ def _column(cells: list, *, dates: bool) -> pa.Array:
 
 # -- normalization and checks -------------------------------------------------------------------
 
-def _normalize(table: pa.Table, kind: str, name: str, sheet: str | None, *, first_row: int,
-               row_numbers: pa.ChunkedArray | None = None) -> pa.Table:
-    """Strip, unify numbers and dates, and check KNR and DATA of every row.
+def _normalize(table: pa.Table, kind: str, name: str, sheet: str | None, window: tuple[dt.datetime, dt.datetime],
+               *, first_row: int, row_numbers: pa.ChunkedArray | None = None) -> pa.Table:
+    """Strip, unify numbers and dates, and check KNR and DATA (a date inside ``window``) of every row.
 
     Each column is normalized through its dictionary of distinct values: the plant's columns
     repeat few values, so this is much faster than working row by row.
@@ -457,11 +485,23 @@ def _normalize(table: pa.Table, kind: str, name: str, sheet: str | None, *, firs
                         pa.timestamp("s"))
     else:
         dates = parse_dates(pc.utf8_trim_whitespace(raw_dates))
+
+    def raw_of(i: int) -> str:
+        raw = raw_dates[i].as_py()
+        return raw.isoformat(sep=" ") if isinstance(raw, dt.datetime) else raw.strip()
+
     if dates.null_count:
         i = pc.index(pc.is_null(dates), True).as_py()
-        value = "" if pa.types.is_timestamp(raw_dates.type) else raw_dates[i].as_py().strip()
+        value = "" if pa.types.is_timestamp(raw_dates.type) else raw_of(i)
         problem = "empty DATA" if not value else "DATA is not a date and time (ISO, day-first or an Excel serial day)"
         raise UploadError(problem, file=name, sheet=sheet, row=row_of(i), column="DATA", value=value or None)
+    start, end = (pa.scalar(bound, pa.timestamp("s")) for bound in window)
+    outside = pc.or_(pc.less(dates, start), pc.greater(dates, end))
+    if pc.any(outside).as_py():
+        i = pc.index(outside, True).as_py()
+        raise UploadError(f"DATA {dates[i].as_py()} lies outside the plausible window {start.as_py():%Y-%m-%d} to "
+                          f"{end.as_py():%Y-%m-%d %H:%M}: correct the export (or the settings dates_from, "
+                          "dates_ahead_days)", file=name, sheet=sheet, row=row_of(i), column="DATA", value=raw_of(i))
     out["DATA"] = dates
     return pa.table([out[c] for c in COLUMNS[kind]], schema=schema(kind))
 

@@ -12,6 +12,7 @@ from kafer.cli import main
 from kafer.errors import UploadError
 from kafer.catalog import current_features, current_manifest
 from kafer.ingest import ingest
+from kafer.predict import upload_features
 from kafer.readers import KINDS
 
 T = dt.datetime
@@ -144,6 +145,24 @@ def test_cli_ingest_and_features(tmp_path, capsys):
 def test_features_before_any_ingest_is_a_clear_error(tmp_path, capsys):
     assert main(["features", "--lake", str(tmp_path / "nothing"), "--out", str(tmp_path / "f.csv")]) == 1
     assert "ingest an upload first" in capsys.readouterr().err
+
+
+def test_a_date_outside_the_settings_window_refuses_the_upload(lake, settings, tmp_path):
+    folder = upload(tmp_path / "up")
+    write_csv(folder / "zz.csv", list(KINDS["status"]), [[OTHER, "G720", T(1970, 1, 1)]])
+    with pytest.raises(UploadError, match=r"zz\.csv, row 2, column DATA .*outside the plausible window"):
+        ingest([str(folder)], lake=lake, settings=settings)
+    assert lake_snapshot(lake) == {}
+    ingest([str(folder)], lake=lake, settings=settings.replace(dates_from="1960-01-01"))
+    assert current_manifest(lake)["periods"]["status"][0] == "1970-01-01T00:00:00"
+
+
+def test_predict_reads_an_upload_with_the_settings_window(settings, tmp_path):
+    folder = upload(tmp_path / "up")
+    write_csv(folder / "zz.csv", list(KINDS["status"]), [[OTHER, "G720", T(1970, 1, 1)]])
+    with pytest.raises(UploadError, match="outside the plausible window"):
+        upload_features([str(folder)], settings=settings)
+    assert len(upload_features([str(folder)], settings=settings.replace(dates_from="1960-01-01"))) == 2
 
 
 def test_each_file_is_hashed_once(lake, settings, tmp_path, monkeypatch):

@@ -10,8 +10,8 @@ import pyarrow.compute as pc
 import pytest
 
 from conftest import write_csv, write_xlsx
-from kafer.errors import UploadError
-from kafer.readers import KINDS, read_export, recognize_kind
+from kafer.errors import ConfigError, UploadError
+from kafer.readers import KINDS, plausible_dates, read_export, recognize_kind
 
 T = dt.datetime
 # Real rows (peer-samples g01/g02), one car, including the double-recorded defect and a padded hall.
@@ -119,6 +119,39 @@ def test_a_number_in_a_csv_data_column_is_an_excel_serial_date(tmp_path, serial)
     rows = [["2023-2016173", "G620", T(2024, 5, 20, 21, 31, 51)], ["2023-2016173", "M620", serial]]
     export = read(write_csv(tmp_path / "s.csv", ["KNR", "STATUS", "DATA"], rows, sep=";"))
     assert export.table["DATA"].to_pylist() == [T(2024, 5, 20, 21, 31, 51), T(2024, 5, 20, 12)]
+
+
+@pytest.mark.parametrize("fmt, date, shown", [
+    ("xlsx", T(1970, 1, 1), "'1970-01-01 00:00:00'"),
+    ("xlsx", 0, "'0'"),  # Excel's day 0: 1899-12-30
+    ("csv", "2099-05-20 08:00:00", "'2099-05-20 08:00:00'"),
+    ("csv", "80000.5", "'80000.5'"),  # Excel day 80000: 2119-01-11
+])
+def test_a_date_outside_the_plausible_window_is_refused(tmp_path, fmt, date, shown):
+    rows = [list(r) for r in STATUS * 3]
+    rows[7][2] = date
+    path = tmp_path / f"s.{fmt}"
+    if fmt == "xlsx":
+        write_xlsx(path, ["KNR", "STATUS", "DATA"], rows, sheet_rows=5)
+    else:
+        write_csv(path, ["KNR", "STATUS", "DATA"], rows)
+    message = refused(path)
+    assert "column DATA" in message and shown in message and "plausible window 2000-01-01" in message
+    # The 8th data row: Excel row 3 of the second sheet (no header there), line 9 of the csv.
+    assert ("sheet 'Relatório 1(1)', row 3" if fmt == "xlsx" else "row 9") in message
+
+
+def test_the_date_window_is_the_callers_and_ends_tomorrow(tmp_path):
+    def status_at(name, moment):
+        return write_csv(tmp_path / name, ["KNR", "STATUS", "DATA"], [["2023-2016173", "G620", moment]])
+
+    data = status_at("s.csv", T(1990, 1, 1)).read_bytes()
+    assert read_export(data, "s.csv", dates_within=plausible_dates("1980-01-01")).period[0] == T(1990, 1, 1)
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    assert read(status_at("soon.csv", now + dt.timedelta(hours=12))).rows == 1
+    assert "outside the plausible window" in refused(status_at("later.csv", now + dt.timedelta(days=2)))
+    with pytest.raises(ConfigError, match="dates_from"):
+        plausible_dates("20/05/2000")
 
 
 def test_falhas_with_s_group_id(tmp_path):
