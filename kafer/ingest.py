@@ -19,22 +19,25 @@ from .config import Settings
 from .errors import LakeError, UploadError
 from .features import FalhasPeriod, build_features, label_coverage, table_columns, with_label_known
 from .lake import Lake, read_source, utc_now_iso, utc_stamp
-from .readers import COLUMNS, Export, Progress, plausible_dates, read_export, read_period_text
+from .readers import (COLUMNS, EXPORT_SUFFIXES, Export, Progress, not_an_export, plausible_dates, read_export,
+                      read_period_text)
 
 
 @dataclass(frozen=True)
 class Received:
     """One file of an upload, as read and checked (``export``), or recognized without reading:
     the same bytes as an earlier file of the upload (``duplicate_of``) or as a file already in
-    the lake (``record``, its raw-zone record)."""
+    the lake (``record``, its raw-zone record); or left out unread as no export (``ignored``, why,
+    with no ``sha256`` and no ``data``)."""
 
     path: str
     name: str
-    sha256: str
+    sha256: str | None
     data: bytes = field(repr=False)
     export: Export | None = None
     record: dict | None = None
     duplicate_of: str | None = None
+    ignored: str | None = None
 
 
 def read_upload(paths: Iterable[str], *, progress: Progress | None = None, allow_empty: bool = False,
@@ -54,19 +57,24 @@ def read_upload(paths: Iterable[str], *, progress: Progress | None = None, allow
     dates_within : (datetime, datetime), optional
         The plausible window of ``DATA`` (see :func:`kafer.readers.read_export`).
 
+    Returns
+    -------
+    list of Received
+        One per file read or recognized, in order, then one per file left out (:func:`list_upload`).
+
     Raises
     ------
     UploadError
-        At the first file that cannot be accepted, or when the upload holds no file.
+        At the first file that cannot be accepted, or when the upload holds no export.
     """
-    files = expand_paths(paths)
-    if not files and not allow_empty:
+    listing = list_upload(paths)
+    if not listing.files and not allow_empty:
         raise UploadError("the upload holds no file")
     received: list[Received] = []
     seen: dict[str, str] = {}
-    for path in files:
+    for path in listing.files:
         data = read_source(path)
-        name = path.replace("\\", "/").rsplit("/", 1)[-1]
+        name = _name(path)
         sha = hashlib.sha256(data).hexdigest()
         record = known(sha) if known else None
         if sha in seen or record is not None:
@@ -77,6 +85,7 @@ def read_upload(paths: Iterable[str], *, progress: Progress | None = None, allow
             export = read_export(data, name, sha256=sha, dates_within=dates_within, progress=progress)
             received.append(Received(path, name, sha, data, export=export))
         seen.setdefault(sha, name)
+    received.extend(Received(path, _name(path), None, b"", ignored=why) for path, why in listing.ignored)
     return received
 
 
@@ -87,23 +96,67 @@ def receive(paths: Iterable[str], *, lake: Lake, progress: Progress | None = Non
                        known=lambda sha: catalog.raw_record(lake, sha), dates_within=dates_within)
 
 
-def expand_paths(paths: Iterable[str]) -> list[str]:
-    """Files named, and the files inside folders named (hidden files left out), in order."""
+@dataclass(frozen=True)
+class Listing:
+    """The files an upload names: the exports to read, and the others with why they are left out."""
+
+    files: tuple[str, ...]
+    ignored: tuple[tuple[str, str], ...]
+
+
+def list_upload(paths: Iterable[str]) -> Listing:
+    """Files named, and the files inside folders or matching globs, in order.
+
+    Hidden files (``.DS_Store``) and files that are no export by their name (``README.txt``) are
+    left out unread, so that an upload folder may hold notes beside the exports; a file named
+    on its own is treated alike, since a shell glob (``upload/*``) names every file on its own.
+
+    Raises
+    ------
+    UploadError
+        When a path names nothing, or when paths are named but none of their files is an export.
+    """
     from .lake import list_source
 
-    out: list[str] = []
+    paths = [str(p) for p in paths]
+    files: list[str] = []
+    ignored: dict[str, str] = {}
     for path in paths:
-        out.extend(list_source(str(path)))
-    return list(dict.fromkeys(out))
+        found, hidden = list_source(path)
+        for file in found:
+            why = not_an_export(_name(file))
+            if why:
+                ignored.setdefault(file, why)
+            else:
+                files.append(file)
+        for file in hidden:
+            ignored.setdefault(file, "hidden")
+    if paths and not files:
+        left_out = "; ".join(f"{_name(p)} is {why}" for p, why in list(ignored.items())[:3])
+        more = f" (and {len(ignored) - 3} more)" if len(ignored) > 3 else ""
+        raise UploadError(f"the upload holds no export: {left_out}{more}. An export's name ends in "
+                          f"{', '.join(EXPORT_SUFFIXES[:-1])} or {EXPORT_SUFFIXES[-1]}, maybe followed by .gz")
+    return Listing(tuple(dict.fromkeys(files)), tuple(ignored.items()))
+
+
+def expand_paths(paths: Iterable[str]) -> list[str]:
+    """The export files an upload names, in order (see :func:`list_upload`)."""
+    return list(list_upload(paths).files)
+
+
+def _name(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def upload_summary(received: Sequence[Received]) -> pd.DataFrame:
-    """One line per file: kind, format, sheets, rows, cars, period."""
+    """One line per file: kind, format, sheets, rows, cars, period; or why it was not read."""
     if not received:
         return pd.DataFrame({"file": ["(no new upload: the lake is used as it is)"]})
     lines = []
     for r in received:
-        if r.duplicate_of:
+        if r.ignored:
+            lines.append({"file": r.name, "note": f"ignored: {r.ignored}"})
+        elif r.duplicate_of:
             lines.append({"file": r.name, "note": f"same bytes as {r.duplicate_of}: read once"})
         elif r.record is not None:
             rec = r.record
@@ -116,7 +169,8 @@ def upload_summary(received: Sequence[Received]) -> pd.DataFrame:
             lines.append({"file": e.name, "kind": e.kind, "format": e.format, "sheets": len(e.sheets) or None,
                           "rows": e.rows, "cars": e.cars, "period": read_period_text(e.period), "note": ""})
     columns = ["file", "kind", "format", "sheets", "rows", "cars", "period", "note"]
-    return pd.DataFrame(lines, columns=columns).fillna({"kind": "", "format": "", "period": "", "note": ""})
+    table = pd.DataFrame(lines, columns=columns).fillna({"kind": "", "format": "", "period": "", "note": ""})
+    return table.astype({"sheets": "Int64", "rows": "Int64", "cars": "Int64"})  # counts stay whole beside blank lines
 
 
 def land(received: Sequence[Received], *, lake: Lake, settings: Settings,
@@ -128,7 +182,7 @@ def land(received: Sequence[Received], *, lake: Lake, settings: Settings,
     """
     records = []
     for item in received:
-        if item.duplicate_of:
+        if item.duplicate_of or item.ignored:
             continue
         if item.record is not None:
             records.append({**item.record, "already_in_lake": True})

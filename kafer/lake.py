@@ -220,26 +220,42 @@ def open_lake(url: str | None = None) -> Lake:
     return Lake(url or load_settings().lake)
 
 
-def list_source(path: str) -> list[str]:
-    """The files an upload path names: itself, the files below a folder, or a glob's matches."""
+def list_source(path: str) -> tuple[list[str], list[str]]:
+    """The files an upload path names (itself, the files below a folder, or a glob's matches), and
+    apart the hidden ones left out: those whose name, or a folder's below ``path``, starts with
+    ``.``; a hidden folder is named once, not each file in it."""
     from .errors import UploadError
 
     fs, root = fsspec.core.url_to_fs(path)
     protocol = _protocols(fs)[0]
     prefix = "" if protocol in ("file", "local") else f"{protocol}://"
-    if any(ch in root for ch in "*?["):
+    magic = [root.index(ch) for ch in "*?[" if ch in root]
+    if magic:
         found = sorted(fs.glob(root))
+        base = root[:min(magic)].rsplit("/", 1)[0]
     elif fs.isdir(root):
         found = sorted(fs.find(root))
+        base = root.rstrip("/")
     elif fs.exists(root):
         found = [root]
+        base = root
     else:
         raise UploadError("no such file or folder", file=path)
-    files = [p for p in found if not any(part.startswith(".") for part in p.replace(root, "", 1).split("/"))
-             and not fs.isdir(p)]
-    if not files:
+    files, hidden = [], []
+    for p in found:
+        parts = (p[len(base):] if p.startswith(base) else p).strip("/").split("/")
+        dot = next((i for i, part in enumerate(parts) if part.startswith(".")), None)
+        if dot is not None:
+            hidden.append("/".join([base, *parts[:dot + 1]]))
+        elif not fs.isdir(p):
+            files.append(p)
+    if not files and not hidden:
         raise UploadError("matches no file", file=path)
-    return [prefix + p if prefix and not p.startswith(prefix) else p for p in files]
+
+    def url(p: str) -> str:
+        return prefix + p if prefix and not p.startswith(prefix) else p
+
+    return [url(p) for p in files], [url(p) for p in dict.fromkeys(hidden)]
 
 
 def read_source(path: str) -> bytes:

@@ -34,6 +34,10 @@ OPTIONAL: dict[str, tuple[str, ...]] = {"falhas": ("S_GROUP_ID",), "resultados":
 #: Columns stored for each kind (required + optional), all text but DATA.
 COLUMNS: dict[str, tuple[str, ...]] = {k: KINDS[k] + OPTIONAL[k] for k in KINDS}
 
+#: Endings of an export's file name (case ignored, optionally followed by ``.gz``); an upload's
+#: other files are left out unread.
+EXPORT_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".csv", ".tsv")
+
 KNR_PATTERN = r"^\d{4}-\d{7}$"
 _NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _INTEGER = r"^[+-]?\d+(\.0*)?$"
@@ -104,6 +108,19 @@ def plausible_dates(since: str = "2000-01-01", *, days_ahead: float = 1.0) -> tu
         raise ConfigError(f"dates_from must be an ISO date such as 2000-01-01, not {since!r}") from None
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     return start, now + dt.timedelta(days=days_ahead)
+
+
+def not_an_export(name: str) -> str | None:
+    """Why a file of this name is no export (``not an export (.txt)``), or ``None`` when its name
+    is an export's; the content of a file named like an export is then checked in full."""
+    lowered = name.lower()
+    if lowered.startswith("~$"):
+        return "Excel's lock file of an open workbook"
+    stem = lowered[:-3] if lowered.endswith(".gz") else lowered
+    if stem.endswith(EXPORT_SUFFIXES):
+        return None
+    suffix = lowered[lowered.rfind("."):] if "." in lowered.lstrip(".") else "no extension"
+    return f"not an export ({suffix})"
 
 
 def read_export(data: bytes, name: str, *, sha256: str | None = None,

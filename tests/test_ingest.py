@@ -106,7 +106,7 @@ def test_new_falhas_make_old_cars_labelled(lake, settings, tmp_path):
     assert current_features(lake)["label_known"].all()
 
 
-@pytest.mark.parametrize("bad", ["empty", "garbage", "knr"])
+@pytest.mark.parametrize("bad", ["empty", "garbage", "garbage csv", "knr"])
 def test_a_bad_file_refuses_the_whole_upload(lake, settings, tmp_path, bad):
     ingest([str(upload(tmp_path / "first"))], lake=lake, settings=settings)
     before = lake_snapshot(lake)
@@ -115,6 +115,8 @@ def test_a_bad_file_refuses_the_whole_upload(lake, settings, tmp_path, bad):
         (folder / "zz.csv").write_bytes(b"")
     elif bad == "garbage":
         (folder / "zz.xlsx").write_bytes(b"\x00\x01garbage" * 100)
+    elif bad == "garbage csv":  # named like an export, so read, and refused
+        (folder / "zz.csv").write_text("these are my notes, not an export\n")
     else:
         write_csv(folder / "zz.csv", list(KINDS["status"]), [["2023-20161", "G620", T(2024, 1, 1)]])
     with pytest.raises(UploadError, match="zz"):
@@ -145,6 +147,44 @@ def test_cli_ingest_and_features(tmp_path, capsys):
 def test_features_before_any_ingest_is_a_clear_error(tmp_path, capsys):
     assert main(["features", "--lake", str(tmp_path / "nothing"), "--out", str(tmp_path / "f.csv")]) == 1
     assert "ingest an upload first" in capsys.readouterr().err
+
+
+def test_notes_beside_the_exports_are_listed_as_ignored(lake, settings, tmp_path):
+    folder = upload(tmp_path / "up")
+    (folder / "README.txt").write_text("exports of May, from the quality system\n")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "~$STATUS.xlsx").write_bytes(b"\x0cana")
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    report = ingest([str(folder)], lake=lake, settings=settings)
+    notes = dict(zip(report["files"]["file"], report["files"]["note"]))
+    assert notes["README.txt"] == "ignored: not an export (.txt)"
+    assert notes[".DS_Store"] == notes[".git"] == "ignored: hidden"
+    assert notes["~$STATUS.xlsx"] == "ignored: Excel's lock file of an open workbook"
+    assert sorted(r["name"] for r in report["landed"]) == ["FALHAS.csv", "RESULTADOS.csv.gz", "STATUS.xlsx"]
+    assert current_features(lake)["KNR"].tolist() == [CAR, OTHER]
+
+
+def test_a_file_that_is_no_export_named_alone_is_refused(lake, settings, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("to do\n")
+    with pytest.raises(UploadError, match=r"holds no export: notes\.txt is not an export \(\.txt\)"):
+        ingest([str(notes)], lake=lake, settings=settings)
+    assert lake_snapshot(lake) == {}
+
+
+def test_cli_ingest_reports_the_ignored_files(tmp_path, capsys):
+    folder = upload(tmp_path / "up")
+    (folder / "README.txt").write_text("notes\n")
+    assert main(["ingest", str(folder / "*"), "--lake", str(tmp_path / "lake")]) == 0
+    out = capsys.readouterr().out
+    assert "README.txt" in out and "ignored: not an export (.txt)" in out
+
+
+def test_a_glob_below_a_hidden_folder_finds_the_exports(lake, settings, tmp_path):
+    folder = upload(tmp_path / ".uploads" / "may")
+    report = ingest([str(folder / "*")], lake=lake, settings=settings)
+    assert len(report["landed"]) == 3
 
 
 def test_a_date_outside_the_settings_window_refuses_the_upload(lake, settings, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import write_csv, write_xlsx
 from kafer.errors import ConfigError, UploadError
-from kafer.readers import KINDS, plausible_dates, read_export, recognize_kind
+from kafer.readers import KINDS, not_an_export, plausible_dates, read_export, recognize_kind
 
 T = dt.datetime
 # Real rows (peer-samples g01/g02), one car, including the double-recorded defect and a padded hall.
@@ -295,3 +295,13 @@ def test_corrupt_gzip(tmp_path):
 def test_recognize_kind_prefers_exact_match():
     assert recognize_kind(["", "KNR", "STATUS", "DATA"], "x.csv") == "status"
     assert recognize_kind(list(KINDS["resultados"]), "x.csv") == "resultados"
+
+
+@pytest.mark.parametrize("name, why", [
+    ("STATUS.xlsx", None), ("falhas.CSV", None), ("r.csv.gz", None), ("r.tsv", None), ("old.xls", None),
+    ("README.txt", "not an export (.txt)"), ("notes.md", "not an export (.md)"),
+    ("backup.tar.gz", "not an export (.gz)"), ("Makefile", "not an export (no extension)"),
+    ("~$STATUS.xlsx", "Excel's lock file of an open workbook"),
+])
+def test_not_an_export_by_its_name(name, why):
+    assert not_an_export(name) == why
