@@ -40,9 +40,8 @@ class Received:
     ignored: str | None = None
 
 
-def read_upload(paths: Iterable[str], *, progress: Progress | None = None, allow_empty: bool = False,
-                known: Callable[[str], dict | None] | None = None,
-                dates_within: tuple[dt.datetime, dt.datetime] | None = None) -> list[Received]:
+def read_upload(paths: Iterable[str], *, settings: Settings, progress: Progress | None = None,
+                allow_empty: bool = False, known: Callable[[str], dict | None] | None = None) -> list[Received]:
     """Read and check every file of an upload (folders are expanded); nothing is written.
 
     Parameters
@@ -54,8 +53,8 @@ def read_upload(paths: Iterable[str], *, progress: Progress | None = None, allow
     known : callable, optional
         ``known(sha256)`` gives the raw-zone record of a file already in the lake; such a file was
         checked when it was accepted and is not read again.
-    dates_within : (datetime, datetime), optional
-        The plausible window of ``DATA`` (see :func:`kafer.readers.read_export`).
+    settings : Settings
+        For the plausible window of ``DATA`` (``dates_from``, ``dates_ahead_days``).
 
     Returns
     -------
@@ -68,6 +67,7 @@ def read_upload(paths: Iterable[str], *, progress: Progress | None = None, allow
         At the first file that cannot be accepted, or when the upload holds no export.
     """
     listing = list_upload(paths)
+    dates_within = plausible_dates(settings.dates_from, days_ahead=settings.dates_ahead_days)
     if not listing.files and not allow_empty:
         raise UploadError("the upload holds no file")
     received: list[Received] = []
@@ -89,11 +89,11 @@ def read_upload(paths: Iterable[str], *, progress: Progress | None = None, allow
     return received
 
 
-def receive(paths: Iterable[str], *, lake: Lake, progress: Progress | None = None, allow_empty: bool = False,
-            dates_within: tuple[dt.datetime, dt.datetime] | None = None) -> list[Received]:
+def receive(paths: Iterable[str], *, lake: Lake, settings: Settings, progress: Progress | None = None,
+            allow_empty: bool = False) -> list[Received]:
     """Read and check an upload bound for ``lake``: files the lake already holds are not read again."""
-    return read_upload(paths, progress=progress, allow_empty=allow_empty,
-                       known=lambda sha: catalog.raw_record(lake, sha), dates_within=dates_within)
+    return read_upload(paths, settings=settings, progress=progress, allow_empty=allow_empty,
+                       known=lambda sha: catalog.raw_record(lake, sha))
 
 
 @dataclass(frozen=True)
@@ -284,8 +284,7 @@ def ingest(paths: Iterable[str], *, lake: Lake, settings: Settings, progress: Pr
 
     Files already in the lake are recognized by their content and not read again.
     """
-    window = plausible_dates(settings.dates_from, days_ahead=settings.dates_ahead_days)
-    received = receive(paths, lake=lake, progress=progress, dates_within=window)
+    received = receive(paths, lake=lake, settings=settings, progress=progress)
     files = upload_summary(received)
     records = land(received, lake=lake, settings=settings, progress=progress)
     del received  # the merge reads the rows back from the lake: free the upload's copy first

@@ -162,12 +162,13 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
         When a step fails; the run's manifest is marked failed and no candidate is registered.
     """
     from . import registry
-    from .ingest import expand_paths
+    from .ingest import list_upload
 
     settings = (settings or load_settings(lake=lake, runs=runs)).replace(family=family)
     settings = settings.replace(lake=absolute_url(settings.lake), runs=str(Path(settings.runs).resolve()))
     runs_root = Path(settings.runs)
-    upload = [absolute_url(p) for p in expand_paths(paths)] if paths else []
+    upload = [absolute_url(str(p)) for p in paths]
+    list_upload(upload)  # names nothing, or no export: refused before the run starts
     run_id = run_id or runrecord.new_run_id()
     runrecord.run_dir(runs_root, run_id)
     say = progress or (lambda message: None)

@@ -18,13 +18,12 @@ from .errors import RegistryError
 from .features import build_features
 from .ingest import read_upload
 from .lake import Lake
-from .readers import COLUMNS, Progress, plausible_dates
+from .readers import COLUMNS, Progress
 
 
 def upload_features(paths: Iterable[str], *, settings: Settings, progress: Progress | None = None) -> pd.DataFrame:
     """The per-car table of an upload on its own (nothing is written to the lake)."""
-    window = plausible_dates(settings.dates_from, days_ahead=settings.dates_ahead_days)
-    received = read_upload(paths, progress=progress, dates_within=window)
+    received = read_upload(paths, settings=settings, progress=progress)
     exports = [r.export for r in received if r.export is not None]
     tables = {kind: [e.table for e in exports if e.kind == kind] for kind in COLUMNS}
     merged = {kind: pa.concat_tables(parts) if parts else None for kind, parts in tables.items()}
