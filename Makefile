@@ -7,6 +7,8 @@ DATA   ?=
 LAKE   ?= ./lake
 RUNS   ?= ./runs
 FAMILY ?=
+# Extra options for `make lab` (tests pass port, token, no-browser); empty for a person.
+LAB_ARGS ?=
 DEMO   := demo
 STAMP  := $(VENV)/.installed
 
@@ -45,7 +47,7 @@ bench: setup
 	$(BIN)/python bench/run.py
 
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
 
 clean:
 	rm -rf $(LAKE) $(RUNS)/*/ $(DEMO) .pytest_cache
