@@ -11,6 +11,9 @@ import pytest
 from kafer.config import load_settings
 from kafer.lake import Lake
 
+# Browser tests: Debian's Chromium for the session, a page per test, a screenshot of a failing page.
+from browser import browser, page, pytest_runtest_makereport  # noqa: F401  (fixtures and hook, see tests/browser.py)
+
 
 def _clear_memory() -> None:
     fs = fsspec.filesystem("memory")
