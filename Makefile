@@ -4,15 +4,21 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?=
-LAKE   ?= ./lake
-RUNS   ?= ./runs
+# Where the lake and run records live; empty: the settings decide (KAFER_LAKE, kafer.toml, ./lake).
+LAKE   ?=
+RUNS   ?=
 FAMILY ?=
 # Extra options for `make lab` (tests pass port, token, no-browser); empty for a person.
 LAB_ARGS ?=
+# Extra options for `make desk` (e.g. DESK_ARGS="--port 8867 --no-browser").
+DESK_ARGS ?=
+# Jupyter refuses to run as root unless told; the machines this runs on often are root.
+AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+WHERE   = $(if $(LAKE),--lake $(LAKE)) $(if $(RUNS),--runs $(RUNS))
 DEMO   := demo
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test retrain ingest demo-data bench lab clean
+.PHONY: setup test retrain ingest demo-data bench lab desk clean
 
 setup: $(STAMP)
 
@@ -34,20 +40,24 @@ demo-data: $(DEMO)/upload
 retrain: setup
 ifeq ($(strip $(DATA)),)
 	$(MAKE) --no-print-directory demo-data
-	$(BIN)/kafer retrain $(DEMO)/upload --lake $(LAKE) --runs $(RUNS) $(if $(FAMILY),--family $(FAMILY))
+	$(BIN)/kafer retrain $(DEMO)/upload $(WHERE) $(if $(FAMILY),--family $(FAMILY))
 else
-	$(BIN)/kafer retrain $(DATA) --lake $(LAKE) --runs $(RUNS) $(if $(FAMILY),--family $(FAMILY))
+	$(BIN)/kafer retrain $(DATA) $(WHERE) $(if $(FAMILY),--family $(FAMILY))
 endif
 
 ingest: setup
 	@test -n "$(DATA)" || { echo "usage: make ingest DATA=FOLDER"; exit 2; }
-	$(BIN)/kafer ingest $(DATA) --lake $(LAKE)
+	$(BIN)/kafer ingest $(DATA) $(if $(LAKE),--lake $(LAKE))
 
 bench: setup
 	$(BIN)/python bench/run.py
 
+# The notebooks are saved back without outputs (kafer.savehook): executed copies belong in runs/.
 lab: setup
-	$(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
+	$(BIN)/jupyter lab notebooks/ --FileContentsManager.pre_save_hook=kafer.savehook.strip_outputs $(AS_ROOT) $(LAB_ARGS)
+
+desk: setup
+	$(BIN)/kafer desk $(WHERE) $(DESK_ARGS)
 
 clean:
-	rm -rf $(LAKE) $(RUNS)/*/ $(DEMO) .pytest_cache
+	rm -rf $(or $(LAKE),lake) $(or $(RUNS),runs)/*/ $(DEMO) .pytest_cache

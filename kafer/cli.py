@@ -118,12 +118,19 @@ def cmd_decide(args) -> int:
 
 
 def cmd_rollback(args) -> int:
-    from .registry import rollback
+    from .decide import rollback
 
-    settings, lake = _lake(args)
-    record = rollback(lake, to_version=args.to, by=args.by, why=args.why, settings=settings)
-    print(f"Rolled back: {record['after']} is in production again (was {record['before']}).")
+    settings, _ = _lake(args)
+    print(rollback(args.to, by=args.by, why=args.why, lake=settings.lake)["message"])
     return 0
+
+
+def cmd_desk(args) -> int:
+    from .desk import serve
+
+    settings, _ = _lake(args)
+    return serve(settings=settings, port=args.port, open_browser=not args.no_browser, run_id=args.run,
+                 progress=lambda message: print(message, flush=True))
 
 
 def cmd_status(args) -> int:
@@ -188,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, metavar="VERSION")
     p.add_argument("--by", required=True, metavar="NAME")
     p.add_argument("--why", required=True, metavar="TEXT")
+    p = add("desk", cmd_desk, "serve the decision page (keep new / keep old / roll back) on 127.0.0.1",
+            runs=True)
+    p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default: 8866)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser; just print the address")
+    p.add_argument("--run", metavar="RUN", help="the run to show (default: the newest run waiting for a decision)")
     p = add("status", cmd_status, "the production model, pending candidates and the decision history", runs=True)
     p.add_argument("--json", action="store_true")
     p = add("predict", cmd_predict, "score every car of an upload with the production model")

@@ -1,23 +1,32 @@
-"""Keep the new model or the old one: one function, and a thin ipywidgets view over it.
+"""Keep the new model or the old one, or roll back: two functions, and a thin ipywidgets view over them.
 
-:func:`decide` is the single entry both ``kafer decide`` and :class:`DecisionPanel` call; the
-panel only shows the run's comparison and turns a click into that call. Widgets do nothing
-headless, so the panel holds no logic the function does not.
+:func:`decide` and :func:`rollback` are the single entries that ``kafer decide``, ``kafer rollback``
+and :class:`DecisionPanel` call; the panel only shows what a person needs to decide (the run, both
+models, the figures, the verdict, what the evidence supports, the full report, the decision
+history) and turns a click into one of those calls. Widgets do nothing headless, so the panel
+holds no logic the functions do not. The same panel is the decision desk (``kafer desk`` serves
+``notebooks/05_decide.ipynb`` with Voila, code hidden).
 """
 
 from __future__ import annotations
 
+import getpass
 import html
 import os
+from pathlib import Path
+from urllib.parse import parse_qs
 
 from . import registry, runrecord
 from .config import load_settings
 from .errors import DecisionError, KaferError, RunError
 from .lake import Lake
-from .narrative import interval
+from .narrative import interval, judgements
 
 #: Key figures shown for both models: metrics.json key, label, whether higher is better.
 FIGURES = (("roc_auc", "ROC-AUC", True), ("pr_auc", "PR-AUC", True), ("brier", "Brier score", False))
+_CELL = "padding:4px 14px;border-bottom:1px solid #d0d7de"
+_NUMBER = f"{_CELL};text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap"
+_OK, _BAD = "#1a7f37", "#b42318"
 
 
 def decide(run_id: str, choice: str, *, by: str, why: str, lake: str | None = None,
@@ -31,7 +40,7 @@ def decide(run_id: str, choice: str, *, by: str, why: str, lake: str | None = No
     by, why : str
         Who decides and why; neither may be blank.
     lake, runs : str, optional
-        Lake URL and run records folder; the settings' (``KAFER_LAKE``, ``KAFER_RUNS``…) when omitted.
+        Lake URL and run records folder; the settings' (``KAFER_LAKE``, ``kafer.toml``…) when omitted.
 
     Returns
     -------
@@ -52,16 +61,38 @@ def decide(run_id: str, choice: str, *, by: str, why: str, lake: str | None = No
     return {**record, "message": _outcome(record)}
 
 
-def run_summary(run_id: str, *, runs: str | os.PathLike) -> dict:
-    """What the person deciding needs from a run's record: both models' key figures and the verdict.
+def rollback(to_version: str, *, by: str, why: str, lake: str | None = None) -> dict:
+    """Put a version that was once in production back in production, logged like any decision.
 
     Returns
     -------
     dict
-        ``run_id, status, verdict, eval_cars, eval_positives, operating_budget``, ``candidate`` and
-        ``production`` (``{"version", "family"}``, production ``None`` on a first run) and
-        ``figures``: one ``{"metric", "label", "higher_is_better", "candidate", "production",
-        "difference"}`` per key figure, each value ``{"value", "low", "high"}`` or ``None``.
+        The logged record (see :func:`kafer.registry.rollback`) plus ``message``.
+
+    Raises
+    ------
+    DecisionError
+        When the rollback is refused (blank reason, unknown version, never in production…).
+    """
+    settings = load_settings(lake=lake)
+    record = registry.rollback(Lake(settings.lake), to_version=to_version, by=by, why=why, settings=settings)
+    return {**record, "message": f"Rolled back: {record['after']} is in production again (was {record['before']}). "
+                                 f"Logged at {record['at']}."}
+
+
+def run_summary(run_id: str, *, runs: str | os.PathLike) -> dict:
+    """What the person deciding needs from a run's record.
+
+    Returns
+    -------
+    dict
+        ``run_id, status, started_at, finished_at, data_version, verdict, recommendation``
+        (``{"choice", "text"}``), ``compared_cars, compared_positives, operating_budget, fair``
+        (``{"possible", "why", "seen_by_production"}``), ``report`` (path of the full report, or
+        ``None``), ``candidate`` and ``production`` (``{"version", "family", "trained_on",
+        "data_version"}``, production ``None`` on a first run) and ``figures``: one
+        ``{"metric", "label", "higher_is_better", "candidate", "production", "difference",
+        "judgement"}`` per key figure, each value ``{"value", "low", "high"}`` or ``None``.
 
     Raises
     ------
@@ -81,21 +112,32 @@ def run_summary(run_id: str, *, runs: str | os.PathLike) -> dict:
         percent = round(budget * 100)
         figures = FIGURES + ((f"recall_at_{percent}", f"Recall at {percent} %", True),
                              (f"precision_at_{percent}", f"Precision at {percent} %", True))
+        compared = {"candidate": models["candidate"]["metrics"], "cars": metrics["compared_cars"],
+                    "positives": metrics["compared_positives"], "budgets": metrics["budgets"],
+                    "difference": metrics.get("difference")}
+        judged = {j["metric"]: j["judgement"]
+                  for j in judgements(compared, against_production=metrics.get("difference") is not None)}
+        report = folder / runrecord.REPORT
         return {
             "run_id": run_id,
             "status": manifest.get("status"),
+            "started_at": manifest.get("started_at"),
+            "finished_at": manifest.get("finished_at"),
+            "data_version": metrics["data_version"],
             "verdict": metrics["verdict"],
-            "eval_cars": metrics["eval_cars"],
-            "eval_positives": metrics["eval_positives"],
+            "recommendation": metrics["recommendation"],
+            "compared_cars": metrics["compared_cars"],
+            "compared_positives": metrics["compared_positives"],
             "operating_budget": budget,
-            "candidate": {"version": models["candidate"].get("version") or manifest.get("candidate_version"),
-                          "family": models["candidate"].get("family")},
-            "production": ({"version": models["production"].get("version"),
-                            "family": models["production"].get("family")} if models["production"] else None),
+            "fair": metrics["fair_comparison"],
+            "report": report if report.is_file() else None,
+            "candidate": _model(models["candidate"], version=manifest.get("candidate_version"),
+                                data_version=metrics["data_version"]),
+            "production": _model(models["production"]) if models["production"] else None,
             "figures": [{"metric": key, "label": label, "higher_is_better": higher,
                          "candidate": models["candidate"]["metrics"].get(key),
                          "production": models["production"]["metrics"].get(key) if models["production"] else None,
-                         "difference": difference.get(key)}
+                         "difference": difference.get(key), "judgement": judged.get(key)}
                         for key, label, higher in figures],
         }
     except (KeyError, TypeError, AttributeError) as exc:
@@ -103,50 +145,95 @@ def run_summary(run_id: str, *, runs: str | os.PathLike) -> dict:
                             "malformed): rerun the comparison") from None
 
 
+def _model(entry: dict, *, version: str | None = None, data_version: str | None = None) -> dict:
+    return {"version": entry.get("version") or version, "family": entry.get("family"),
+            "trained_on": entry.get("trained_on"), "data_version": entry.get("data_version") or data_version}
+
+
+def requested_run(run_id: str | None) -> str | None:
+    """The run to show: ``run_id`` when given, else the ``run`` of the page's address when the
+    panel is served by Voila (``…/?run=r2024…``), else ``None`` (the newest pending run)."""
+    if run_id:
+        return run_id
+    asked = parse_qs(os.environ.get("QUERY_STRING", "")).get("run")
+    return asked[0] if asked else None
+
+
+def login_name() -> str:
+    """Who is at the keyboard, from the operating system (``getpass.getuser``); empty when unknown."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError, ImportError):
+        return ""
+
+
 class DecisionPanel:
-    """The decision view for a notebook: the comparison's key figures, a reason, two buttons.
+    """The decision desk: a run's comparison, what the evidence supports, and the decision.
 
     Display it as a cell's last expression. Clicking *keep new* or *keep old* calls
-    :func:`decide`, exactly as ``kafer decide`` does; a refusal or a busy lake shows in
-    ``message`` and changes nothing.
+    :func:`decide`, and *roll back* calls :func:`rollback`, exactly as the command line does; a
+    refusal or a busy lake shows in ``message`` and changes nothing. After a decision the page
+    says what happened and its buttons are disabled.
 
     Parameters
     ----------
     run_id : str or None
-        The run to decide; ``None``: the run of the newest pending candidate.
+        The run to decide; empty or ``None``: the page address's ``run`` under Voila, else the
+        run of the newest pending candidate.
     lake, runs : str, optional
-        Lake URL and run records folder; the settings' when omitted.
+        Lake URL and run records folder; the settings' when empty or omitted.
     user : str, optional
-        Who decides (the ``by`` field's initial value); ``$USER`` when omitted.
+        Who decides (the ``by`` field's initial value); the login name when empty or omitted.
     """
 
     def __init__(self, run_id: str | None, lake: str | None = None, runs: str | os.PathLike | None = None,
                  user: str | None = None):
         import ipywidgets as widgets
 
-        settings = load_settings(lake=lake, runs=runs)
+        settings = load_settings(lake=lake or None, runs=runs or None)
         self.lake = settings.lake
         self.runs = settings.runs
-        self.run_id = run_id
+        self.run_id = requested_run(run_id)
         self.summary = None
         self.record = None
         self.said = ""
+        wide = widgets.Layout(width="56em")
         self.header = widgets.HTML()
         self.figures = widgets.HTML()
-        self.verdict = widgets.HTML()
-        self.by = widgets.Text(value=user or os.environ.get("USER") or os.environ.get("USERNAME", ""),
-                               description="by")
+        self.verdict = widgets.HTML(layout=wide)
+        self.show_report = widgets.Button(description="show the full report", disabled=True,
+                                          tooltip="the comparison report of this run, below")
+        self.report = widgets.HTML()
+        self.by = widgets.Text(value=user or login_name(), description="by",
+                               placeholder="your name (required)")
         self.why = widgets.Textarea(description="why", placeholder="What in the comparison decides it (required)",
-                                    layout=widgets.Layout(width="48em", height="5em"))
-        self.keep_new = widgets.Button(description="keep new", button_style="success",
+                                    layout=widgets.Layout(width="56em", height="5em"))
+        self.keep_new = widgets.Button(description="keep new", button_style="success", disabled=True,
                                        tooltip="the candidate becomes the production model")
-        self.keep_old = widgets.Button(description="keep old", button_style="warning",
+        self.keep_old = widgets.Button(description="keep old", button_style="warning", disabled=True,
                                        tooltip="production stays; the candidate is rejected")
         self.message = widgets.HTML()
+        self.production = widgets.HTML()
+        self.history = widgets.HTML()
+        self.rollback_to = widgets.Dropdown(description="version", options=[], disabled=True)
+        self.rollback_why = widgets.Textarea(description="why", placeholder="Why go back (required)",
+                                             layout=widgets.Layout(width="56em", height="3.5em"))
+        self.roll_back = widgets.Button(description="roll back", button_style="danger", disabled=True,
+                                        tooltip="put this earlier production model back in production")
         self.keep_new.on_click(lambda _button: self._decide("keep-new"))
         self.keep_old.on_click(lambda _button: self._decide("keep-old"))
-        self.widget = widgets.VBox([self.header, self.figures, self.verdict, self.by, self.why,
-                                    widgets.HBox([self.keep_new, self.keep_old]), self.message])
+        self.roll_back.on_click(lambda _button: self._rollback())
+        self.show_report.on_click(lambda _button: self._report())
+        self.no_rollback = widgets.HTML("<p>No earlier production model to go back to.</p>")
+        self.buttons = widgets.HBox([self.keep_new, self.keep_old])
+        self.deciding = widgets.VBox([self.show_report, self.report, widgets.HTML("<h3>Your decision</h3>"), self.by,
+                                      self.why, self.buttons])
+        self.rolling_back = widgets.VBox([self.rollback_to, self.rollback_why, self.roll_back])
+        self.widget = widgets.VBox([
+            self.header, self.figures, self.verdict, self.deciding, self.message,
+            widgets.HTML("<h3>Production and decisions so far</h3>"), self.production, self.history,
+            widgets.HTML("<h4>Roll back to an earlier production model</h4>"), self.no_rollback,
+            self.rolling_back], layout=widgets.Layout(max_width="72em"))
         self._load()
 
     def _repr_mimebundle_(self, **kwargs):
@@ -158,31 +245,41 @@ class DecisionPanel:
         if self.summary is not None:
             lines += [f"  {f['label']}: new {_figure(f, 'candidate')}, production {_figure(f, 'production')}"
                       for f in self.summary["figures"]]
-            lines.append(f"Verdict: {self.summary['verdict']}")
+            lines += [f"Verdict: {self.summary['verdict']}", self.summary["recommendation"]["text"]]
         return "\n".join(lines + ([self.said] if self.said else []))
 
     def _load(self) -> None:
+        self._refresh_registry()
         try:
             if self.run_id is None:
                 self.run_id = registry.latest_pending_run(Lake(self.lake))
             if self.run_id is None:
-                self._stop(f"No candidate waits for a decision in the lake {self.lake}: retrain first.")
+                self.header.value = ("<h2>Nothing to decide</h2><p>No new model waits for a decision in the lake "
+                                     f"<code>{html.escape(self.lake)}</code>: retrain first (<code>make retrain</code>)."
+                                     " Production and the decisions so far are below.</p>")
+                _show(self.show_report, self.why, self.buttons, shown=False)
                 return
             self.summary = run_summary(self.run_id, runs=self.runs)
             earlier = self._earlier()
         except (KaferError, OSError) as exc:
             self._stop(str(exc))
             return
-        self.header.value = _header_html(self.summary)
+        self.header.value = _header_html(self.summary, pending=self._pending_others())
         self.figures.value = _figures_html(self.summary)
-        self.verdict.value = f"<p><b>Verdict:</b> {html.escape(str(self.summary['verdict']))}</p>"
+        self.verdict.value = _verdict_html(self.summary)
+        self.show_report.disabled = self.summary["report"] is None
         if earlier is not None:
             self._stop(f"Run {self.run_id} was already decided: {earlier['choice']} by {earlier['by']} at "
                        f"{earlier['at']} ({earlier['why']!r}).")
+        else:
+            self._buttons(enabled=True)
 
     def _decide(self, choice: str) -> None:
         if not self.why.value.strip():
             self._say("Write why first (what in the comparison decides it): nothing was decided.", ok=False)
+            return
+        if not self.by.value.strip():
+            self._say("Write your name in 'by' first: nothing was decided.", ok=False)
             return
         self._buttons(enabled=False)
         try:
@@ -193,10 +290,56 @@ class DecisionPanel:
             self._buttons(enabled=self._still_open())
             return
         self._say(self.record["message"], ok=True)
+        self._refresh_registry()
+
+    def _rollback(self) -> None:
+        if not self.rollback_why.value.strip() or not self.by.value.strip():
+            self._say("Write your name in 'by' and why you roll back first: nothing was rolled back.", ok=False)
+            return
+        self.roll_back.disabled = True
+        try:
+            self.record = rollback(self.rollback_to.value, by=self.by.value, why=self.rollback_why.value,
+                                   lake=self.lake)
+        except (KaferError, OSError) as exc:
+            self._say(str(exc), ok=False)
+            self._refresh_registry()
+            return
+        self._say(self.record["message"], ok=True)
+        self._buttons(enabled=False)
+        self._refresh_registry()
+
+    def _report(self) -> None:
+        page = Path(self.summary["report"]).read_text(encoding="utf-8")
+        self.report.value = (f'<iframe title="comparison report of run {html.escape(self.run_id)}" '
+                             f'srcdoc="{html.escape(page, quote=True)}" '
+                             'style="width:100%;min-width:56em;height:70vh;border:1px solid #d0d7de"></iframe>')
+        self.show_report.disabled = True
+
+    def _refresh_registry(self) -> None:
+        """Production, the decision history and the versions one can roll back to, as the lake has them."""
+        try:
+            lake = Lake(self.lake)
+            current = registry.production(lake)
+            log = registry.decisions(lake)
+            earlier = [v for v in registry.versions(lake) if v["status"] == "superseded"]
+        except (KaferError, OSError) as exc:
+            self.production.value = f'<p style="color:{_BAD}">{html.escape(str(exc))}</p>'
+            return
+        self.production.value = _production_html(current, self.lake)
+        self.history.value = _history_html(log)
+        self.rollback_to.options = [(f"{v['version']} ({v['family']}, run {v['run']})", v["version"])
+                                    for v in reversed(earlier)]
+        self.rollback_to.value = earlier[-1]["version"] if earlier else None
+        self.rollback_to.disabled = self.roll_back.disabled = not earlier
+        _show(self.rolling_back, shown=bool(earlier))
+        _show(self.no_rollback, shown=not earlier)
 
     def _earlier(self) -> dict | None:
         """This run's logged decision, if any."""
         return next((d for d in registry.decisions(Lake(self.lake)) if d["run"] == self.run_id), None)
+
+    def _pending_others(self) -> list[str]:
+        return [c["run"] for c in registry.candidates(Lake(self.lake)) if c["run"] != self.run_id]
 
     def _still_open(self) -> bool:
         try:
@@ -213,8 +356,13 @@ class DecisionPanel:
 
     def _say(self, text: str, *, ok: bool) -> None:
         self.said = text
-        colour = "#1a7f37" if ok else "#b42318"
-        self.message.value = f'<p style="color:{colour}">{html.escape(text)}</p>'
+        self.message.value = f'<p style="color:{_OK if ok else _BAD};font-weight:600">{html.escape(text)}</p>'
+
+
+def _show(*widgets, shown: bool) -> None:
+    """Show or hide widgets (hidden ones take no room)."""
+    for widget in widgets:
+        widget.layout.display = None if shown else "none"
 
 
 def _outcome(record: dict) -> str:
@@ -225,27 +373,91 @@ def _outcome(record: dict) -> str:
     return f"Kept the old model: {stays}; {record['candidate']} is rejected. Logged at {record['at']}."
 
 
-def _header_html(summary: dict) -> str:
-    production = summary["production"]
-    against = f"production model {_model_html(production)}" if production else "no production model (first run)"
-    return (f"<h3>Run {html.escape(summary['run_id'])}</h3>"
-            f"<p>New model {_model_html(summary['candidate'])} against {against}, on {summary['eval_cars']} "
-            f"evaluation cars with {summary['eval_positives']} road-test failures. Brackets: the interval "
-            "around each figure.</p>")
+def _e(value) -> str:
+    return html.escape("—" if value is None else str(value))
 
 
-def _model_html(model: dict) -> str:
-    return f"<b>{html.escape(str(model['version']))}</b> ({html.escape(str(model['family']))})"
+def _when(iso: str | None) -> str:
+    return "—" if not iso else str(iso)[:16].replace("T", " ")
+
+
+def _trained(model: dict | None) -> str:
+    trained = (model or {}).get("trained_on")
+    if not trained:
+        return "—"
+    return (f"{trained['cars']:,} cars ({trained['positives']:,} failures), built {_when(trained['produced_from'])} "
+            f"to {_when(trained['produced_to'])}")
+
+
+def _header_html(summary: dict, *, pending: list[str]) -> str:
+    candidate, production = summary["candidate"], summary["production"]
+    against = f"production model {_e(production['version'])}" if production else "no production model (first run)"
+    rows = [("version", candidate["version"], production["version"] if production else "none yet"),
+            ("family", candidate["family"], production["family"] if production else "—"),
+            ("trained on", _trained(candidate), _trained(production) if production else "—"),
+            ("data version", candidate["data_version"], production["data_version"] if production else "—")]
+    table = "".join(f'<tr><th style="{_CELL};text-align:left">{_e(what)}</th><td style="{_CELL}">{_e(new)}</td>'
+                    f'<td style="{_CELL}">{_e(old)}</td></tr>' for what, new, old in rows)
+    others = ""
+    if pending:
+        links = ", ".join(f'<a href="?run={_e(r)}">{_e(r)}</a>' for r in pending)
+        others = f"<p>Also waiting for a decision: {links}.</p>"
+    return (f"<h2>Run {_e(summary['run_id'])}: new model {_e(candidate['version'])} against {against}</h2>"
+            f"<p>Retrained {_when(summary['started_at'])} UTC on data version {_e(summary['data_version'])}; "
+            f"compared on {summary['compared_cars']:,} evaluation cars ({summary['compared_positives']:,} road-test "
+            "failures) that neither model was trained on.</p>"
+            f'<table style="border-collapse:collapse"><tr><th style="{_CELL}"></th>'
+            f'<th style="{_CELL};text-align:left">new model</th><th style="{_CELL};text-align:left">production model'
+            f"</th></tr>{table}</table>{others}")
 
 
 def _figures_html(summary: dict) -> str:
-    rows = "".join(
-        f"<tr><td>{html.escape(f['label'])} {'↑' if f['higher_is_better'] else '↓'}</td>"
-        f"<td>{_figure(f, 'candidate')}</td><td>{_figure(f, 'production')}</td>"
-        f"<td>{_figure(f, 'difference')}</td></tr>"
-        for f in summary["figures"])
-    return ("<table><tr><th>figure (↑ higher is better, ↓ lower)</th><th>new model</th><th>production</th>"
-            f"<th>new − production</th></tr>{rows}</table>")
+    marks = {"better": ("clearly better", _OK), "worse": ("clearly worse", _BAD), "unclear": ("not clear", "#57606a")}
+    against = summary["production"] is not None and any(f["difference"] for f in summary["figures"])
+    rows = []
+    for f in summary["figures"]:
+        word, colour = marks.get(f["judgement"], ("", "#57606a"))
+        if word and not against:
+            word = {"clearly better": "better than chance", "clearly worse": "worse than chance",
+                    "not clear": "not clearly better than chance"}[word]
+        rows.append(f"<tr><td style='{_CELL}'>{_e(f['label'])} {'↑' if f['higher_is_better'] else '↓'}</td>"
+                    f"<td style='{_NUMBER}'>{_figure(f, 'candidate')}</td>"
+                    f"<td style='{_NUMBER}'>{_figure(f, 'production')}</td>"
+                    f"<td style='{_NUMBER}'>{_figure(f, 'difference')}</td>"
+                    f"<td style='{_CELL};color:{colour}'>{word}</td></tr>")
+    head = "".join(f"<th style='{_CELL};text-align:{align}'>{name}</th>" for name, align in (
+        ("figure (↑ higher is better, ↓ lower)", "left"), ("new model", "right"), ("production", "right"),
+        ("new − production", "right"), ("", "left")))
+    return (f"<h3>Key figures</h3><table style='border-collapse:collapse'><tr>{head}</tr>{''.join(rows)}</table>"
+            "<p style='color:#57606a'>Each figure with its 95 % interval in brackets; an interval of the "
+            "difference that includes 0 means the difference is not clear.</p>")
+
+
+def _verdict_html(summary: dict) -> str:
+    advice = summary["recommendation"]
+    colour = _OK if advice["choice"] == "keep-new" else "#9a6700"
+    return (f"<h3>Verdict</h3><p>{_e(summary['verdict'])}</p>"
+            f"<p style='border-left:4px solid {colour};padding:6px 12px;background:#f6f8fa'>"
+            f"<b>What the evidence supports:</b> {_e(advice['text'])}</p>")
+
+
+def _production_html(current: dict | None, lake: str) -> str:
+    if current is None:
+        return f"<p>No model is in production in the lake <code>{_e(lake)}</code> yet.</p>"
+    return (f"<p>In production: <b>{_e(current['version'])}</b> ({_e(current['family'])}, run {_e(current['run'])}), "
+            f"since {_when(current['since'])} UTC.</p>")
+
+
+def _history_html(log: list[dict]) -> str:
+    if not log:
+        return "<p>No decision yet.</p>"
+    head = "".join(f"<th style='{_CELL};text-align:left'>{name}</th>"
+                   for name in ("when (UTC)", "who", "decision", "run", "production before → after", "why"))
+    rows = "".join(f"<tr><td style='{_CELL};white-space:nowrap'>{_when(d['at'])}</td><td style='{_CELL}'>{_e(d['by'])}"
+                   f"</td><td style='{_CELL}'>{_e(d['choice'])}</td><td style='{_CELL}'>{_e(d.get('run'))}</td>"
+                   f"<td style='{_CELL}'>{_e(d['before'])} → {_e(d['after'])}</td><td style='{_CELL}'>{_e(d['why'])}</td>"
+                   "</tr>" for d in reversed(log))
+    return f"<table style='border-collapse:collapse'><tr>{head}</tr>{rows}</table>"
 
 
 def _figure(figure: dict, column: str) -> str:

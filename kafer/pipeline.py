@@ -25,6 +25,8 @@ from .readers import Progress
 
 STEPS = ("01_ingest", "02_merge", "03_retrain", "04_compare")
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+#: nbconvert templates of the package (the report's: offline, see kafer-report/index.html.j2).
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class RunResult:
     candidate_version: str
     production_version: str | None
     verdict: str
+    recommendation: str
     step_seconds: dict
 
     def summary(self) -> str:
@@ -46,9 +49,10 @@ class RunResult:
             f"Run {self.run_id} finished ({timing}).",
             f"Candidate {self.candidate_version} is pending; compared against {vs}.",
             f"Verdict: {self.verdict}",
+            f"What the evidence supports: {self.recommendation}",
             f"Report: {self.run_dir / runrecord.REPORT}",
             f"Decide: kafer decide {self.run_id} keep-new|keep-old --by NAME --why TEXT"
-            f"   (or open notebooks/05_decide.ipynb)",
+            "   or on the decision desk: make desk (or kafer desk), or 05_decide.ipynb in make lab",
         ])
 
 
@@ -124,7 +128,8 @@ def render_html(notebook: Path) -> Path:
 
     node = nbformat.read(str(notebook), as_version=4)
     node.metadata["title"] = report_title(node)
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    exporter = HTMLExporter(template_name="kafer-report", extra_template_basedirs=[str(TEMPLATES)],
+                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(node)
     target = notebook.with_suffix(".html")
     target.write_text(body, encoding="utf-8")
@@ -161,7 +166,6 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
     StepError
         When a step fails; the run's manifest is marked failed and no candidate is registered.
     """
-    from . import registry
     from .ingest import list_upload
 
     settings = (settings or load_settings(lake=lake, runs=runs)).replace(family=family)
@@ -197,14 +201,7 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
             render_html(run.folder / "04_compare.ipynb")
             timings["render"] = round(time.monotonic() - started, 2)
             step = "register"
-            metrics = runrecord.read_json(run.folder / runrecord.METRICS)
-            candidate = metrics["models"]["candidate"]
-            cars = (run.folder / runrecord.TRAINING_CARS).read_text(encoding="utf-8").split()[1:]
-            version = registry.register_candidate(
-                store, run_id=run_id, version=candidate["version"],
-                artifact=(run.folder / runrecord.CANDIDATE).read_bytes(),
-                family=candidate["family"], data_version=run.data_version, metrics=candidate["metrics"],
-                trained_on=candidate["trained_on"], training_cars=cars, settings=settings)
+            return finish(run, timings)
         except BaseException as exc:
             (run.folder / runrecord.CANDIDATE).unlink(missing_ok=True)
             failed = exc if isinstance(exc, StepError) else StepError(
@@ -214,8 +211,23 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
             if isinstance(exc, (StepError, KeyboardInterrupt, SystemExit)):
                 raise
             raise failed from None
+
+
+def finish(run: runrecord.Run, timings: dict) -> RunResult:
+    """End a run whose steps all succeeded: register its candidate as pending, mark the run succeeded."""
+    from . import registry
+
+    metrics = runrecord.read_json(run.folder / runrecord.METRICS)
+    candidate = metrics["models"]["candidate"]
+    cars = (run.folder / runrecord.TRAINING_CARS).read_text(encoding="utf-8").split()[1:]
+    version = registry.register_candidate(
+        run.lake, run_id=run.run_id, version=candidate["version"],
+        artifact=(run.folder / runrecord.CANDIDATE).read_bytes(), family=candidate["family"],
+        data_version=run.data_version, metrics=candidate["metrics"], trained_on=candidate["trained_on"],
+        training_cars=cars, settings=run.settings)
     production = (metrics["models"].get("production") or {}).get("version")
-    runrecord.update_manifest(runs_root, run_id, status="succeeded", finished_at=utc_now_iso(), steps=timings,
-                              total_seconds=round(sum(timings.values()), 2), data_version=metrics["data_version"],
-                              candidate_version=version, production_version=production)
-    return RunResult(run_id, run.folder, version, production, metrics.get("verdict", ""), timings)
+    runrecord.update_manifest(run.runs, run.run_id, status="succeeded", finished_at=utc_now_iso(), steps=timings,
+                              total_seconds=round(sum(timings.values()), 2), candidate_version=version,
+                              production_version=production)
+    return RunResult(run.run_id, run.folder, version, production, metrics["verdict"],
+                     metrics["recommendation"]["text"], timings)

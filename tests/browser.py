@@ -28,7 +28,7 @@ what it started), then kills what is left after a deadline.
 JupyterLab 4 (what works, and why)
 ----------------------------------
 :func:`lab_args` gives the options that ``make lab LAB_ARGS=...`` adds for a test: a port, a
-token, no browser, ``--allow-root`` (CI runs as root), ``port_retries=0`` (a taken port fails
+token, no browser (``make lab`` itself adds ``--allow-root`` for root), ``port_retries=0`` (a taken port fails
 instead of silently moving), and private user-settings and workspace folders, so a person's
 settings or last workspace cannot change the test and the test cannot change them. Those
 settings switch autosave off and the news / update notifications (a toast over the page) off.
@@ -291,7 +291,7 @@ def lab_args(*, port: int, token: str, home: Path) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
     return " ".join([
-        "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+        "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
         f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={home / 'lab-workspaces'}",
     ])

@@ -13,6 +13,7 @@ from kafer.lake import Lake
 
 # Browser tests: Debian's Chromium for the session, a page per test, a screenshot of a failing page.
 from browser import browser, page, pytest_runtest_makereport  # noqa: F401  (fixtures and hook, see tests/browser.py)
+from worlds import months  # noqa: F401  (a fixture: small monthly uploads, see tests/worlds.py)
 
 
 def _clear_memory() -> None:

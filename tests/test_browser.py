@@ -1,36 +1,47 @@
-"""Prototypes of the browser tests: JupyterLab as `make lab` starts it, and the decision page served by Voila.
+"""The people at the end of the pipeline, as they use it, in a real headless Chromium.
 
-A real headless Chromium (Debian's) drives each page as a person would; see tests/browser.py for the
-fixtures, the server helper and why each selector and wait is the one it is.
+(a) JupyterLab started exactly as ``make lab`` starts it: open the decision notebook, run all, write
+why, click *keep new*, and the registry has the candidate in production (and the committed notebook
+is unchanged after saving). (b) ``kafer desk``: *keep new* on a first run, *keep old* on a second,
+*keep new* on a third, then roll back from the same page. (c) the rendered comparison report names
+its run and both models. See tests/browser.py for the fixtures and why each selector and wait is
+the one it is.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
-import time
+import sys
 from pathlib import Path
 
-import nbformat
 from playwright.sync_api import expect
 
-from browser import (ROOT, VOILA_READY, free_port, lab_args, lab_panel, lab_run_all, lab_wait_for_kernel,
-                     serving, voila_argv)
+from browser import ROOT, VOILA_READY, free_port, lab_args, lab_panel, lab_run_all, lab_wait_for_kernel, serving
 from kafer import registry
+from kafer.config import load_settings
 from kafer.lake import Lake
-from test_registry import RUN1, RUN2, retrain
+from kafer.pipeline import retrain
+from worlds import SMALL, quick_retrain
 
 DECIDE = ROOT / "notebooks" / "05_decide.ipynb"
-NO_CANDIDATE = "No candidate waits for a decision"
+WHY = "What in the comparison decides it (required)"
 
 
 def _environment(tmp_path: Path, **extra: str) -> dict:
-    """The servers' environment: an empty lake and runs of the test's own, private Jupyter runtime files."""
+    """The servers' environment: the test's lake and runs, private Jupyter runtime files."""
     return {**os.environ, "KAFER_LAKE": str(tmp_path / "lake"), "KAFER_RUNS": str(tmp_path / "runs"),
             "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"), **extra}
 
 
-def test_jupyterlab_as_make_lab_starts_it_runs_the_decision_notebook(page, tmp_path):
+def _settings(tmp_path: Path):
+    return load_settings(lake=str(tmp_path / "lake"), runs=str(tmp_path / "runs"), **SMALL)
+
+
+def test_jupyterlab_as_make_lab_starts_it_decides_keep_new(page, tmp_path, months):
+    settings = _settings(tmp_path)
+    version = quick_retrain(months[0], settings=settings, run_id="r1")
     committed = DECIDE.read_bytes()
     port, token = free_port(), secrets.token_hex(16)
     argv = ["make", "--no-print-directory", "-C", str(ROOT), "lab",
@@ -41,81 +52,77 @@ def test_jupyterlab_as_make_lab_starts_it_runs_the_decision_notebook(page, tmp_p
         lab_wait_for_kernel(page, server, token=token, notebook=DECIDE.name)
         lab_run_all(page, DECIDE.name)
         panel = lab_panel(page, DECIDE.name)
+        expect(panel.get_by_role("heading", name="Run r1: new model")).to_be_visible()
+        expect(panel.get_by_role("textbox", name="by")).not_to_have_value("")  # the login name
         keep_new = panel.get_by_role("button", name="keep new", exact=True)
-        expect(keep_new).to_be_visible()
-        expect(keep_new).to_be_disabled()  # an empty lake: nothing to decide
-        expect(panel.get_by_role("button", name="keep old", exact=True)).to_be_disabled()
-        expect(panel.locator(".widget-html").filter(has_text=NO_CANDIDATE)).to_be_visible()
-    assert DECIDE.read_bytes() == committed, "running the notebook in JupyterLab changed the committed file"
-
-
-def test_voila_serves_the_decision_notebook_without_code(page, tmp_path):
-    port = free_port()
-    started = time.monotonic()
-    with serving(voila_argv(DECIDE, port=port), port=port, ready=VOILA_READY, log=tmp_path / "voila.log",
-                 env=_environment(tmp_path)) as server:
-        listening = time.monotonic()
-        page.goto(server.url + "/")
-        keep_new = page.get_by_role("button", name="keep new", exact=True)
-        expect(keep_new).to_be_visible()
-        shown = time.monotonic()
-        expect(page.locator(".widget-html").filter(has_text=NO_CANDIDATE)).to_be_visible()
-        expect(page.get_by_role("heading", name="05 · Keep the new model or the old one")).to_be_visible()
-        assert "DecisionPanel(" not in page.content(), "Voila showed the notebook's code"
-        print(f"voila: listening after {listening - started:.1f} s, panel shown {shown - listening:.1f} s "
-              "after the page was asked for (cold kernel)")
-
-
-def _desk_notebook(folder: Path) -> Path:
-    """The decision notebook as the team plans it: parameters "not given", so the settings decide.
-
-    Voila runs no papermill: the lake and runs come from the server's environment (``KAFER_LAKE``,
-    ``KAFER_RUNS``, inherited by every kernel it starts) and the run from the page's query string
-    (``?run=ID``; Voila puts it in the kernel's ``QUERY_STRING``). The query parsing here stands in
-    for a kafer function, so the real notebook keeps one call per cell.
-    """
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "kafer", "display_name": "Käfer (.venv)",
-                                                           "language": "python"}})
-    nb.cells = [
-        nbformat.v4.new_markdown_cell("# Decision desk (prototype)"),
-        nbformat.v4.new_code_cell('run_id: str = ""  # empty: ?run=ID, else the newest pending run\n'
-                                  'lake: str = ""  # empty: the settings (KAFER_LAKE, kafer.toml, ./lake)\n'
-                                  'runs: str = ""  # empty: the settings (KAFER_RUNS, kafer.toml, ./runs)',
-                                  metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell('import os, urllib.parse\n'
-                                  'run_id = run_id or urllib.parse.parse_qs(os.environ.get("QUERY_STRING", ""))'
-                                  '.get("run", [""])[0]'),
-        nbformat.v4.new_code_cell("from kafer.decide import DecisionPanel\n"
-                                  "DecisionPanel(run_id or None, lake=lake or None, runs=runs or None)"),
-    ]
-    path = folder / "desk.ipynb"
-    nbformat.write(nb, str(path))
-    return path
-
-
-def test_voila_takes_the_lake_from_the_environment_and_the_run_from_the_query(page, tmp_path):
-    lake = Lake(str(tmp_path / "lake"))
-    first = retrain(lake, tmp_path / "runs", RUN1)
-    retrain(lake, tmp_path / "runs", RUN2)
-    port = free_port()
-    with serving(voila_argv(_desk_notebook(tmp_path), port=port), port=port, ready=VOILA_READY,
-                 log=tmp_path / "voila.log", env=_environment(tmp_path, USER="ana")) as server:
-        page.goto(server.url + "/")
-        expect(page.get_by_role("heading", name=f"Run {RUN2}")).to_be_visible()  # the newest pending run
-
-        page.goto(f"{server.url}/?run={RUN1}")
-        expect(page.get_by_role("heading", name=f"Run {RUN1}")).to_be_visible()
-        message = page.locator(".widget-html").last
-        keep_new = page.get_by_role("button", name="keep new", exact=True)
         expect(keep_new).to_be_enabled()
+        panel.get_by_placeholder(WHY).fill("first model, clearly better than chance")
         keep_new.click()
-        expect(message).to_contain_text("Write why first")  # the click reached the kernel, which refused
-        assert registry.production(lake) is None
-
-        page.locator(".widget-textarea textarea").fill("better recall at 10 %")
-        keep_new.click()
-        expect(message).to_contain_text(f"Kept the new model: {first} is now in production")
+        expect(panel.get_by_text(f"Kept the new model: {version} is now in production")).to_be_visible()
         expect(keep_new).to_be_disabled()
+        page.keyboard.press("Control+s")
+        expect(page.get_by_role("tab", name=DECIDE.name)).not_to_have_class("jp-mod-dirty")
+    assert registry.production(Lake(settings.lake))["version"] == version
+    assert DECIDE.read_bytes() == committed, "running and saving the notebook in JupyterLab changed the committed file"
+
+
+def test_the_desk_keeps_new_keeps_old_and_rolls_back_and_the_report_names_its_run(page, tmp_path, months):
+    settings = _settings(tmp_path)
+    first = retrain([str(months[0])], settings=settings, run_id="r1")
+    lake = Lake(settings.lake)
+    port = free_port()
+    argv = [sys.executable, "-m", "kafer.cli", "desk", "--port", str(port), "--no-browser",
+            "--lake", settings.lake, "--runs", settings.runs]
+    with serving(argv, port=port, ready=VOILA_READY, log=tmp_path / "desk.log", env=_environment(tmp_path)) as server:
+        page.goto(server.url + "/")
+        expect(page.get_by_role("heading", name=f"Run r1: new model {first.candidate_version} against no "
+                                                "production model (first run)")).to_be_visible()
+        assert "DecisionPanel(" not in page.content(), "the desk showed the notebook's code"
+        expect(page.get_by_text("What the evidence supports:")).to_be_visible()
+        page.get_by_role("button", name="show the full report").click()
+        report = page.frame_locator("iframe[title='comparison report of run r1']")
+        expect(report.get_by_text("There is no production model yet.", exact=True)).to_be_visible()
+
+        keep_new = page.get_by_role("button", name="keep new", exact=True)
+        keep_new.click()
+        expect(page.get_by_text("Write why first")).to_be_visible()
+        assert registry.production(lake) is None
+        page.get_by_placeholder(WHY).fill("first model")
+        keep_new.click()
+        expect(page.get_by_text(f"Kept the new model: {first.candidate_version} is now in production")).to_be_visible()
+        expect(keep_new).to_be_disabled()
+        expect(page.get_by_role("button", name="keep old", exact=True)).to_be_disabled()
+
+        second = quick_retrain(months[1], settings=settings, run_id="r2")
+        page.goto(server.url + "/")
+        expect(page.get_by_role("heading", name=f"Run r2: new model {second} against production model "
+                                                f"{first.candidate_version}")).to_be_visible()
+        page.get_by_placeholder(WHY).fill("no clear difference")
+        page.get_by_role("button", name="keep old", exact=True).click()
+        expect(page.get_by_text(f"Kept the old model: {first.candidate_version} stays in production")).to_be_visible()
+        assert registry.production(lake)["version"] == first.candidate_version
+
+        third = quick_retrain(months[2], settings=settings, run_id="r3")
+        page.goto(f"{server.url}/?run=r3")
+        page.get_by_placeholder(WHY).fill("June's data")
+        page.get_by_role("button", name="keep new", exact=True).click()
+        expect(page.get_by_text(f"Kept the new model: {third} is now in production")).to_be_visible()
+
+        page.goto(server.url + "/")
+        expect(page.get_by_role("heading", name="Nothing to decide")).to_be_visible()
+        page.get_by_role("combobox", name="version").select_option(label=f"{first.candidate_version} (hgb, run r1)")
+        page.get_by_placeholder("Why go back (required)").fill("June's model flags the wrong engines")
+        page.get_by_role("button", name="roll back", exact=True).click()
+        expect(page.get_by_text(f"Rolled back: {first.candidate_version} is in production again "
+                                f"(was {third})")).to_be_visible()
         page.screenshot(path=str(tmp_path / "desk.png"), full_page=True)
-    assert registry.production(lake)["version"] == first
-    assert [(d["run"], d["by"], d["why"]) for d in registry.decisions(lake)] == [(RUN1, "ana", "better recall at 10 %")]
+    assert registry.production(lake)["version"] == first.candidate_version
+    assert [(d["run"], d["choice"]) for d in registry.decisions(lake)] == [
+        ("r1", "keep-new"), ("r2", "keep-old"), ("r3", "keep-new"), (None, "rollback")]
+
+    page.goto((first.run_dir / "04_compare.html").as_uri())
+    expect(page).to_have_title(f"Run r1: new model {first.candidate_version} against no production model (first run)")
+    expect(page.get_by_role("heading", name=f"Run r1: new model {first.candidate_version}")).to_be_visible()
+    data_version = json.loads((first.run_dir / "metrics.json").read_text())["data_version"]
+    expect(page.get_by_text(data_version).first).to_be_visible()
+    assert "def " not in page.content() and "import " not in page.content()

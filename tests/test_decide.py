@@ -1,8 +1,12 @@
-"""The decision function both the CLI and the panel call, the run summary, and the panel driven by clicks."""
+"""The decision functions both the CLI and the panel call, the run summary, and the panel driven by clicks.
+
+Every run here is a real one (tests/worlds.py): its metrics.json is what the real evaluation writes.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,133 +14,185 @@ from conftest import lake_snapshot
 from kafer import decide as decide_module
 from kafer import registry
 from kafer.cli import main
-from kafer.decide import DecisionPanel, decide, run_summary
+from kafer.config import load_settings
+from kafer.decide import DecisionPanel, decide, requested_run, rollback, run_summary
 from kafer.errors import DecisionError
-from test_registry import FIGURES, RUN1, RUN2, retrain, write_run
+from kafer.narrative import interval
+from kafer.lake import Lake
+from worlds import SMALL, quick_retrain
+
+RUN1, RUN2, RUN3 = "r20241026T101500Z-ab12", "r20241126T101500Z-cd34", "r20241226T101500Z-ef56"
 
 
 @pytest.fixture
-def runs(tmp_path):
-    return tmp_path / "runs"
+def world(tmp_path, months):
+    """A local lake and runs folder, and a function making a real run on the next month's upload."""
+    lake = Lake(str(tmp_path / "lake"))
+    settings = load_settings(lake=lake.url, runs=str(tmp_path / "runs"), **SMALL)
+    uploads = iter(months)
+
+    def run(run_id: str) -> str:
+        return quick_retrain(next(uploads), settings=settings, run_id=run_id)
+
+    return lake, settings, run
 
 
-def test_decide_resolves_lake_and_runs_and_says_what_happened(lake, runs):
-    version = retrain(lake, runs, RUN1)
-    record = decide(RUN1, "keep-new", by="Ana", why="better", lake=lake.url, runs=str(runs))
+def metrics_of(settings, run_id: str) -> dict:
+    return json.loads((Path(settings.runs) / run_id / "metrics.json").read_text(encoding="utf-8"))
+
+
+def test_decide_resolves_lake_and_runs_and_says_what_happened(world):
+    lake, settings, run = world
+    version = run(RUN1)
+    record = decide(RUN1, "keep-new", by="Ana", why="better", lake=lake.url, runs=settings.runs)
     assert record["message"].startswith(f"Kept the new model: {version} is now in production.")
     assert {k: v for k, v in record.items() if k != "message"} == registry.decisions(lake)[0]
-    retrain(lake, runs, RUN2)
-    record = decide(RUN2, "keep-old", by="Ana", why="worse", lake=lake.url, runs=str(runs))
+    run(RUN2)
+    record = decide(RUN2, "keep-old", by="Ana", why="worse", lake=lake.url, runs=settings.runs)
     assert record["message"].startswith(f"Kept the old model: {version} stays in production; "
                                         f"{record['candidate']} is rejected.")
 
 
-def test_decide_takes_lake_and_runs_from_the_environment(lake, runs, monkeypatch):
-    version = retrain(lake, runs, RUN1)
+def test_decide_takes_lake_and_runs_from_the_environment(world, monkeypatch):
+    lake, settings, run = world
+    version = run(RUN1)
     monkeypatch.setenv("KAFER_LAKE", lake.url)
-    monkeypatch.setenv("KAFER_RUNS", str(runs))
+    monkeypatch.setenv("KAFER_RUNS", settings.runs)
     decide(RUN1, "keep-new", by="Ana", why="better")
     assert registry.production(lake)["version"] == version
 
 
-def test_decide_refuses_and_changes_nothing(lake, runs):
-    retrain(lake, runs, RUN1)
+def test_decide_refuses_and_changes_nothing(world):
+    lake, settings, run = world
+    run(RUN1)
     before = lake_snapshot(lake)
     with pytest.raises(DecisionError, match="needs a reason"):
-        decide(RUN1, "keep-new", by="Ana", why="   ", lake=lake.url, runs=str(runs))
+        decide(RUN1, "keep-new", by="Ana", why="   ", lake=lake.url, runs=settings.runs)
     assert lake_snapshot(lake) == before
 
 
-def test_the_cli_decides_through_the_same_function(lake, runs, capsys):
-    version = retrain(lake, runs, RUN1)
-    assert main(["decide", RUN1, "keep-new", "--by", "Ana", "--why", "better", "--lake", lake.url,
-                 "--runs", str(runs)]) == 0
-    assert f"Kept the new model: {version} is now in production" in capsys.readouterr().out
-    assert main(["decide", RUN1, "keep-old", "--by", "Rui", "--why", "again", "--lake", lake.url,
-                 "--runs", str(runs)]) == 1
+def test_the_cli_decides_and_rolls_back_through_the_same_functions(world, capsys):
+    lake, settings, run = world
+    first = run(RUN1)
+    where = ["--lake", lake.url, "--runs", settings.runs]
+    assert main(["decide", RUN1, "keep-new", "--by", "Ana", "--why", "better", *where]) == 0
+    assert f"Kept the new model: {first} is now in production" in capsys.readouterr().out
+    assert main(["decide", RUN1, "keep-old", "--by", "Rui", "--why", "again", *where]) == 1
     assert f"run {RUN1} was already decided: keep-new by Ana" in capsys.readouterr().err
+    second = run(RUN2)
+    assert main(["decide", RUN2, "keep-new", "--by", "Ana", "--why", "newer", *where]) == 0
+    assert main(["rollback", "--to", first, "--by", "Rui", "--why", "second one misses a hall", *where]) == 0
+    assert f"Rolled back: {first} is in production again (was {second})" in capsys.readouterr().out
     assert main(["status", "--json", "--lake", lake.url]) == 0
     state = json.loads(capsys.readouterr().out)
-    assert state["production"]["version"] == version and [d["by"] for d in state["decisions"]] == ["Ana"]
+    assert state["production"]["version"] == first and [d["by"] for d in state["decisions"]] == ["Ana", "Ana", "Rui"]
 
 
-def test_run_summary(runs):
-    write_run(runs, RUN2, candidate="m2", production="m1")
-    summary = run_summary(RUN2, runs=runs)
-    assert (summary["candidate"], summary["production"]) == ({"version": "m2", "family": "hgb"},
-                                                             {"version": "m1", "family": "hgb"})
+def test_run_summary_reads_what_the_real_evaluation_wrote(world):
+    lake, settings, run = world
+    first = run(RUN1)
+    registry.decide(lake, RUN1, "keep-new", by="Ana", why="first", runs_dir=settings.runs)
+    second = run(RUN2)
+    metrics = metrics_of(settings, RUN2)
+    summary = run_summary(RUN2, runs=settings.runs)
+    assert (summary["candidate"]["version"], summary["production"]["version"]) == (second, first)
+    assert summary["candidate"]["trained_on"] == metrics["models"]["candidate"]["trained_on"]
+    assert summary["production"]["trained_on"]["cars"] > 0 and summary["data_version"] == metrics["data_version"]
     assert [f["metric"] for f in summary["figures"]] == ["roc_auc", "pr_auc", "brier", "recall_at_10",
                                                          "precision_at_10"]
-    assert [f["label"] for f in summary["figures"]][3:] == ["Recall at 10 %", "Precision at 10 %"]
     assert [f["higher_is_better"] for f in summary["figures"]] == [True, True, False, True, True]
     brier = summary["figures"][2]
-    assert brier["production"] == FIGURES["brier"] and brier["candidate"]["value"] == pytest.approx(0.071)
-    assert brier["difference"] == {"value": 0.01, "low": -0.02, "high": 0.04}
-    assert summary["verdict"].startswith("The new model") and summary["status"] == "succeeded"
-    assert (summary["eval_cars"], summary["eval_positives"], summary["operating_budget"]) == (1200, 48, 0.1)
+    assert brier["production"] == metrics["models"]["production"]["metrics"]["brier"]
+    assert brier["difference"] == metrics["difference"]["brier"]
+    assert all(f["judgement"] in ("better", "worse", "unclear") for f in summary["figures"][:2])
+    assert summary["verdict"] == metrics["verdict"] and summary["recommendation"] == metrics["recommendation"]
+    assert summary["compared_cars"] == metrics["compared_cars"] and summary["status"] == "succeeded"
 
 
-def test_run_summary_of_a_first_run(runs):
-    write_run(runs, RUN1, candidate="m1", production=None)
-    summary = run_summary(RUN1, runs=runs)
+def test_run_summary_of_a_first_run(world):
+    lake, settings, run = world
+    run(RUN1)
+    summary = run_summary(RUN1, runs=settings.runs)
     assert summary["production"] is None
     assert all(f["production"] is None and f["difference"] is None for f in summary["figures"])
 
 
-def test_run_summary_refuses_a_missing_or_incomplete_record(runs):
+def test_run_summary_refuses_a_missing_or_incomplete_record(world):
+    lake, settings, run = world
     with pytest.raises(DecisionError, match=f"run {RUN1} cannot be shown: .*manifest.json does not exist"):
-        run_summary(RUN1, runs=runs)
-    write_run(runs, RUN1, candidate="m1", production=None)
-    (runs / RUN1 / "metrics.json").unlink()
+        run_summary(RUN1, runs=settings.runs)
+    run(RUN1)
+    path = Path(settings.runs) / RUN1 / "metrics.json"
+    path.unlink()
     with pytest.raises(DecisionError, match="metrics.json does not exist"):
-        run_summary(RUN1, runs=runs)
-    (runs / RUN1 / "metrics.json").write_text('{"run_id": "x"}', encoding="utf-8")
+        run_summary(RUN1, runs=settings.runs)
+    path.write_text('{"run_id": "x"}', encoding="utf-8")
     with pytest.raises(DecisionError, match="metrics.json is incomplete"):
-        run_summary(RUN1, runs=runs)
+        run_summary(RUN1, runs=settings.runs)
 
 
 def panel_state(panel: DecisionPanel) -> tuple[bool, bool]:
     return panel.keep_new.disabled, panel.keep_old.disabled
 
 
-def test_the_panel_shows_both_models_and_the_verdict(lake, runs):
-    first = retrain(lake, runs, RUN1)
-    registry.decide(lake, RUN1, "keep-new", by="Ana", why="first", runs_dir=runs)
-    second = retrain(lake, runs, RUN2)
-    panel = DecisionPanel(RUN2, lake=lake.url, runs=str(runs), user="Rui")
+def test_the_panel_shows_the_run_both_models_the_figures_and_what_to_do(world):
+    lake, settings, run = world
+    first = run(RUN1)
+    registry.decide(lake, RUN1, "keep-new", by="Ana", why="first", runs_dir=settings.runs)
+    second = run(RUN2)
+    metrics = metrics_of(settings, RUN2)
+    panel = DecisionPanel(RUN2, lake=lake.url, runs=settings.runs, user="Rui")
     assert panel.by.value == "Rui" and panel.why.value == "" and panel_state(panel) == (False, False)
-    assert first in panel.header.value and second in panel.header.value
+    assert f"Run {RUN2}" in panel.header.value and first in panel.header.value and second in panel.header.value
+    assert metrics["data_version"] in panel.header.value and "cars (" in panel.header.value
     for label in ("ROC-AUC", "PR-AUC", "Brier score", "Recall at 10 %", "Precision at 10 %"):
         assert label in panel.figures.value
-    assert "0.810 [0.780, 0.840]" in panel.figures.value and "+0.010 [\u22120.020, +0.040]" in panel.figures.value
-    assert "within chance" in panel.verdict.value
+    auc = metrics["models"]["production"]["metrics"]["roc_auc"]
+    assert interval(auc) in panel.figures.value
+    assert interval(metrics["difference"]["brier"], 4, sign=True) in panel.figures.value
+    assert "text-align:right" in panel.figures.value and "padding" in panel.figures.value
+    assert metrics["recommendation"]["text"].split(":")[0] in panel.verdict.value
+    assert "keep-new" in panel.history.value and "Ana" in panel.history.value and first in panel.production.value
     assert panel.message.value == ""
     bundle = panel._repr_mimebundle_()
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
-    assert bundle["text/plain"].startswith(f"Decision on run {RUN2}\n  ROC-AUC: new 0.820 [0.790, 0.850], "
-                                           "production 0.810 [0.780, 0.840]")
+    assert bundle["text/plain"].startswith(f"Decision on run {RUN2}\n  ROC-AUC: new ")
 
 
-def test_the_panel_prefills_the_login_name(lake, runs, monkeypatch):
-    retrain(lake, runs, RUN1)
-    monkeypatch.setenv("USER", "ana.souza")
-    assert DecisionPanel(RUN1, lake=lake.url, runs=str(runs)).by.value == "ana.souza"
+def test_the_panel_prefills_the_login_name_from_the_operating_system(world, monkeypatch):
+    lake, settings, run = world
+    run(RUN1)
+    monkeypatch.delenv("USER", raising=False)
+    monkeypatch.setattr(decide_module.getpass, "getuser", lambda: "ana.souza")
+    assert DecisionPanel(RUN1, lake=lake.url, runs=settings.runs).by.value == "ana.souza"
 
 
-def test_clicking_without_a_reason_refuses_and_changes_nothing(lake, runs):
-    retrain(lake, runs, RUN1)
-    panel = DecisionPanel(RUN1, lake=lake.url, runs=str(runs), user="Ana")
+def test_the_run_comes_from_the_page_address_under_voila(monkeypatch):
+    monkeypatch.setenv("QUERY_STRING", f"run={RUN2}&x=1")
+    assert requested_run("") == RUN2 and requested_run(RUN1) == RUN1
+    monkeypatch.setenv("QUERY_STRING", "")
+    assert requested_run(None) is None
+
+
+def test_clicking_without_a_reason_or_a_name_refuses_and_changes_nothing(world):
+    lake, settings, run = world
+    run(RUN1)
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, user="Ana")
     before = lake_snapshot(lake)
     panel.why.value = "  \n "
     panel.keep_new.click()
     panel.keep_old.click()
     assert "Write why first" in panel.message.value and "nothing was decided" in panel.message.value
+    panel.why.value, panel.by.value = "better", " "
+    panel.keep_new.click()
+    assert "Write your name" in panel.message.value
     assert lake_snapshot(lake) == before and panel.record is None
     assert panel_state(panel) == (False, False)
 
 
-def test_keep_new_click_promotes_exactly_as_the_cli_function(lake, runs, monkeypatch):
-    version = retrain(lake, runs, RUN1)
+def test_keep_new_click_promotes_exactly_as_the_cli_function(world, monkeypatch):
+    lake, settings, run = world
+    version = run(RUN1)
     calls = []
 
     def spy(*args, **kwargs):
@@ -144,11 +200,11 @@ def test_keep_new_click_promotes_exactly_as_the_cli_function(lake, runs, monkeyp
         return decide(*args, **kwargs)
 
     monkeypatch.setattr(decide_module, "decide", spy)
-    panel = DecisionPanel(RUN1, lake=lake.url, runs=str(runs), user="Ana")
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, user="Ana")
     panel.why.value = "finds 4 more failures per 100 at 10 %"
     panel.keep_new.click()
     assert calls == [((RUN1, "keep-new"), {"by": "Ana", "why": "finds 4 more failures per 100 at 10 %",
-                                           "lake": lake.url, "runs": str(runs)})]
+                                           "lake": lake.url, "runs": settings.runs})]
     assert registry.production(lake)["version"] == version
     [logged] = registry.decisions(lake)
     assert (logged["by"], logged["why"], logged["choice"], logged["run"]) == (
@@ -156,35 +212,60 @@ def test_keep_new_click_promotes_exactly_as_the_cli_function(lake, runs, monkeyp
     assert panel.record == {**logged, "message": panel.record["message"]}
     assert f"Kept the new model: {version} is now in production" in panel.message.value
     assert panel_state(panel) == (True, True)
+    assert version in panel.production.value and "finds 4 more failures" in panel.history.value
 
 
-def test_keep_old_click(lake, runs):
-    first = retrain(lake, runs, RUN1)
-    registry.decide(lake, RUN1, "keep-new", by="Ana", why="first", runs_dir=runs)
-    retrain(lake, runs, RUN2)
-    panel = DecisionPanel(RUN2, lake=lake.url, runs=str(runs), user="Rui")
+def test_keep_old_click_then_roll_back_from_the_same_panel(world):
+    lake, settings, run = world
+    first = run(RUN1)
+    registry.decide(lake, RUN1, "keep-new", by="Ana", why="first", runs_dir=settings.runs)
+    run(RUN2)
+    panel = DecisionPanel(RUN2, lake=lake.url, runs=settings.runs, user="Rui")
+    assert panel.roll_back.disabled  # nothing was ever superseded
     panel.why.value = "intervals overlap"
     panel.keep_old.click()
     assert registry.production(lake)["version"] == first
     assert [d["choice"] for d in registry.decisions(lake)] == ["keep-new", "keep-old"]
     assert f"Kept the old model: {first} stays in production" in panel.message.value
     assert panel_state(panel) == (True, True)
+    third = run(RUN3)
+    registry.decide(lake, RUN3, "keep-new", by="Ana", why="June", runs_dir=settings.runs)
+    panel = DecisionPanel(None, lake=lake.url, runs=settings.runs, user="Rui")
+    assert "Nothing to decide" in panel.header.value and panel_state(panel) == (True, True)
+    assert third in panel.production.value and not panel.roll_back.disabled
+    assert panel.rollback_to.value == first
+    panel.roll_back.click()
+    assert "why you roll back" in panel.message.value and registry.production(lake)["version"] == third
+    panel.rollback_why.value = "June's model flags the wrong engines"
+    panel.roll_back.click()
+    assert registry.production(lake)["version"] == first
+    assert f"Rolled back: {first} is in production again (was {third})" in panel.message.value
+    assert registry.decisions(lake)[-1]["why"] == "June's model flags the wrong engines"
 
 
-def test_an_already_decided_run_opens_disabled(lake, runs):
-    retrain(lake, runs, RUN1)
-    registry.decide(lake, RUN1, "keep-old", by="Ana", why="not convinced", runs_dir=runs)
-    panel = DecisionPanel(RUN1, lake=lake.url, runs=str(runs), user="Rui")
+def test_rollback_refuses_a_version_never_in_production(world):
+    lake, settings, run = world
+    version = run(RUN1)
+    with pytest.raises(DecisionError, match="was never in production"):
+        rollback(version, by="Ana", why="x", lake=lake.url)
+
+
+def test_an_already_decided_run_opens_disabled(world):
+    lake, settings, run = world
+    run(RUN1)
+    registry.decide(lake, RUN1, "keep-old", by="Ana", why="not convinced", runs_dir=settings.runs)
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, user="Rui")
     assert panel_state(panel) == (True, True)
     assert f"Run {RUN1} was already decided: keep-old by Ana" in panel.message.value
     assert panel._repr_mimebundle_()["text/plain"].endswith(panel.said) and "already decided" in panel.said
     assert "ROC-AUC" in panel.figures.value
 
 
-def test_a_decision_made_elsewhere_meanwhile_shows_in_the_message(lake, runs):
-    retrain(lake, runs, RUN1)
-    panel = DecisionPanel(RUN1, lake=lake.url, runs=str(runs), user="Rui")
-    registry.decide(lake, RUN1, "keep-new", by="Ana", why="from the CLI", runs_dir=runs)
+def test_a_decision_made_elsewhere_meanwhile_shows_in_the_message(world):
+    lake, settings, run = world
+    run(RUN1)
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, user="Rui")
+    registry.decide(lake, RUN1, "keep-new", by="Ana", why="from the CLI", runs_dir=settings.runs)
     before = lake_snapshot(lake)
     panel.why.value = "my reason"
     panel.keep_old.click()
@@ -193,11 +274,12 @@ def test_a_decision_made_elsewhere_meanwhile_shows_in_the_message(lake, runs):
     assert panel_state(panel) == (True, True) and lake_snapshot(lake) == before
 
 
-def test_a_busy_lake_shows_in_the_message_and_allows_a_retry(lake, runs, tmp_path, monkeypatch):
-    version = retrain(lake, runs, RUN1)
+def test_a_busy_lake_shows_in_the_message_and_allows_a_retry(world, tmp_path, monkeypatch):
+    lake, settings, run = world
+    version = run(RUN1)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "kafer.toml").write_text("[kafer]\nlock_timeout = 0.2\n", encoding="utf-8")
-    panel = DecisionPanel(RUN1, lake=lake.url, runs=str(runs), user="Rui")
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, user="Rui")
     panel.why.value = "better"
     with lake.lock(registry.LOCK, purpose="ingest of the May exports"):
         panel.keep_new.click()
@@ -207,17 +289,20 @@ def test_a_busy_lake_shows_in_the_message_and_allows_a_retry(lake, runs, tmp_pat
     assert registry.production(lake)["version"] == version and panel_state(panel) == (True, True)
 
 
-def test_the_panel_picks_the_latest_pending_run(lake, runs):
-    retrain(lake, runs, RUN1)
-    retrain(lake, runs, RUN2)
-    assert DecisionPanel(None, lake=lake.url, runs=str(runs)).run_id == RUN2
+def test_the_panel_picks_the_latest_pending_run_and_names_the_others(world):
+    lake, settings, run = world
+    run(RUN1)
+    run(RUN2)
+    panel = DecisionPanel(None, lake=lake.url, runs=settings.runs)
+    assert panel.run_id == RUN2 and f'href="?run={RUN1}"' in panel.header.value
 
 
-def test_the_panel_without_anything_to_decide(lake, runs):
-    panel = DecisionPanel(None, lake=lake.url, runs=str(runs), user="Ana")
-    assert "No candidate waits for a decision" in panel.message.value and panel_state(panel) == (True, True)
+def test_the_panel_without_anything_to_decide(lake, tmp_path):
+    panel = DecisionPanel(None, lake=lake.url, runs=str(tmp_path / "runs"), user="Ana")
+    assert "Nothing to decide" in panel.header.value and panel_state(panel) == (True, True)
+    assert "No model is in production" in panel.production.value and "No decision yet" in panel.history.value
 
 
-def test_the_panel_on_a_missing_run_record(lake, runs):
-    panel = DecisionPanel(RUN1, lake=lake.url, runs=str(runs), user="Ana")
+def test_the_panel_on_a_missing_run_record(lake, tmp_path):
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=str(tmp_path / "runs"), user="Ana")
     assert f"run {RUN1} cannot be shown" in panel.message.value and panel_state(panel) == (True, True)
