@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import uuid
 from pathlib import Path
 
 import fsspec
@@ -108,3 +109,32 @@ def write_csv(path: Path, header: list[str], rows: list[list], *, sep: str = ","
         data = gzip.compress(data, mtime=0)
     path.write_bytes(data)
     return path
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 for the session, with bucket ``s3.BUCKET``; the environment points
+    botocore at it (see tests/s3.py), so child processes reach it too."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    import s3
+
+    server, endpoint = s3.start_server()
+    with pytest.MonkeyPatch.context() as env:
+        for name in s3.FOREIGN:
+            env.delenv(name, raising=False)
+        for name, value in s3.environment(endpoint, tmp_path_factory.mktemp("aws")).items():
+            env.setenv(name, value)
+        s3.forget_clients()
+        fsspec.filesystem("s3").mkdir(s3.BUCKET)
+        yield endpoint
+        s3.forget_clients()
+    server.stop()
+
+
+@pytest.fixture
+def s3_lake(s3_endpoint):
+    """A lake in its own prefix of the test bucket (nothing to clear)."""
+    import s3
+
+    return Lake(f"s3://{s3.BUCKET}/lake-{uuid.uuid4().hex[:12]}")
