@@ -59,6 +59,14 @@ class LockTimeout(KaferError, TimeoutError):
     """Another decision or retrain holds the lake's lock longer than we may wait."""
 
 
+class NestedLockError(LockTimeout):
+    """This thread asked for a lake lock it already holds: waiting for itself would never end.
+
+    A :class:`LockTimeout` (the lock is busy, held by the caller) raised at once instead of after
+    the timeout, so code that handles a busy lake handles this too.
+    """
+
+
 class ModelError(KaferError, RuntimeError):
     """A model cannot be trained, saved, loaded or applied."""
 

@@ -8,11 +8,16 @@ keys replaced, always last, so a failed step leaves the lake as it was.
 Faults of the store (unreachable, no credentials, missing bucket, permission denied, a file where
 the lake should be) become :class:`~kafer.errors.LakeError` with one line naming the lake and what
 to do; :meth:`Lake.check` finds them before any work starts. No method ever creates a bucket.
+
+Locks (:meth:`Lake.lock`) die with their owner: on a local lake an OS lock the kernel releases
+when the process ends; on an object store a create-if-absent object with a heartbeat, taken over
+when its owner is provably dead (same host, process gone) or its heartbeat stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -21,6 +26,7 @@ import stat
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -28,7 +34,11 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import KaferError, LakeError, LockTimeout
+from .errors import KaferError, LakeError, LockTimeout, NestedLockError
+
+#: Seconds without a heartbeat after which an object-store lock is taken over (its holder being on
+#: another host, so that whether it is alive cannot be seen).
+DEFAULT_STALE_AFTER = 120.0
 
 _BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss"})
 _S3_PROTOCOLS = frozenset({"s3", "s3a"})
@@ -45,11 +55,42 @@ def utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+@dataclass(frozen=True)
+class LockInfo:
+    """What :meth:`Lake.lock` yields while the lock is held.
+
+    Attributes
+    ----------
+    name : str
+        The lock's name (``lake``, ``registry``, ``retrain``…).
+    holder : dict
+        The record this holder wrote: ``owner`` (unique token), ``host``, ``pid``, ``purpose``,
+        ``since`` / ``since_utc``, ``heartbeat`` / ``heartbeat_utc``…
+    took_over_from : dict or None
+        The record of the previous holder when it had died (or, on an object store, its heartbeat
+        had stopped) without releasing the lock, with ``state`` (``"dead"`` or ``"stale"``) and
+        ``why`` added; ``None`` after a clean hand-over. Recovery code acts on it.
+    """
+
+    name: str
+    holder: dict
+    took_over_from: dict | None = None
+    _lost: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+    @property
+    def lost(self) -> bool:
+        """True when another holder took the lock over while this one held it (object stores only:
+        a heartbeat failed for longer than the waiters' staleness)."""
+        return self._lost.is_set()
+
+
+# Locks held by this process: identity -> (thread id, holder record); finds a thread asking twice.
+_HELD: dict[str, tuple[int, dict]] = {}
+_HELD_GUARD = threading.Lock()
 # memory:// is one store per process: this makes its create-if-absent atomic between threads.
 _MEMORY_GUARD = threading.Lock()
 # (url, write) of remote lakes this process has checked successfully.
 _CHECKED: set[tuple[str, bool]] = set()
-
 
 class Lake:
     """A datalake at an fsspec URL.
@@ -100,7 +141,9 @@ class Lake:
             return self.fs.exists(self.path(key))
 
     def list(self, prefix: str) -> list[str]:
-        """Keys of the files below ``prefix`` (recursively), sorted; empty when there is none."""
+        """Keys of the files below ``prefix`` (recursively), sorted; empty when there is none.
+
+        Hidden names (starting with a dot: temporary files, OS lock files) are not keys."""
         base = self.path(prefix)
         with self._io("list", prefix or "/"):
             if self.is_remote:
@@ -113,7 +156,7 @@ class Lake:
         for p in found:
             p = p if not root or p.startswith(root) else "/" + p
             keys.append(p[len(root):] if root and p.startswith(root) else p)
-        return sorted(k for k in keys if not k.rsplit("/", 1)[-1].startswith(".tmp-"))
+        return sorted(k for k in keys if not k.rsplit("/", 1)[-1].startswith("."))  # temporary files, OS locks
 
     # -- bytes -----------------------------------------------------------------------------------
     def read_bytes(self, key: str) -> bytes:
@@ -350,57 +393,240 @@ class Lake:
 
     # -- lock ------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self, name: str = "lake", *, timeout: float = 30.0, stale_after: float = 6 * 3600.0,
-             purpose: str = "") -> Iterator[None]:
+    def lock(self, name: str = "lake", *, timeout: float = 30.0, stale_after: float = DEFAULT_STALE_AFTER,
+             purpose: str = "", heartbeat: float | None = None) -> Iterator[LockInfo]:
         """Hold the lake-wide lock ``name`` for the duration of the block.
 
-        Waits up to ``timeout`` seconds for another holder, then raises :class:`LockTimeout`
-        naming that holder. A lock older than ``stale_after`` seconds is taken over.
+        A local lake holds an OS lock (filelock, on the hidden ``locks/.<name>.flock``), released by
+        the OS when the process ends however it ends, and writes its holder record to
+        ``locks/<name>.lock`` for whoever waits; a record left by a dead holder is replaced. An object store
+        (``s3://``, ``memory://``) holds a create-if-absent object ``locks/<name>.lock`` whose
+        heartbeat a background thread refreshes every ``heartbeat`` seconds. Such a lock is taken
+        over when its holder is provably dead (same host, process gone or host restarted) or, for a
+        holder on another host, when its heartbeat is older than ``stale_after`` seconds; a holder
+        that is alive is never taken over. A holder removes only its own lock.
+
+        Parameters
+        ----------
+        name : str
+            Which lock (``lake``, ``registry``, ``retrain``…).
+        timeout : float
+            Seconds to wait for another holder before giving up.
+        stale_after : float
+            Object stores: seconds without a heartbeat after which a holder on another host counts as
+            dead (a holder's own ``heartbeat_every``, doubled, is honoured when longer). Local lakes
+            do not need it.
+        purpose : str
+            Words naming the job (``retrain r…``), shown to whoever waits.
+        heartbeat : float, optional
+            Object stores: seconds between heartbeats; ``stale_after / 4`` when omitted.
+
+        Yields
+        ------
+        LockInfo
+            This holder's record and ``took_over_from``: the record of a dead (or stale) holder whose
+            lock this one took over, else ``None``.
+
+        Raises
+        ------
+        LockTimeout
+            When another holder keeps the lock longer than ``timeout``; the message names it
+            (purpose, pid, host, alive or not, since when).
+        NestedLockError
+            At once (a :class:`LockTimeout` too) when this thread already holds ``name`` on this lake:
+            waiting for itself would never end. Other threads of the process wait as usual.
+        LakeError
+            When the store fails (unreachable, no credentials, permission denied…).
         """
         key = f"locks/{name}.lock"
         path = self.path(key)
-        token = {"owner": f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-                 "purpose": purpose, "since": time.time(), "since_utc": utc_now_iso()}
-        deadline = time.monotonic() + timeout
-        delay = 0.05
+        identity = os.path.realpath(path) if self.is_local else f"{_protocols(self.fs)[0]}://{path}"
+        with _HELD_GUARD:
+            held = _HELD.get(identity)
+        if held is not None and held[0] == threading.get_ident():
+            raise NestedLockError(
+                f"the lake {self.url} is busy: {describe_holder(held[1], 'alive, this very thread')} holds its "
+                f"lock {name!r}, and this thread asks for it again, which would wait forever: "
+                "a lock must not be taken twice in one thread")
+        every = float(heartbeat) if heartbeat is not None else max(stale_after / 4.0, 0.01)
+        record = _holder_record(self.url, name, purpose, heartbeat_every=every)
+        take = self._lock_local if self.is_local else self._lock_object
+        with take(name, key, path, record, timeout=max(float(timeout), 0.0), stale_after=stale_after) as info:
+            with _HELD_GUARD:
+                _HELD[identity] = (threading.get_ident(), record)
+            try:
+                yield info
+            finally:
+                with _HELD_GUARD:
+                    _HELD.pop(identity, None)
+
+    def lock_holder(self, name: str = "lake", *, stale_after: float = DEFAULT_STALE_AFTER) -> dict | None:
+        """The record of whoever holds (or, dead, left) the lock ``name``, with ``state`` (``alive``,
+        ``dead`` or ``stale``) and ``why`` added; ``None`` when nobody does. Reads only."""
+        key = f"locks/{name}.lock"
+        data = self._cat(key)
+        if not data:
+            return None
+        holder = _parse_record(data)
+        state, why = judge_holder(holder, stale_after=stale_after)
+        return {**holder, "state": state, "why": why}
+
+    @contextlib.contextmanager
+    def _lock_local(self, name: str, key: str, path: str, record: dict, *, timeout: float,
+                    stale_after: float) -> Iterator[LockInfo]:
+        """The OS lock is held on the hidden ``locks/.<name>.flock`` (left in place, as filelock advises:
+        removing a locked file lets waiters split over two files); the holder record ``locks/<name>.lock``
+        exists while the lock is held, and is left behind only by a holder that died."""
+        import filelock
+
+        folder = os.path.dirname(path)
         with self._io("lock", key):
-            while not self._try_create(path, _json_bytes(token)):
-                holder = self._read_record(path)
-                if holder is not None and time.time() - float(holder.get("since", 0)) > stale_after:
-                    with contextlib.suppress(FileNotFoundError):
-                        self.fs.rm_file(path)
-                    continue
-                if time.monotonic() >= deadline:
-                    who = f"{holder.get('purpose') or 'another job'} ({holder.get('owner')}, since {holder.get('since_utc')})" \
-                        if holder else "another job"
-                    raise LockTimeout(
-                        f"the lake {self.url} is busy: {who} holds its lock; waited {timeout:g} s. "
-                        "Try again when it has finished.")
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-            if self.is_remote:
-                self.fs.invalidate_cache()  # object stores cache listings: see what others wrote before we held the lock
+            os.makedirs(folder, exist_ok=True)
+        flock = filelock.FileLock(os.path.join(folder, f".{name}.flock"))
+        timed_out = False
+        with self._io("lock", key):
+            try:
+                flock.acquire(timeout=timeout, poll_interval=0.05)
+            except filelock.Timeout:  # a TimeoutError, which _io would take for a store fault
+                timed_out = True
+        if timed_out:
+            holder = self._read_local_holder(path)
+            state, why = judge_holder(holder, stale_after=stale_after) if holder else ("alive", "alive")
+            if holder is None or state == "dead":  # the new holder has not written its record yet
+                holder, why = {}, "alive"
+            raise LockTimeout(_busy(self.url, name, holder, why, timeout)) from None
         try:
-            yield
+            with self._io("lock", key):
+                previous = self._read_local_holder(path)  # a record left behind: its holder died holding the lock
+                tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
+                with open(tmp, "wb") as fh:
+                    fh.write(_json_bytes(record))
+                os.replace(tmp, path)
+        except BaseException:
+            flock.release()
+            raise
+        try:
+            took = None
+            if previous is not None:
+                took = {**previous, "state": "dead",
+                        "why": "its process ended without releasing the lock (the OS released it)"}
+            yield LockInfo(name, record, took)
         finally:
-            with self._io("unlock", key):
+            try:
+                current = self._read_local_holder(path)
+                if current is not None and current.get("owner") == record["owner"]:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+            finally:
+                flock.release()
+
+    def _read_local_holder(self, path: str) -> dict | None:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return None
+        return _parse_record(data) if data.strip() else None
+
+    @contextlib.contextmanager
+    def _lock_object(self, name: str, key: str, path: str, record: dict, *, timeout: float,
+                     stale_after: float) -> Iterator[LockInfo]:
+        token = record["owner"]
+        deadline = time.monotonic() + timeout
+        delay, last_try = 0.05, False
+        with self._io("lock", key):
+            while True:
+                now = time.time()
+                record.update(since=now, since_utc=_iso(now), heartbeat=now, heartbeat_utc=_iso(now))
+                if self._create(path, _json_bytes(record)):
+                    current = self._read_record(path)
+                    if current is not None and current.get("owner") == token:
+                        break  # ours, confirmed (a store without an atomic create may have let another in)
                 holder = self._read_record(path)
-                if holder is not None and holder.get("owner") == token["owner"]:
-                    with contextlib.suppress(FileNotFoundError):
+                moved = holder is None  # released meanwhile: try again at once
+                if holder is not None:
+                    state, why = judge_holder(holder, stale_after=stale_after)
+                    moved = state != "alive" and self._take_over(path, holder, record, stale_after=stale_after)
+                remaining = deadline - time.monotonic()
+                if moved and (remaining > 0 or not last_try):
+                    last_try = remaining <= 0  # freed at the deadline: one more try
+                    continue
+                if remaining <= 0:
+                    if holder is None:
+                        holder, why = {}, "alive"
+                    raise LockTimeout(_busy(self.url, name, holder, why, timeout))
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, 0.5)
+            took = self._read_record(path + ".takeover")
+            if took is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm_file(path + ".takeover")
+                took = {**(took.get("victim") or {}), "state": took.get("state"), "why": took.get("why")}
+            if self.is_remote:
+                self.fs.invalidate_cache()  # see what others wrote before we held the lock
+        info = LockInfo(name, record, took)
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(path, record, stop, info._lost),
+                                name=f"kafer-lock-{name}", daemon=True)
+        beat.start()
+        try:
+            yield info
+        finally:
+            stop.set()
+            beat.join()
+            with contextlib.suppress(KaferError, OSError):  # an unreleased lock ends by its heartbeat
+                with self._io("unlock", key, ensure=False):
+                    current = self._read_record(path)
+                    if current is not None and current.get("owner") == token:
                         self.fs.rm_file(path)
 
-    def _try_create(self, path: str, data: bytes) -> bool:
-        """Create ``path`` only when absent; True when this call created it."""
-        if not self.is_local:
-            return self._create(path, data)
-        os.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+    def _heartbeat(self, path: str, record: dict, stop: threading.Event, lost: threading.Event) -> None:
+        """Refresh the holder's heartbeat until ``stop``; note when the lock is no longer ours."""
+        while not stop.wait(record["heartbeat_every"]):
+            try:
+                current = self._read_record(path)
+                if current is None or current.get("owner") != record["owner"]:
+                    lost.set()
+                    return
+                now = time.time()
+                record.update(heartbeat=now, heartbeat_utc=_iso(now))
+                self.fs.pipe_file(path, _json_bytes(record))
+            except Exception:  # noqa: BLE001 - a missed beat is retried; staleness takes minutes
+                continue
+
+    def _take_over(self, path: str, victim: dict, record: dict, *, stale_after: float) -> bool:
+        """Remove the lock of a dead or stale ``victim``; True when removed.
+
+        Only the waiter that creates the claim ``<lock>.takeover`` may remove the lock, and only when
+        the lock still is the victim's, so two waiters never remove each other's fresh lock. The claim
+        stays, naming the victim, for whoever takes the lock next (``took_over_from``).
+        """
+        claim_path = path + ".takeover"
+        state, why = judge_holder(victim, stale_after=stale_after)
+        claimer = {k: record.get(k) for k in ("owner", "host", "pid", "boot", "started", "purpose")}
+        claim = {"victim": victim, "state": state, "why": why, "by": claimer, "at": time.time(),
+                 "at_utc": utc_now_iso()}
+        if not self._create(claim_path, _json_bytes(claim)):
+            existing = self._read_record(claim_path)
+            if existing is None:
+                return False
+            if (existing.get("victim") or {}).get("owner") != victim.get("owner"):
+                removable = True  # about an earlier holder, not the current one: left over
+            else:  # another waiter is taking over the same victim; unless it died doing so
+                by = {**(existing.get("by") or {}), "heartbeat": existing.get("at", 0), "heartbeat_every": 0}
+                removable = judge_holder(by, stale_after=stale_after)[0] != "alive"
+            if removable:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm_file(claim_path)
             return False
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        return True
+        current = self._read_record(path)
+        if current is not None and current.get("owner") == victim.get("owner"):
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(path)
+            return True
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(claim_path)
+        return False
 
     def _create(self, path: str, data: bytes) -> bool:
         """Create ``path`` only when absent (memory and object stores); True when this call created it."""
@@ -431,10 +657,7 @@ class Lake:
             if self._names_missing_bucket(exc):
                 raise
             return None
-        try:
-            return json.loads(data)
-        except json.JSONDecodeError:
-            return None
+        return _parse_record(data)
 
 
 _NO_CREDENTIALS = frozenset({"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError",
@@ -459,6 +682,136 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+# -- lock holders -----------------------------------------------------------------------------------
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+
+
+def _this_host() -> str:
+    return socket.gethostname()
+
+
+@functools.lru_cache(maxsize=1)
+def _pid_namespace() -> str | None:
+    """This process's pid namespace (Linux): containers sharing a host name do not share pids."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except (OSError, AttributeError):
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _boot_id() -> str | None:
+    """This machine's boot id (Linux): a record from another boot names a process that is gone."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks) of ``pid`` from /proc (Linux), else None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return fields[0], fields[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _process_alive(pid: int, started: str | None) -> bool | None:
+    """Whether process ``pid`` of this host still runs (a zombie or a reused pid does not); None: unknown."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, another user's
+    except OSError:
+        return None
+    found = _proc_stat(pid)
+    if found is None:
+        return True
+    state, start = found
+    if state in ("Z", "X"):
+        return False
+    return not (started and start != started)
+
+
+def _holder_record(url: str, name: str, purpose: str, *, heartbeat_every: float) -> dict:
+    now = time.time()
+    pid = os.getpid()
+    own = _proc_stat(pid)
+    return {"lake": url, "lock": name, "owner": f"{_this_host()}:{pid}:{uuid.uuid4().hex[:12]}",
+            "host": _this_host(), "pid": pid, "pidns": _pid_namespace(), "boot": _boot_id(),
+            "started": own[1] if own else None,
+            "purpose": purpose, "since": now, "since_utc": _iso(now), "heartbeat": now, "heartbeat_utc": _iso(now),
+            "heartbeat_every": heartbeat_every}
+
+
+def _parse_record(data: bytes) -> dict:
+    """A lock record; an older one (``owner`` = ``host:pid:…``) gets host and pid; an unreadable one
+    is marked so (writes of lock records are whole, so it was never a live holder's)."""
+    try:
+        record = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"owner": None, "unreadable": True}
+    if not isinstance(record, dict):
+        return {"owner": None, "unreadable": True}
+    if "host" not in record and isinstance(record.get("owner"), str) and record["owner"].count(":") >= 2:
+        host, pid, _ = record["owner"].rsplit(":", 2)
+        record = {**record, "host": host, "pid": int(pid) if pid.isdigit() else None}
+    return record
+
+
+def judge_holder(holder: dict, *, stale_after: float = DEFAULT_STALE_AFTER,
+                 now: float | None = None) -> tuple[str, str]:
+    """Whether a lock's holder is ``alive``, ``dead`` (provably) or ``stale`` (heartbeat stopped), and why.
+
+    A holder on this host (and in this pid namespace) is judged by its process (gone, a zombie, a
+    reused pid or an earlier boot: dead; else alive, whatever its heartbeat). A holder on another
+    host is judged by its heartbeat: older than ``stale_after`` seconds (or twice the holder's own
+    interval, when longer) is stale.
+    """
+    if holder.get("unreadable"):
+        return "dead", "unreadable lock record"
+    now = time.time() if now is None else now
+    pidns = _pid_namespace()
+    if holder.get("host") == _this_host() and not (holder.get("pidns") and pidns and holder["pidns"] != pidns):
+        boot = _boot_id()
+        if holder.get("boot") and boot and holder["boot"] != boot:
+            return "dead", "dead: this host restarted since"
+        alive = _process_alive(holder.get("pid"), holder.get("started"))
+        if alive is False:
+            return "dead", "dead"
+        if alive:
+            return "alive", "alive"
+    beat = holder.get("heartbeat", holder.get("since"))
+    try:
+        age = now - float(beat)
+    except (TypeError, ValueError):
+        return "stale", "no heartbeat recorded"
+    limit = max(float(stale_after), 2.0 * float(holder.get("heartbeat_every") or 0.0))
+    if age > limit:
+        return "stale", f"no heartbeat for {age:.0f} s, presumed dead"
+    return "alive", f"alive, heartbeat {max(age, 0):.0f} s ago"
+
+
+def describe_holder(holder: dict, why: str) -> str:
+    """``retrain r… (pid 123 on host, alive, since 2024-…)``."""
+    if not holder:
+        return f"another job ({why})"
+    where = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+    since = holder.get("since_utc") or (_iso(float(holder["since"])) if holder.get("since") else "?")
+    return f"{holder.get('purpose') or 'another job'} ({where}, {why}, since {since})"
+
+
+def _busy(url: str, name: str, holder: dict, why: str, waited: float) -> str:
+    return (f"the lake {url} is busy: {describe_holder(holder, why)} holds its lock {name!r}; "
+            f"waited {waited:g} s. Try again when it has finished.")
 
 
 def _protocols(fs) -> tuple[str, ...]:

@@ -1,18 +1,27 @@
 """The lake's contract, written once and run on memory://, a local folder and S3 (a moto server):
-immutable keys, pointers, tables, listing; every store fault in words."""
+immutable keys, pointers, tables, listing; locks that die with their owner; every store fault in words."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
+import kafer.lake as lake_module
 from kafer.cli import main as cli_main
-from kafer.errors import LakeError
-from kafer.lake import Lake
+from kafer.errors import LakeError, LockTimeout, NestedLockError
+from kafer.lake import Lake, judge_holder
+
+CHILD = Path(__file__).with_name("lock_child.py")
 
 
 @pytest.fixture(params=["memory", "local", "s3"])
@@ -25,6 +34,20 @@ def store(request, tmp_path):
     return request.getfixturevalue("s3_lake")
 
 
+@pytest.fixture(params=["local", "s3"])
+def shared(request, tmp_path):
+    """Lakes another process can see (memory:// is one store per process)."""
+    if request.param == "local":
+        return Lake(str(tmp_path / "lake"))
+    return request.getfixturevalue("s3_lake")
+
+
+@pytest.fixture(params=["memory", "s3"])
+def object_store(request):
+    """Lakes whose lock is an object with a heartbeat."""
+    return request.getfixturevalue("memory_lake" if request.param == "memory" else "s3_lake")
+
+
 @pytest.fixture
 def fresh_clients(s3_endpoint):
     """For tests that change the S3 environment: cached s3fs clients keep the old one."""
@@ -33,6 +56,62 @@ def fresh_clients(s3_endpoint):
     s3.forget_clients()
     yield
     s3.forget_clients()
+
+
+def wait_until(condition, *, within: float = 10.0, what: str = "the condition"):
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {within} s")
+        time.sleep(0.02)
+
+
+class Child:
+    """``tests/lock_child.py`` in another process, which inherits the S3 environment."""
+
+    def __init__(self, lake: Lake, name: str, *args: str):
+        self.proc = subprocess.Popen([sys.executable, str(CHILD), lake.url, name, *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.pid = self.proc.pid
+
+    def line(self) -> str:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"the child ended early: {self.proc.wait()} {self.proc.stderr.read()}")
+        return line
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)  # reaped: no zombie keeps the pid
+
+    def release(self) -> None:
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=60) == 0, self.proc.stderr.read()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.kill()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream and not stream.closed:
+                stream.close()
+
+
+@pytest.fixture
+def children():
+    made: list[Child] = []
+
+    def spawn(lake, name, *args):
+        made.append(Child(lake, name, *args))
+        return made[-1]
+
+    yield spawn
+    for child in made:
+        child.close()
+
+
+def holding(child: Child) -> dict:
+    """Wait for a ``hold`` child to hold its lock; what it reported."""
+    return json.loads(child.line())
 
 
 # -- keys, pointers, tables ---------------------------------------------------------------------------
@@ -83,6 +162,256 @@ def test_check_passes_on_usable_lakes_and_leaves_nothing(store):
     assert store.list("") == []
 
 
+# -- locks ----------------------------------------------------------------------------------------------
+def test_two_threads_exclude_each_other(store):
+    inside, most, start = [0], [0], threading.Barrier(2)
+    guard = threading.Lock()
+
+    def work():
+        start.wait()
+        for _ in range(6):
+            with Lake(store.url).lock("count", timeout=60, purpose="thread") as info:
+                assert info.took_over_from is None
+                with guard:
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                store.write_pointer("counter", (store.read_pointer("counter") or 0) + 1)
+                with guard:
+                    inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1 and store.read_pointer("counter") == 12
+    assert store.list("locks") == []
+
+
+def test_two_processes_exclude_each_other(shared, children):
+    workers = [children(shared, "count", "count", "6") for _ in range(2)]
+    for w in workers:
+        assert w.line().strip() == "done"
+        w.release()
+    assert shared.read_pointer("counter") == 12
+    stays = sorted((shared.read_json(k)["start"], shared.read_json(k)["end"]) for k in shared.list("stays"))
+    assert len(stays) == 12 and all(a[1] <= b[0] for a, b in zip(stays, stays[1:]))
+    assert shared.list("locks") == []
+
+
+def test_a_killed_holder_is_taken_over_at_once(shared, children):
+    child = children(shared, "retrain", "hold")
+    holding(child)
+    assert shared.lock_holder("retrain")["state"] == "alive"
+    child.kill()
+    assert shared.lock_holder("retrain")["state"] == "dead"
+    started = time.monotonic()
+    with shared.lock("retrain", timeout=30, purpose="next retrain") as info:
+        waited = time.monotonic() - started
+        assert info.took_over_from["pid"] == child.pid and info.took_over_from["state"] == "dead"
+        assert info.took_over_from["purpose"] == f"child {child.pid}"
+    assert waited < 3.0
+    assert shared.list("locks") == []
+
+
+def test_the_next_holder_after_a_clean_release_took_over_nothing(shared, children):
+    child = children(shared, "registry", "hold")
+    holding(child)
+    child.release()
+    with shared.lock("registry", timeout=5) as info:
+        assert info.took_over_from is None
+
+
+def test_a_live_holder_is_never_taken_over(shared, children):
+    """Even with a heartbeat far older than the waiter's staleness: on this host its process is seen alive."""
+    child = children(shared, "lake", "hold", "3600")
+    holding(child)
+    with pytest.raises(LockTimeout, match=rf"is busy: child {child.pid} \(pid {child.pid} on .*, alive, since .*\) "
+                                          r"holds its lock 'lake'; waited 0.5 s"):
+        with shared.lock("lake", timeout=0.5, stale_after=0.01):
+            pass
+    child.release()
+    with shared.lock("lake", timeout=5) as info:
+        assert info.took_over_from is None
+
+
+def test_a_thread_asking_twice_is_told_at_once(store):
+    with store.lock("registry", purpose="decide r1") as info:
+        started = time.monotonic()
+        with pytest.raises(NestedLockError,
+                           match=r"is busy: decide r1 \(.*\) holds its lock 'registry', and this thread"):
+            with Lake(store.url).lock("registry", timeout=30):
+                pass
+        assert time.monotonic() - started < 5
+        assert isinstance(NestedLockError("x"), LockTimeout)
+        with store.lock("lake", timeout=5):  # another lock nests
+            pass
+        outcome = []
+        other = threading.Thread(target=lambda: outcome.append(_try_lock(store, "registry", 0.3)))
+        other.start()
+        other.join()
+        assert outcome == ["LockTimeout"]  # another thread waits, then times out
+        assert info.holder["purpose"] == "decide r1"
+    with store.lock("registry", timeout=5):
+        pass
+
+
+def _try_lock(lake: Lake, name: str, timeout: float) -> str:
+    try:
+        with lake.lock(name, timeout=timeout):
+            return "held"
+    except NestedLockError:
+        return "NestedLockError"
+    except LockTimeout:
+        return "LockTimeout"
+
+
+def _plant(lake: Lake, name: str, **record) -> dict:
+    """A lock record as another host's holder (or an older Käfer) left it."""
+    lake.write_pointer(f"locks/{name}.lock", record)
+    return record
+
+
+def test_a_stale_heartbeat_is_taken_over(object_store):
+    now = time.time()
+    _plant(object_store, "retrain", owner="far:4242:abc", host="far-away-host", pid=4242, purpose="retrain r0",
+           since=now - 900, since_utc="earlier", heartbeat=now - 600, heartbeat_every=30.0)
+    with object_store.lock("retrain", timeout=5, stale_after=120) as info:
+        assert info.took_over_from["host"] == "far-away-host" and info.took_over_from["state"] == "stale"
+        assert "no heartbeat for 6" in info.took_over_from["why"]
+    assert object_store.list("locks") == []
+
+
+def test_several_waiters_taking_over_at_once_hold_one_at_a_time(object_store):
+    now = time.time()
+    _plant(object_store, "lake", owner="far:1:x", host="far-away-host", pid=1, heartbeat=now - 600, heartbeat_every=1.0)
+    start, guard, inside, most, took = threading.Barrier(4), threading.Lock(), [0], [0], []
+
+    def work():
+        start.wait()
+        with Lake(object_store.url).lock("lake", timeout=30) as info:
+            with guard:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+                took.append(info.took_over_from)
+            object_store.write_pointer("counter", (object_store.read_pointer("counter") or 0) + 1)
+            with guard:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1 and object_store.read_pointer("counter") == 4
+    assert [t["owner"] for t in took if t] == ["far:1:x"]  # exactly one holder learnt of the take-over
+    assert object_store.list("locks") == []
+
+
+def test_a_fresh_heartbeat_on_another_host_is_respected(object_store):
+    now = time.time()
+    _plant(object_store, "retrain", owner="far:4242:abc", host="far-away-host", pid=4242, purpose="retrain r0",
+           since=now - 900, since_utc="earlier", heartbeat=now, heartbeat_every=30.0)
+    with pytest.raises(LockTimeout, match=r"retrain r0 \(pid 4242 on far-away-host, alive, heartbeat \d+ s ago, since"):
+        with object_store.lock("retrain", timeout=0.3, stale_after=120):
+            pass
+
+
+def test_an_older_kafers_lock_is_taken_over(store):
+    host = lake_module._this_host()
+    record = {"owner": f"{host}:999999999:1234abcd", "purpose": "retrain old", "since": time.time() - 7 * 3600,
+              "since_utc": "long ago"}
+    if store.is_local:
+        os.makedirs(store.path("locks"), exist_ok=True)
+        Path(store.path("locks/retrain.lock")).write_text(json.dumps(record))
+    else:
+        _plant(store, "retrain", **record)
+    with store.lock("retrain", timeout=5) as info:
+        assert info.took_over_from["purpose"] == "retrain old" and info.took_over_from["state"] == "dead"
+
+
+def test_the_heartbeat_keeps_a_holder_elsewhere_alive(object_store, monkeypatch):
+    with object_store.lock("lake", heartbeat=0.05, purpose="ingest may") as info:
+        first = object_store.lock_holder("lake")["heartbeat"]
+        wait_until(lambda: object_store.lock_holder("lake")["heartbeat"] > first, what="a heartbeat")
+        monkeypatch.setattr(lake_module, "_this_host", lambda: "another-host")  # the waiter cannot see the process
+        outcome = []
+        waiter = threading.Thread(target=lambda: outcome.append(
+            _try_lock_with(object_store, "lake", timeout=1.0, stale_after=0.3)))
+        waiter.start()
+        waiter.join()
+        assert outcome[0][0] == "LockTimeout" and "ingest may" in outcome[0][1] and "alive, heartbeat" in outcome[0][1]
+        assert not info.lost
+
+
+def _try_lock_with(lake: Lake, name: str, **options) -> tuple[str, str]:
+    try:
+        with lake.lock(name, **options):
+            return ("held", "")
+    except LockTimeout as exc:
+        return (type(exc).__name__, str(exc))
+
+
+def test_a_stopped_heartbeat_is_taken_over_and_the_old_holder_removes_only_its_own(object_store, monkeypatch):
+    def no_beats(self, path, record, stop, lost):
+        stop.wait()
+
+    monkeypatch.setattr(Lake, "_heartbeat", no_beats)
+    taken, old_released, report = threading.Event(), threading.Event(), {}
+
+    def waiter():
+        with Lake(object_store.url).lock("lake", timeout=10, stale_after=0.3, purpose="new") as info:
+            report["took"] = info.took_over_from
+            taken.set()
+            old_released.wait(10)
+
+    with object_store.lock("lake", purpose="old", heartbeat=0.05) as old:
+        monkeypatch.setattr(lake_module, "_this_host", lambda: "another-host")
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        assert taken.wait(10)
+    assert object_store.lock_holder("lake")["purpose"] == "new"  # the old holder left the new one's lock alone
+    old_released.set()
+    thread.join()
+    assert report["took"]["owner"] == old.holder["owner"] and report["took"]["state"] == "stale"
+    assert object_store.list("locks") == []
+
+
+def test_a_holder_whose_lock_was_taken_notices(object_store):
+    with object_store.lock("lake", heartbeat=0.05) as info:
+        _plant(object_store, "lake", owner="someone-else", host="far", pid=1, heartbeat=time.time())
+        wait_until(lambda: info.lost, what="the holder noticing")
+    assert object_store.lock_holder("lake")["owner"] == "someone-else"
+
+
+def test_a_local_holder_removes_only_its_own_record(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    with lake.lock("lake", purpose="mine"):
+        assert lake.lock_holder("lake")["purpose"] == "mine" and lake.list("locks") == ["locks/lake.lock"]
+        Path(lake.path("locks/lake.lock")).write_text(json.dumps({"owner": "other", "purpose": "other"}))
+    assert lake.lock_holder("lake")["owner"] == "other"
+
+
+def test_judging_holders():
+    now = time.time()
+    me = lake_module._holder_record("memory://x", "lake", "me", heartbeat_every=30.0)
+    assert judge_holder(me)[0] == "alive"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert judge_holder({**me, "pid": gone.pid}) == ("dead", "dead")
+    if me["started"]:
+        assert judge_holder({**me, "started": "1"})[0] == "dead"  # the pid now names another process
+    if me["boot"]:
+        assert judge_holder({**me, "boot": "another-boot"}) == ("dead", "dead: this host restarted since")
+    if me["pidns"]:  # another container with the same host name: its pids are not ours to judge
+        assert judge_holder({**me, "pidns": "pid:[1]", "pid": gone.pid, "heartbeat": now})[0] == "alive"
+    far = {**me, "host": "far-away-host", "heartbeat": now - 100}
+    assert judge_holder(far, stale_after=120, now=now)[0] == "alive"
+    assert judge_holder(far, stale_after=60, now=now)[0] == "stale"
+    assert judge_holder({**far, "heartbeat_every": 60.0}, stale_after=60, now=now)[0] == "alive"  # its own pace
+    assert judge_holder({"owner": None, "unreadable": True})[0] == "dead"
+
+
 # -- faults ------------------------------------------------------------------------------------------
 def test_a_missing_bucket_is_named_and_never_created(s3_endpoint):
     import s3
@@ -120,7 +449,8 @@ def test_missing_credentials_are_said(s3_endpoint, fresh_clients, monkeypatch):
         monkeypatch.delenv(name)
     lake = Lake(f"s3://{s3.BUCKET}/nocred")
     started = time.monotonic()
-    with pytest.raises(LakeError, match=r"no credentials for the lake s3://kafer-test/nocred .*: set AWS_ACCESS_KEY_ID"):
+    with pytest.raises(LakeError,
+                       match=r"no credentials for the lake s3://kafer-test/nocred .*: set AWS_ACCESS_KEY_ID"):
         lake.check()
     assert time.monotonic() - started < 5
 

@@ -1,0 +1,36 @@
+"""Another process for the lock tests: ``python lock_child.py URL NAME hold|count [N] [HEARTBEAT]``.
+
+``hold``: take the lock, print ``{"pid", "took_over_from"}`` as one JSON line, then hold it until
+stdin closes (or the process is killed). ``count N``: N times, take the lock, increment the pointer
+``counter`` and log its stay in the lock as ``stays/<pid>-<i>.json`` (start and end, wall clock).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from kafer.lake import Lake
+
+
+def main(url: str, name: str, mode: str, *args: str) -> None:
+    lake = Lake(url)
+    if mode == "hold":
+        heartbeat = float(args[0]) if args else None
+        with lake.lock(name, timeout=60, purpose=f"child {os.getpid()}", heartbeat=heartbeat) as info:
+            print(json.dumps({"pid": os.getpid(), "took_over_from": info.took_over_from}), flush=True)
+            sys.stdin.read()
+        return
+    for i in range(int(args[0])):
+        with lake.lock(name, timeout=60, purpose=f"count {os.getpid()}"):
+            start = time.time()
+            value = lake.read_pointer("counter") or 0
+            lake.write_pointer("counter", value + 1)
+            lake.write_json(f"stays/{os.getpid()}-{i:03d}.json", {"start": start, "end": time.time()})
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
