@@ -394,7 +394,8 @@ class Lake:
     # -- lock ------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, name: str = "lake", *, timeout: float = 30.0, stale_after: float = DEFAULT_STALE_AFTER,
-             purpose: str = "", heartbeat: float | None = None) -> Iterator[LockInfo]:
+             purpose: str = "", heartbeat: float | None = None,
+             details: dict | None = None) -> Iterator[LockInfo]:
         """Hold the lake-wide lock ``name`` for the duration of the block.
 
         A local lake holds an OS lock (filelock, on the hidden ``locks/.<name>.flock``), released by
@@ -420,6 +421,10 @@ class Lake:
             Words naming the job (``retrain r…``), shown to whoever waits.
         heartbeat : float, optional
             Object stores: seconds between heartbeats; ``stale_after / 4`` when omitted.
+        details : dict, optional
+            JSON-able facts for whoever finds this record, e.g. ``{"run": run_id}``; kept under
+            ``details`` in the record, so a successor's ``took_over_from["details"]`` names what
+            to recover without parsing ``purpose``.
 
         Yields
         ------
@@ -450,6 +455,8 @@ class Lake:
                 "a lock must not be taken twice in one thread")
         every = float(heartbeat) if heartbeat is not None else max(stale_after / 4.0, 0.01)
         record = _holder_record(self.url, name, purpose, heartbeat_every=every)
+        if details:
+            record["details"] = dict(details)
         take = self._lock_local if self.is_local else self._lock_object
         with take(name, key, path, record, timeout=max(float(timeout), 0.0), stale_after=stale_after) as info:
             with _HELD_GUARD:

@@ -19,7 +19,8 @@ def main(url: str, name: str, mode: str, *args: str) -> None:
     lake = Lake(url)
     if mode == "hold":
         heartbeat = float(args[0]) if args else None
-        with lake.lock(name, timeout=60, purpose=f"child {os.getpid()}", heartbeat=heartbeat) as info:
+        with lake.lock(name, timeout=60, purpose=f"child {os.getpid()}", heartbeat=heartbeat,
+                       details={"run": f"r-{os.getpid()}"}) as info:
             print(json.dumps({"pid": os.getpid(), "took_over_from": info.took_over_from}), flush=True)
             sys.stdin.read()
         return

@@ -210,6 +210,7 @@ def test_a_killed_holder_is_taken_over_at_once(shared, children):
         waited = time.monotonic() - started
         assert info.took_over_from["pid"] == child.pid and info.took_over_from["state"] == "dead"
         assert info.took_over_from["purpose"] == f"child {child.pid}"
+        assert info.took_over_from["details"] == {"run": f"r-{child.pid}"}
     assert waited < 3.0
     assert shared.list("locks") == []
 
