@@ -31,17 +31,21 @@ def _progress():
     return show
 
 
-def _lake(args):
+def _lake(args, *, write: bool = False):
+    """The settings and the lake, checked (reachable, credentials, bucket; writable when ``write``)
+    before anything else is done, so a fault is one line naming the lake, not a failure mid-way."""
     from .lake import Lake
 
     settings = load_settings(lake=getattr(args, "lake", None), runs=getattr(args, "runs", None))
-    return settings, Lake(settings.lake)
+    lake = Lake(settings.lake)
+    lake.check(write=write)
+    return settings, lake
 
 
 def cmd_ingest(args) -> int:
     from .ingest import ingest
 
-    settings, lake = _lake(args)
+    settings, lake = _lake(args, write=True)
     report = ingest(args.paths, lake=lake, settings=settings, progress=_progress())
     print(format_ingest(report))
     return 0
@@ -111,7 +115,7 @@ def cmd_retrain(args) -> int:
 def cmd_decide(args) -> int:
     from .decide import decide
 
-    settings, _ = _lake(args)
+    settings, _ = _lake(args, write=True)
     record = decide(args.run, args.choice, by=args.by, why=args.why, lake=settings.lake, runs=settings.runs)
     print(record.get("message") or json.dumps(record, indent=2))
     return 0
@@ -120,7 +124,7 @@ def cmd_decide(args) -> int:
 def cmd_rollback(args) -> int:
     from .decide import rollback
 
-    settings, _ = _lake(args)
+    settings, _ = _lake(args, write=True)
     print(rollback(args.to, by=args.by, why=args.why, lake=settings.lake)["message"])
     return 0
 
@@ -136,18 +140,28 @@ def cmd_desk(args) -> int:
 def cmd_status(args) -> int:
     from .registry import status
 
-    _, lake = _lake(args)
-    state = status(lake)
+    settings, lake = _lake(args)
+    state = status(lake, runs=settings.runs, stale_after=settings.lock_stale_after)
     if args.json:
         print(json.dumps(state, indent=2, default=str))
         return 0
     prod = state["production"]
+    print(f"Lake: {state['lake']}")
     print(f"Production: {prod['version']} (run {prod['run']}, {prod['family']})" if prod else "Production: none")
     print(f"Pending candidates: {', '.join(c['version'] + ' (run ' + c['run'] + ')' for c in state['candidates']) or 'none'}")
+    print("Runs:" if state["runs"] else "Runs: none")
+    for r in state["runs"]:
+        where = f" in {r['step']}" if r["status"] in ("failed", "abandoned", "running") and r["step"] else ""
+        print(f"  {r['run']}  {r['status']}{where}  started {_short(r['started_at'])}"
+              + (f"  candidate {r['candidate']}" if r["candidate"] else ""))
     print("Decisions:" if state["decisions"] else "Decisions: none")
     for d in state["decisions"]:
         print(f"  {d['at']}  {d['choice']:<9} run {d.get('run') or '-'}  by {d['by']}: {d['why']}")
     return 0
+
+
+def _short(iso: str | None) -> str:
+    return "?" if not iso else str(iso)[:16].replace("T", " ")
 
 
 def cmd_predict(args) -> int:

@@ -96,8 +96,10 @@ class Settings:
     seed: int = 20240520
     #: Seconds a decision or retrain waits for another one to release the lake's lock.
     lock_timeout: float = 30.0
-    #: A lock older than this many seconds is considered abandoned by a crashed process.
-    lock_stale_after: float = 6 * 3600.0
+    #: A lock on an object store (S3) whose holder, on another host, has not renewed its heartbeat for
+    #: this many seconds counts as abandoned by a crashed process. A holder on this host is judged by
+    #: its process, and local lakes hold OS locks that die with their owner: neither waits for this.
+    lock_stale_after: float = 120.0
     #: Rows per xlsx sheet in the plant's exports, top rows included (Excel's limit is 1,048,576).
     sheet_rows: int = 1_048_575
     #: Earliest plausible DATA (ISO date): an upload holding an earlier date is refused.

@@ -175,11 +175,18 @@ def upload_summary(received: Sequence[Received]) -> pd.DataFrame:
 
 def land(received: Sequence[Received], *, lake: Lake, settings: Settings,
          progress: Progress | None = None) -> list[dict]:
-    """Write the upload's files into the raw zone; return one record per distinct file.
+    """Write the upload's files into the raw zone, holding the lake's lock; one record per distinct file.
 
-    Content-addressed keys make this idempotent: a file already in the lake is recognized and
-    left as it is (its record says ``already_in_lake``).
+    Content-addressed keys make this idempotent: a file already in the lake (landed earlier, or by
+    another ingest of the same upload while this one waited for the lock) is recognized and left as
+    it is (its record says ``already_in_lake``).
     """
+    with _lake_lock(lake, settings, "land an upload"):
+        return _land(received, lake=lake, settings=settings, progress=progress)
+
+
+def _land(received: Sequence[Received], *, lake: Lake, settings: Settings,
+          progress: Progress | None = None) -> list[dict]:
     records = []
     for item in received:
         if item.duplicate_of or item.ignored:
@@ -248,35 +255,43 @@ def merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -
         The manifest of the (new or unchanged) current version, with ``new_sources`` listing the
         files this merge added (empty when there was nothing new).
     """
-    with lake.lock("lake", timeout=settings.lock_timeout, stale_after=settings.lock_stale_after,
-                   purpose="merge"):
-        manifest = catalog.current_manifest(lake)
-        merged = {s["sha256"] for s in manifest["sources"]} if manifest else set()
-        new = sorted((r for r in catalog.raw_records(lake) if r["sha256"] not in merged),
-                     key=lambda r: (r["landed_at"], r["name"]))
-        if not new:
-            if manifest is None:
-                raise LakeError(f"the lake {lake.url} holds no landed file to merge: ingest an upload first")
-            return {**manifest, "new_sources": []}
-        sources = (manifest["sources"] if manifest else []) + new
-        touched = pa.array(sorted(set().union(*(_cars_of(lake, r) for r in new))), pa.string())
-        if progress:
-            progress(f"rebuilding the features of {len(touched):,} cars from all their rows in the lake")
-        rows = {kind: catalog.raw_rows(lake, [s for s in sources if s["kind"] == kind], cars=touched)
-                for kind in COLUMNS}
-        table = build_features(rows["resultados"], rows["falhas"], rows["status"], settings=settings)
-        if manifest is not None:
-            old = catalog.features(lake, manifest["version"])
-            table = pd.concat([old[~old["KNR"].isin(touched.to_pylist())], table], ignore_index=True)
-        periods = [FalhasPeriod(s["name"], *_period(s), _recorded_label_rows(lake, s, settings))
-                   for s in sources if s["kind"] == "falhas"]
-        coverage, filtered = label_coverage(periods, table["road_test_at"], settings=settings)
-        table = with_label_known(table, coverage, maturity_hours=settings.label_maturity_hours)
-        table = table.sort_values("KNR", ignore_index=True).loc[:, list(table_columns(settings))]
-        version = "v" + utc_stamp()
-        new_manifest = _manifest(version, manifest, sources, new, table, coverage, filtered)
-        catalog.save_curated(lake, version, table, new_manifest)
-        return {**new_manifest, "new_sources": [s["name"] for s in new]}
+    with _lake_lock(lake, settings, "merge"):
+        return _merge(lake=lake, settings=settings, progress=progress)
+
+
+def _lake_lock(lake: Lake, settings: Settings, purpose: str):
+    """The lake's lock, which every write to the raw and curated zones holds."""
+    return lake.lock("lake", timeout=settings.lock_timeout, stale_after=settings.lock_stale_after, purpose=purpose)
+
+
+def _merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -> dict:
+    manifest = catalog.current_manifest(lake)
+    merged = {s["sha256"] for s in manifest["sources"]} if manifest else set()
+    new = sorted((r for r in catalog.raw_records(lake) if r["sha256"] not in merged),
+                 key=lambda r: (r["landed_at"], r["name"]))
+    if not new:
+        if manifest is None:
+            raise LakeError(f"the lake {lake.url} holds no landed file to merge: ingest an upload first")
+        return {**manifest, "new_sources": []}
+    sources = (manifest["sources"] if manifest else []) + new
+    touched = pa.array(sorted(set().union(*(_cars_of(lake, r) for r in new))), pa.string())
+    if progress:
+        progress(f"rebuilding the features of {len(touched):,} cars from all their rows in the lake")
+    rows = {kind: catalog.raw_rows(lake, [s for s in sources if s["kind"] == kind], cars=touched)
+            for kind in COLUMNS}
+    table = build_features(rows["resultados"], rows["falhas"], rows["status"], settings=settings)
+    if manifest is not None:
+        old = catalog.features(lake, manifest["version"])
+        table = pd.concat([old[~old["KNR"].isin(touched.to_pylist())], table], ignore_index=True)
+    periods = [FalhasPeriod(s["name"], *_period(s), _recorded_label_rows(lake, s, settings))
+               for s in sources if s["kind"] == "falhas"]
+    coverage, filtered = label_coverage(periods, table["road_test_at"], settings=settings)
+    table = with_label_known(table, coverage, maturity_hours=settings.label_maturity_hours)
+    table = table.sort_values("KNR", ignore_index=True).loc[:, list(table_columns(settings))]
+    version = "v" + utc_stamp()
+    new_manifest = _manifest(version, manifest, sources, new, table, coverage, filtered)
+    catalog.save_curated(lake, version, table, new_manifest)
+    return {**new_manifest, "new_sources": [s["name"] for s in new]}
 
 
 def ingest(paths: Iterable[str], *, lake: Lake, settings: Settings, progress: Progress | None = None) -> dict:
@@ -286,9 +301,10 @@ def ingest(paths: Iterable[str], *, lake: Lake, settings: Settings, progress: Pr
     """
     received = receive(paths, lake=lake, settings=settings, progress=progress)
     files = upload_summary(received)
-    records = land(received, lake=lake, settings=settings, progress=progress)
-    del received  # the merge reads the rows back from the lake: free the upload's copy first
-    manifest = merge(lake=lake, settings=settings, progress=progress)
+    with _lake_lock(lake, settings, f"ingest {', '.join(r.name for r in received[:3])}"):
+        records = _land(received, lake=lake, settings=settings, progress=progress)
+        del received  # the merge reads the rows back from the lake: free the upload's copy first
+        manifest = _merge(lake=lake, settings=settings, progress=progress)
     return {"files": files, "landed": records, "manifest": manifest}
 
 

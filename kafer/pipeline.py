@@ -22,6 +22,7 @@ from .config import Settings, load_settings
 from .errors import KaferError, StepError
 from .lake import Lake, utc_now_iso
 from .readers import Progress
+from .recovery import RETRAIN_LOCK, settle_runs
 
 STEPS = ("01_ingest", "02_merge", "03_retrain", "04_compare")
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -177,9 +178,14 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
     runrecord.run_dir(runs_root, run_id)
     say = progress or (lambda message: None)
     store = Lake(settings.lake)
+    store.check(write=True)
     timings: dict[str, float] = {}
-    with store.lock("retrain", timeout=settings.lock_timeout, stale_after=settings.lock_stale_after,
-                    purpose=f"retrain {run_id}"):
+    with store.lock(RETRAIN_LOCK, timeout=settings.lock_timeout, stale_after=settings.lock_stale_after,
+                    purpose=f"retrain {run_id}", details={"run": run_id}):
+        for settled in settle_runs(store, runs_root, stale_after=settings.lock_stale_after, holding=True):
+            say(f"run {settled['run']} stopped during {settled['step']} when its process died: "
+                + ("its candidate was registered, so it is marked succeeded" if settled["outcome"] == "completed"
+                   else "marked abandoned"))
         run = runrecord.start_run(runs_root, run_id, settings)
         runrecord.update_manifest(runs_root, run_id, status="running", started_at=utc_now_iso(), steps={},
                                   parameters={"upload": upload, "lake": settings.lake, "family": settings.family,
@@ -200,6 +206,7 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
             started = time.monotonic()
             render_html(run.folder / "04_compare.ipynb")
             timings["render"] = round(time.monotonic() - started, 2)
+            runrecord.update_manifest(runs_root, run_id, steps=dict(timings))
             step = "register"
             return finish(run, timings)
         except BaseException as exc:
@@ -220,12 +227,12 @@ def finish(run: runrecord.Run, timings: dict) -> RunResult:
     metrics = runrecord.read_json(run.folder / runrecord.METRICS)
     candidate = metrics["models"]["candidate"]
     cars = (run.folder / runrecord.TRAINING_CARS).read_text(encoding="utf-8").split()[1:]
+    production = (metrics["models"].get("production") or {}).get("version")
     version = registry.register_candidate(
         run.lake, run_id=run.run_id, version=candidate["version"],
         artifact=(run.folder / runrecord.CANDIDATE).read_bytes(), family=candidate["family"],
         data_version=run.data_version, metrics=candidate["metrics"], trained_on=candidate["trained_on"],
-        training_cars=cars, settings=run.settings)
-    production = (metrics["models"].get("production") or {}).get("version")
+        training_cars=cars, compared_with=production, settings=run.settings)
     runrecord.update_manifest(run.runs, run.run_id, status="succeeded", finished_at=utc_now_iso(), steps=timings,
                               total_seconds=round(sum(timings.values()), 2), candidate_version=version,
                               production_version=production)

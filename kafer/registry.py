@@ -4,7 +4,9 @@ A version is an artifact plus its entry (run, data version, family, metrics, sha
 is one immutable record (``<stamp>-<run>``, ``-rollback`` for a rollback); the production pointer
 is written last. Where they live is :mod:`kafer.catalog`'s business.
 
-Nothing here is ever rewritten except the pointer. A version's status is derived from the pointer
+Nothing here is ever rewritten except the pointer; the decision log is written before it and is
+the truth: wherever they disagree (a change died between the two), every read follows the log and
+the next change rewrites the pointer. A version's status is derived from the pointer
 and the log: ``production`` (the pointer names it), ``superseded`` (a decision once had it in
 production), ``rejected`` (its run was decided keep-old), else ``pending``. Every change holds the
 lake's ``registry`` lock. When a change stopped between its log record and its pointer, the next
@@ -26,6 +28,7 @@ from .config import Settings, load_settings
 from .errors import DecisionError, LakeError, RegistryError, RunError
 from .lake import Lake, utc_stamp
 from .model import read_meta
+from .recovery import list_runs, running_run, settle_runs, state_of
 
 #: Name of the lake lock every registry change holds.
 LOCK = "registry"
@@ -40,7 +43,7 @@ def new_version() -> str:
 
 def register_candidate(lake: Lake, *, run_id: str, version: str, artifact: bytes, family: str, data_version: str,
                        metrics: dict, trained_on: dict, training_cars: Sequence[str],
-                       settings: Settings | None = None) -> str:
+                       compared_with: str | None = None, settings: Settings | None = None) -> str:
     """Add a run's candidate to the registry as a pending version.
 
     Parameters
@@ -61,6 +64,8 @@ def register_candidate(lake: Lake, *, run_id: str, version: str, artifact: bytes
         Cars, failures and production period of its training cars.
     training_cars : sequence of str
         The KNRs it was trained or validated on: a later comparison never scores it on them.
+    compared_with : str, optional
+        The production version its run compared it with (``None``: there was none).
     settings : Settings, optional
         For the lock's timeout; :func:`kafer.config.load_settings` when omitted.
 
@@ -92,7 +97,7 @@ def register_candidate(lake: Lake, *, run_id: str, version: str, artifact: bytes
         data = bytes(artifact)
         catalog.save_model(lake, version, data, {
             "version": version, "run": run_id, "data_version": data_version, "family": family,
-            "metrics": metrics, "trained_on": trained_on, "created_at": _iso(now),
+            "metrics": metrics, "trained_on": trained_on, "compared_with": compared_with, "created_at": _iso(now),
             "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}, training_cars=list(training_cars))
     return version
 
@@ -135,6 +140,7 @@ def decide(lake: Lake, run_id: str, choice: str, *, by: str, why: str, runs_dir:
         raise DecisionError(f"unknown choice {choice!r}: keep-new (the run's candidate becomes production) or "
                             "keep-old (production stays); to go back to an earlier model, roll back")
     by, why = _who_and_why(by, why)
+    settle_runs(lake, runs_dir, stale_after=(settings or load_settings()).lock_stale_after)
     manifest = _succeeded_manifest(runs_dir, run_id)
     report = runrecord.run_dir(runs_dir, run_id) / runrecord.REPORT
     report_sha256 = hashlib.sha256(report.read_bytes()).hexdigest() if report.is_file() else None
@@ -208,8 +214,14 @@ def rollback(lake: Lake, *, to_version: str, by: str, why: str, settings: Settin
             raise DecisionError(f"{to_version} is already in production (since {pointer['since']}): "
                                 "nothing to roll back")
         if state == "pending":
+            compared = target.get("compared_with")
+            if compared == before:
+                raise DecisionError(f"{to_version} was never in production: it is the pending candidate of run "
+                                    f"{target['run']}; read its report, then `kafer decide {target['run']} keep-new`")
             raise DecisionError(f"{to_version} was never in production: it is the pending candidate of run "
-                                f"{target['run']}; read its report, then `kafer decide {target['run']} keep-new`")
+                                f"{target['run']}, compared with {compared or 'no production model'} while "
+                                f"production is now {before or 'empty'}; retrain to compare it with today's "
+                                "production model before keeping it")
         if state == "rejected":
             rejected = _decision_of(log, target["run"])
             raise DecisionError(f"{to_version} was never in production: run {target['run']} kept the old model "
@@ -222,7 +234,7 @@ def rollback(lake: Lake, *, to_version: str, by: str, why: str, settings: Settin
 
 def production(lake: Lake) -> dict | None:
     """The production version's metadata plus ``since`` (and the ``decision`` id), or ``None``."""
-    pointer = catalog.production_pointer(lake)
+    pointer = _effective_pointer(catalog.production_pointer(lake), catalog.decisions(lake))
     if pointer is None:
         return None
     meta = _meta(lake, pointer["version"])
@@ -284,17 +296,34 @@ def decisions(lake: Lake) -> list[dict]:
     return catalog.decisions(lake)
 
 
-def status(lake: Lake) -> dict:
-    """The registry at a glance, JSON-ready.
+def status(lake: Lake, *, runs: str | os.PathLike | None = None, stale_after: float = 120.0) -> dict:
+    """The registry and the runs at a glance, JSON-ready. Reads only.
 
     Returns
     -------
     dict
-        ``{"production": {"version", "run", "family", "since", …} or None,
+        ``{"lake": url, "production": {"version", "run", "family", "since", …} or None,
         "candidates": [{"version", "run", "status": "pending", …}],
-        "decisions": [{"run", "choice", "by", "why", "at", "before", "after", …}]}``
+        "decisions": [{"run", "choice", "by", "why", "at", "before", "after", …}],
+        "runs": [{"run", "status", "step", "started_at", "finished_at", "candidate", "error"}]}``,
+        each run of this lake in ``runs`` with its true status: ``running`` only while its process
+        lives, ``abandoned`` once it died (with the ``step`` it died in).
     """
-    return {"production": production(lake), "candidates": candidates(lake), "decisions": decisions(lake)}
+    runs_of_lake = []
+    if runs is not None:
+        from .recovery import died_in, run_lake
+
+        alive = running_run(lake, stale_after=stale_after)
+        for manifest in list_runs(runs):
+            if run_lake(runs, manifest["run_id"]) != lake.url:
+                continue
+            state = state_of(manifest, alive=alive)
+            step = manifest.get("failed_step") or (died_in(manifest) if state in ("running", "abandoned") else None)
+            runs_of_lake.append({"run": manifest["run_id"], "status": state, "step": step,
+                                 "started_at": manifest.get("started_at"), "finished_at": manifest.get("finished_at"),
+                                 "candidate": manifest.get("candidate_version"), "error": manifest.get("error")})
+    return {"lake": lake.url, "production": production(lake), "candidates": candidates(lake),
+            "decisions": decisions(lake), "runs": runs_of_lake}
 
 
 @contextlib.contextmanager
@@ -302,15 +331,23 @@ def _locked(lake: Lake, settings: Settings | None, *, purpose: str) -> Iterator[
     """Hold the registry lock, first completing a pointer write a failed change left undone."""
     settings = settings or load_settings()
     with lake.lock(LOCK, timeout=settings.lock_timeout, stale_after=settings.lock_stale_after, purpose=purpose):
-        log = catalog.decisions(lake)
         pointer = catalog.production_pointer(lake)
-        if log and log[-1]["after"] is not None and log[-1]["after"] != (pointer or {}).get("version"):
-            catalog.set_production(lake, _pointer(log[-1]))
+        truth = _effective_pointer(pointer, catalog.decisions(lake))
+        if truth is not None and truth != pointer:
+            catalog.set_production(lake, truth)
         yield
 
 
+def _effective_pointer(pointer: dict | None, log: list[dict]) -> dict | None:
+    """The production pointer as the decision log says it is (the log is written first)."""
+    if log and log[-1]["after"] != (pointer or {}).get("version"):
+        return _pointer(log[-1]) if log[-1]["after"] is not None else None
+    return pointer
+
+
 def _state(lake: Lake) -> tuple[list[dict], dict | None, list[dict]]:
-    return catalog.model_metas(lake), catalog.production_pointer(lake), catalog.decisions(lake)
+    log = catalog.decisions(lake)
+    return catalog.model_metas(lake), _effective_pointer(catalog.production_pointer(lake), log), log
 
 
 def _meta(lake: Lake, version: str) -> dict:

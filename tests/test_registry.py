@@ -264,12 +264,13 @@ def test_rollback_refusals_change_nothing(lake, runs):
 
 
 def test_status_shape(lake, runs):
-    assert registry.status(lake) == {"production": None, "candidates": [], "decisions": []}
+    assert registry.status(lake) == {"lake": lake.url, "production": None, "candidates": [], "decisions": [],
+                                     "runs": []}
     first = retrain(lake, runs, RUN1)
     registry.decide(lake, RUN1, "keep-new", by="Ana", why="first", runs_dir=runs)
     pending = retrain(lake, runs, RUN2)
     state = json.loads(json.dumps(registry.status(lake)))
-    assert set(state) == {"production", "candidates", "decisions"}
+    assert set(state) == {"lake", "production", "candidates", "decisions", "runs"}
     assert {"version", "run", "family", "data_version", "metrics", "created_at", "since"} <= set(state["production"])
     assert (state["production"]["version"], state["production"]["run"]) == (first, RUN1)
     assert [(c["version"], c["run"], c["status"]) for c in state["candidates"]] == [(pending, RUN2, "pending")]
@@ -287,7 +288,7 @@ def test_unknown_or_damaged_artifact(lake, runs):
         registry.load_artifact(lake, version)
 
 
-def test_a_pointer_write_that_failed_is_completed_by_the_next_change(lake, runs, monkeypatch):
+def test_a_pointer_write_that_failed_is_read_from_the_log_and_completed_by_the_next_change(lake, runs, monkeypatch):
     version = retrain(lake, runs, RUN1)
 
     def unreachable(key, obj):
@@ -297,10 +298,12 @@ def test_a_pointer_write_that_failed_is_completed_by_the_next_change(lake, runs,
     with pytest.raises(OSError, match="connection reset"):
         registry.decide(lake, RUN1, "keep-new", by="Ana", why="better", runs_dir=runs)
     monkeypatch.undo()
-    assert registry.production(lake) is None and len(registry.decisions(lake)) == 1
+    assert catalog.production_pointer(lake) is None and len(registry.decisions(lake)) == 1
+    assert registry.production(lake)["version"] == version  # the log is the truth
+    assert [v["status"] for v in registry.versions(lake)] == ["production"]
     with pytest.raises(DecisionError, match="already decided"):
         registry.decide(lake, RUN1, "keep-new", by="Ana", why="retry", runs_dir=runs)
-    assert registry.production(lake)["version"] == version
+    assert catalog.production_pointer(lake)["version"] == version
     assert registry.production(lake)["decision"] == registry.decisions(lake)[0]["id"]
 
 

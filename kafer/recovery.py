@@ -1,0 +1,115 @@
+"""Finish or undo what a process killed mid-way left behind, so that the next command simply works.
+
+The lake is written once, pointers last, so a crash never loses data; what it can leave is a run
+still marked ``running`` whose process is gone, a candidate registered whose run never said it
+succeeded, or an artifact without its registry entry (ignored: a version exists only with its
+entry). The decision log is written before the production pointer, and the registry reads the
+log as the truth (:mod:`kafer.registry`). This module settles the runs: a run whose process died
+after registering its candidate is completed (succeeded), any other is marked ``abandoned`` with
+the step it died in. A run is judged dead when nobody alive holds the lake's ``retrain`` lock
+for it (locks die with their owner, see :meth:`kafer.lake.Lake.lock`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import catalog
+from .errors import RunError
+from .lake import Lake, utc_now_iso
+from .runrecord import CANDIDATE, MANIFEST, SETTINGS, read_json, update_manifest
+
+#: The steps of a retrain, in order, after the notebooks (what a manifest's ``steps`` can name).
+_AFTER_NOTEBOOKS = ("render", "register")
+#: Name of the lake lock a retrain holds, and where its holder record names the run.
+RETRAIN_LOCK = "retrain"
+
+
+def list_runs(runs: str | os.PathLike) -> list[dict]:
+    """The manifest of every run in ``runs``, oldest first (run ids sort by time); unreadable ones left out."""
+    root = Path(runs)
+    if not root.is_dir():
+        return []
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file()):
+        try:
+            out.append(read_json(folder / MANIFEST))
+        except RunError:
+            continue
+    return out
+
+
+def running_run(lake: Lake, *, stale_after: float) -> str | None:
+    """The run whose retrain holds the lake's retrain lock and is alive, or ``None``."""
+    holder = lake.lock_holder(RETRAIN_LOCK, stale_after=stale_after)
+    if holder is None or holder.get("state") != "alive":
+        return None
+    return (holder.get("details") or {}).get("run")
+
+
+def run_lake(runs: str | os.PathLike, run_id: str) -> str | None:
+    """The lake a run worked on, from its settings snapshot (``None`` when it has none)."""
+    try:
+        return read_json(Path(runs) / run_id / SETTINGS).get("lake")
+    except RunError:
+        return None
+
+
+def state_of(manifest: dict, *, alive: str | None) -> str:
+    """A run's status as it truly is: ``running`` only while its retrain is alive, else ``abandoned``."""
+    status = manifest.get("status")
+    if status == "running" and manifest.get("run_id") != alive:
+        return "abandoned"
+    return status
+
+
+def died_in(manifest: dict) -> str:
+    """The step a run was in when it stopped: the first one its manifest has no time for."""
+    from .pipeline import STEPS
+
+    done = manifest.get("steps") or {}
+    return next((step for step in (*STEPS, *_AFTER_NOTEBOOKS) if step not in done), "register")
+
+
+def settle_runs(lake: Lake, runs: str | os.PathLike, *, stale_after: float, holding: bool = False) -> list[dict]:
+    """Complete or abandon this lake's runs left ``running`` by a process that died.
+
+    Parameters
+    ----------
+    lake : Lake
+    runs : path
+        The run records folder.
+    stale_after : float
+        Heartbeat staleness for the retrain lock's holder on another host (see :meth:`Lake.lock`).
+    holding : bool
+        True when the caller holds the retrain lock itself: then no other run can be alive.
+
+    Returns
+    -------
+    list of dict
+        ``{"run", "outcome", "step"}`` per run settled; ``outcome`` is ``completed`` (its candidate
+        was registered: the run succeeded) or ``abandoned``.
+    """
+    alive = None if holding else running_run(lake, stale_after=stale_after)
+    settled = []
+    for manifest in list_runs(runs):
+        run_id = manifest.get("run_id")
+        if state_of(manifest, alive=alive) != "abandoned" or manifest.get("status") != "running":
+            continue
+        if run_lake(runs, run_id) != lake.url:
+            continue
+        candidate = next((m for m in catalog.model_metas(lake) if m["run"] == run_id), None)
+        step = died_in(manifest)
+        if candidate is not None:
+            update_manifest(runs, run_id, status="succeeded", finished_at=candidate["created_at"],
+                            candidate_version=candidate["version"],
+                            production_version=candidate.get("compared_with"),
+                            recovered=f"its process died after registering the candidate; completed {utc_now_iso()}")
+            settled.append({"run": run_id, "outcome": "completed", "step": step})
+        else:
+            (Path(runs) / run_id / CANDIDATE).unlink(missing_ok=True)
+            update_manifest(runs, run_id, status="abandoned", failed_step=step, abandoned_at=utc_now_iso(),
+                            error=f"its process died during {step}; nothing it did reached the registry")
+            settled.append({"run": run_id, "outcome": "abandoned", "step": step})
+    return settled

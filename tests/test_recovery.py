@@ -1,0 +1,90 @@
+"""After a kill -9 at any point of a retrain or a decision, the very next command succeeds without anyone
+deleting a file, and status tells the truth about every run and model (tests/crashing.py does the killing)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kafer import catalog, registry
+from kafer.cli import main
+from kafer.config import load_settings
+from kafer.lake import Lake
+from kafer.pipeline import retrain
+from test_pipeline import SMALL
+from worlds import quick_retrain
+
+CRASHING = Path(__file__).resolve().parent / "crashing.py"
+
+
+def killed(point: str, settings, run_id: str, upload: Path | None = None) -> None:
+    """Run tests/crashing.py to POINT and check it really died of SIGKILL."""
+    argv = [sys.executable, str(CRASHING), point, settings.lake, settings.runs, run_id]
+    done = subprocess.run(argv + ([str(upload)] if upload else []), capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+
+
+def status(settings) -> dict:
+    return registry.status(Lake(settings.lake), runs=settings.runs)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return load_settings(lake=str(tmp_path / "lake"), runs=str(tmp_path / "runs"), **SMALL)
+
+
+def test_a_retrain_killed_in_its_merge_blocks_nothing_and_is_shown_abandoned(settings, months):
+    killed("merge", settings, "dead", months[0])
+    assert [(r["run"], r["status"], r["step"]) for r in status(settings)["runs"]] == [("dead", "abandoned", "02_merge")]
+    assert Lake(settings.lake).lock_holder("retrain")["state"] == "dead"
+    after = retrain([str(months[0])], settings=settings, run_id="next")  # no waiting, no file deleted by hand
+    runs = {r["run"]: r for r in status(settings)["runs"]}
+    assert runs["dead"]["status"] == "abandoned" and runs["next"]["status"] == "succeeded"
+    manifest = json.loads((Path(settings.runs) / "dead" / "manifest.json").read_text())
+    assert manifest["status"] == "abandoned" and manifest["failed_step"] == "02_merge"
+    assert [c["version"] for c in status(settings)["candidates"]] == [after.candidate_version]
+
+
+def test_a_candidate_registered_by_a_run_killed_before_it_said_succeeded_can_be_decided(settings, months, capsys):
+    killed("registered", settings, "late", months[0])
+    [run] = status(settings)["runs"]
+    assert run["status"] == "abandoned" and run["step"] == "register"
+    [pending] = status(settings)["candidates"]
+    assert main(["decide", "late", "keep-new", "--by", "Ana", "--why", "good", "--lake", settings.lake,
+                 "--runs", settings.runs]) == 0
+    assert f"Kept the new model: {pending['version']}" in capsys.readouterr().out
+    [run] = status(settings)["runs"]
+    assert run["status"] == "succeeded" and run["candidate"] == pending["version"]
+
+
+def test_an_artifact_without_its_entry_is_ignored_and_the_run_abandoned(settings, months):
+    killed("artifact", settings, "half", months[0])
+    lake = Lake(settings.lake)
+    assert any(key.endswith("model.bin") for key in lake.list("models"))
+    assert registry.versions(lake) == [] and status(settings)["candidates"] == []
+    quick_retrain(None, settings=settings, run_id="again")
+    runs = {r["run"]: r["status"] for r in status(settings)["runs"]}
+    assert runs == {"half": "abandoned", "again": "succeeded"}
+    assert [v["run"] for v in registry.versions(lake)] == ["again"]
+
+
+def test_a_decision_killed_before_its_pointer_moved_is_what_status_and_predict_use(settings, months, tmp_path,
+                                                                                   capsys):
+    version = quick_retrain(months[0], settings=settings, run_id="r1")
+    killed("logged", settings, "r1")
+    lake = Lake(settings.lake)
+    assert catalog.production_pointer(lake) is None  # the pointer never moved …
+    assert registry.production(lake)["version"] == version  # … but the log is the truth
+    assert main(["status", "--json", "--lake", settings.lake, "--runs", settings.runs]) == 0
+    assert json.loads(capsys.readouterr().out)["production"]["version"] == version
+    out = tmp_path / "ranked.csv"
+    assert main(["predict", str(months[1]), "--lake", settings.lake, "--out", str(out)]) == 0
+    assert version in out.read_text()
+    second = quick_retrain(months[1], settings=settings, run_id="r2")
+    registry.decide(lake, "r2", "keep-old", by="Rui", why="no better", runs_dir=settings.runs)  # the lock is free
+    assert catalog.production_pointer(lake)["version"] == version != second
