@@ -165,11 +165,12 @@ def _short(iso: str | None) -> str:
 
 
 def cmd_predict(args) -> int:
-    from .predict import predict_upload, save_ranking
+    from .predict import output_format, predict_upload, ranking_facts, save_ranking
 
     settings, _ = _lake(args)
+    output_format(args.out)
     scored = predict_upload(args.paths, settings=settings, progress=_progress())
-    print(f"Production model {scored['model_version'].iloc[0]}: " + save_ranking(scored, args.out))
+    print(save_ranking(scored, args.out, facts=ranking_facts(scored, paths=args.paths, settings=settings)))
     return 0
 
 
@@ -218,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = add("predict", cmd_predict, "score every car of an upload with the production model")
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--out", required=True, metavar="FILE.csv")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the ranked list: a workbook "
+                   "(ranked.xlsx: riskiest first, cars in the inspection budget filled, a sheet on the model) "
+                   "or CSV (ranked.csv)")
     return parser
 
 

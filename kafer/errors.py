@@ -11,6 +11,11 @@ class KaferError(Exception):
 
     exit_code = 1
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: the one-line message, so a notebook refusing
+        an upload reads like the CLI (IPython calls this when an exception defines it)."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class UploadError(KaferError, ValueError):
     """An uploaded file cannot be accepted.
@@ -49,6 +54,10 @@ class UploadError(KaferError, ValueError):
 
 class ConfigError(KaferError, ValueError):
     """The settings (kafer.toml, environment, arguments) are not usable."""
+
+
+class OutputError(KaferError, ValueError):
+    """A result cannot be written where it was asked (unknown format, missing folder, file in use)."""
 
 
 class LakeError(KaferError, OSError):

@@ -1,28 +1,42 @@
 """Score cars with the production model: the ranked inspection list.
 
 An upload is read and checked exactly as for ingest, but not added to the lake; its cars get the
-same features as in training and the model kept in production scores them.
+same features as in training and the model kept in production scores them. The ranked list is
+written as CSV or as the workbook the plant opens (the cars, then which model made the list and
+how to read it).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable
+import textwrap
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from .config import Settings
-from .errors import RegistryError
+from .errors import OutputError, RegistryError, UploadError
 from .features import build_features
-from .ingest import read_upload
+from .ingest import list_upload, read_upload
 from .lake import Lake
 from .readers import COLUMNS, Progress
 
 
 def upload_features(paths: Iterable[str], *, settings: Settings, progress: Progress | None = None) -> pd.DataFrame:
-    """The per-car table of an upload on its own (nothing is written to the lake)."""
+    """The per-car table of an upload on its own (nothing is written to the lake).
+
+    Raises
+    ------
+    UploadError
+        When no path is given, or the upload holds no export or a file that cannot be accepted.
+    """
+    paths = list(paths)
+    if not paths:
+        raise UploadError("no upload given: name the export files or folders of the cars to score")
     received = read_upload(paths, settings=settings, progress=progress)
     exports = [r.export for r in received if r.export is not None]
     tables = {kind: [e.table for e in exports if e.kind == kind] for kind in COLUMNS}
@@ -76,11 +90,282 @@ def predict_upload(paths: Iterable[str], *, settings: Settings, progress: Progre
     return scored
 
 
-def save_ranking(ranked: pd.DataFrame, out: str) -> str:
-    """Write the ranked list to ``out`` (CSV) when a path is given; say what was written."""
-    flagged = int(ranked["in_budget"].sum())
-    text = f"{len(ranked):,} cars scored; {flagged:,} fall in the inspection budget."
+#: The formats the ranked list is written in, by the output's file suffix.
+FORMATS = {".xlsx": "workbook", ".csv": "CSV"}
+
+
+def output_format(out: str) -> str | None:
+    """The format ``out`` asks for (``".xlsx"`` or ``".csv"``), or ``None`` when no file is wanted.
+
+    Checked before scoring, so a wrong name costs no reading.
+
+    Raises
+    ------
+    OutputError
+        When ``out`` ends otherwise, names a workbook at a URL, or lies in a missing local folder.
+    """
     if not out:
+        return None
+    suffix = Path(out).suffix.lower()
+    if suffix not in FORMATS:
+        raise OutputError(f"cannot write the ranked list to {out}: name a workbook (.xlsx) or a CSV file (.csv)")
+    if "://" in out:
+        if suffix == ".xlsx":
+            raise OutputError(f"cannot write the workbook to {out}: name a local file")
+    elif not Path(out).resolve().parent.is_dir():
+        raise OutputError(f"cannot write the ranked list to {out}: the folder {Path(out).parent} does not exist")
+    return suffix
+
+
+def ranking_facts(ranked: pd.DataFrame, *, paths: Iterable[str], settings: Settings) -> dict:
+    """What the list's reader needs to know besides the cars: the model that scored them, the upload,
+    the inspection budget and the threshold, and when the list was made (read from the registry).
+
+    Returns
+    -------
+    dict
+        ``made_at`` (ISO UTC), ``lake``, ``files`` (names), ``budget``, ``threshold`` (or ``None``)
+        and ``model``: ``version``, ``family``, ``run``, ``data_version``, ``trained_on``, and
+        ``since``, ``by``, ``why`` of the decision that put it in production (``None`` if unknown).
+
+    Raises
+    ------
+    RegistryError
+        When ``ranked`` is empty or names a version the registry does not hold.
+    """
+    from . import registry
+
+    if ranked.empty:
+        raise RegistryError("an empty ranked list names no model")
+    version = str(ranked["model_version"].iloc[0])
+    lake = Lake(settings.lake)
+    meta = next((v for v in registry.versions(lake) if v["version"] == version), None)
+    if meta is None:
+        raise RegistryError(f"unknown model version {version!r} in the lake {lake.url}")
+    kept = [d for d in registry.decisions(lake) if d["after"] == version and d["before"] != version]
+    decision = kept[-1] if kept else {}
+    return {
+        "made_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "lake": lake.url,
+        "files": [file.replace("\\", "/").rsplit("/", 1)[-1] for file in list_upload(paths).files],
+        "budget": settings.operating_budget,
+        "threshold": (meta.get("metrics") or {}).get("operating_threshold"),
+        "model": {"version": version, "family": meta.get("family"), "run": meta.get("run"),
+                  "data_version": meta.get("data_version"), "trained_on": meta.get("trained_on"),
+                  "since": decision.get("at"), "by": decision.get("by"), "why": decision.get("why")},
+    }
+
+
+def summary(ranked: pd.DataFrame, facts: Mapping) -> str:
+    """The list in one line: how many cars, which model, how many in the inspection budget and why."""
+    model = facts["model"]
+    flagged = int(ranked["in_budget"].sum())
+    return (f"{len(ranked):,} cars scored with production model {model['version']} ({model['family']}); "
+            f"{flagged:,} fall in the inspection budget ({_budget_rule(facts)}).")
+
+
+def budget_note(ranked: pd.DataFrame, facts: Mapping) -> str:
+    """Why the cars in the budget can be more or fewer than the budget's share of this list."""
+    flagged, n = int(ranked["in_budget"].sum()), len(ranked)
+    share = f" ({_percent(flagged / n, 1)})" if n else ""
+    budget = _percent(facts["budget"])
+    if facts.get("threshold") is None:
+        return (f"{flagged:,} of these {n:,} cars{share} are in the inspection budget: the production model "
+                f"recorded no operating threshold, so the budget is the riskiest {budget} of this list, and a "
+                "car's flag depends on which cars are scored with it.")
+    return (f"{flagged:,} of these {n:,} cars{share} are in the inspection budget: a car is in it when its risk "
+            f"reaches {_percent(facts['threshold'], 1)}, the risk the riskiest {budget} of the production model's "
+            "evaluation cars reached. The threshold does not depend on how many cars are scored together, so a "
+            f"car's flag is the same in any list; a riskier batch has more than {budget} of its cars in the "
+            "budget, a safer one fewer.")
+
+
+def save_ranking(ranked: pd.DataFrame, out: str, *, facts: Mapping) -> str:
+    """Write the ranked list to ``out`` (workbook or CSV, by its suffix) when given; say what was done.
+
+    Raises
+    ------
+    OutputError
+        When ``out`` names another format or cannot be written.
+    """
+    fmt = output_format(out)
+    text = summary(ranked, facts)
+    if fmt is None:
         return text
-    ranked.to_csv(out, index=False)
-    return f"{text} Written to {out}."
+    try:
+        if fmt == ".xlsx":
+            ranking_workbook(ranked, facts).save(out)
+        else:
+            ranked.to_csv(out, index=False)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc} (is it open in another program?)") from None
+    return f"{text} Written to {out} ({FORMATS[fmt]})."
+
+
+#: Known columns of the ranked list in the workbook: header and number format.
+_SHOWN = {
+    "rank": ("Rank", "#,##0"),
+    "KNR": ("KNR", "@"),
+    "probability": ("Road-test risk", "0.0 %"),
+    "in_budget": ("In inspection budget", "@"),
+    "model_version": ("Model version", "@"),
+}
+#: Widest a column of the list gets, in characters; longer text wraps (its row grows by lines of
+#: ``_LINE_HEIGHT`` points). The second sheet's text is cut into rows of at most ``_ABOUT_WIDTH``.
+_MAX_WIDTH, _LINE_HEIGHT, _ABOUT_WIDTH = 60, 15, 90
+#: Fill of the rows of the cars in the inspection budget.
+_HIGHLIGHT = "FFFFC7CE"
+#: Names of the workbook's sheets.
+LIST_SHEET, ABOUT_SHEET = "Inspection list", "About this list"
+
+
+def ranking_workbook(ranked: pd.DataFrame, facts: Mapping):
+    """The inspection list as an openpyxl workbook: the ranked cars, then what the list is.
+
+    A pure function of the ranked list and its facts (:func:`ranking_facts`). The first sheet has
+    one row per car, riskiest first, with a frozen header and a filter; risk is a number formatted
+    as a percentage; the rows of the cars in the inspection budget are filled. ``rank``, ``KNR``,
+    ``probability`` and ``in_budget`` come first; any other column of the list follows as text, in
+    the list's order, then ``model_version`` when present.
+
+    Returns
+    -------
+    openpyxl.Workbook
+        Unsaved (``.save(path)``).
+    """
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(LIST_SHEET)
+    columns = (["rank", "KNR", "probability", "in_budget"] + [c for c in ranked.columns if c not in _SHOWN]
+               + [c for c in ("model_version",) if c in ranked.columns])
+    values = {c: ranked[c].tolist() if c in ("rank", "probability") else _as_text(ranked[c]).tolist()
+              for c in columns}
+    bold, fill = Font(name="Calibri", size=11, bold=True), PatternFill("solid", fgColor=_HIGHLIGHT)
+    top, wrapped = Alignment(vertical="top"), Alignment(wrap_text=True, vertical="top")
+    centered = Alignment(horizontal="center", vertical="top")
+    numbers = {"rank": len(f"{len(ranked):,}"), "probability": len("100.0 %")}
+    formats, alignments = [], []
+    for i, column in enumerate(columns, start=1):
+        header, number_format = _SHOWN.get(column, (column, "@"))
+        longest = max(len(header), numbers.get(column) or max(map(len, values[column]), default=0))
+        sheet.column_dimensions[get_column_letter(i)].width = min(longest + 2, _MAX_WIDTH)
+        formats.append(number_format)
+        alignments.append(wrapped if longest > _MAX_WIDTH else centered if column in ("rank", "in_budget") else top)
+    long = [c for c, alignment in zip(columns, alignments) if alignment is wrapped]
+    sheet.freeze_panes = "A2"
+    sheet.print_title_rows = "1:1"
+    _fit_to_page_width(sheet)
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{len(ranked) + 1}"
+    sheet.append([_cell(sheet, _SHOWN.get(c, (c,))[0], font=bold) for c in columns])
+    for r, flagged in enumerate(ranked["in_budget"].to_numpy(dtype=bool)):
+        lines = max((len(textwrap.wrap(values[c][r], _MAX_WIDTH - 2)) for c in long), default=1)
+        if lines > 1:  # readers do not grow a row for wrapped text on their own
+            sheet.row_dimensions[r + 2].height = _LINE_HEIGHT * lines
+        sheet.append([_cell(sheet, values[c][r], number_format=formats[j], fill=fill if flagged else None,
+                            alignment=alignments[j]) for j, c in enumerate(columns)])
+    about = book.create_sheet(ABOUT_SHEET)
+    about.column_dimensions["A"].width = 24
+    about.column_dimensions["B"].width = _ABOUT_WIDTH + 2
+    _fit_to_page_width(about)
+    left = Alignment(horizontal="left")
+    for label, value in about_rows(ranked, facts):
+        if isinstance(value, float):
+            about.append([_cell(about, label, font=bold), _cell(about, value, number_format="0.0 %", alignment=left)])
+            continue
+        for i, line in enumerate(textwrap.wrap(str(value), _ABOUT_WIDTH) or [""]):
+            about.append([_cell(about, label if i == 0 else None, font=bold), _cell(about, line, number_format="@")])
+    return book
+
+
+def about_rows(ranked: pd.DataFrame, facts: Mapping) -> list[tuple[str, object]]:
+    """The second sheet's rows: which model, when, the upload's files, the budget, how to read the list."""
+    model = facts["model"]
+    trained = model.get("trained_on") or {}
+    kept = "unknown"
+    if model.get("since"):
+        kept = _moment(model["since"]) + (f" by {model['by']}" if model.get("by") else "")
+        kept += f" (\"{model['why']}\")" if model.get("why") else ""
+    rows = [
+        ("Inspection list", f"{len(ranked):,} cars, riskiest first; "
+                            f"{int(ranked['in_budget'].sum()):,} in the inspection budget (filled rows)"),
+        ("Made at", _moment(facts["made_at"])),
+        ("Model version", model["version"]),
+        ("Model family", _FAMILY.get(model.get("family"), model.get("family") or "unknown")),
+        ("Trained on", f"{trained['cars']:,} cars ({trained['positives']:,} road-test failures) built "
+                       f"{_moment(trained['produced_from'], utc=False)} to {_moment(trained['produced_to'], utc=False)}"
+         if trained else "unknown"),
+        ("Trained by run", f"{model.get('run') or 'unknown'} on data version {model.get('data_version') or 'unknown'}"),
+        ("In production since", kept),
+        ("Inspection budget", facts["budget"]),
+        ("Operating threshold", facts["threshold"] if facts.get("threshold") is not None
+         else "none recorded: the riskiest share of this list is the budget"),
+        ("Lake", facts.get("lake") or "unknown"),
+    ]
+    files = facts.get("files") or []
+    rows += [("Upload files" if i == 0 else "", name) for i, name in enumerate(files)]
+    rows += [("How to read this list" if i == 0 else "", line) for i, line in enumerate(_reading(ranked, facts))]
+    return rows
+
+
+#: What each model family is, in words.
+_FAMILY = {"hgb": "hgb (gradient boosting, scikit-learn)", "keras": "keras (neural network)"}
+
+
+def _budget_rule(facts: Mapping) -> str:
+    budget = _percent(facts["budget"])
+    if facts.get("threshold") is None:
+        return f"the riskiest {budget} of this list"
+    return (f"a risk of at least {_percent(facts['threshold'], 1)}, reached by the riskiest {budget} of the "
+            "model's evaluation cars")
+
+
+def _reading(ranked: pd.DataFrame, facts: Mapping) -> list[str]:
+    return [
+        "One row per car of the upload, riskiest first: rank 1 is the car most likely to fail the road test.",
+        "Road-test risk is the production model's probability that the car fails the road test.",
+        "Filled rows (In inspection budget: yes) are the cars to road-test first.",
+        budget_note(ranked, facts),
+        "The filter arrows in the header show only the cars in the budget, or find a KNR.",
+    ]
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Cells as text: booleans as yes/no, missing values empty."""
+    if values.dtype == bool:
+        return values.map({True: "yes", False: "no"})
+    return values.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+
+
+def _fit_to_page_width(sheet) -> None:
+    """Print every column on one page across (as many pages down as it takes)."""
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 0
+
+
+def _cell(sheet, value, *, number_format: str | None = None, font=None, fill=None, alignment=None):
+    from openpyxl.cell import WriteOnlyCell
+
+    cell = WriteOnlyCell(sheet, value=value)
+    if number_format:
+        cell.number_format = number_format
+    if font is not None:
+        cell.font = font
+    if fill is not None:
+        cell.fill = fill
+    if alignment is not None:
+        cell.alignment = alignment
+    return cell
+
+
+def _percent(share: float, digits: int = 0) -> str:
+    return f"{share * 100:.{digits}f} %"
+
+
+def _moment(iso: str, *, utc: bool = True) -> str:
+    """An ISO time as ``2024-11-26 20:17 UTC`` (without ``UTC`` for the plant's own clock: production times)."""
+    text = str(iso)[:16].replace("T", " ")
+    return f"{text} UTC" if utc else text

@@ -238,16 +238,18 @@ def metrics_table(comparison: Mapping) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("metric")
 
 
-def risk_chart(ranked: pd.DataFrame, *, top: int = 20) -> Figure:
-    """The scored cars: probability by rank with the inspection budget, and the riskiest cars by KNR.
+def risk_chart(ranked: pd.DataFrame, *, top: int = 20, threshold: float | None = None) -> Figure:
+    """The scored cars: risk by rank with the inspection budget, and the riskiest cars by KNR.
 
     Parameters
     ----------
     ranked : pandas.DataFrame
         ``KNR``, ``probability``, ``rank`` and ``in_budget``, riskiest first (as
-        :func:`kafer.predict.rank` returns).
+        :func:`kafer.predict.rank` returns); other columns are ignored.
     top : int
         Cars named in the right-hand panel.
+    threshold : float, optional
+        The production model's operating threshold, drawn as a line on both panels.
 
     Returns
     -------
@@ -258,6 +260,8 @@ def risk_chart(ranked: pd.DataFrame, *, top: int = 20) -> Figure:
     ModelError
         When a column is missing.
     """
+    from matplotlib.ticker import PercentFormatter
+
     missing = [c for c in ("KNR", "probability", "rank", "in_budget") if c not in ranked.columns]
     if missing:
         raise ModelError(f"the ranked list has no column {', '.join(missing)}")
@@ -266,13 +270,19 @@ def risk_chart(ranked: pd.DataFrame, *, top: int = 20) -> Figure:
     left.plot(ranked["rank"], ranked["probability"], color="grey", linewidth=1)
     left.scatter(ranked["rank"][inside], ranked["probability"][inside], s=8, color="tab:red",
                  label=f"in the inspection budget ({int(inside.sum()):,} cars)")
-    left.set(xlabel="rank (1 = riskiest)", ylabel="probability of failing the road test",
+    left.set(xlabel="rank (1 = riskiest)", ylabel="risk of failing the road test",
              title=f"{len(ranked):,} cars scored")
-    left.legend(loc="upper right")
     head = ranked.head(top)
     right.barh(head["KNR"].astype(str)[::-1], head["probability"][::-1],
                color=np.where(head["in_budget"].to_numpy(dtype=bool)[::-1], "tab:red", "tab:grey"))
-    right.set(xlabel="probability of failing the road test", title=f"Riskiest {len(head)} cars")
+    right.set(xlabel="risk of failing the road test", title=f"Riskiest {len(head)} cars")
+    if threshold is not None:
+        left.axhline(threshold, color="tab:red", linestyle="--", linewidth=1,
+                     label=f"operating threshold {threshold * 100:.1f} %")
+        right.axvline(threshold, color="tab:red", linestyle="--", linewidth=1)
+    left.legend(loc="upper right")
+    for axis in (left.yaxis, right.xaxis):
+        axis.set_major_formatter(PercentFormatter(xmax=1, decimals=0, symbol=" %"))
     return fig
 
 

@@ -1,0 +1,251 @@
+"""`kafer predict` and 06_predict: the ranked list as the workbook the plant opens, CSV, refusals.
+
+A production model is registered straight through the registry (trained on one small demo upload,
+scoring another), so no retrain runs. The lake is a local folder: the notebook's kernel is another
+process.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from openpyxl import load_workbook
+
+from kafer import registry
+from kafer.cli import main
+from kafer.config import load_settings
+from kafer.demo import make_demo_upload
+from kafer.errors import KaferError, OutputError, StepError, UploadError
+from kafer.features import feature_columns
+from kafer.lake import Lake
+from kafer.metrics import threshold_at
+from kafer.model import train
+from kafer.pipeline import run_notebook
+from kafer.predict import (ABOUT_SHEET, LIST_SHEET, budget_note, output_format, predict_upload, ranking_facts,
+                           ranking_workbook, save_ranking, summary, upload_features)
+from kafer.report import risk_chart
+from kafer.runrecord import write_json
+
+HIGHLIGHT = "FFFFC7CE"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A lake whose production model (kept by Ana) was trained on one upload, and another upload to score."""
+    root = tmp_path_factory.mktemp("predict")
+    settings = load_settings(lake=str(root / "lake"), runs=str(root / "runs"))
+    first = make_demo_upload(root / "first", cars=200, seed=11, results_per_car=20)
+    second = make_demo_upload(root / "second", cars=200, seed=12, results_per_car=20, start="2024-04-15")
+    table = upload_features([str(first.folder)], settings=settings).drop(columns="label_known")
+    model = train(table, features=feature_columns(settings), family="hgb", seed=1)
+    threshold = threshold_at(model.predict_proba(table), budget=settings.operating_budget)
+    lake = Lake(settings.lake)
+    version = registry.register_candidate(
+        lake, run_id="r1", version=registry.new_version(), artifact=model.to_bytes(), family="hgb",
+        data_version="f1", metrics={"operating_threshold": threshold}, trained_on=model.meta["trained_on"],
+        training_cars=list(table["KNR"]))
+    write_json(root / "runs" / "r1" / "manifest.json",
+               {"run_id": "r1", "status": "succeeded", "candidate_version": version, "production_version": None})
+    registry.decide(lake, "r1", "keep-new", by="Ana", why="first model", runs_dir=settings.runs)
+    return {"root": root, "settings": settings, "upload": second, "version": version, "threshold": threshold,
+            "trained_on": model.meta["trained_on"]}
+
+
+@pytest.fixture(scope="module")
+def scored(world):
+    settings, upload = world["settings"], [str(world["upload"].folder)]
+    ranked = predict_upload(upload, settings=settings)
+    return ranked, ranking_facts(ranked, paths=upload, settings=settings)
+
+
+def test_the_facts_name_the_model_who_kept_it_the_upload_and_the_threshold(world, scored):
+    ranked, facts = scored
+    model = facts["model"]
+    assert (model["version"], model["family"], model["run"], model["by"], model["why"]) == (
+        world["version"], "hgb", "r1", "Ana", "first model")
+    assert model["trained_on"] == world["trained_on"] and model["since"]
+    assert facts["files"] == sorted(p.name for p in world["upload"].files)
+    assert facts["threshold"] == world["threshold"] and facts["budget"] == 0.1
+    flagged = ranked["in_budget"].to_numpy()
+    assert (ranked.loc[flagged, "probability"] >= facts["threshold"]).all()
+    assert (ranked.loc[~flagged, "probability"] < facts["threshold"]).all()
+
+
+def test_the_summary_is_one_line_with_the_model_the_count_and_the_threshold(world, scored):
+    ranked, facts = scored
+    text = summary(ranked, facts)
+    flagged = int(ranked["in_budget"].sum())
+    assert text == (f"200 cars scored with production model {world['version']} (hgb); {flagged} fall in the "
+                    f"inspection budget (a risk of at least {world['threshold'] * 100:.1f} %, reached by the "
+                    "riskiest 10 % of the model's evaluation cars).")
+    note = budget_note(ranked, facts)
+    assert note.startswith(f"{flagged} of these 200 cars ({flagged / 2:.1f} %) are in the inspection budget")
+    assert "does not depend on how many cars are scored together" in note
+
+
+def test_the_workbook_the_plant_opens(world, scored, tmp_path):
+    ranked, facts = scored
+    out = tmp_path / "ranked.xlsx"
+    assert save_ranking(ranked, str(out), facts=facts).endswith(f"Written to {out} (workbook).")
+    book = load_workbook(out)
+    assert book.sheetnames == [LIST_SHEET, ABOUT_SHEET]
+    sheet = book[LIST_SHEET]
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == "A1:E201"
+    assert [c.value for c in sheet[1]] == ["Rank", "KNR", "Road-test risk", "In inspection budget", "Model version"]
+    rows = list(sheet.iter_rows(min_row=2))
+    assert [r[1].value for r in rows] == ranked["KNR"].tolist()
+    assert [r[0].value for r in rows] == list(range(1, 201))
+    risk = [r[2] for r in rows]
+    assert all(isinstance(c.value, float) and c.number_format == "0.0 %" for c in risk)
+    np.testing.assert_allclose([c.value for c in risk], ranked["probability"])
+    filled = {r[1].value for r in rows if all(c.fill.fill_type == "solid" and c.fill.fgColor.rgb == HIGHLIGHT
+                                              for c in r)}
+    unfilled = {r[1].value for r in rows if all(c.fill.fill_type is None for c in r)}
+    assert filled == set(ranked.loc[ranked["in_budget"], "KNR"]) and len(filled) + len(unfilled) == 200
+    assert {r[3].value for r in rows if r[1].value in filled} == {"yes"}
+    assert sheet.column_dimensions["B"].width >= len("2024-1510001")
+    about = dict((label, value) for label, value in book[ABOUT_SHEET].iter_rows(max_col=2, values_only=True)
+                 if label)
+    assert about["Model version"] == world["version"] and about["Model family"].startswith("hgb")
+    assert about["Trained on"].startswith(f"{world['trained_on']['cars']} cars ")
+    assert about["In production since"].endswith('by Ana ("first model")')
+    assert about["Made at"].endswith("UTC") and about["Lake"] == world["settings"].lake
+    assert about["Inspection budget"] == 0.1 and about["Operating threshold"] == pytest.approx(world["threshold"])
+    values = [v for _, v in book[ABOUT_SHEET].iter_rows(max_col=2, values_only=True) if isinstance(v, str)]
+    assert set(facts["files"]) <= set(values) and max(map(len, values)) <= 90
+    assert budget_note(ranked, facts) in " ".join(values)
+
+
+def test_the_writer_writes_every_column_of_the_list_and_highlights_by_the_flag_alone():
+    ranked = pd.DataFrame({"KNR": ["2024-1", "2024-2", "2024-3"], "model_version": "m1",
+                           "probability": [0.5, 0.4, 0.3], "rank": [1, 2, 3], "in_budget": [True, False, True],
+                           "reasons": ["many ZP7 defects " * 6, None, "long dwell in ZP6"], "n_falhas_ZP7": [4, 0, 1]})
+    facts = {"made_at": "2024-11-26T20:17:53+00:00", "lake": "memory://x", "files": ["a.csv"], "budget": 0.1,
+             "threshold": None, "model": {"version": "m1", "family": "keras", "run": None, "data_version": None,
+                                          "trained_on": None, "since": None, "by": None, "why": None}}
+    out = io.BytesIO()
+    ranking_workbook(ranked, facts).save(out)
+    book = load_workbook(out)
+    sheet = book[LIST_SHEET]
+    assert [c.value for c in sheet[1]] == ["Rank", "KNR", "Road-test risk", "In inspection budget", "reasons",
+                                           "n_falhas_ZP7", "Model version"]
+    assert [c.value for c in sheet[3]] == [2, "2024-2", 0.4, "no", None, "0", "m1"]
+    assert sheet["E2"].alignment.wrap_text and sheet.column_dimensions["E"].width == 60
+    assert sheet.row_dimensions[2].height == 30 and sheet.row_dimensions[4].height is None
+    assert [row[0].fill.fill_type for row in sheet.iter_rows(min_row=2)] == ["solid", None, "solid"]
+    about = dict(r for r in book[ABOUT_SHEET].iter_rows(max_col=2, values_only=True) if r[0])
+    assert about["In production since"] == "unknown" and about["Model family"].startswith("keras")
+    assert about["Operating threshold"].startswith("none recorded")
+    assert "the riskiest 10 % of this list" in summary(ranked, facts)
+
+
+def test_csv_still_works(scored, tmp_path):
+    ranked, facts = scored
+    out = tmp_path / "ranked.csv"
+    assert save_ranking(ranked, str(out), facts=facts).endswith("(CSV).")
+    back = pd.read_csv(out, dtype={"KNR": str})
+    assert list(back.columns) == list(ranked.columns)
+    assert back["KNR"].tolist() == ranked["KNR"].tolist()
+
+
+@pytest.mark.parametrize("out, problem", [("ranked.txt", "name a workbook (.xlsx) or a CSV file (.csv)"),
+                                          ("ranked", "name a workbook"),
+                                          ("missing/ranked.xlsx", "the folder missing does not exist"),
+                                          ("s3://bucket/ranked.xlsx", "name a local file")])
+def test_an_output_it_cannot_write_is_refused(out, problem, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputError, match=re.escape(problem)):
+        output_format(out)
+    assert output_format("") is None and output_format("Ranked.XLSX") == ".xlsx"
+
+
+def test_the_cli_writes_the_workbook_and_says_so_in_one_line(world, tmp_path, capsys):
+    out = tmp_path / "ranked.xlsx"
+    assert main(["predict", str(world["upload"].folder), "--lake", world["settings"].lake, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    [line] = captured.out.splitlines()
+    assert line.startswith(f"200 cars scored with production model {world['version']} (hgb); ")
+    assert "reading" in captured.err  # progress on the reads
+    assert load_workbook(out).sheetnames == [LIST_SHEET, ABOUT_SHEET]
+
+
+def test_the_cli_refuses_another_format_before_reading(world, tmp_path, capsys):
+    code = main(["predict", str(world["upload"].folder), "--lake", world["settings"].lake,
+                 "--out", str(tmp_path / "ranked.json")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "reading" not in err
+    assert err.startswith("kafer predict: error: cannot write the ranked list to ") and "ranked.json" in err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda folder: None, "matches no file"),
+    (lambda folder: (folder / "STATUS.csv").write_text("KNR,STATUS,DATA\n"), "has a header but no data rows"),
+    (lambda folder: (folder / "notes.txt").write_text("hello"), "the upload holds no export"),
+])
+def test_an_upload_without_cars_is_refused_in_one_line(world, tmp_path, capsys, make, problem):
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    make(folder)
+    code = main(["predict", str(folder), "--lake", world["settings"].lake, "--out", str(tmp_path / "r.xlsx")])
+    err = capsys.readouterr().err
+    assert code == 2 and problem in err and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("kafer predict: error:") and not (tmp_path / "r.xlsx").exists()
+
+
+def test_no_upload_at_all_is_refused(world):
+    with pytest.raises(UploadError, match="no upload given: name the export files or folders"):
+        upload_features([], settings=world["settings"])
+
+
+def test_without_a_production_model_the_cli_says_what_to_do(world, tmp_path, capsys):
+    code = main(["predict", str(world["upload"].folder), "--lake", str(tmp_path / "lake"),
+                 "--out", str(tmp_path / "r.xlsx")])
+    err = capsys.readouterr().err
+    assert code == 1 and "has no production model yet: retrain, then keep a candidate" in err
+    assert "reading" not in err and err.count("\n") == 1
+
+
+def test_a_kafer_error_shows_in_ipython_as_its_one_line_message():
+    assert UploadError("the upload holds no file", file="up/")._render_traceback_() == [
+        "UploadError: up/: the upload holds no file"]
+    assert KaferError("x")._render_traceback_() == ["KaferError: x"]
+
+
+def test_the_notebook_shows_the_summary_and_writes_the_workbook(world, tmp_path):
+    out = tmp_path / "ranked.xlsx"
+    run_notebook("06_predict", tmp_path, {"upload": [str(world["upload"].folder)], "lake": world["settings"].lake,
+                                          "out": str(out)})
+    shown = [o["data"]["text/markdown"] for c in nbformat.read(str(tmp_path / "06_predict.ipynb"), as_version=4).cells
+             for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
+    assert shown[0].startswith(f"200 cars scored with production model {world['version']} (hgb); ")
+    assert "does not depend on how many cars are scored together" in shown[1]
+    assert load_workbook(out).sheetnames == [LIST_SHEET, ABOUT_SHEET]
+
+
+def test_the_notebook_refuses_an_empty_upload_in_one_line_without_traceback(world, tmp_path):
+    empty = tmp_path / "upload"
+    empty.mkdir()
+    with pytest.raises(StepError, match="matches no file"):
+        run_notebook("06_predict", tmp_path, {"upload": [str(empty)], "lake": world["settings"].lake, "out": ""})
+    cells = nbformat.read(str(tmp_path / "06_predict.ipynb"), as_version=4).cells
+    [error] = [o for c in cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert error["ename"] == "UploadError"
+    assert error["traceback"] == [f"UploadError: {empty}: matches no file"]
+
+
+def test_the_risk_chart_draws_the_threshold_and_shows_risk_in_percent(scored):
+    ranked, facts = scored
+    fig = risk_chart(ranked.assign(reasons="text"), threshold=facts["threshold"])
+    left, right = fig.axes
+    [line] = [ln for ln in left.get_lines() if ln.get_linestyle() == "--"]
+    assert list(line.get_ydata()) == [facts["threshold"]] * 2
+    assert [ln.get_xdata()[0] for ln in right.get_lines()] == [facts["threshold"]]
+    assert f"operating threshold {facts['threshold'] * 100:.1f} %" in [t.get_text() for t in left.get_legend().texts]
+    fig.canvas.draw()
+    assert all(t.get_text().endswith(" %") for t in left.get_yticklabels() if t.get_text())
