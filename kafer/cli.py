@@ -42,6 +42,17 @@ def _lake(args, *, write: bool = False):
     return settings, lake
 
 
+def _day(text: str) -> str:
+    """An argparse type: a calendar day written YYYY-MM-DD."""
+    import datetime as dt
+
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day written YYYY-MM-DD, e.g. 2024-04-01") from None
+    return text
+
+
 def cmd_ingest(args) -> int:
     from .ingest import ingest
 
@@ -175,50 +186,72 @@ def cmd_predict(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kafer", description="Road-test failure risk, retrained safely.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = argparse.ArgumentParser(
+        prog="kafer", description="Road-test failure risk for each car built, retrained safely: a person keeps the "
+                                  "new model or the old one, and only the kept model scores cars.",
+        epilog="`kafer COMMAND --help` shows a command's options. The lake is --lake, else $KAFER_LAKE, else "
+               "kafer.toml's lake, else the project's ./lake.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
 
     def add(name, func, help_text, *, runs=False):
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--lake", help="datalake URL (default: $KAFER_LAKE, else ./lake)")
+        p.add_argument("--lake", metavar="URL", help="datalake: a folder or fsspec URL, e.g. ./lake or "
+                       "s3://bucket/kafer (default: $KAFER_LAKE, else kafer.toml's lake, else <project>/lake)")
         if runs:
-            p.add_argument("--runs", help="folder of run records (default: $KAFER_RUNS, else ./runs)")
+            p.add_argument("--runs", metavar="FOLDER", help="folder of run records (default: $KAFER_RUNS, else "
+                           "kafer.toml's runs, else <project>/runs)")
         p.set_defaults(func=func)
         return p
 
+    upload = "export files, folders or globs (xlsx, csv, csv.gz), e.g. upload/ or 'exports/*2024*'"
     p = add("ingest", cmd_ingest, "check an upload, land it in the lake and rebuild the touched cars' features")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="export files or folders (xlsx, csv, csv.gz)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=upload)
     p = add("features", cmd_features, "write the current per-car table as CSV")
-    p.add_argument("--out", required=True, metavar="FILE.csv")
-    p = sub.add_parser("demo-data", help="write a realistic synthetic upload in the plant's layouts")
-    p.add_argument("out", metavar="OUT")
-    p.add_argument("--cars", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--start", default="2024-04-01", metavar="DATE")
-    p.add_argument("--signal", type=float, default=1.0, help="strength of the planted signal (0: pure chance)")
+    p.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write, e.g. features.csv")
+    p = sub.add_parser("demo-data", help="write a realistic synthetic upload in the plant's layouts",
+                       description="Write a realistic synthetic upload in the plant's layouts, and the true "
+                                   "probabilities behind it.")
+    p.add_argument("out", metavar="OUT", help="folder to write into: the exports go to OUT/upload (empty or "
+                   "absent), the truth to OUT/truth.csv")
+    p.add_argument("--cars", type=int, default=2000, metavar="N", help="cars built, about 300 a working day "
+                   "(default: 2000)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="the same seed writes the same files, byte "
+                   "for byte (default: 0)")
+    p.add_argument("--start", type=_day, default="2024-04-01", metavar="DATE", help="first production day, "
+                   "YYYY-MM-DD (default: 2024-04-01)")
+    p.add_argument("--signal", type=float, default=1.0, metavar="STRENGTH", help="strength of the planted "
+                   "signal: 1 gives a ROC-AUC of about 0.75, 0 pure chance (default: 1)")
     p.set_defaults(func=cmd_demo_data)
     p = add("retrain", cmd_retrain, "ingest (when paths are given), merge, retrain and compare", runs=True)
-    p.add_argument("paths", nargs="*", metavar="PATH")
-    p.add_argument("--run-id")
-    p.add_argument("--family", choices=FAMILIES)
+    p.add_argument("paths", nargs="*", metavar="PATH", help=f"{upload}; none: retrain on the lake as it is")
+    p.add_argument("--run-id", metavar="ID", help="name of the run's record (default: a new sortable id such as "
+                   "r20241126T201753Z-3fa9)")
+    p.add_argument("--family", choices=FAMILIES, help="model family to train: hgb (gradient boosting) or keras "
+                   "(neural network) (default: the settings', hgb)")
+    who = "who decides, e.g. \"Ana Souza\" (logged)"
     p = add("decide", cmd_decide, "keep the run's new model or the old one (logged)", runs=True)
-    p.add_argument("run", metavar="RUN")
-    p.add_argument("choice", choices=("keep-new", "keep-old"))
-    p.add_argument("--by", required=True, metavar="NAME")
-    p.add_argument("--why", required=True, metavar="TEXT")
+    p.add_argument("run", metavar="RUN", help="the run whose candidate to decide, e.g. r20241126T201753Z-3fa9 "
+                   "(kafer status lists the pending ones)")
+    p.add_argument("choice", choices=("keep-new", "keep-old"), help="keep-new: the run's candidate goes into "
+                   "production; keep-old: production stays")
+    p.add_argument("--by", required=True, metavar="NAME", help=who)
+    p.add_argument("--why", required=True, metavar="TEXT", help="why, in a sentence, e.g. \"finds 4 more "
+                   "failures per 100 cars at 10 %%\" (logged)")
     p = add("rollback", cmd_rollback, "put an earlier model version back in production (logged)", runs=True)
-    p.add_argument("--to", required=True, metavar="VERSION")
-    p.add_argument("--by", required=True, metavar="NAME")
-    p.add_argument("--why", required=True, metavar="TEXT")
+    p.add_argument("--to", required=True, metavar="VERSION", help="a version once in production, e.g. "
+                   "m20241026T101500.123456Z (kafer status lists them)")
+    p.add_argument("--by", required=True, metavar="NAME", help=who)
+    p.add_argument("--why", required=True, metavar="TEXT", help="why, in a sentence (logged)")
     p = add("desk", cmd_desk, "serve the decision page (keep new / keep old / roll back) on 127.0.0.1",
             runs=True)
     p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default: 8866)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser; just print the address")
     p.add_argument("--run", metavar="RUN", help="the run to show (default: the newest run waiting for a decision)")
     p = add("status", cmd_status, "the production model, pending candidates and the decision history", runs=True)
-    p.add_argument("--json", action="store_true")
-    p = add("predict", cmd_predict, "score every car of an upload with the production model")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print it as JSON")
+    p = add("predict", cmd_predict, "score every car of an upload with the production model: the ranked "
+            "inspection list")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=f"{upload}; nothing is added to the lake")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the ranked list: a workbook "
                    "(ranked.xlsx: riskiest first, cars in the inspection budget filled, a sheet on the model) "
                    "or CSV (ranked.csv)")
