@@ -156,8 +156,12 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(state, indent=2, default=str))
         return 0
+    print(f"Lake: {lake.url}")
+    if not (state["production"] or state["candidates"] or state["decisions"] or state["runs"]):
+        print(f"The lake {lake.url} holds no model yet: retrain first "
+              "(make retrain, or kafer retrain PATH).")
+        return 0
     prod = state["production"]
-    print(f"Lake: {state['lake']}")
     print(f"Production: {prod['version']} (run {prod['run']}, {prod['family']})" if prod else "Production: none")
     print(f"Pending candidates: {', '.join(c['version'] + ' (run ' + c['run'] + ')' for c in state['candidates']) or 'none'}")
     print("Runs:" if state["runs"] else "Runs: none")
@@ -247,8 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default: 8866)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser; just print the address")
     p.add_argument("--run", metavar="RUN", help="the run to show (default: the newest run waiting for a decision)")
-    p = add("status", cmd_status, "the production model, pending candidates and the decision history", runs=True)
-    p.add_argument("--json", action="store_true", help="print it as JSON")
+    p = add("status", cmd_status, "the lake read, the production model, pending candidates, the runs and the "
+            "decision history", runs=True)
+    p.add_argument("--json", action="store_true", help="print it as JSON (with the lake's URL under \"lake\")")
     p = add("predict", cmd_predict, "score every car of an upload with the production model: the ranked "
             "inspection list")
     p.add_argument("paths", nargs="+", metavar="PATH", help=f"{upload}; nothing is added to the lake")

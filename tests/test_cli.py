@@ -1,12 +1,14 @@
-"""The terminal: every option and argument of every command explained."""
+"""The terminal: every option explained, and `kafer status` naming the lake it read."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
 from kafer.cli import build_parser, main
+from test_registry import RUN1, retrain
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -45,3 +47,23 @@ def test_dates_are_explained_and_checked(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["demo-data", "out", "--start", "1/4/2024"])
     assert exit_.value.code == 2 and "'1/4/2024' is not a day written YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_status_names_the_lake_and_says_plainly_when_it_holds_no_model(tmp_path, capsys):
+    lake = str(tmp_path / "lake")
+    assert main(["status", "--lake", lake]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"Lake: {lake}", f"The lake {lake} holds no model yet: retrain first (make retrain, or kafer retrain PATH)."]
+    assert main(["status", "--json", "--lake", lake]) == 0
+    assert json.loads(capsys.readouterr().out) == {"lake": lake, "production": None, "candidates": [],
+                                                   "decisions": []}
+
+
+def test_status_with_a_pending_candidate(lake, tmp_path, capsys):
+    version = retrain(lake, tmp_path / "runs", RUN1)
+    assert main(["status", "--lake", lake.url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == [f"Lake: {lake.url}", "Production: none", f"Pending candidates: {version} (run {RUN1})"]
+    assert main(["status", "--json", "--lake", lake.url]) == 0
+    state = json.loads(capsys.readouterr().out)
+    assert state["lake"] == lake.url and [c["version"] for c in state["candidates"]] == [version]
