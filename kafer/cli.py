@@ -266,7 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader left (`kafer status --json | head`): end quietly, as the Python docs advise for
+        # SIGPIPE, pointing stdout at devnull so the flush at exit raises nothing either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KaferError as exc:
         print(f"kafer {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

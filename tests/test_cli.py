@@ -1,9 +1,12 @@
-"""The terminal: every option explained, and `kafer status` naming the lake it read."""
+"""The terminal: every option explained, `kafer status` naming its lake, and a closed pipe ending quietly."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -67,3 +70,15 @@ def test_status_with_a_pending_candidate(lake, tmp_path, capsys):
     assert main(["status", "--json", "--lake", lake.url]) == 0
     state = json.loads(capsys.readouterr().out)
     assert state["lake"] == lake.url and [c["version"] for c in state["candidates"]] == [version]
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
+    """`kafer status --json | head`: the pipe's read end is closed before kafer writes."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "kafer.cli", "status", "--json", "--lake", str(tmp_path / "lake")],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and done.stderr == ""
