@@ -38,3 +38,22 @@ def test_pipeline_passes_exactly_the_declared_parameters(step):
     declared = set(pm.inspect_notebook(str(NOTEBOOKS / f"{step}.ipynb")))
     passed = set(step_parameters(step, upload=["x"], runs="r", run_id="i"))
     assert passed == declared
+
+
+def test_the_decision_notebook_runs_under_nbval_as_committed(tmp_path, months):
+    """nbval runs the committed 05 with nothing filled in: the settings (here KAFER_LAKE / KAFER_RUNS)
+    decide where it looks, and it shows the pending run without an error."""
+    import os
+    import subprocess
+    import sys
+
+    from kafer.config import load_settings
+    from worlds import SMALL, quick_retrain
+
+    settings = load_settings(lake=str(tmp_path / "lake"), runs=str(tmp_path / "runs"), **SMALL)
+    quick_retrain(months[0], settings=settings, run_id="r1")
+    env = {**os.environ, "KAFER_LAKE": settings.lake, "KAFER_RUNS": settings.runs}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                           "--nbval-kernel-name", "kafer", str(NOTEBOOKS / "05_decide.ipynb")],
+                          env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0 and "passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
