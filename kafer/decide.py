@@ -25,6 +25,7 @@ from .narrative import interval, judgements
 #: Key figures shown for both models: metrics.json key, label, whether higher is better.
 FIGURES = (("roc_auc", "ROC-AUC", True), ("pr_auc", "PR-AUC", True), ("brier", "Brier score", False))
 _CELL = "padding:4px 14px;border-bottom:1px solid #d0d7de"
+_WORD = f"{_CELL};white-space:nowrap"
 _NUMBER = f"{_CELL};text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap"
 _OK, _BAD = "#1a7f37", "#b42318"
 
@@ -233,7 +234,7 @@ class DecisionPanel:
             self.header, self.figures, self.verdict, self.deciding, self.message,
             widgets.HTML("<h3>Production and decisions so far</h3>"), self.production, self.history,
             widgets.HTML("<h4>Roll back to an earlier production model</h4>"), self.no_rollback,
-            self.rolling_back], layout=widgets.Layout(max_width="72em"))
+            self.rolling_back], layout=widgets.Layout(max_width="84em"))
         self._load()
 
     def _repr_mimebundle_(self, **kwargs):
@@ -396,7 +397,7 @@ def _header_html(summary: dict, *, pending: list[str]) -> str:
             ("family", candidate["family"], production["family"] if production else "—"),
             ("trained on", _trained(candidate), _trained(production) if production else "—"),
             ("data version", candidate["data_version"], production["data_version"] if production else "—")]
-    table = "".join(f'<tr><th style="{_CELL};text-align:left">{_e(what)}</th><td style="{_CELL}">{_e(new)}</td>'
+    table = "".join(f'<tr><th style="{_WORD};text-align:left">{_e(what)}</th><td style="{_CELL}">{_e(new)}</td>'
                     f'<td style="{_CELL}">{_e(old)}</td></tr>' for what, new, old in rows)
     others = ""
     if pending:
@@ -420,12 +421,12 @@ def _figures_html(summary: dict) -> str:
         if word and not against:
             word = {"clearly better": "better than chance", "clearly worse": "worse than chance",
                     "not clear": "not clearly better than chance"}[word]
-        rows.append(f"<tr><td style='{_CELL}'>{_e(f['label'])} {'↑' if f['higher_is_better'] else '↓'}</td>"
+        rows.append(f"<tr><td style='{_WORD}'>{_e(f['label'])} {'↑' if f['higher_is_better'] else '↓'}</td>"
                     f"<td style='{_NUMBER}'>{_figure(f, 'candidate')}</td>"
                     f"<td style='{_NUMBER}'>{_figure(f, 'production')}</td>"
                     f"<td style='{_NUMBER}'>{_figure(f, 'difference')}</td>"
-                    f"<td style='{_CELL};color:{colour}'>{word}</td></tr>")
-    head = "".join(f"<th style='{_CELL};text-align:{align}'>{name}</th>" for name, align in (
+                    f"<td style='{_WORD};color:{colour}'>{word}</td></tr>")
+    head = "".join(f"<th style='{_WORD};text-align:{align}'>{name}</th>" for name, align in (
         ("figure (↑ higher is better, ↓ lower)", "left"), ("new model", "right"), ("production", "right"),
         ("new − production", "right"), ("", "left")))
     return (f"<h3>Key figures</h3><table style='border-collapse:collapse'><tr>{head}</tr>{''.join(rows)}</table>"
@@ -453,8 +454,8 @@ def _history_html(log: list[dict]) -> str:
         return "<p>No decision yet.</p>"
     head = "".join(f"<th style='{_CELL};text-align:left'>{name}</th>"
                    for name in ("when (UTC)", "who", "decision", "run", "production before → after", "why"))
-    rows = "".join(f"<tr><td style='{_CELL};white-space:nowrap'>{_when(d['at'])}</td><td style='{_CELL}'>{_e(d['by'])}"
-                   f"</td><td style='{_CELL}'>{_e(d['choice'])}</td><td style='{_CELL}'>{_e(d.get('run'))}</td>"
+    rows = "".join(f"<tr><td style='{_WORD}'>{_when(d['at'])}</td><td style='{_CELL}'>{_e(d['by'])}"
+                   f"</td><td style='{_WORD}'>{_e(d['choice'])}</td><td style='{_WORD}'>{_e(d.get('run'))}</td>"
                    f"<td style='{_CELL}'>{_e(d['before'])} → {_e(d['after'])}</td><td style='{_CELL}'>{_e(d['why'])}</td>"
                    "</tr>" for d in reversed(log))
     return f"<table style='border-collapse:collapse'><tr>{head}</tr>{rows}</table>"
