@@ -31,6 +31,8 @@ PROJECT_MARKERS = (CONFIG_FILE, "pyproject.toml")
 
 #: Model families Käfer can train: gradient boosting, or a Keras dense network.
 FAMILIES = ("hgb", "keras")
+#: What ``family`` may be set to: a family, or ``auto`` (compare them and keep the better).
+FAMILY_CHOICES = FAMILIES + ("auto",)
 
 #: Checkpoint codes of each zone whose dwell time is a feature (DATA.md defaults).
 DEFAULT_ZONES: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -91,8 +93,16 @@ class Settings:
     #: The budget whose threshold is the operating point (confusion matrices, predict's flag).
     operating_budget: float = 0.10
     bootstrap_rounds: int = 1000
-    #: Model family trained when none is named (``hgb`` or ``keras``); see README for why.
+    #: Model family trained when none is named: ``hgb``, ``keras``, or ``auto`` (both compared on the
+    #: same time-ordered validation cars, the better one kept); see README for why ``hgb``.
     family: str = "hgb"
+    #: A column learned from the data (a test's NOKs, a defect text, a station, a repeated checkpoint,
+    #: a configuration category) is used only when at least this many training cars have it.
+    fact_min_cars: int = 20
+    #: At most this many such columns of each kind, the most common first.
+    fact_max_columns: int = 300
+    #: Hours at which the plant's shifts start (shift 1 starts at the first).
+    shift_start_hours: tuple[int, ...] = (6, 14, 22)
     seed: int = 20240520
     #: Seconds a decision or retrain waits for another one to release the lake's lock.
     lock_timeout: float = 30.0
@@ -135,7 +145,7 @@ class Settings:
         return _checked(cls().replace(**_typed(dict(values), "a settings snapshot")))
 
 
-_TUPLE_FIELDS = {"post_road_sections", "budgets"}
+_TUPLE_FIELDS = {"post_road_sections", "budgets", "shift_start_hours"}
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -212,8 +222,13 @@ def load_settings(*, config_file: str | os.PathLike | None = None, **overrides) 
 def _checked(settings: Settings) -> Settings:
     if not 0 < settings.eval_fraction < 1:
         raise ConfigError(f"eval_fraction must lie between 0 and 1, not {settings.eval_fraction}")
-    if settings.family not in FAMILIES:
-        raise ConfigError(f"family must be one of {', '.join(FAMILIES)}, not {settings.family!r}")
+    if settings.family not in FAMILY_CHOICES:
+        raise ConfigError(f"family must be one of {', '.join(FAMILY_CHOICES)}, not {settings.family!r}")
+    if settings.fact_min_cars < 1 or settings.fact_max_columns < 0:
+        raise ConfigError("fact_min_cars must be at least 1 and fact_max_columns at least 0")
+    hours = settings.shift_start_hours
+    if not hours or list(hours) != sorted(set(hours)) or not all(0 <= h < 24 for h in hours):
+        raise ConfigError(f"shift_start_hours must be distinct hours 0-23 in increasing order, not {hours}")
     if not all(0 < b < 1 for b in settings.budgets) or not 0 < settings.operating_budget < 1:
         raise ConfigError("inspection budgets must lie between 0 and 1")
     return settings

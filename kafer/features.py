@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+import hashlib
+import json
 from typing import Sequence
 
 import numpy as np
@@ -23,8 +25,41 @@ from .readers import COLUMNS, schema
 RESULT_IDS = ("1", "2", "718")
 NOK = "13"
 
+#: Version of what the curated table and its facts mean. Change it whenever a column or fact is
+#: computed differently: the next merge (or ``kafer rebuild``) then rebuilds every car from the raw
+#: zone into a new curated version, so that no version mixes rows built two ways.
+FEATURE_DEFINITIONS = "2"
+
 #: Columns that describe a car but are never fed to a model.
 META_COLUMNS = ("KNR", "label_rod", "label_known", "produced_at", "road_test_at")
+
+#: Families of model inputs, as the comparison reports what drives the risk.
+FEATURE_FAMILIES = ("contract", "configuration", "tests", "route", "defects")
+_FAMILY_OF_EXTRA = {"n_nok_tests_distinct": "tests", "n_tests_distinct": "tests",
+                    "n_falhas_stations_pre_road": "defects", "n_status_events_pre_road": "route",
+                    "n_status_codes_pre_road": "route", "dwell_min_pre_road": "route",
+                    "n_checkpoints_repeated_pre_road": "route", "n_repeat_passages_pre_road": "route"}
+
+
+def feature_definitions(settings: Settings) -> str:
+    """:data:`FEATURE_DEFINITIONS` and a digest of the settings the table is built from.
+
+    Changing a zone, a hall group, the road-test code, the label hall, the post-road sections, the
+    falhas gap or the shifts changes the table as much as changing the code does.
+    """
+    shaping = {"zones": dict(settings.zones), "hall_groups": dict(settings.hall_groups),
+               "road_test_code": settings.road_test_code, "label_hall": settings.label_hall,
+               "post_road_sections": settings.post_road_sections, "falhas_gap_hours": settings.falhas_gap_hours,
+               "shift_start_hours": settings.shift_start_hours}
+    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True, default=list).encode("utf-8")).hexdigest()
+    return f"{FEATURE_DEFINITIONS}-{digest[:12]}"
+
+
+def route_columns(settings: Settings) -> tuple[str, ...]:
+    """Rework loops, and the shift and weekday of the car's first passage at each zone."""
+    return (("n_checkpoints_repeated_pre_road", "n_repeat_passages_pre_road")
+            + tuple(f"shift_at_{zone}" for zone in settings.zones)
+            + tuple(f"weekday_at_{zone}" for zone in settings.zones))
 
 
 def feature_columns(settings: Settings) -> tuple[str, ...]:
@@ -36,7 +71,17 @@ def feature_columns(settings: Settings) -> tuple[str, ...]:
         + tuple(f"dwell_min_{zone}" for zone in settings.zones)
         + ("n_nok_tests_distinct", "n_tests_distinct", "n_falhas_pre_road", "n_falhas_stations_pre_road",
            "n_status_events_pre_road", "n_status_codes_pre_road", "dwell_min_pre_road")
+        + route_columns(settings)
     )
+
+
+def family_of(column: str) -> str:
+    """The family of a curated table's column: what it describes (see :data:`FEATURE_FAMILIES`)."""
+    if column in _FAMILY_OF_EXTRA:
+        return _FAMILY_OF_EXTRA[column]
+    if column.startswith(("shift_at_", "weekday_at_")):
+        return "route"
+    return "contract"
 
 
 def table_columns(settings: Settings) -> tuple[str, ...]:
@@ -74,10 +119,13 @@ def build_features(resultados: pa.Table | None, falhas: pa.Table | None, status:
              _dwell(status, settings), _times(resultados, status, settings)]
     for part in parts:
         table = table.join(part, how="left")
-    ints = [c for c in feature_columns(settings) if not c.startswith("dwell_min_")] + ["label_rod"]
+    moments = [c for c in route_columns(settings) if c.startswith(("shift_at_", "weekday_at_"))]
+    ints = [c for c in feature_columns(settings) if not c.startswith("dwell_min_") and c not in moments]
+    ints += ["label_rod"]
     for col in feature_columns(settings):
         if col not in table:
-            table[col] = 0
+            table[col] = np.nan if col in moments else 0
+    table[moments] = table[moments].astype("float64")
     table[ints] = table[ints].fillna(0).astype("int64")
     dwell = [c for c in feature_columns(settings) if c.startswith("dwell_min_")]
     table[dwell] = table[dwell].fillna(0.0).astype("float64")
@@ -251,11 +299,23 @@ def _falhas_counts(falhas: pa.Table, settings: Settings) -> pd.DataFrame:
     return out.join(labelled, how="outer")
 
 
-def _dwell(status: pa.Table, settings: Settings) -> pd.DataFrame:
-    """Minutes per zone before the road test, from distinct status events in time order."""
+def pre_road_events(status: pa.Table, settings: Settings) -> pd.DataFrame:
+    """Each car's distinct status events before its road test, in time order, with how long each lasted.
+
+    Events are sorted by time and, within a second, by code; the first road-test checkpoint and
+    everything after it are left out. Each event lasts until the car's next event (the first one
+    left out included), the last one 0 minutes.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``KNR``, ``STATUS``, ``DATA``, ``minutes`` and ``zone`` (the settings' zone of the code, or
+        missing).
+    """
+    columns = ["KNR", "STATUS", "DATA", "minutes", "zone"]
     events = status.group_by(["KNR", "STATUS", "DATA"]).aggregate([]).to_pandas()
     if events.empty:
-        return pd.DataFrame(index=pd.Index([], name="KNR"))
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
     events = events.sort_values(["KNR", "DATA", "STATUS"], ignore_index=True)
     knr = events["KNR"].to_numpy()
     new_car = np.r_[True, knr[1:] != knr[:-1]]
@@ -268,9 +328,16 @@ def _dwell(status: pa.Table, settings: Settings) -> pd.DataFrame:
     first_road = np.full(car.max() + 1, np.iinfo(np.int64).max)
     np.minimum.at(first_road, car[is_road], position[is_road])
     before = position < first_road[car]
-    frame = pd.DataFrame({"KNR": knr, "STATUS": events["STATUS"].to_numpy(), "minutes": duration / 60.0})[before]
+    frame = pd.DataFrame({"KNR": knr, "STATUS": events["STATUS"].to_numpy(), "DATA": events["DATA"].to_numpy(),
+                          "minutes": duration / 60.0})[before]
     zone_of = {code: zone for zone, codes in settings.zones.items() for code in codes}
     frame["zone"] = frame["STATUS"].map(zone_of)
+    return frame.reset_index(drop=True)
+
+
+def _dwell(status: pa.Table, settings: Settings) -> pd.DataFrame:
+    """Minutes per zone before the road test, from distinct status events in time order."""
+    frame = pre_road_events(status, settings)
     if frame.empty:
         return pd.DataFrame(index=pd.Index([], name="KNR"))
     out = frame.pivot_table(index="KNR", columns="zone", values="minutes", aggfunc="sum")
@@ -280,6 +347,29 @@ def _dwell(status: pa.Table, settings: Settings) -> pd.DataFrame:
     out = out.join(by_car.size().rename("n_status_events_pre_road"), how="outer")
     out["n_status_codes_pre_road"] = by_car["STATUS"].nunique()
     out["dwell_min_pre_road"] = by_car["minutes"].sum()
+    return out.join(_route(frame, settings), how="left")
+
+
+def _route(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """Rework loops (checkpoints passed more than once) and when the car first reached each zone.
+
+    ``events`` are a car's distinct status events before the road test; ``shift_at_Z`` is the shift
+    (1 = the one starting at the first of ``settings.shift_start_hours``) of the first event in
+    zone Z and ``weekday_at_Z`` its weekday (0 = Monday), missing when the car never passed Z.
+    """
+    passes = events.groupby(["KNR", "STATUS"]).size()
+    by_car = (passes - 1).groupby(level="KNR")
+    out = pd.DataFrame({"n_checkpoints_repeated_pre_road": (passes > 1).groupby(level="KNR").sum(),
+                        "n_repeat_passages_pre_road": by_car.sum()})
+    first = events[events["zone"].notna()].groupby(["KNR", "zone"])["DATA"].min().unstack("zone")
+    first = first.reindex(columns=list(settings.zones))
+    hours = np.asarray(settings.shift_start_hours)
+    for zone in settings.zones:
+        at = pd.to_datetime(first[zone])
+        position = np.searchsorted(hours, at.dt.hour.to_numpy(dtype=float, na_value=np.nan), side="right") - 1
+        shift = np.where(position < 0, len(hours), position + 1).astype(float)
+        out[f"shift_at_{zone}"] = pd.Series(np.where(at.isna(), np.nan, shift), index=first.index)
+        out[f"weekday_at_{zone}"] = at.dt.day_of_week.astype("float64")
     return out
 
 
