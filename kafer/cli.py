@@ -105,7 +105,8 @@ def cmd_features(args) -> int:
 def cmd_demo_data(args) -> int:
     from .demo import make_demo_upload
 
-    demo = make_demo_upload(args.out, cars=args.cars, seed=args.seed, start=args.start, signal=args.signal)
+    demo = make_demo_upload(args.out, cars=args.cars, seed=args.seed, start=args.start, signal=args.signal,
+                            signal_in=tuple(p.strip() for p in args.signal_in.split(",")), layout=args.layout)
     print(f"Demo upload of {args.cars:,} cars in {demo.folder}:")
     for path in demo.files:
         print(f"  {path.name}")
@@ -225,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "YYYY-MM-DD (default: 2024-04-01)")
     p.add_argument("--signal", type=float, default=1.0, metavar="STRENGTH", help="strength of the planted "
                    "signal: 1 gives a ROC-AUC of about 0.75, 0 pure chance (default: 1)")
+    p.add_argument("--layout", default="plant", choices=("plant", "csv", "xlsx"),
+                   help="plant: the plant's real mix of xlsx and csv; csv / xlsx: every file in that format")
+    p.add_argument("--signal-in", default="contract", metavar="WHERE",
+                   help="where the risk hides, comma-separated: contract, configuration, tests, route, defects "
+                        "(which ones carry it is drawn from the seed and written to OUT/signal.json)")
     p.set_defaults(func=cmd_demo_data)
     p = add("retrain", cmd_retrain, "ingest (when paths are given), merge, retrain and compare", runs=True)
     p.add_argument("paths", nargs="*", metavar="PATH", help=f"{upload}; none: retrain on the lake as it is")

@@ -49,3 +49,10 @@ def test_label_unknown_after_the_falhas_period(lake, settings, tmp_path):
 
 def test_features_never_hold_the_label(settings):
     assert not {"label_rod", "label_known", "KNR", "road_test_at", "produced_at"} & set(feature_columns(settings))
+
+
+def test_the_contract_holds_wherever_the_risk_hides(lake, settings, tmp_path):
+    demo = make_demo_upload(tmp_path / "demo", cars=150, seed=9, results_per_car=40, layout="csv",
+                            signal_in=("configuration", "tests", "route", "defects"))
+    ingest([str(demo.folder)], lake=lake, settings=settings)
+    assert_contract(current_features(lake), demo.truth)

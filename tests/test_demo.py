@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import io
+import json
 import re
 
 import numpy as np
@@ -322,3 +323,61 @@ def test_bad_options_and_a_used_folder_are_refused(tmp_path, plant):
     for bad in ({"cars": 0}, {"layout": "parquet"}, {"sheet_rows": 3}, {"results_per_car": 2}, {"signal": -1}):
         with pytest.raises(ConfigError):
             make_demo_upload(tmp_path, **{**SMALL, **bad})
+
+
+# -- rework and where the risk hides --------------------------------------------------------------
+
+def pre_road_status(folder, settings) -> pd.DataFrame:
+    status = pd.concat(read_rows(p) for p in folder.iterdir() if p.name.startswith("STATUS")).drop_duplicates()
+    status["DATA"] = pd.to_datetime(status["DATA"])  # csv layouts: ISO text
+    road = status[status["STATUS"] == settings.road_test_code].groupby("KNR")["DATA"].min()
+    return status[status["DATA"] < status["KNR"].map(road)]
+
+
+def test_some_cars_loop_back_to_a_repair_point_before_the_road_test(many, settings):
+    passes = pre_road_status(many.folder, settings).groupby(["KNR", "STATUS"]).size()
+    looped = passes[passes > 1].reset_index()
+    share = looped["KNR"].nunique() / len(truth_of(many))
+    assert 0.15 <= share <= 0.3
+    assert set(looped["STATUS"]) <= {"L66A", "L534", "L535", "L536", "L537", "L538", "L539", "M591", "M592", "M593",
+                                     "M594", "M595", "M596", "M600", "M643", "M644", "M695", "M698", "M700"}
+
+
+def carriers_of(demo, placement, settings) -> pd.Series:
+    """Which cars carry the planted facts, read from the files without Käfer."""
+    what = json.loads(demo.signal.read_text())["carriers"][placement]
+    cars = truth_of(demo).index
+    falhas = pd.concat(read_rows(p) for p in demo.folder.iterdir() if p.name.startswith("FALHAS"))
+    if placement == "configuration":
+        motor, cor = what["MOTOR x COR"]
+        has = falhas.loc[(falhas["MOTOR"].str.strip() == motor) & (falhas["COR"] == cor), "KNR"]
+    elif placement == "tests":
+        rows = pd.concat(read_rows(p) for p in demo.folder.iterdir() if p.name.startswith("RESULTADOS"))
+        has = rows.loc[rows["NAME"].isin(what["tests NOK"]) & (rows["STATUS"].map(number_text) == "13.0"), "KNR"]
+    elif placement == "route":
+        passes = pre_road_status(demo.folder, settings).groupby(["KNR", "STATUS"]).size().reset_index()
+        has = passes.loc[(passes[0] > 1) & passes["STATUS"].isin(what["checkpoints passed twice"]), "KNR"]
+    else:
+        group_of = {h: g for g, members in settings.hall_groups.items() for h in members}
+        key = falhas["HALLE"].str.strip().str.upper().map(group_of) + "|" + falhas["FALHA"].str.strip().str.upper()
+        has = falhas.loc[key.isin(what["defects"]), "KNR"]
+    return pd.Series(cars.isin(set(has)), index=cars)
+
+
+@pytest.mark.parametrize("placement", ["configuration", "tests", "route", "defects"])
+def test_the_risk_hides_where_asked_and_the_seed_draws_what_carries_it(tmp_path, settings, placement):
+    options = dict(cars=1500, results_per_car=120, layout="csv", signal_in=(placement,))
+    demo = make_demo_upload(tmp_path / "a", seed=8, **options)
+    truth, has = truth_of(demo), carriers_of(demo, placement, settings)
+    assert 0.02 < has.mean() < 0.5
+    assert truth.loc[has, "p_true"].mean() > 1.8 * truth.loc[~has, "p_true"].mean()
+    assert truth["p_true"].mean() == pytest.approx(0.07, abs=0.001)
+    drawn = {json.dumps(json.loads(make_demo_upload(tmp_path / str(seed), seed=seed, **options).signal.read_text())
+                        ["carriers"]) for seed in (9, 10, 11)}
+    assert len(drawn | {json.dumps(json.loads(demo.signal.read_text())["carriers"])}) >= 2
+
+
+def test_signal_in_is_checked(tmp_path):
+    for bad in ((), ("weather",), "tests"):
+        with pytest.raises(ConfigError, match="signal_in"):
+            make_demo_upload(tmp_path, **{**SMALL, "signal_in": bad})

@@ -7,19 +7,22 @@ implementation of DATA.md must compute from those files. The truth is worked out
 generator's own clean rows, independently of :mod:`kafer.features`. The tests, the benchmarks and
 ``make retrain``'s demo use it.
 
-The label carries a weak, learnable signal from the car's features before the road test only;
-whatever is measured after it (ROD, AGUA and ZP8 defects, ``SECTION_ZP8`` results, later status
-events) is drawn by chance alone. Everything comes from one seed and is built with numpy and Arrow
+The label carries a weak, learnable signal from what is known before the road test only: by default
+the contract's counts and dwell times, or (``signal_in``) the configuration, which tests were NOK,
+rework loops and shifts, or which defect texts at which station, the carriers drawn from the seed
+and written to ``signal.json``. Whatever is measured after the road test (ROD, AGUA and ZP8
+defects, ``SECTION_ZP8`` results, later status events) is drawn by chance alone. Everything comes from one seed and is built with numpy and Arrow
 string kernels, never a Python loop over rows; workbooks are written as SpreadsheetML directly
 (inline strings), which is some thirty times faster than a workbook library.
 
-One module each: :mod:`.plant` simulates the line, :mod:`.truth` works out what an exact
-implementation must find, :mod:`.exports` cuts the rows into the plant's export pieces, and
-:mod:`.csvfile` and :mod:`.xlsxfile` write them.
+One module each: :mod:`.plant` simulates the line (repair loops included), :mod:`.signal` plants
+the risk, :mod:`.truth` works out what an exact implementation must find, :mod:`.exports` cuts the
+rows into the plant's export pieces, and :mod:`.csvfile` and :mod:`.xlsxfile` write them.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,7 @@ import pandas as pd
 from ..config import Settings, load_settings
 from ..errors import ConfigError, KaferError
 from . import exports, plant, truth, xlsxfile
+from .signal import PLACEMENTS, planted
 
 #: Sub-folder of ``out`` that holds the export files (``truth.csv`` sits beside it).
 DEMO_UPLOAD = "upload"
@@ -46,12 +50,14 @@ class DemoUpload:
     """The export files (not the truth file)."""
     truth: Path
     """``truth.csv``: one row per car, its true probability and the contract values."""
+    signal: Path
+    """``signal.json``: where the risk was planted and which facts carry it."""
 
 
 def make_demo_upload(out: str | Path, *, cars: int = 2000, seed: int = 0, start: str = "2024-04-01",
                      signal: float = 1.0, layout: str = "plant", sheet_rows: int | None = None,
                      falhas_until: str | None = None, results_per_car: int | None = None,
-                     settings: Settings | None = None) -> DemoUpload:
+                     signal_in: tuple[str, ...] = ("contract",), settings: Settings | None = None) -> DemoUpload:
     """Write a synthetic upload of ``cars`` cars and the truth behind it.
 
     Parameters
@@ -80,6 +86,12 @@ def make_demo_upload(out: str | Path, *, cars: int = 2000, seed: int = 0, start:
         cars road-tested later end up with an unknown label.
     results_per_car : int, optional
         About this many resultados rows per car instead of the real ~880 (small, fast uploads).
+    signal_in : tuple of str
+        Where the risk is planted, some of :data:`PLACEMENTS`: ``contract`` (the contract's counts
+        and dwell times), ``configuration`` (an engine × colour, a colour), ``tests`` (NOKs of three
+        tests and a test family), ``route`` (loops through two repair points, every loop, a shift at
+        a zone), ``defects`` (two defect texts in their halls, a station). Which ones carry the risk
+        is drawn from the seed and written to ``out/signal.json``.
     settings : Settings, optional
         Zones, hall groups, road-test code and label hall (default: :func:`load_settings`).
 
@@ -106,19 +118,25 @@ def make_demo_upload(out: str | Path, *, cars: int = 2000, seed: int = 0, start:
         raise ConfigError(f"results_per_car must be at least 4, not {results_per_car}")
     if signal < 0:
         raise ConfigError(f"signal must not be negative, not {signal}")
+    if isinstance(signal_in, str) or not signal_in or not set(signal_in) <= set(PLACEMENTS):
+        raise ConfigError(f"signal_in must name some of {', '.join(PLACEMENTS)}, not {signal_in!r}")
+    signal_in = tuple(dict.fromkeys(signal_in))
     out = Path(out)
     folder = out / DEMO_UPLOAD
     if folder.exists() and any(folder.iterdir()):
         raise KaferError(f"{folder} already holds files; give an empty or new folder for the demo upload")
 
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
     fleet = plant.fleet(streams[0], cars, pd.Timestamp(start).normalize())
-    line = plant.checkpoints(streams[1], fleet.a600, settings)
+    line = plant.with_rework(streams[6], plant.checkpoints(streams[1], fleet.a600, settings), settings)
     plan = plant.test_plan(results_per_car, settings)
     results = plant.test_results(streams[2], plan, fleet.a600, line)
     defects = plant.defects(streams[3], line, settings)
     measured = truth.result_counts(results, plan, cars).join(truth.dwell(line, cars, settings))
-    p_true = truth.p_true(measured.join(truth.falhas_counts(defects, cars, settings)), signal)
+    contract = truth.contract_score(measured.join(truth.falhas_counts(defects, cars, settings)))
+    score, carriers = planted(streams[7], signal_in, contract=contract, fleet=fleet, line=line, plan=plan,
+                              results=results, found=defects, settings=settings)
+    p_true = truth.p_true(score, signal)
     label = (streams[4].random(cars) < p_true) & line.road_tested
     defects = plant.with_label_defects(streams[4], defects, label, line, settings)
     if falhas_until is not None:
@@ -129,4 +147,7 @@ def make_demo_upload(out: str | Path, *, cars: int = 2000, seed: int = 0, start:
     files = exports.write_exports(streams[5], folder, layout, sheet_rows, fleet, line, plan, results, defects)
     truth_path = out / "truth.csv"
     table.to_csv(truth_path, index=False)
-    return DemoUpload(folder=folder, files=tuple(files), truth=truth_path)
+    signal_path = out / "signal.json"
+    signal_path.write_text(json.dumps({"signal": signal, "signal_in": list(signal_in), "seed": seed,
+                                       "carriers": carriers}, indent=2, default=str), encoding="utf-8")
+    return DemoUpload(folder=folder, files=tuple(files), truth=truth_path, signal=signal_path)

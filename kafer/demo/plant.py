@@ -19,6 +19,10 @@ _NOK_SHARE = 0.006
 _NOK_SHAPE = 0.31  # gamma shape of a car's NOK rate: ~40 % of full-size cars have none
 _NO_ROAD_TEST = 0.005
 _DOUBLED = 0.8
+#: Repair points a car may loop back to before the road test (a stage's checkpoint), and their weights.
+_REWORK = (("L66A", .25), ("L534", .10), ("M591", .20), ("M600", .10), ("M643", .10), ("M695", .10), ("M700", .15))
+_REWORK_SHARE = 0.2  # cars looping back at least once
+_REWORK_AGAIN = 0.3  # of those, cars looping back a second time
 
 #: The line, in order: (alternative checkpoints, share of cars passing, median minutes to the next
 #: checkpoint). ``A+B`` passes two checkpoints in the same second; share ``None``: exactly the cars
@@ -197,10 +201,40 @@ def checkpoints(rng: np.random.Generator, a600: np.ndarray, settings: Settings) 
     order = np.lexsort((code, t, car))
 
     def time_of(code_name: str) -> np.ndarray:
-        return times[:, next(i for i, (alts, _, _) in enumerate(stages) if any(code_name in a for a in alts))]
+        return times[:, stage_of(stages, code_name)]
 
+    first_code = [np.array([code_id[alt[0]] for alt in alts]) for alts, _, _ in stages]
+    stage_code = np.stack([first_code[s][choice[:, s]] for s in range(count)], axis=1)
     return SimpleNamespace(car=car[order], code=code[order], t=t[order], codes=codes, time_of=time_of,
-                           road_tested=road_tested)
+                           road_tested=road_tested, stage_times=times, stage_code=stage_code)
+
+
+def stage_of(stages: list, code_name: str) -> int:
+    """Index of the first stage where ``code_name`` is one of the alternatives."""
+    return next(i for i, (alts, _, _) in enumerate(stages) if any(code_name in a for a in alts))
+
+
+def with_rework(rng: np.random.Generator, line: SimpleNamespace, settings: Settings) -> SimpleNamespace:
+    """The line with repair loops: some cars pass a checkpoint again before the road test.
+
+    A loop sends a car back to a repair point it passed (``_REWORK``); the second passage falls
+    between one and four stages later, never after ``G700``, so the code appears twice in status
+    before the road test. Events stay distinct and sorted by car, time and code.
+    """
+    stages = route(settings)
+    n = len(line.road_tested)
+    loops = (rng.random(n) < _REWORK_SHARE).astype(np.int64) * (1 + (rng.random(n) < _REWORK_AGAIN))
+    car = np.repeat(np.arange(n), loops)
+    weights = np.array([w for _, w in _REWORK])
+    point = rng.choice(len(_REWORK), size=len(car), p=weights / weights.sum())
+    stage = np.array([stage_of(stages, code) for code, _ in _REWORK])[point]
+    last = stage_of(stages, "G700")
+    end = np.minimum(stage + 1 + rng.integers(1, 4, len(car)), last)
+    low, high = line.stage_times[car, stage + 1], line.stage_times[car, end]
+    t = low + (rng.random(len(car)) * (high - low)).astype(np.int64)
+    events = np.stack([np.r_[line.car, car], np.r_[line.t, t], np.r_[line.code, line.stage_code[car, stage]]])
+    events = np.unique(events, axis=1)  # sorted by car, time, code; a loop never repeats an event
+    return SimpleNamespace(**{**vars(line), "car": events[0], "t": events[1], "code": events[2]})
 
 
 # -- resultados -----------------------------------------------------------------------------------

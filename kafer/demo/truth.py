@@ -65,17 +65,20 @@ def dwell(line: SimpleNamespace, n: int, settings: Settings) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def p_true(features: pd.DataFrame, signal: float) -> np.ndarray:
-    """The true probability: a logistic function of standardized pre-road features, ~7 % on average."""
+def contract_score(features: pd.DataFrame) -> np.ndarray:
+    """The contract placement's score: a weighted sum of standardized ``log1p`` pre-road counts."""
     score = np.zeros(len(features))
     for column, weight in _SIGNAL.items():
         if column in features:
             x = np.log1p(features[column].to_numpy(dtype=float))
             if x.std() > 0:
                 score += weight * (x - x.mean()) / x.std()
-    if score.std() > 0:
-        score = (score - score.mean()) / score.std()
-    logit = signal * _SIGNAL_SCALE * score
+    return score
+
+
+def p_true(score: np.ndarray, signal: float) -> np.ndarray:
+    """The true probability: a logistic function of a standardized score, ~7 % on average."""
+    logit = signal * _SIGNAL_SCALE * np.asarray(score, dtype=float)
     low, high = -30.0, 30.0
     for _ in range(80):  # the intercept that makes the average probability the positive share
         middle = (low + high) / 2
