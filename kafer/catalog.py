@@ -7,7 +7,8 @@ model). The layers, as the lake's folders show them::
     raw/rows/<kind>/<sha256>.parquet             its normalized rows, sorted by KNR
     raw/index/<sha256>.json                      its record (name, kind, sheets, rows, cars, period), written last
     curated/features/<version>/features.parquet  an immutable per-car table
-    curated/features/<version>/manifest.json     what it was built from
+    curated/features/<version>/facts.parquet     the same cars' facts, long (KNR, kind, key, value)
+    curated/features/<version>/manifest.json     what it was built from, and the feature definitions
     curated/CURRENT.json                         pointer to the current version, written last
     models/versions/<version>/model.bin          a model artifact, opaque bytes, written first
     models/versions/<version>/training_cars.parquet  the cars it was trained or validated on
@@ -118,9 +119,45 @@ def features(lake: Lake, version: str) -> pd.DataFrame:
     return lake.read_table(key).to_pandas()
 
 
-def save_curated(lake: Lake, version: str, table: pd.DataFrame, manifest: dict) -> None:
-    """Write a new curated version, then move the pointer to it."""
+def has_facts(lake: Lake, version: str) -> bool:
+    """Whether the curated version holds its cars' facts (versions built before facts existed do not)."""
+    return lake.exists(f"{_CURATED}/{version}/facts.parquet")
+
+
+def facts(lake: Lake, version: str, *, cars: pa.Array | None = None) -> pa.Table:
+    """The facts of a curated version (:mod:`kafer.facts`), only of ``cars`` when given.
+
+    Raises
+    ------
+    LakeError
+        When the version holds no facts: it was built before facts existed.
+    """
+    if not has_facts(lake, version):
+        raise LakeError(f"the curated version {version!r} in the lake {lake.url} holds no facts: it was built by an "
+                        "older Käfer; rebuild the curated table from the raw zone (kafer rebuild)")
+    return lake.read_table(f"{_CURATED}/{version}/facts.parquet",
+                           filter=None if cars is None else pc.field("KNR").isin(cars))
+
+
+def current_facts(lake: Lake) -> pa.Table:
+    """The facts of the current curated version.
+
+    Raises
+    ------
+    LakeError
+        When nothing was merged yet, or the current version holds no facts.
+    """
+    version = current_version(lake)
+    if version is None:
+        raise LakeError(f"the lake {lake.url} holds no curated table yet: ingest an upload first "
+                        "(kafer ingest FOLDER)")
+    return facts(lake, version)
+
+
+def save_curated(lake: Lake, version: str, table: pd.DataFrame, manifest: dict, *, facts: pa.Table) -> None:
+    """Write a new curated version (its table, its facts, its manifest), then move the pointer to it."""
     lake.write_table(f"{_CURATED}/{version}/features.parquet", pa.Table.from_pandas(table, preserve_index=False))
+    lake.write_table(f"{_CURATED}/{version}/facts.parquet", facts)
     lake.write_json(f"{_CURATED}/{version}/manifest.json", manifest)
     lake.write_pointer(_CURRENT, {"version": version, "at": manifest["created_at"]})
 

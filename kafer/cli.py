@@ -66,13 +66,17 @@ def format_ingest(report: dict) -> str:
     """The analyst's summary of an ingest: files, kinds, sheets, rows, cars, periods, problems."""
     import pandas as pd
 
-    with pd.option_context("display.width", 160, "display.max_colwidth", 50):
-        lines = ["Received:", report["files"].to_string(index=False)]
+    lines = []
+    if "files" in report:
+        with pd.option_context("display.width", 160, "display.max_colwidth", 50):
+            lines = ["Received:", report["files"].to_string(index=False)]
     manifest = report["manifest"]
-    already = [r["name"] for r in report["landed"] if r["already_in_lake"]]
+    already = [r["name"] for r in report.get("landed", []) if r["already_in_lake"]]
     if already:
         lines.append(f"Already in the lake (same bytes), nothing to add: {', '.join(already)}")
-    if manifest["new_sources"]:
+    if manifest.get("rebuilt"):
+        lines.append(f"Every car was rebuilt from the raw zone (feature definitions {manifest['feature_definitions']}).")
+    if manifest["new_sources"] or manifest.get("rebuilt"):
         lines.append(f"Curated table {manifest['version']}: {manifest['cars']:,} cars, "
                      f"{manifest['labelled_cars']:,} with a known label, {manifest['positives']:,} road-test failures"
                      + (f" ({manifest['label_rate']:.1%})" if manifest["label_rate"] is not None else ""))
@@ -90,6 +94,15 @@ def format_ingest(report: dict) -> str:
     if "falhas" not in manifest["periods"]:
         lines.append("Problem: no falhas export in the lake, so no car has a known label yet.")
     return "\n".join(lines)
+
+
+def cmd_rebuild(args) -> int:
+    from .ingest import rebuild
+
+    settings, lake = _lake(args, write=True)
+    manifest = rebuild(lake=lake, settings=settings, progress=_progress())
+    print(format_ingest({"manifest": manifest}))
+    return 0
 
 
 def cmd_features(args) -> int:
@@ -211,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     upload = "export files, folders or globs (xlsx, csv, csv.gz), e.g. upload/ or 'exports/*2024*'"
     p = add("ingest", cmd_ingest, "check an upload, land it in the lake and rebuild the touched cars' features")
     p.add_argument("paths", nargs="+", metavar="PATH", help=upload)
+    add("rebuild", cmd_rebuild, "rebuild every car's features from the raw zone into a new curated version (after "
+        "the feature definitions changed; ingest does it by itself then)")
     p = add("features", cmd_features, "write the current per-car table as CSV")
     p.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write, e.g. features.csv")
     p = sub.add_parser("demo-data", help="write a realistic synthetic upload in the plant's layouts",

@@ -17,7 +17,9 @@ import pyarrow.compute as pc
 from . import catalog
 from .config import Settings
 from .errors import LakeError, UploadError
-from .features import FalhasPeriod, build_features, label_coverage, table_columns, with_label_known
+from .facts import build_facts
+from .features import (FalhasPeriod, build_features, feature_definitions, label_coverage, table_columns,
+                       with_label_known)
 from .lake import Lake, read_source, utc_now_iso, utc_stamp
 from .readers import (COLUMNS, EXPORT_SUFFIXES, Export, Progress, not_an_export, plausible_dates, read_export,
                       read_period_text)
@@ -248,6 +250,8 @@ def merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -
     The features of every car the new files touch are rebuilt from all of that car's rows in the
     lake; ``label_known`` is recomputed for every car, since new falhas widen the covered period
     (and a filtered falhas export, see :func:`kafer.features.label_coverage`, covers nothing).
+    When the current version was built with other feature definitions
+    (:func:`kafer.features.feature_definitions`), every car is rebuilt instead (:func:`rebuild`).
 
     Returns
     -------
@@ -266,6 +270,8 @@ def _lake_lock(lake: Lake, settings: Settings, purpose: str):
 
 def _merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -> dict:
     manifest = catalog.current_manifest(lake)
+    if manifest is not None and manifest.get("feature_definitions") != feature_definitions(settings):
+        return _rebuild(lake, settings, manifest, progress)
     merged = {s["sha256"] for s in manifest["sources"]} if manifest else set()
     new = sorted((r for r in catalog.raw_records(lake) if r["sha256"] not in merged),
                  key=lambda r: (r["landed_at"], r["name"]))
@@ -277,21 +283,80 @@ def _merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) 
     touched = pa.array(sorted(set().union(*(_cars_of(lake, r) for r in new))), pa.string())
     if progress:
         progress(f"rebuilding the features of {len(touched):,} cars from all their rows in the lake")
-    rows = {kind: catalog.raw_rows(lake, [s for s in sources if s["kind"] == kind], cars=touched)
-            for kind in COLUMNS}
+    rows = _raw_tables(lake, sources, cars=touched)
     table = build_features(rows["resultados"], rows["falhas"], rows["status"], settings=settings)
+    facts = build_facts(rows["resultados"], rows["falhas"], rows["status"], settings=settings)
+    del rows
     if manifest is not None:
         old = catalog.features(lake, manifest["version"])
         table = pd.concat([old[~old["KNR"].isin(touched.to_pylist())], table], ignore_index=True)
+        old_facts = catalog.facts(lake, manifest["version"])
+        facts = pa.concat_tables([old_facts.filter(pc.invert(pc.is_in(old_facts["KNR"], touched))), facts])
+    return _save_version(lake, settings, manifest, sources, new, table, facts)
+
+
+def rebuild(*, lake: Lake, settings: Settings, progress: Progress | None = None) -> dict:
+    """Rebuild every car of the lake from the raw zone into a new curated version.
+
+    What ``kafer rebuild`` runs, and what :func:`merge` does by itself when the feature definitions
+    changed: the new version is built from the landed files alone (never from an older curated
+    version), so it is exactly what a fresh ingest of the same files gives. Files landed but not
+    merged yet are merged with it. Everything is held in memory for now.
+
+    Returns
+    -------
+    dict
+        The new version's manifest, with ``new_sources`` as for :func:`merge` and ``rebuilt`` true.
+
+    Raises
+    ------
+    LakeError
+        When the raw zone holds no landed file.
+    """
+    with _lake_lock(lake, settings, "rebuild"):
+        return _rebuild(lake, settings, catalog.current_manifest(lake), progress)
+
+
+def _rebuild(lake: Lake, settings: Settings, manifest: dict | None, progress: Progress | None) -> dict:
+    merged = {s["sha256"] for s in manifest["sources"]} if manifest else set()
+    sources = sorted(catalog.raw_records(lake), key=lambda r: (r["landed_at"], r["name"]))
+    if not sources:
+        raise LakeError(f"the lake {lake.url} holds no landed file to rebuild from: ingest an upload first")
+    new = [s for s in sources if s["sha256"] not in merged]
+    if progress:
+        progress(f"rebuilding every car from the raw zone ({len(sources)} files) with feature definitions "
+                 f"{feature_definitions(settings)}")
+    rows = _raw_tables(lake, sources, cars=None)
+    table = build_features(rows["resultados"], rows["falhas"], rows["status"], settings=settings)
+    facts = build_facts(rows["resultados"], rows["falhas"], rows["status"], settings=settings)
+    del rows
+    return _save_version(lake, settings, manifest, sources, new, table, facts, rebuilt=True)
+
+
+def _save_version(lake: Lake, settings: Settings, parent: dict | None, sources: list[dict], new: list[dict],
+                  table: pd.DataFrame, facts: pa.Table, *, rebuilt: bool = False) -> dict:
+    """Label every car from the falhas coverage, then write the new curated version and its pointer."""
     periods = [FalhasPeriod(s["name"], *_period(s), _recorded_label_rows(lake, s, settings))
                for s in sources if s["kind"] == "falhas"]
     coverage, filtered = label_coverage(periods, table["road_test_at"], settings=settings)
     table = with_label_known(table, coverage, maturity_hours=settings.label_maturity_hours)
     table = table.sort_values("KNR", ignore_index=True).loc[:, list(table_columns(settings))]
     version = "v" + utc_stamp()
-    new_manifest = _manifest(version, manifest, sources, new, table, coverage, filtered)
-    catalog.save_curated(lake, version, table, new_manifest)
-    return {**new_manifest, "new_sources": [s["name"] for s in new]}
+    manifest = _manifest(version, parent, sources, new, table, coverage, filtered)
+    manifest["feature_definitions"] = feature_definitions(settings)
+    if rebuilt:
+        manifest["rebuilt_from_raw"] = True
+    catalog.save_curated(lake, version, table, manifest, facts=_sorted_facts(facts))
+    return {**manifest, "new_sources": [s["name"] for s in new], **({"rebuilt": True} if rebuilt else {})}
+
+
+def _raw_tables(lake: Lake, sources: list[dict], *, cars: pa.Array | None) -> dict[str, pa.Table | None]:
+    """The landed rows of each kind of ``sources``, only of ``cars`` when given (all in memory)."""
+    return {kind: catalog.raw_rows(lake, [s for s in sources if s["kind"] == kind], cars=cars) for kind in COLUMNS}
+
+
+def _sorted_facts(facts: pa.Table) -> pa.Table:
+    return facts.sort_by([("KNR", "ascending"), ("kind", "ascending"), ("key", "ascending")])
 
 
 def ingest(paths: Iterable[str], *, lake: Lake, settings: Settings, progress: Progress | None = None) -> dict:

@@ -10,7 +10,6 @@ of :mod:`kafer.features` and :mod:`kafer.facts`.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
