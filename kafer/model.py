@@ -20,6 +20,12 @@ logistic in the score's log-odds) to keep its Brier score honest. The boosting m
 unweighted, so its probabilities need no correction: on synthetic plant data with a planted weak
 signal, weighting it lowered its ROC-AUC and PR-AUC and doubled its Brier score.
 
+Inputs are the curated table's columns and, when the model is trained with the cars' facts
+(:mod:`kafer.facts`), the fact columns chosen on its training cars. Configuration columns are
+categories: the boosting model splits on them natively (``categorical_features``), the network
+gets them one-hot (a slot per kept category and one for ``other``; a missing configuration sets
+none). Both families thus see the same inputs.
+
 TensorFlow is imported inside the functions that need it, so importing this module stays fast.
 """
 
@@ -43,10 +49,13 @@ import pandas as pd
 from .config import FAMILIES
 from .dataset import production_order
 from .errors import ModelError
-from .features import META_COLUMNS
+from .facts import FactColumns
+from .features import META_COLUMNS, family_of
 
 #: Share of each class among the training cars, latest first, kept to stop training and calibrate.
 VALIDATION_FRACTION = 0.15
+#: Share of the training cars, latest by production time, on which :func:`select_family` compares families.
+SELECTION_FRACTION = 0.2
 #: Hyperparameters of each family; ``train(..., params=...)`` overrides any of them.
 DEFAULT_PARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "hgb": MappingProxyType({"learning_rate": 0.03, "max_leaf_nodes": 4, "min_samples_leaf": 40,
@@ -54,38 +63,69 @@ DEFAULT_PARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "keras": MappingProxyType({"hidden": (64, 32), "dropout": 0.3, "l2": 1e-3, "learning_rate": 1e-3,
                                "batch_size": 128, "max_epochs": 200, "patience": 15}),
 })
-FORMAT = 1
+#: The artifact format written; format 1 (table columns only, before facts) is still read.
+FORMAT = 2
+_READABLE_FORMATS = (1, 2)
 _META = "meta.json"
 _ESTIMATOR = {"hgb": "estimator.pkl", "keras": "estimator.keras"}
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """What training learned about the features: medians to fill gaps, and the network's scaling.
+    """What training learned about the inputs: medians to fill gaps, the network's scaling, the categories.
 
     Attributes
     ----------
     features : tuple of str
-        The model's inputs, in order.
+        The numeric inputs, in order.
     medians : tuple of float
-        Each feature's training median, which replaces a missing or infinite value.
+        Each numeric input's training median, which replaces a missing or infinite value.
     centers, scales : tuple of float
-        Mean and standard deviation of each feature's signed ``log1p`` over the training cars.
+        Mean and standard deviation of each numeric input's signed ``log1p`` over the training cars.
+    categorical : tuple of str
+        The category inputs (integer codes, missing allowed), after the numeric ones.
+    levels : tuple of int
+        How many codes each category input has (its kept categories and ``other``).
     """
 
     features: tuple[str, ...]
     medians: tuple[float, ...]
     centers: tuple[float, ...]
     scales: tuple[float, ...]
+    categorical: tuple[str, ...] = ()
+    levels: tuple[int, ...] = ()
 
     def values(self, df: pd.DataFrame) -> np.ndarray:
-        """The feature matrix of ``df``, gaps filled with the training medians."""
+        """The numeric inputs of ``df``, gaps filled with the training medians."""
         raw = _numeric(df, self.features)
         return np.where(np.isfinite(raw), raw, np.asarray(self.medians))
 
+    def codes(self, df: pd.DataFrame) -> np.ndarray:
+        """The category inputs of ``df`` as codes (NaN: missing)."""
+        return _numeric(df, self.categorical)
+
+    def matrix(self, df: pd.DataFrame) -> np.ndarray:
+        """The boosting model's input: :meth:`values`, then :meth:`codes`."""
+        return np.hstack([self.values(df), self.codes(df)])
+
     def scaled(self, df: pd.DataFrame) -> np.ndarray:
-        """The network's input: signed ``log1p`` of :meth:`values`, standardized."""
-        return (_signed_log(self.values(df)) - np.asarray(self.centers)) / np.asarray(self.scales)
+        """The network's input: signed ``log1p`` of :meth:`values`, standardized, then the categories one-hot."""
+        numeric = (_signed_log(self.values(df)) - np.asarray(self.centers)) / np.asarray(self.scales)
+        codes = self.codes(df)
+        hot = [np.equal.outer(codes[:, j], np.arange(levels)).astype(float) for j, levels in enumerate(self.levels)]
+        return np.hstack([numeric, *hot]) if hot else numeric
+
+    def to_dict(self) -> dict:
+        """JSON-ready, for the model artifact."""
+        return {"features": list(self.features), "medians": list(self.medians), "centers": list(self.centers),
+                "scales": list(self.scales), "categorical": list(self.categorical), "levels": list(self.levels)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Preprocessing":
+        """The preprocessing saved by :meth:`to_dict` (format 1 artifacts have no categories)."""
+        return cls(features=tuple(data["features"]), medians=tuple(data["medians"]), centers=tuple(data["centers"]),
+                   scales=tuple(data["scales"]), categorical=tuple(data.get("categorical", ())),
+                   levels=tuple(int(n) for n in data.get("levels", ())))
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,19 +152,78 @@ class Model:
     estimator: Any
     calibration: tuple[float, float]
     meta: dict
+    fact_columns: FactColumns | None = None
 
     @property
     def features(self) -> tuple[str, ...]:
-        """The model's inputs, in order."""
-        return self.preprocessing.features
+        """The model's inputs, in order: numeric ones, then categories."""
+        return self.preprocessing.features + self.preprocessing.categorical
 
-    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+    @property
+    def table_features(self) -> tuple[str, ...]:
+        """The inputs read from the curated table's columns as they are."""
+        return tuple(self.meta["features"])
+
+    def used_inputs(self) -> tuple[str, ...]:
+        """The inputs the estimator reacts to: those some boosting tree splits on; every input of a network.
+
+        Shuffling or editing any other input cannot change a probability, so explanations skip them.
+        """
+        if self.family != "hgb":
+            return self.features
+        try:
+            used = _split_inputs(self.estimator)
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError):  # another scikit-learn's internals
+            return self.features
+        return tuple(name for i, name in enumerate(self.features) if i in used)
+
+    def families(self) -> dict[str, str]:
+        """Each input's feature family (:data:`kafer.features.FEATURE_FAMILIES`)."""
+        facts = set(self.fact_columns.columns) if self.fact_columns else set()
+        return {name: self.fact_columns.family(name) if name in facts else family_of(name) for name in self.features}
+
+    def inputs(self, cars: pd.DataFrame, facts=None) -> pd.DataFrame:
+        """The model's inputs for ``cars``: its table columns, and its fact columns built from ``facts``.
+
+        Parameters
+        ----------
+        cars : pandas.DataFrame
+            Cars with at least ``KNR`` and the model's table columns (others are ignored).
+        facts : pyarrow.Table, optional
+            Facts of (at least) these cars (:func:`kafer.facts.build_facts`); a car without a fact
+            gets 0 for it, without a configuration a missing value. Needed when the model uses facts.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per car, in order; columns :attr:`features`.
+
+        Raises
+        ------
+        ModelError
+            When a table column is missing or not numeric, or the model uses facts and none are given.
+        """
+        return _inputs(cars, facts, self.table_features, self.fact_columns)
+
+    def predict_inputs(self, x: pd.DataFrame) -> np.ndarray:
+        """Probabilities from the model's inputs as :meth:`inputs` gives them (permuted or edited at will)."""
+        if self.family == "hgb":
+            matrix = self.preprocessing.matrix(x)
+            raw = self.estimator.predict_proba(matrix)[:, 1] if len(matrix) else np.empty(0)
+        else:
+            matrix = self.preprocessing.scaled(x).astype(np.float32)
+            raw = np.asarray(self.estimator(matrix, training=False), dtype=float)[:, 0] if len(matrix) else np.empty(0)
+        return _calibrated(raw, self.calibration)
+
+    def predict_proba(self, df: pd.DataFrame, facts=None) -> np.ndarray:
         """Each car's probability of failing the road test.
 
         Parameters
         ----------
         df : pandas.DataFrame
-            Cars with at least the model's feature columns (others are ignored).
+            Cars with at least the model's table columns (others are ignored), and ``KNR``.
+        facts : pyarrow.Table, optional
+            Their facts, when the model uses facts (see :meth:`inputs`).
 
         Returns
         -------
@@ -134,28 +233,55 @@ class Model:
         Raises
         ------
         ModelError
-            When a feature column is missing or not numeric.
+            When a feature column is missing or not numeric, or facts are needed and not given.
         """
-        if self.family == "hgb":
-            x = self.preprocessing.values(df)
-            raw = self.estimator.predict_proba(x)[:, 1] if len(x) else np.empty(0)
-        else:
-            x = self.preprocessing.scaled(df).astype(np.float32)
-            raw = np.asarray(self.estimator(x, training=False), dtype=float)[:, 0] if len(x) else np.empty(0)
-        return _calibrated(raw, self.calibration)
+        return self.predict_inputs(self.inputs(df, facts))
 
     def to_bytes(self) -> bytes:
         """The model as one artifact: a zip of ``meta.json`` and the estimator, for :func:`load_model`."""
         meta = {**self.meta, "format": FORMAT, "calibration": list(self.calibration),
-                "preprocessing": {"features": list(self.preprocessing.features),
-                                  "medians": list(self.preprocessing.medians),
-                                  "centers": list(self.preprocessing.centers),
-                                  "scales": list(self.preprocessing.scales)}}
+                "preprocessing": self.preprocessing.to_dict(),
+                "fact_columns": self.fact_columns.to_dict() if self.fact_columns else None}
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             _write(archive, _META, json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"))
             _write(archive, _ESTIMATOR[self.family], _estimator_bytes(self.family, self.estimator))
         return buffer.getvalue()
+
+
+def _split_inputs(estimator) -> set[int]:
+    """Positions (in the model's input order) of the inputs some tree of a fitted boosting model splits on.
+
+    Reads scikit-learn's fitted trees; with categorical inputs, scikit-learn reorders the columns
+    (categories first) through its fitted ``_preprocessor``, whose output slices map them back.
+    """
+    positions = np.arange(estimator.n_features_in_)
+    preprocessor = getattr(estimator, "_preprocessor", None)
+    if preprocessor is not None:
+        parts = []
+        for name, _, columns in preprocessor.transformers_:
+            out = preprocessor.output_indices_.get(name)
+            if out is not None and out.stop > out.start:
+                columns = np.asarray(columns)
+                parts.append((out.start, np.nonzero(columns)[0] if columns.dtype == bool else columns))
+        positions = np.concatenate([columns for _, columns in sorted(parts, key=lambda part: part[0])])
+    split = set()
+    for iteration in estimator._predictors:
+        for tree in iteration:
+            split.update(tree.nodes["feature_idx"][tree.nodes["is_leaf"] == 0].tolist())
+    return {int(positions[i]) for i in split}
+
+
+def _inputs(cars: pd.DataFrame, facts, table_features: tuple[str, ...], fact_columns: FactColumns | None) -> pd.DataFrame:
+    table = pd.DataFrame(_numeric(cars, table_features), columns=list(table_features))
+    if not fact_columns or not fact_columns.columns:
+        return table
+    if facts is None:
+        raise ModelError("this model uses the cars' facts (tests NOK, defects, configuration…): pass them "
+                         "(kafer.catalog.facts for the lake's cars, kafer.facts.build_facts for an upload)")
+    if "KNR" not in cars.columns:
+        raise ModelError("the cars lack the KNR column, which links them to their facts")
+    return pd.concat([table, fact_columns.frame(cars["KNR"].astype(str).to_numpy(), facts)], axis=1)
 
 
 def _write(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
@@ -217,19 +343,22 @@ def load_model(data: bytes) -> Model:
             kept = meta.pop("preprocessing")
             calibration = meta.pop("calibration")
             version = meta.pop("format")
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
+            columns = meta.pop("fact_columns", None)
+            preprocessing = Preprocessing.from_dict(kept)
+            fact_columns = FactColumns.from_dict(columns) if columns else None
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise ModelError(f"not a Käfer model artifact ({exc!r}): save models with Model.to_bytes") from None
-    if version != FORMAT:
-        raise ModelError(f"model artifact format {version} is not {FORMAT}: retrain the model with this Käfer")
-    preprocessing = Preprocessing(features=tuple(kept["features"]), medians=tuple(kept["medians"]),
-                                  centers=tuple(kept["centers"]), scales=tuple(kept["scales"]))
+    if version not in _READABLE_FORMATS:
+        raise ModelError(f"model artifact format {version} is not one of {_READABLE_FORMATS}: retrain the model "
+                         "with this Käfer")
     try:
         estimator = _read_estimator(family, blob)
     except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, KeyError, OSError, TypeError,
             ValueError) as exc:
         raise ModelError(f"the {family} estimator in the artifact cannot be read ({exc!r}); it was saved with "
                          f"{meta.get('versions')}: install those versions or retrain") from None
-    return Model(family, preprocessing, estimator, (float(calibration[0]), float(calibration[1])), meta)
+    return Model(family, preprocessing, estimator, (float(calibration[0]), float(calibration[1])), meta,
+                 fact_columns)
 
 
 def _read_estimator(family: str, blob: bytes) -> Any:
@@ -244,7 +373,8 @@ def _read_estimator(family: str, blob: bytes) -> Any:
 
 
 def train(train_df: pd.DataFrame, *, features: Sequence[str], family: str, seed: int,
-          params: Mapping[str, Any] | None = None) -> Model:
+          params: Mapping[str, Any] | None = None, facts=None, min_fact_cars: int = 20,
+          max_fact_columns: int = 300) -> Model:
     """Fit a model on labelled training cars.
 
     Parameters
@@ -252,13 +382,17 @@ def train(train_df: pd.DataFrame, *, features: Sequence[str], family: str, seed:
     train_df : pandas.DataFrame
         Training cars, all with a known label: ``KNR``, ``produced_at``, ``label_rod`` and the features.
     features : sequence of str
-        The columns the model may use, in order. Never the label, ``label_known``, ``KNR`` or a timestamp.
+        The table columns the model may use, in order. Never the label, ``label_known``, ``KNR`` or a timestamp.
     family : {"hgb", "keras"}
         Gradient boosting or a dense network.
     seed : int
-        The same cars, features, family, params and seed give the same model.
+        The same cars, features, family, params, facts and seed give the same model.
     params : mapping, optional
         Overrides of :data:`DEFAULT_PARAMS` for the family (e.g. ``{"max_epochs": 20}``).
+    facts : pyarrow.Table, optional
+        The cars' facts (:func:`kafer.facts.build_facts`); the facts at least ``min_fact_cars`` of
+        these training cars have (at most ``max_fact_columns`` of each kind) become columns too.
+        Only the training cars' facts are looked at to choose them.
 
     Returns
     -------
@@ -281,14 +415,23 @@ def train(train_df: pd.DataFrame, *, features: Sequence[str], family: str, seed:
     chosen = {**DEFAULT_PARAMS[family], **(params or {})}
     y = _labels(train_df)
     fit, val = _validation_split(train_df, y)
-    preprocessing = _fit_preprocessing(train_df, features)
+    fact_columns = None
+    if facts is not None:
+        fact_columns = FactColumns.fit(facts, train_df["KNR"].astype(str).to_numpy(), min_cars=min_fact_cars,
+                                       max_columns=max_fact_columns)
+    inputs = _inputs(train_df, facts, features, fact_columns)
+    categorical = fact_columns.categorical if fact_columns else ()
+    numeric = tuple(c for c in inputs.columns if c not in categorical)
+    preprocessing = _fit_preprocessing(inputs, numeric, categorical,
+                                       tuple(len(fact_columns.levels(c)) for c in categorical))
     if family == "hgb":
-        x = preprocessing.values(train_df)
-        estimator = _fit_hgb(x[fit], y[fit], x[val], y[val], seed=seed, params=chosen)
+        x = preprocessing.matrix(inputs)
+        estimator = _fit_hgb(x[fit], y[fit], x[val], y[val], seed=seed, params=chosen,
+                             categorical=len(numeric) * [False] + len(categorical) * [True])
         calibration = (1.0, 0.0)
         fitted = {"iterations": int(estimator.n_iter_)}
     else:
-        x = preprocessing.scaled(train_df).astype(np.float32)
+        x = preprocessing.scaled(inputs).astype(np.float32)
         estimator, fitted = _fit_keras(x[fit], y[fit], x[val], y[val], seed=seed, params=chosen)
         raw = np.asarray(estimator(x[val], training=False), dtype=float)[:, 0]
         calibration = _platt(raw, y[val])
@@ -304,7 +447,60 @@ def train(train_df: pd.DataFrame, *, features: Sequence[str], family: str, seed:
         "fitted": fitted,
         "versions": _versions(family),
     }
-    return Model(family, preprocessing, estimator, calibration, meta)
+    return Model(family, preprocessing, estimator, calibration, meta, fact_columns)
+
+
+def select_family(train_df: pd.DataFrame, *, features: Sequence[str], seed: int, facts=None,
+                  min_fact_cars: int = 20, max_fact_columns: int = 300, families: Sequence[str] = FAMILIES,
+                  params: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
+    """Which family ranks the latest training cars best, each family trained on the earlier ones.
+
+    The latest :data:`SELECTION_FRACTION` of the training cars by production time are held out
+    (never the evaluation cars); every family is trained on the others with the same inputs and
+    seed and scores the held-out cars; the one with the highest PR-AUC (average precision: how well
+    the riskiest cars are ranked, what inspectors use) is chosen, the first listed on a tie.
+
+    Parameters
+    ----------
+    train_df : pandas.DataFrame
+        The training cars (see :func:`train`).
+    features, seed, facts, min_fact_cars, max_fact_columns
+        As for :func:`train`.
+    families : sequence of str
+        The families compared.
+    params : mapping, optional
+        Per family, overrides of its parameters.
+
+    Returns
+    -------
+    dict
+        ``rule`` (in words), ``chosen``, ``cars`` and ``failures`` (the held-out cars) and
+        ``scores``: per family ``roc_auc``, ``pr_auc`` and ``recall_at_10``.
+
+    Raises
+    ------
+    ModelError
+        When the held-out cars or the others hold a single class, or as :func:`train`.
+    """
+    from .metrics import evaluate
+
+    y = _labels(train_df)
+    order = production_order(train_df)
+    held = max(1, round(SELECTION_FRACTION * len(order)))
+    early, late = train_df.iloc[order[:-held]], train_df.iloc[order[-held:]]
+    if y[order[-held:]].min() == y[order[-held:]].max():
+        raise ModelError(f"the latest {held} training cars hold a single class: the families cannot be compared; "
+                         "name a family (--family hgb) or train on more months")
+    scores = {}
+    for family in families:
+        model = train(early, features=features, family=family, seed=seed, params=(params or {}).get(family),
+                      facts=facts, min_fact_cars=min_fact_cars, max_fact_columns=max_fact_columns)
+        figures = evaluate(late["label_rod"], model.predict_proba(late, facts), budgets=(0.1,))
+        scores[family] = {k: figures[k] for k in ("roc_auc", "pr_auc", "recall_at_10")}
+    chosen = max(families, key=lambda f: (scores[f]["pr_auc"], -list(families).index(f)))
+    return {"rule": f"best PR-AUC on the latest {SELECTION_FRACTION:.0%} of the training cars, each family trained "
+                    "on the earlier ones", "chosen": chosen, "cars": int(held), "failures": int(y[order[-held:]].sum()),
+            "scores": scores}
 
 
 def _check_features(features: Sequence[str]) -> tuple[str, ...]:
@@ -367,25 +563,28 @@ def _validation_split(train_df: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray
     return ~val, val
 
 
-def _fit_preprocessing(train_df: pd.DataFrame, features: tuple[str, ...]) -> Preprocessing:
-    raw = _numeric(train_df, features)
+def _fit_preprocessing(inputs: pd.DataFrame, numeric: tuple[str, ...], categorical: tuple[str, ...] = (),
+                       levels: tuple[int, ...] = ()) -> Preprocessing:
+    raw = _numeric(inputs, numeric)
     finite = np.isfinite(raw)
     medians = tuple(float(np.median(raw[finite[:, j], j])) if finite[:, j].any() else 0.0
                     for j in range(raw.shape[1]))
     logged = _signed_log(np.where(finite, raw, np.asarray(medians)))
     scales = logged.std(axis=0)
-    return Preprocessing(features=features, medians=medians, centers=tuple(float(c) for c in logged.mean(axis=0)),
-                         scales=tuple(float(s) if s > 0 else 1.0 for s in scales))
+    return Preprocessing(features=numeric, medians=medians, centers=tuple(float(c) for c in logged.mean(axis=0)),
+                         scales=tuple(float(s) if s > 0 else 1.0 for s in scales), categorical=categorical,
+                         levels=levels)
 
 
-def _fit_hgb(x_fit, y_fit, x_val, y_val, *, seed: int, params: Mapping[str, Any]):
+def _fit_hgb(x_fit, y_fit, x_val, y_val, *, seed: int, params: Mapping[str, Any], categorical: list[bool]):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     estimator = HistGradientBoostingClassifier(
         learning_rate=params["learning_rate"], max_leaf_nodes=params["max_leaf_nodes"],
         min_samples_leaf=params["min_samples_leaf"], l2_regularization=params["l2_regularization"],
         max_iter=params["max_iter"], early_stopping=True, scoring="loss", validation_fraction=None,
-        n_iter_no_change=params["n_iter_no_change"], random_state=seed)
+        n_iter_no_change=params["n_iter_no_change"], random_state=seed,
+        categorical_features=np.asarray(categorical, dtype=bool) if any(categorical) else None)
     return estimator.fit(x_fit, y_fit, X_val=x_val, y_val=y_val)
 
 

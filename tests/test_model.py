@@ -208,3 +208,86 @@ def test_recalibration_never_reverses_the_ranking():
 def test_importing_the_model_module_does_not_import_tensorflow():
     code = "import sys, kafer.model; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def with_facts(table: pd.DataFrame, *, seed: int) -> tuple[pd.DataFrame, "pa.Table"]:
+    """The cars with facts: a test NOK in ~15 % of them and an engine; both raise the risk."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    n = len(table)
+    nok = rng.random(n) < 0.15
+    engine = rng.choice(["DHS", "CWL", "CWS"], n, p=[.6, .3, .1])
+    engine[:3] = "XYZ" if seed > 1 else engine[:3]  # unseen in training: scored as "other"
+    known = rng.random(n) < 0.9
+    logit = -3.2 + 2.0 * nok + 1.2 * (engine == "CWL")
+    out = table.assign(label_rod=(rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int))
+    knr = out["KNR"].to_numpy()
+    rows = [(k, "nok_test", "131200", 1.0) for k in knr[nok]]
+    rows += [(k, "config", f"MOTOR={e}", 1.0) for k, e in zip(knr[known], engine[known])]
+    rows += [(k, "defect", "ZP7|RISCO", 1.0) for k in knr[rng.random(n) < 0.3]]
+    facts = pa.table({"KNR": [r[0] for r in rows], "kind": [r[1] for r in rows], "key": [r[2] for r in rows],
+                      "value": [r[3] for r in rows]})
+    return out, facts
+
+
+@pytest.fixture(scope="module")
+def factual(data):
+    train_df, facts = with_facts(data[0].head(400).pipe(lambda t: pd.concat([t, cars(1200, seed=3)])), seed=1)
+    test_df, test_facts = with_facts(data[1], seed=2)
+    models = {family: train(train_df, features=FEATURES, family=family, seed=7, facts=facts, min_fact_cars=20,
+                            params=FAST_KERAS if family == "keras" else None) for family in ("hgb", "keras")}
+    return models, (train_df, facts), (test_df, test_facts)
+
+
+@pytest.mark.parametrize("family", ["hgb", "keras"])
+def test_facts_and_categories_are_learned_and_kept_in_the_artifact(factual, family):
+    models, _, (test_df, test_facts) = factual
+    model = models[family]
+    assert model.fact_columns.columns == ("nok_test:131200", "defect:ZP7|RISCO", "config:MOTOR")
+    assert model.fact_columns.levels("config:MOTOR") == ("DHS", "CWL", "CWS", "other")
+    p = model.predict_proba(test_df, test_facts)
+    assert evaluate(test_df["label_rod"], p, budgets=(0.1,))["roc_auc"] > 0.7
+    again = load_model(model.to_bytes())
+    np.testing.assert_array_equal(again.predict_proba(test_df, test_facts), p)
+    assert again.fact_columns == model.fact_columns and again.families()["config:MOTOR"] == "configuration"
+    with pytest.raises(ModelError, match="uses the cars' facts"):
+        model.predict_proba(test_df)
+
+
+def test_boosting_splits_categories_natively_and_the_network_gets_them_one_hot(factual):
+    models, (train_df, facts), _ = factual
+    assert models["hgb"].estimator.is_categorical_.tolist() == [False] * (len(FEATURES) + 2) + [True]
+    assert {"nok_test:131200", "config:MOTOR"} <= set(models["hgb"].used_inputs())
+    x = models["keras"].inputs(train_df.head(5), facts)
+    assert models["keras"].preprocessing.scaled(x).shape == (5, len(FEATURES) + 2 + 4)
+    assert models["keras"].used_inputs() == models["keras"].features
+
+
+def test_an_artifact_of_format_1_still_scores(fitted, data):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(fitted["hgb"].to_bytes())) as source, zipfile.ZipFile(buffer, "w") as target:
+        for name in source.namelist():
+            blob = source.read(name)
+            if name == "meta.json":
+                meta = json.loads(blob)
+                meta.update(format=1, fact_columns=None)
+                for key in ("categorical", "levels"):
+                    meta["preprocessing"].pop(key)
+                del meta["fact_columns"]
+                blob = json.dumps(meta).encode()
+            target.writestr(name, blob)
+    old = load_model(buffer.getvalue())
+    assert old.fact_columns is None
+    np.testing.assert_array_equal(old.predict_proba(data[1]), fitted["hgb"].predict_proba(data[1]))
+
+
+def test_families_are_compared_on_the_same_latest_training_cars(factual):
+    from kafer.model import select_family
+
+    _, (train_df, facts), _ = factual
+    choice = select_family(train_df, features=FEATURES, seed=7, facts=facts, params={"keras": FAST_KERAS})
+    assert set(choice["scores"]) == {"hgb", "keras"} and choice["chosen"] in choice["scores"]
+    best = max(choice["scores"], key=lambda f: choice["scores"][f]["pr_auc"])
+    assert choice["chosen"] == best and choice["cars"] == round(0.2 * len(train_df))
+    assert "PR-AUC" in choice["rule"]
