@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Sequence
 
-from .config import FAMILIES, load_settings
+from .config import FAMILY_CHOICES, load_settings
 from .errors import KaferError
 
 
@@ -251,8 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH", help=f"{upload}; none: retrain on the lake as it is")
     p.add_argument("--run-id", metavar="ID", help="name of the run's record (default: a new sortable id such as "
                    "r20241126T201753Z-3fa9)")
-    p.add_argument("--family", choices=FAMILIES, help="model family to train: hgb (gradient boosting) or keras "
-                   "(neural network) (default: the settings', hgb)")
+    p.add_argument("--family", choices=FAMILY_CHOICES, help="model family to train: hgb (gradient boosting), keras "
+                   "(neural network) or auto (compare them on the same time-ordered validation cars, keep the "
+                   "better) (default: the settings', hgb)")
     who = "who decides, e.g. \"Ana Souza\" (logged)"
     p = add("decide", cmd_decide, "keep the run's new model or the old one (logged)", runs=True)
     p.add_argument("run", metavar="RUN", help="the run whose candidate to decide, e.g. r20241126T201753Z-3fa9 "

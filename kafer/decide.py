@@ -88,7 +88,8 @@ def run_summary(run_id: str, *, runs: str | os.PathLike) -> dict:
     -------
     dict
         ``run_id, status, started_at, finished_at, data_version, verdict, recommendation``
-        (``{"choice", "text"}``), ``compared_cars, compared_positives, operating_budget, fair``
+        (``{"choice", "text"}``), ``drivers`` (what drives the candidate's risk, in words, or ``None``
+        for a run made before Käfer said it), ``compared_cars, compared_positives, operating_budget, fair``
         (``{"possible", "why", "seen_by_production"}``), ``report`` (path of the full report, or
         ``None``), ``candidate`` and ``production`` (``{"version", "family", "trained_on",
         "data_version"}``, production ``None`` on a first run) and ``figures``: one
@@ -127,6 +128,7 @@ def run_summary(run_id: str, *, runs: str | os.PathLike) -> dict:
             "data_version": metrics["data_version"],
             "verdict": metrics["verdict"],
             "recommendation": metrics["recommendation"],
+            "drivers": (metrics.get("drivers") or {}).get("summary"),
             "compared_cars": metrics["compared_cars"],
             "compared_positives": metrics["compared_positives"],
             "operating_budget": budget,
@@ -247,6 +249,8 @@ class DecisionPanel:
             lines += [f"  {f['label']}: new {_figure(f, 'candidate')}, production {_figure(f, 'production')}"
                       for f in self.summary["figures"]]
             lines += [f"Verdict: {self.summary['verdict']}", self.summary["recommendation"]["text"]]
+            if self.summary["drivers"]:
+                lines.append(f"What drives the new model's risk: {self.summary['drivers']}")
         return "\n".join(lines + ([self.said] if self.said else []))
 
     def _load(self) -> None:
@@ -437,9 +441,11 @@ def _figures_html(summary: dict) -> str:
 def _verdict_html(summary: dict) -> str:
     advice = summary["recommendation"]
     colour = _OK if advice["choice"] == "keep-new" else "#9a6700"
+    drivers = (f"<h3>What drives the new model's risk</h3><p>{_e(summary['drivers'])}</p>"
+               if summary["drivers"] else "")
     return (f"<h3>Verdict</h3><p>{_e(summary['verdict'])}</p>"
             f"<p style='border-left:4px solid {colour};padding:6px 12px;background:#f6f8fa'>"
-            f"<b>What the evidence supports:</b> {_e(advice['text'])}</p>")
+            f"<b>What the evidence supports:</b> {_e(advice['text'])}</p>{drivers}")
 
 
 def _production_html(current: dict | None, lake: str) -> str:

@@ -295,3 +295,40 @@ def compare(y_true, p_candidate, p_production=None, *, budgets: Sequence[float],
         "rounds": int(rounds),
         "single_class_rounds": single_class,
     }
+
+
+def auc_rounds(y_true, scores: Sequence, *, rounds: int, seed: int) -> np.ndarray:
+    """ROC-AUC of each score vector on the same bootstrap resamples of the cars (a paired bootstrap).
+
+    Parameters
+    ----------
+    y_true : array-like of 0/1
+    scores : sequence of array-like of float
+        Probabilities of the same cars, e.g. a model's and the same model's with an input permuted.
+    rounds : int
+        Bootstrap rounds.
+    seed : int
+        Seed of the resampling: round ``r`` draws the same cars for every score vector, and the
+        same cars as :func:`compare` with this seed.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(len(scores), rounds)``; NaN in rounds that drew a single class.
+
+    Raises
+    ------
+    ModelError
+        As :func:`evaluate`, or when ``rounds`` is below 1 or no score vector is given.
+    """
+    if not len(scores) or int(rounds) < 1:
+        raise ModelError(f"auc_rounds needs score vectors and at least one round (got {len(scores)}, {rounds})")
+    checked = [_inputs(y_true, s, "auc_rounds") for s in scores]
+    resampled, _ = _bootstrap(checked[0][0], [p for _, p in checked], (), int(rounds), seed)
+    return np.stack([r["roc_auc"] for r in resampled])
+
+
+def roc_auc(y_true, p) -> float:
+    """ROC-AUC of ``p`` (ties count half), as in :func:`evaluate`."""
+    y, prob = _inputs(y_true, p, "roc_auc")
+    return _point(y, prob, ())["roc_auc"]

@@ -197,3 +197,127 @@ def verdict(comparison: Mapping, *, budget: float, production: bool, fair: Mappi
         if production:
             head = "No fair comparison with production is possible yet. " + head
     return f"{head} {cars}"
+
+
+#: How each feature family is named for people.
+FAMILY_WORDS = {"contract": "the contract's counts and dwell times", "configuration": "the configuration (model, "
+                "colour, engine)", "tests": "which tests were NOK", "route": "the route (rework loops, checkpoints, "
+                "time on the line, shifts)", "defects": "which defects, in which hall and at which station"}
+_TABLE_WORDS = {
+    "n_results_id1": "machine operation results", "n_results_id2": "screw tightening results",
+    "n_results_id718": "electronics and section results", "n_nok_id1": "NOK machine operations",
+    "n_nok_id2": "NOK screw tightenings", "n_nok_id718": "NOK electronics and section tests",
+    "n_nok_tests_distinct": "different tests NOK", "n_tests_distinct": "different tests run",
+    "n_falhas_pre_road": "defects before the road test", "n_falhas_stations_pre_road": "stations that found defects",
+    "n_status_events_pre_road": "checkpoint passages", "n_status_codes_pre_road": "different checkpoints passed",
+    "n_checkpoints_repeated_pre_road": "checkpoints passed more than once",
+    "n_repeat_passages_pre_road": "repeated checkpoint passages",
+}
+_ATTRIBUTE_WORDS = {"MODELO": "model", "COR": "colour", "MOTOR": "engine"}
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _times(n: float) -> str:
+    return "" if n <= 1 else " twice" if n == 2 else f" {n:g} times"
+
+
+def _table_words(column: str, value: float) -> str:
+    if column == "dwell_min_pre_road":
+        return f"{value / 60:.1f} h on the line"
+    if column.startswith("dwell_min_"):
+        return f"{value:.0f} min in {column.removeprefix('dwell_min_')}"
+    if column.startswith("n_falhas_"):
+        return f"{value:g} defects in {column.removeprefix('n_falhas_')}"
+    return f"{value:g} {_TABLE_WORDS.get(column, column)}"
+
+
+def input_words(column: str, value: float = 1.0, *, typical: float | None = None, category: str | None = None) -> str:
+    """One of a car's model inputs as an inspector reads it.
+
+    ``test 131200 NOK``, ``passed M594 twice``, ``ZP7 defect PAINEL LATERAL 01. AMASSADO``,
+    ``engine CWL``, ``52 min in ZP6 (typical 30)``.
+
+    Parameters
+    ----------
+    column : str
+        A curated table's column or a fact column (``kind:key``, :mod:`kafer.facts`).
+    value : float
+        The car's value.
+    typical : float, optional
+        A typical car's value, said after a table column's.
+    category : str, optional
+        The car's category, for a configuration column.
+    """
+    kind, _, key = column.partition(":")
+    if kind == "config":
+        return f"{_ATTRIBUTE_WORDS.get(key, key)} {category or '(blank)'}"
+    if kind == "nok_test":
+        return f"test {key} NOK{_times(value)}"
+    if kind == "nok_test_family":
+        return f"{value:g} NOK in {key} tests"
+    if kind == "repeated_checkpoint":
+        return f"passed {key}{_times(value)}"
+    if kind == "defect":
+        hall, _, text = key.partition("|")
+        return f"{hall} defect {text}{_times(value)}"
+    if kind == "station":
+        return f"{value:g} defect{'s' if value != 1 else ''} at station {key}"
+    if column.startswith("shift_at_"):
+        return f"passed {column.removeprefix('shift_at_')} on shift {value:g}"
+    if column.startswith("weekday_at_"):
+        return f"passed {column.removeprefix('weekday_at_')} on a {_WEEKDAYS[int(value) % 7]}"
+    text = _table_words(column, value)
+    return text if typical is None else f"{text} (typical {_table_words(column, typical).split(' ', 1)[0]})"
+
+
+def condition_words(column: str, *, above: float | None = None, value: float | None = None,
+                    category: str | None = None) -> str:
+    """Which cars "have" an input, in words: ``test 131200 NOK``, ``more than 2 NOK screw tightenings``."""
+    kind, _, key = column.partition(":")
+    if kind == "config" or column.startswith(("shift_at_", "weekday_at_")):
+        return input_words(column, value if value is not None else 1.0, category=category)
+    if kind == "repeated_checkpoint":
+        return f"passed {key} more than once"
+    if kind == "station":
+        return f"a defect at station {key}"
+    if kind == "nok_test_family":
+        return f"a NOK in {key} tests"
+    if kind in ("nok_test", "defect"):
+        return input_words(column)
+    if above is None:
+        return column
+    return f"more than {_table_words(column, above)}"
+
+
+def drivers_summary(families, inputs, *, cars: int, failures: int) -> str:
+    """What drives the risk, in plain words, or that nothing stands out from noise.
+
+    Parameters
+    ----------
+    families : pandas.DataFrame
+        Per feature family: ``importance``, ``low``, ``high``, ``stands_out`` (see
+        :func:`kafer.explain.permutation_importance`).
+    inputs : pandas.DataFrame
+        The strongest single inputs: ``with``, ``stands_out``, ``cars_with``, ``failure_rate_with``,
+        ``failure_rate_without``.
+    cars, failures : int
+        The cars it was measured on.
+    """
+    measured = f"Measured on {cars:,} evaluation cars with {failures:,} road-test failures."
+    strong = families[families["stands_out"]].sort_values("importance", ascending=False)
+    if strong.empty:
+        return ("Nothing stands out from noise: shuffling any one family of inputs among the cars does not clearly "
+                f"lower the ROC-AUC. {measured} The model's ranking rests on no input it could show to be real; "
+                "treat any pattern in the tables below as chance.")
+    named = "; ".join(f"{FAMILY_WORDS.get(f, f)} (ROC-AUC falls by {number(r.importance, 3)} "
+                      f"[{number(r.low, 3)}, {number(r.high, 3)}] without it)" for f, r in strong.iterrows())
+    others = [FAMILY_WORDS.get(f, f) for f in families.index if f not in strong.index]
+    text = f"What drives the risk: {named}."
+    if others:
+        text += f" The other families ({'; '.join(others)}) do not stand out from noise."
+    clear = inputs[inputs["stands_out"]] if len(inputs) else inputs
+    if len(clear):
+        text += " Single inputs that stand out: " + "; ".join(
+            f"{r['with']} ({r['failure_rate_with']:.0%} of {r['cars_with']:,} such cars failed, "
+            f"{r['failure_rate_without']:.0%} of the others)" for _, r in clear.iterrows()) + "."
+    return f"{text} {measured}"

@@ -1,7 +1,8 @@
 """Score cars with the production model: the ranked inspection list.
 
 An upload is read and checked exactly as for ingest, but not added to the lake; its cars get the
-same features as in training and the model kept in production scores them. The ranked list is
+same features and facts as in training, the model kept in production scores them, and each car
+gets the two or three facts that raise its risk most, in words (:func:`kafer.explain.reasons`). The ranked list is
 written as CSV or as the workbook the plant opens (the cars, then which model made the list and
 how to read it).
 """
@@ -20,14 +21,18 @@ import pyarrow as pa
 
 from .config import Settings
 from .errors import OutputError, RegistryError, UploadError
+from .explain import reasons
+from .facts import build_facts
 from .features import build_features
 from .ingest import list_upload, read_upload
 from .lake import Lake
 from .readers import COLUMNS, Progress
 
 
-def upload_features(paths: Iterable[str], *, settings: Settings, progress: Progress | None = None) -> pd.DataFrame:
-    """The per-car table of an upload on its own (nothing is written to the lake).
+def upload_cars(paths: Iterable[str], *, settings: Settings,
+                progress: Progress | None = None) -> tuple[pd.DataFrame, pa.Table]:
+    """The per-car table and the facts of an upload on its own, built as ingest builds them (nothing
+    is written to the lake).
 
     Raises
     ------
@@ -41,7 +46,8 @@ def upload_features(paths: Iterable[str], *, settings: Settings, progress: Progr
     exports = [r.export for r in received if r.export is not None]
     tables = {kind: [e.table for e in exports if e.kind == kind] for kind in COLUMNS}
     merged = {kind: pa.concat_tables(parts) if parts else None for kind, parts in tables.items()}
-    return build_features(merged["resultados"], merged["falhas"], merged["status"], settings=settings)
+    rows = (merged["resultados"], merged["falhas"], merged["status"])
+    return build_features(*rows, settings=settings), build_facts(*rows, settings=settings)
 
 
 def production_model(lake: Lake):
@@ -80,14 +86,25 @@ def rank(table: pd.DataFrame, probability: np.ndarray, *, budget: float, thresho
     return out
 
 
+#: What a car gets when none of its facts raises its risk above a typical car's.
+NO_REASON = "no fact raises its risk above a typical car's"
+
+
+def with_reasons(ranked: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
+    """``ranked`` with a ``reasons`` column: each car's reasons in words, ``; ``-separated, strongest first."""
+    text = found.sort_values(["KNR", "rank"]).groupby("KNR")["words"].agg("; ".join)
+    return ranked.assign(reasons=ranked["KNR"].map(text).fillna(NO_REASON).to_numpy())
+
+
 def predict_upload(paths: Iterable[str], *, settings: Settings, progress: Progress | None = None) -> pd.DataFrame:
-    """Score every car of an upload with the production model of the settings' lake, riskiest first."""
+    """Score every car of an upload with the production model of the settings' lake, riskiest first,
+    each with its reasons."""
     model, meta = production_model(Lake(settings.lake))
-    table = upload_features(paths, settings=settings, progress=progress)
+    table, facts = upload_cars(paths, settings=settings, progress=progress)
     threshold = (meta.get("metrics") or {}).get("operating_threshold")
-    scored = rank(table, model.predict_proba(table), budget=settings.operating_budget, threshold=threshold)
+    scored = rank(table, model.predict_proba(table, facts), budget=settings.operating_budget, threshold=threshold)
     scored.insert(1, "model_version", meta["version"])
-    return scored
+    return with_reasons(scored, reasons(model, table, facts))
 
 
 #: The formats the ranked list is written in, by the output's file suffix.

@@ -12,18 +12,20 @@ validated on; when too few such cars remain, the comparison says so instead of g
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import catalog, registry, runrecord
 from .dataset import Split, labelled, time_split
 from .drift import data_summary, drift
+from .explain import Drivers, drivers
 from .features import feature_columns
 from .ingest import merge
 from .metrics import compare, threshold_at
-from .model import Model, load_model, train
+from .model import Model, load_model, select_family, train
 from .narrative import recommendation, verdict
 from .readers import Progress
 from .runrecord import CANDIDATE, METRICS, PREDICTIONS, TRAINING_CARS, Run, write_json
@@ -57,12 +59,27 @@ def split_summary(split: Split) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def run_facts(run: Run, cars: pd.DataFrame | None = None) -> pa.Table:
+    """The facts (:mod:`kafer.facts`) of the version the run pinned, only of ``cars`` when given."""
+    knr = None if cars is None else pa.array(cars["KNR"].astype(str), pa.string())
+    return catalog.facts(run.lake, run.data_version, cars=knr)
+
+
 def train_candidate(run: Run) -> tuple[Model, Split]:
-    """Fit the candidate on the training cars of the run's split."""
+    """Fit the candidate on the training cars of the run's split, with the facts enough of them have.
+
+    Family ``auto`` compares the families first (:func:`kafer.model.select_family`); how the family
+    was chosen is kept in the model's ``meta["family_choice"]``.
+    """
     split = run_split(run)
     settings = run.settings
-    model = train(split.train, features=feature_columns(settings), family=settings.family, seed=settings.seed)
-    return model, split
+    options = {"features": feature_columns(settings), "seed": settings.seed, "facts": run_facts(run, split.train),
+               "min_fact_cars": settings.fact_min_cars, "max_fact_columns": settings.fact_max_columns}
+    choice = {"rule": "named (--family or the family setting)", "chosen": settings.family}
+    if settings.family == "auto":
+        choice = select_family(split.train, **options)
+    model = train(split.train, family=choice["chosen"], **options)
+    return replace(model, meta={**model.meta, "family_choice": choice}), split
 
 
 def save_candidate(model: Model, split: Split, run: Run) -> pd.DataFrame:
@@ -72,7 +89,9 @@ def save_candidate(model: Model, split: Split, run: Run) -> pd.DataFrame:
     split.train[["KNR"]].to_csv(run.folder / TRAINING_CARS, index=False)
     version = registry.new_version()
     runrecord.update_manifest(run.runs, run.run_id, candidate_version=version)
-    info = {"version": version, "family": model.meta["family"], "data version": run.data_version,
+    info = {"version": version, "family": model.meta["family"],
+            "family chosen by": (model.meta.get("family_choice") or {}).get("rule", "named"),
+            "data version": run.data_version,
             "features": len(model.features),
             "trained on cars": model.meta["trained_on"]["cars"],
             "failures among them": model.meta["trained_on"]["positives"]}
@@ -90,6 +109,7 @@ class Evaluation:
     metrics: dict
     changes: pd.DataFrame
     drift: pd.DataFrame
+    drivers: Drivers
 
     @property
     def verdict(self) -> str:
@@ -139,17 +159,18 @@ def evaluate_run(run: Run) -> Evaluation:
     candidate = load_model(run.folder.joinpath(CANDIDATE).read_bytes())
     table = run_features(run)
     cars = time_split(labelled(table), eval_fraction=settings.eval_fraction).eval
+    facts = run_facts(run, cars)
     production = registry.production(lake)
     seen = None
     p_production = np.full(len(cars), np.nan)
     if production is not None:
         model = load_model(registry.load_artifact(lake, production["version"]))
         seen = registry.training_cars(lake, production["version"], table=table)
-        p_production = model.predict_proba(cars)
+        p_production = model.predict_proba(cars, facts)
     fair = fair_cars(cars, seen, min_cars=settings.min_compare_cars, min_failures=settings.min_compare_failures)
     compared = fair["mask"] if fair["possible"] else np.ones(len(cars), dtype=bool)
     y_true = cars["label_rod"].to_numpy(dtype=int)[compared]
-    p_candidate = candidate.predict_proba(cars)
+    p_candidate = candidate.predict_proba(cars, facts)
     probabilities = {"candidate": p_candidate[compared]}
     if production is not None and fair["possible"]:
         probabilities["production"] = p_production[compared]
@@ -167,7 +188,7 @@ def evaluate_run(run: Run) -> Evaluation:
         "operating_budget": settings.operating_budget,
         "models": {
             "candidate": {"version": runrecord.read_manifest(run.runs, run.run_id)["candidate_version"],
-                          "family": candidate.meta["family"],
+                          "family": candidate.meta["family"], "family_choice": candidate.meta.get("family_choice"),
                           "trained_on": candidate.meta["trained_on"],
                           "metrics": {**comparison["candidate"],
                                       "operating_threshold": threshold_at(
@@ -183,6 +204,9 @@ def evaluate_run(run: Run) -> Evaluation:
                                  production=production is not None)
     metrics["recommendation"] = recommendation(comparison, production=production is not None,
                                                fair=metrics["fair_comparison"])
+    explained = drivers(candidate, cars, facts, cars["label_rod"].to_numpy(dtype=int),
+                        rounds=settings.bootstrap_rounds, seed=settings.seed)
+    metrics["drivers"] = explained.to_dict()
     write_json(run.folder / METRICS, metrics)
     pd.DataFrame({"KNR": cars["KNR"].to_numpy(), "y_true": cars["label_rod"].to_numpy(dtype=int),
                   "p_candidate": p_candidate, "p_production": p_production,
@@ -190,9 +214,11 @@ def evaluate_run(run: Run) -> Evaluation:
     old = None
     if production is not None and catalog.has_features(lake, production["data_version"]):
         old = catalog.features(lake, production["data_version"])
-    shift = drift(old, table, features=list(feature_columns(settings))) if old is not None else pd.DataFrame()
+    shift = pd.DataFrame()
+    if old is not None:
+        shift = drift(old, table, features=[c for c in feature_columns(settings) if c in old.columns])
     return Evaluation(cars["KNR"].to_numpy()[compared], y_true, probabilities, comparison, metrics,
-                      data_changes(old, table), shift)
+                      data_changes(old, table), shift, explained)
 
 
 def data_changes(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from kafer.cli import main
 from kafer.errors import UploadError
 from kafer.catalog import current_features, current_manifest
 from kafer.ingest import ingest
-from kafer.predict import upload_features
+from kafer.predict import upload_cars
 from kafer.readers import KINDS
 
 T = dt.datetime
@@ -201,8 +201,8 @@ def test_predict_reads_an_upload_with_the_settings_window(settings, tmp_path):
     folder = upload(tmp_path / "up")
     write_csv(folder / "zz.csv", list(KINDS["status"]), [[OTHER, "G720", T(1970, 1, 1)]])
     with pytest.raises(UploadError, match="outside the plausible window"):
-        upload_features([str(folder)], settings=settings)
-    assert len(upload_features([str(folder)], settings=settings.replace(dates_from="1960-01-01"))) == 2
+        upload_cars([str(folder)], settings=settings)
+    assert len(upload_cars([str(folder)], settings=settings.replace(dates_from="1960-01-01"))[0]) == 2
 
 
 def test_each_file_is_hashed_once(lake, settings, tmp_path, monkeypatch):

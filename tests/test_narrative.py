@@ -102,3 +102,23 @@ def test_an_interval_reads_value_then_bounds_and_says_when_there_is_none():
     assert interval({"value": 0.0005, "low": -0.0012, "high": 0.0021}, 4, sign=True) == "+0.0005 [\u22120.0012, +0.0021]"
     assert interval({"value": 0.5, "low": None, "high": None}) == "0.500"
     assert interval(None) == "—"
+
+
+def test_inputs_read_as_an_inspector_says_them():
+    from kafer.narrative import condition_words, input_words
+
+    assert input_words("nok_test:131200") == "test 131200 NOK"
+    assert input_words("nok_test:131200", 2) == "test 131200 NOK twice"
+    assert input_words("config:MOTOR", 0, category="CWL") == "engine CWL"
+    assert input_words("config:MOTOR", 3, category="") == "engine (blank)"
+    assert input_words("repeated_checkpoint:M594", 2) == "passed M594 twice"
+    assert input_words("repeated_checkpoint:M594", 3) == "passed M594 3 times"
+    assert input_words("defect:ZP7|PAINEL LATERAL 01. AMASSADO") == "ZP7 defect PAINEL LATERAL 01. AMASSADO"
+    assert input_words("station:PCEQS702", 2) == "2 defects at station PCEQS702"
+    assert input_words("dwell_min_ZP6", 52.4, typical=30.1) == "52 min in ZP6 (typical 30)"
+    assert input_words("n_nok_id2", 12, typical=1) == "12 NOK screw tightenings (typical 1)"
+    assert input_words("weekday_at_ZP7", 5) == "passed ZP7 on a Saturday"
+    assert input_words("shift_at_ZP6", 3) == "passed ZP6 on shift 3"
+    assert condition_words("repeated_checkpoint:L66A", above=0) == "passed L66A more than once"
+    assert condition_words("n_nok_id2", above=2) == "more than 2 NOK screw tightenings"
+    assert condition_words("config:COR", value=1, category="2R2R") == "colour 2R2R"

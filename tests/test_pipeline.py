@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from kafer import catalog, registry
 from kafer.cli import main
 from kafer.config import load_settings
-from kafer.decide import decide
+from kafer.decide import decide, run_summary
 from kafer.demo import make_demo_upload
 from kafer.errors import StepError
 from kafer.ingest import ingest
@@ -72,6 +72,11 @@ def test_a_retrain_leaves_a_complete_and_true_record(world, history):
     assert manifest["data_version"] == metrics["data_version"]
     snapshot = json.loads((folder / "settings.json").read_text())
     assert snapshot["min_compare_cars"] == 50 and snapshot["lake"] == world[3].lake
+    drivers = metrics["drivers"]
+    assert drivers["summary"] and drivers["cars"] == metrics["eval_cars"]
+    assert [f["group"] for f in drivers["families"]] == ["contract", "configuration", "tests", "route", "defects"]
+    assert metrics["models"]["candidate"]["family_choice"]["chosen"] == "hgb"
+    assert "What drives the risk" in html and run_summary("r1", runs=world[3].runs)["drivers"] == drivers["summary"]
 
 
 def test_keep_new_then_keep_old_leaves_the_first_candidate(world, history):
@@ -152,6 +157,7 @@ def test_retrain_without_new_data_and_predict(world, history, tmp_path):
     assert sorted(ranked["KNR"]) == sorted(truth["KNR"])
     assert (ranked["model_version"] == history[0].candidate_version).all()
     assert ranked["rank"].tolist() == list(range(1, len(ranked) + 1))
+    assert ranked["reasons"].notna().all() and ranked["reasons"].str.len().gt(0).all()
 
 
 def test_decide_and_predict_notebooks_run_and_kernel_noise_stays_out_of_the_terminal(world, history, tmp_path,

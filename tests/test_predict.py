@@ -27,7 +27,7 @@ from kafer.metrics import threshold_at
 from kafer.model import train
 from kafer.pipeline import run_notebook
 from kafer.predict import (ABOUT_SHEET, LIST_SHEET, budget_note, output_format, predict_upload, ranking_facts,
-                           ranking_workbook, save_ranking, summary, upload_features)
+                           ranking_workbook, save_ranking, summary, upload_cars)
 from kafer.report import risk_chart
 from kafer.runrecord import write_json
 
@@ -41,7 +41,7 @@ def world(tmp_path_factory):
     settings = load_settings(lake=str(root / "lake"), runs=str(root / "runs"))
     first = make_demo_upload(root / "first", cars=200, seed=11, results_per_car=20)
     second = make_demo_upload(root / "second", cars=200, seed=12, results_per_car=20, start="2024-04-15")
-    table = upload_features([str(first.folder)], settings=settings).drop(columns="label_known")
+    table = upload_cars([str(first.folder)], settings=settings)[0].drop(columns="label_known")
     model = train(table, features=feature_columns(settings), family="hgb", seed=1)
     threshold = threshold_at(model.predict_proba(table), budget=settings.operating_budget)
     lake = Lake(settings.lake)
@@ -200,7 +200,7 @@ def test_an_upload_without_cars_is_refused_in_one_line(world, tmp_path, capsys, 
 
 def test_no_upload_at_all_is_refused(world):
     with pytest.raises(UploadError, match="no upload given: name the export files or folders"):
-        upload_features([], settings=world["settings"])
+        upload_cars([], settings=world["settings"])
 
 
 def test_without_a_production_model_the_cli_says_what_to_do(world, tmp_path, capsys):

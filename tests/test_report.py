@@ -164,3 +164,26 @@ def test_data_changes_read_in_people_s_formats():
     assert list(drift_table(shift).columns) == ["average when production was trained", "average now", "PSI", "shift"]
     assert "1 of 1 features moved, 1 of them a lot (n_nok_id2)" in drift_sentence(shift)
     assert "PSI" in drift_sentence(shift) and "nothing to compare" in drift_sentence(pd.DataFrame())
+
+
+def test_the_importance_chart_and_the_family_choice():
+    from kafer.explain import Drivers
+    from kafer.report import family_choice, importance_chart
+
+    families = pd.DataFrame({"inputs": [17, 40], "importance": [0.05, 0.0], "low": [0.02, -0.01],
+                             "high": [0.08, 0.01], "stands_out": [True, False]},
+                            index=pd.Index(["contract", "tests"], name="group"))
+    inputs = pd.DataFrame({"with": ["test 131200 NOK"], "importance": [0.03], "low": [0.01], "high": [0.05],
+                           "stands_out": [True]}, index=pd.Index(["nok_test:131200"], name="input"))
+    open_before = plt.get_fignums()
+    fig = importance_chart(Drivers(cars=400, failures=28, families=families, inputs=inputs, summary="…"))
+    assert len(fig.axes) == 2 and drawn(fig) and plt.get_fignums() == open_before
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["test 131200 NOK"]
+    named = {"models": {"candidate": {"family": "hgb", "family_choice": {"rule": "named", "chosen": "hgb"}}}}
+    assert family_choice(named).loc["hgb", "how chosen"] == "named"
+    compared = {"models": {"candidate": {"family": "keras", "family_choice": {
+        "rule": "best PR-AUC", "chosen": "keras", "cars": 320, "failures": 22,
+        "scores": {"hgb": {"roc_auc": 0.7, "pr_auc": 0.2, "recall_at_10": 0.3},
+                   "keras": {"roc_auc": 0.72, "pr_auc": 0.25, "recall_at_10": 0.35}}}}}}
+    table = family_choice(compared)
+    assert table.loc["keras", "chosen"] == "yes" and table.loc["hgb", "PR-AUC (average precision)"] == "0.200"
