@@ -225,6 +225,7 @@ _SHOWN = {
     "KNR": ("KNR", "@"),
     "probability": ("Road-test risk", "0.0 %"),
     "in_budget": ("In inspection budget", "@"),
+    "reasons": ("Why (what raises its risk most)", "@"),
     "model_version": ("Model version", "@"),
 }
 #: Widest a column of the list gets, in characters; longer text wraps (its row grows by lines of
@@ -256,8 +257,8 @@ def ranking_workbook(ranked: pd.DataFrame, facts: Mapping):
 
     book = Workbook(write_only=True)
     sheet = book.create_sheet(LIST_SHEET)
-    columns = (["rank", "KNR", "probability", "in_budget"] + [c for c in ranked.columns if c not in _SHOWN]
-               + [c for c in ("model_version",) if c in ranked.columns])
+    first, last = ["rank", "KNR", "probability", "in_budget"], [c for c in ("model_version",) if c in ranked.columns]
+    columns = first + [c for c in ranked.columns if c not in first + last] + last
     values = {c: ranked[c].tolist() if c in ("rank", "probability") else _as_text(ranked[c]).tolist()
               for c in columns}
     bold, fill = Font(name="Calibri", size=11, bold=True), PatternFill("solid", fgColor=_HIGHLIGHT)
@@ -344,6 +345,8 @@ def _reading(ranked: pd.DataFrame, facts: Mapping) -> list[str]:
         "One row per car of the upload, riskiest first: rank 1 is the car most likely to fail the road test.",
         "Road-test risk is the production model's probability that the car fails the road test.",
         "Filled rows (In inspection budget: yes) are the cars to road-test first.",
+        "Why lists the two or three facts of the car that raise its risk most (what the model gives it "
+        "without each of them).",
         budget_note(ranked, facts),
         "The filter arrows in the header show only the cars in the budget, or find a KNR.",
     ]

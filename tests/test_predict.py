@@ -95,8 +95,10 @@ def test_the_workbook_the_plant_opens(world, scored, tmp_path):
     book = load_workbook(out)
     assert book.sheetnames == [LIST_SHEET, ABOUT_SHEET]
     sheet = book[LIST_SHEET]
-    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == "A1:E201"
-    assert [c.value for c in sheet[1]] == ["Rank", "KNR", "Road-test risk", "In inspection budget", "Model version"]
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == "A1:F201"
+    assert [c.value for c in sheet[1]] == ["Rank", "KNR", "Road-test risk", "In inspection budget",
+                                           "Why (what raises its risk most)", "Model version"]
+    assert [r[4].value for r in sheet.iter_rows(min_row=2)] == ranked["reasons"].tolist()
     rows = list(sheet.iter_rows(min_row=2))
     assert [r[1].value for r in rows] == ranked["KNR"].tolist()
     assert [r[0].value for r in rows] == list(range(1, 201))
@@ -132,7 +134,8 @@ def test_the_writer_writes_every_column_of_the_list_and_highlights_by_the_flag_a
     ranking_workbook(ranked, facts).save(out)
     book = load_workbook(out)
     sheet = book[LIST_SHEET]
-    assert [c.value for c in sheet[1]] == ["Rank", "KNR", "Road-test risk", "In inspection budget", "reasons",
+    assert [c.value for c in sheet[1]] == ["Rank", "KNR", "Road-test risk", "In inspection budget",
+                                           "Why (what raises its risk most)",
                                            "n_falhas_ZP7", "Model version"]
     assert [c.value for c in sheet[3]] == [2, "2024-2", 0.4, "no", None, "0", "m1"]
     assert sheet["E2"].alignment.wrap_text and sheet.column_dimensions["E"].width == 60
