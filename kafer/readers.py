@@ -1,6 +1,7 @@
 """Read one of the plant's exports (xlsx, csv, csv.gz) into normalized, validated rows.
 
-Pure: bytes and a file name in, an :class:`Export` out; nothing touches the lake. The kind
+Pure: bytes (or a local file) and a file name in, an :class:`Export` out, or block after block of
+rows handed to a writer (:func:`scan_export`, for files larger than memory); nothing touches the lake. The kind
 (resultados, falhas, status) is recognized from the header, the file name being only a hint.
 Every sheet of a workbook is read, the header row is found wherever it is, continuation sheets
 without a header take the previous sheet's columns. Values are normalized so that the same row
@@ -15,8 +16,9 @@ import datetime as dt
 import hashlib
 import io
 import itertools
+import os
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Union
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,9 +51,13 @@ _HEADER_SCAN_ROWS = 30
 _EXCEL_EPOCH_DAYS = 25_569
 #: Excel's last date, 9999-12-31, as a serial day.
 _EXCEL_LAST_DAY = 2_958_465
+#: Rows of a workbook normalized at once, and bytes of a csv.
 _CHUNK_ROWS = 250_000
+_CSV_BLOCK_BYTES = 16 << 20
 
 Progress = Callable[[str], None]
+#: An export's content: its bytes, or a local file holding them (read without holding them).
+Source = Union[bytes, str, os.PathLike]
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,28 @@ class Export:
     @property
     def cars(self) -> int:
         return len(pc.unique(self.table["KNR"]))
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """What one accepted export holds, tallied block by block while it was read."""
+
+    kind: str
+    format: str
+    size: int
+    sheets: tuple[str, ...]
+    rows: int
+    cars: int
+    period: tuple[dt.datetime, dt.datetime]
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Normalized rows read from one sheet (``None`` for a csv); the first block names the kind."""
+
+    kind: str
+    sheet: str | None
+    rows: pa.Table
 
 
 def schema(kind: str) -> pa.Schema:
@@ -126,7 +154,7 @@ def not_an_export(name: str) -> str | None:
 def read_export(data: bytes, name: str, *, sha256: str | None = None,
                 dates_within: tuple[dt.datetime, dt.datetime] | None = None,
                 progress: Progress | None = None) -> Export:
-    """Read and check one export.
+    """Read and check one export whole, into memory (see :func:`scan_export` to stream it).
 
     Parameters
     ----------
@@ -148,27 +176,90 @@ def read_export(data: bytes, name: str, *, sha256: str | None = None,
     Raises
     ------
     UploadError
+        As :func:`scan_export`.
+    """
+    parts: list[pa.Table] = []
+    scanned = scan_export(data, name, write=parts.append, restart=parts.clear, dates_within=dates_within,
+                          progress=progress)
+    return Export(name=name, kind=scanned.kind, format=scanned.format,
+                  sha256=sha256 or hashlib.sha256(data).hexdigest(), size=scanned.size,
+                  table=pa.concat_tables(parts), sheets=scanned.sheets, period=scanned.period)
+
+
+def scan_export(source: Source, name: str, *, write: Callable[[pa.Table], None], restart: Callable[[], None],
+                dates_within: tuple[dt.datetime, dt.datetime] | None = None,
+                progress: Progress | None = None) -> Scanned:
+    """Read and check one export block by block, handing each block of normalized rows to ``write``.
+
+    No block is kept here, so memory holds one block whatever the file's size: at most 250,000
+    rows of a workbook (its reader holds the sheet being read), one 16 MiB block of a csv.
+
+    Parameters
+    ----------
+    source : bytes or path
+        The file's content, or a local file holding it (a workbook is then read from the file).
+    name : str
+        The file's name, used in messages and as a hint to its kind.
+    write : callable
+        Called with each block of normalized rows (``schema(kind)``), in the file's order.
+    restart : callable
+        Called when the blocks written so far are void because the file is read again from its
+        start (a csv whose dates are not all date text, or whose text turns out to be cp1252).
+    dates_within : (datetime, datetime), optional
+        The first and last plausible ``DATA``; :func:`plausible_dates` when not given.
+    progress : callable, optional
+        Called with a short text as rows are read.
+
+    Returns
+    -------
+    Scanned
+        Kind, format, size, sheets read, rows, distinct cars and period (first and last ``DATA``).
+
+    Raises
+    ------
+    UploadError
         When the file is empty, not a readable xlsx/csv, of no known kind, lacks or adds columns,
         or has a malformed KNR, an unparseable DATA or a DATA outside ``dates_within`` in any row;
         the message names the place.
     """
-    if not data:
+    size = len(source) if isinstance(source, bytes) else os.path.getsize(source)
+    if not size:
         raise UploadError("the file is empty", file=name)
     window = dates_within or plausible_dates()
-    fmt = sniff_format(data)
+    fmt = sniff_format(_head(source, 4))
     if name.lower().endswith((".xlsx", ".xlsm")) and fmt != "xlsx":
         raise UploadError("named .xlsx but is not an Excel workbook (truncated, or another format)", file=name)
-    if fmt == "xlsx":
-        kind, table, sheets = _read_xlsx(data, name, window, progress)
-    else:
-        kind, table = _read_csv(data, name, fmt, window, progress)
-        sheets = ()
-    if table.num_rows == 0:
+    blocks = _xlsx_blocks(source, name, window, progress) if fmt == "xlsx" else \
+        _csv_blocks(source, name, fmt, window, progress)
+    kind, sheets, rows, cars, first, last = None, [], 0, set(), None, None
+    for block in blocks:
+        if block is None:
+            sheets, rows, cars, first, last = [], 0, set(), None, None
+            restart()
+            continue
+        kind = block.kind
+        if block.sheet is not None and block.sheet not in sheets:
+            sheets.append(block.sheet)
+        if not block.rows.num_rows:
+            continue
+        rows += block.rows.num_rows
+        cars.update(pc.unique(block.rows["KNR"]).to_pylist())
+        low, high = pc.min_max(block.rows["DATA"]).values()
+        first = low.as_py() if first is None else min(first, low.as_py())
+        last = high.as_py() if last is None else max(last, high.as_py())
+        write(block.rows)
+    if rows == 0:
         raise UploadError(f"the {kind} export has a header but no data rows", file=name)
-    dates = table["DATA"]
-    period = (pc.min(dates).as_py(), pc.max(dates).as_py())
-    return Export(name=name, kind=kind, format=fmt, sha256=sha256 or hashlib.sha256(data).hexdigest(),
-                  size=len(data), table=table, sheets=sheets, period=period)
+    return Scanned(kind=kind, format=fmt, size=size, sheets=tuple(sheets), rows=rows, cars=len(cars),
+                   period=(first, last))
+
+
+def _head(source: Source, size: int) -> bytes:
+    """The first ``size`` bytes of the file."""
+    if isinstance(source, bytes):
+        return source[:size]
+    with open(source, "rb") as fh:
+        return fh.read(size)
 
 
 # -- kind recognition ---------------------------------------------------------------------------
@@ -218,9 +309,10 @@ class _NotUtf8(Exception):
     """A byte past the first 64 KiB that the encoding guessed from them (UTF-8) cannot decode."""
 
 
-def _read_csv(data: bytes, name: str, fmt: str, window: tuple[dt.datetime, dt.datetime],
-              progress: Progress | None) -> tuple[str, pa.Table]:
-    head = _head_bytes(data, fmt, name)
+def _csv_blocks(source: Source, name: str, fmt: str, window: tuple[dt.datetime, dt.datetime],
+                progress: Progress | None) -> Iterator[_Block | None]:
+    """The normalized blocks of a csv; ``None`` before a second reading from the start voids the first."""
+    head = _head_bytes(source, fmt, name)
     if b"\x00" in head:
         raise UploadError("binary content, not a text CSV or an xlsx workbook", file=name)
     encoding = _encoding(head, name)
@@ -233,27 +325,33 @@ def _read_csv(data: bytes, name: str, fmt: str, window: tuple[dt.datetime, dt.da
     kind = recognize_kind(header, name)
     names = [f"__index_{i}" if _is_index_column(h) else h for i, h in enumerate(header)]
 
-    def parse(encoding: str) -> pa.Table:
+    def parse(encoding: str) -> Iterator[_Block | None]:
         try:
-            return _parse_csv(data, name, fmt, kind, names, encoding, delimiter, window, progress, typed_dates=True)
+            yield from _parse_csv(source, name, fmt, kind, names, encoding, delimiter, window, progress,
+                                  typed_dates=True)
         except pa.ArrowInvalid:
             # Some DATA value is not a date text (an Excel serial number, or a bad value): read it again as text.
-            return _parse_csv(data, name, fmt, kind, names, encoding, delimiter, window, progress, typed_dates=False)
+            yield None
+            yield from _parse_csv(source, name, fmt, kind, names, encoding, delimiter, window, progress,
+                                  typed_dates=False)
 
     try:
-        return kind, parse(encoding)
+        yield from parse(encoding)
     except _NotUtf8:
         if not head.isascii():
             raise UploadError("mixes UTF-8 text with bytes that are not UTF-8: save it again in one encoding",
                               file=name) from None
         # Plain ASCII until past the first 64 KiB: a cp1252 file whose first accent comes late.
-        return kind, parse("cp1252")
+        yield None
+        yield from parse("cp1252")
 
 
-def _parse_csv(data: bytes, name: str, fmt: str, kind: str, names: list[str], encoding: str, delimiter: str,
-               window: tuple[dt.datetime, dt.datetime], progress: Progress | None, *, typed_dates: bool) -> pa.Table:
+def _parse_csv(source: Source, name: str, fmt: str, kind: str, names: list[str], encoding: str, delimiter: str,
+               window: tuple[dt.datetime, dt.datetime], progress: Progress | None, *,
+               typed_dates: bool) -> Iterator[_Block]:
     """Stream the CSV in blocks, normalizing each; dates parsed by Arrow when ``typed_dates``.
 
+    Yields at least one block (empty for a csv without rows), so that its kind is known.
     Raises :class:`_NotUtf8` when UTF-8 text turns out not to be UTF-8 past the sniffed head.
     """
     import pyarrow.csv as pacsv
@@ -261,22 +359,24 @@ def _parse_csv(data: bytes, name: str, fmt: str, kind: str, names: list[str], en
     types = {n: pa.string() for n in names}
     if typed_dates:
         types["DATA"] = pa.timestamp("ms")
-    read_opts = pacsv.ReadOptions(column_names=names, skip_rows=1, encoding=encoding, block_size=16 << 20)
+    read_opts = pacsv.ReadOptions(column_names=names, skip_rows=1, encoding=encoding,
+                                  block_size=_CSV_BLOCK_BYTES)
     parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     convert_opts = pacsv.ConvertOptions(column_types=types, timestamp_parsers=[pacsv.ISO8601, *_DATE_FORMATS],
                                         include_columns=[n for n in names if not n.startswith("__index_")],
                                         strings_can_be_null=False, quoted_strings_can_be_null=False)
-    source = pa.input_stream(pa.py_buffer(data), compression="gzip" if fmt == "csv.gz" else None)
-    batches = []
     done = 0
     try:
-        reader = pacsv.open_csv(source, read_options=read_opts, parse_options=parse_opts,
-                                convert_options=convert_opts)
-        for batch in reader:
-            batches.append(_normalize(pa.Table.from_batches([batch]), kind, name, None, window, first_row=done + 2))
-            done += batch.num_rows
-            if progress:
-                progress(f"{name}: {done:,} rows read")
+        raw = pa.py_buffer(source) if isinstance(source, bytes) else os.fspath(source)
+        with pa.input_stream(raw, compression="gzip" if fmt == "csv.gz" else None) as stream:
+            reader = pacsv.open_csv(stream, read_options=read_opts, parse_options=parse_opts,
+                                    convert_options=convert_opts)
+            for batch in reader:
+                rows = _normalize(pa.Table.from_batches([batch]), kind, name, None, window, first_row=done + 2)
+                done += batch.num_rows
+                if progress:
+                    progress(f"{name}: {done:,} rows read")
+                yield _Block(kind, None, rows)
     except pa.ArrowInvalid as exc:
         if typed_dates and "timestamp" in str(exc):
             raise
@@ -288,16 +388,18 @@ def _parse_csv(data: bytes, name: str, fmt: str, kind: str, names: list[str], en
         raise UploadError(f"{problem} (undecodable byte 0x{exc.object[exc.start]:02x})", file=name) from None
     except (OSError, EOFError) as exc:
         raise UploadError(f"cannot be read as CSV ({_short(exc)})", file=name) from None
-    return pa.concat_tables(batches) if batches else schema(kind).empty_table()
+    if not done:
+        yield _Block(kind, None, schema(kind).empty_table())
 
 
-def _head_bytes(data: bytes, fmt: str, name: str) -> bytes:
+def _head_bytes(source: Source, fmt: str, name: str) -> bytes:
+    """The first 64 KiB of the file's text (decompressed for csv.gz)."""
     if fmt != "csv.gz":
-        return data[:1 << 16]
+        return _head(source, 1 << 16)
     import zlib
 
     try:
-        return zlib.decompressobj(wbits=31).decompress(data, 1 << 16)
+        return zlib.decompressobj(wbits=31).decompress(_head(source, 1 << 22), 1 << 16)
     except zlib.error as exc:
         raise UploadError(f"gzip data is corrupt ({exc})", file=name) from None
 
@@ -326,20 +428,22 @@ def _short(exc: Exception) -> str:
 
 # -- xlsx -----------------------------------------------------------------------------------------
 
-def _read_xlsx(data: bytes, name: str, window: tuple[dt.datetime, dt.datetime],
-               progress: Progress | None) -> tuple[str, pa.Table, tuple[str, ...]]:
+def _xlsx_blocks(source: Source, name: str, window: tuple[dt.datetime, dt.datetime],
+                 progress: Progress | None) -> Iterator[_Block]:
+    """The normalized blocks of every sheet of a workbook, at least one (perhaps empty) per sheet read."""
     from python_calamine import CalamineWorkbook
 
     try:
-        book = CalamineWorkbook.from_filelike(io.BytesIO(data))
+        if isinstance(source, bytes):
+            book = CalamineWorkbook.from_filelike(io.BytesIO(source))
+        else:
+            book = CalamineWorkbook.from_path(os.fspath(source))
         sheet_names = list(book.sheet_names)
     except Exception as exc:  # calamine raises its own error types for broken archives
         raise UploadError(f"not a readable xlsx workbook, truncated or damaged ({_short(exc)})", file=name) from None
     kind = None
     columns: list[int] = []
-    tables = []
     done = 0
-    read = []
     for sheet_name in sheet_names:
         try:
             sheet = book.get_sheet_by_name(sheet_name)
@@ -368,20 +472,22 @@ def _read_xlsx(data: bytes, name: str, window: tuple[dt.datetime, dt.datetime],
                               file=name, sheet=sheet_name)
         else:
             body_start = 0
-        read.append(sheet_name)
         row_offset = body_start + 1  # Excel row number of the body's first row
         body = itertools.chain(peek[body_start:], rows)
+        empty = True
         for chunk, chunk_first in _chunks(body, row_offset, key=columns[0]):
             table = _cells_to_table(chunk, columns, names, name, sheet_name)
-            tables.append(_normalize(table, kind, name, sheet_name, window, first_row=chunk_first,
-                                     row_numbers=table.column("__row")))
+            normalized = _normalize(table, kind, name, sheet_name, window, first_row=chunk_first,
+                                    row_numbers=table.column("__row"))
             done += len(chunk)
             if progress:
                 progress(f"{name} [{sheet_name}]: {done:,} rows read")
+            empty = False
+            yield _Block(kind, sheet_name, normalized)
+        if empty:
+            yield _Block(kind, sheet_name, schema(kind).empty_table())
     if kind is None:
         raise UploadError("the workbook has no sheet with data", file=name)
-    table = pa.concat_tables(tables) if tables else schema(kind).empty_table()
-    return kind, table, tuple(read)
 
 
 def _find_header(rows: list[list]) -> int | None:
