@@ -40,6 +40,12 @@ from .errors import KaferError, LakeError, LockTimeout, NestedLockError
 #: another host, so that whether it is alive cannot be seen).
 DEFAULT_STALE_AFTER = 120.0
 
+#: How tables are written into the lake: zstd, in row groups of this many rows.
+PARQUET_COMPRESSION = "zstd"
+ROW_GROUP_SIZE = 256_000
+#: Bytes read at once when a file is hashed, copied or compared.
+_COPY_BLOCK = 8 << 20
+
 _BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss"})
 _S3_PROTOCOLS = frozenset({"s3", "s3a"})
 
@@ -179,6 +185,55 @@ class Lake:
             if not created and self.fs.cat_file(path) != data:
                 raise LakeError(f"refusing to overwrite {key!r} in the lake {self.url}: lake data is immutable")
 
+    def write_file(self, key: str, local: str) -> None:
+        """Write an immutable key from a local file, streamed rather than held in memory (but on
+        ``memory://``, which holds everything); refuse when the key exists with other content."""
+        if self.is_memory:
+            with open(local, "rb") as fh:
+                self.write_bytes(key, fh.read())
+            return
+        path = self.path(key)
+        with self._io("write", key):
+            if self.is_remote:
+                created = self._create_from(path, local)
+            elif self.fs.exists(path):
+                created = False
+            else:
+                parent = path.rsplit("/", 1)[0]
+                self.fs.makedirs(parent, exist_ok=True)
+                tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+                self.fs.put_file(local, tmp)
+                self.fs.mv(tmp, path)
+                created = True
+            if not created and not self._holds(path, local):
+                raise LakeError(f"refusing to overwrite {key!r} in the lake {self.url}: lake data is immutable")
+
+    def _create_from(self, path: str, local: str) -> bool:
+        """Upload ``local`` to ``path`` only when absent (an object store); True when this call created it."""
+        try:
+            self.fs.put_file(local, path, mode="create")  # S3: If-None-Match
+        except TypeError:  # a filesystem without create mode: not atomic, the caller's comparison decides
+            if self.fs.exists(path):
+                return False
+            self.fs.put_file(local, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if "ConditionalRequestConflict" in str(exc):  # S3: a concurrent conditional write won
+                return False
+            raise
+        return True
+
+    def _holds(self, path: str, local: str) -> bool:
+        """Whether the lake's ``path`` has exactly the bytes of the local file, compared block by block."""
+        if self.fs.size(path) != os.path.getsize(local):
+            return False
+        with self.fs.open(path, "rb") as theirs, open(local, "rb") as ours:
+            while block := ours.read(_COPY_BLOCK):
+                if theirs.read(len(block)) != block:
+                    return False
+        return True
+
     def _put(self, path: str, data: bytes) -> None:
         """Write ``path`` whole: an object store's PUT is atomic; a folder gets a temporary file moved into place."""
         if self.is_remote:
@@ -227,9 +282,9 @@ class Lake:
             self._put(self.path(key), _json_bytes(obj))
 
     # -- parquet ---------------------------------------------------------------------------------
-    def write_table(self, key: str, table: pa.Table, *, row_group_size: int = 256_000) -> None:
+    def write_table(self, key: str, table: pa.Table, *, row_group_size: int = ROW_GROUP_SIZE) -> None:
         buf = io.BytesIO()
-        pq.write_table(table, buf, row_group_size=row_group_size, compression="zstd")
+        pq.write_table(table, buf, row_group_size=row_group_size, compression=PARQUET_COMPRESSION)
         self.write_bytes(key, buf.getvalue())
 
     def read_table(self, keys: list[str] | str, *, columns: list[str] | None = None, filter=None) -> pa.Table:
@@ -866,6 +921,62 @@ def list_source(path: str) -> tuple[list[str], list[str]]:
         return prefix + p if prefix and not p.startswith(prefix) else p
 
     return [url(p) for p in files], [url(p) for p in dict.fromkeys(hidden)]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An upload file as a local file: where, its SHA-256 and size, whether it is a copy made in the
+    staging folder, and its stamp ``(size, mtime_ns)`` from before it was hashed, to see later that
+    it was not changed since."""
+
+    path: str
+    sha256: str
+    size: int
+    stamp: tuple[int, int]
+    copied: bool
+
+
+def fetch_source(path: str, *, staging: str) -> Fetched:
+    """Hash an upload file in one streamed pass; a file not on the local disk is copied into the
+    folder ``staging`` on the way, so that it can be read (a workbook needs random access) and
+    landed without its bytes ever being held in memory.
+
+    Raises
+    ------
+    UploadError
+        When the file does not exist or cannot be read.
+    """
+    import hashlib
+
+    from .errors import UploadError
+
+    try:
+        fs, root = fsspec.core.url_to_fs(path)
+        local = bool(set(_protocols(fs)) & {"file", "local"})
+        target = root if local else os.path.join(staging, f"original-{uuid.uuid4().hex}")
+        found = os.stat(target) if local else None
+        digest = hashlib.sha256()
+        with fs.open(root, "rb") as src, (contextlib.nullcontext() if local else open(target, "wb")) as copy:
+            while block := src.read(_COPY_BLOCK):
+                digest.update(block)
+                if copy is not None:
+                    copy.write(block)
+        found = found or os.stat(target)
+    except FileNotFoundError:
+        raise UploadError("no such file", file=path) from None
+    except (IsADirectoryError, PermissionError, OSError) as exc:
+        raise UploadError(f"cannot be read ({exc.strerror or exc})", file=path) from None
+    return Fetched(path=target, sha256=digest.hexdigest(), size=found.st_size,
+                   stamp=(found.st_size, found.st_mtime_ns), copied=not local)
+
+
+def unchanged(fetched: Fetched) -> bool:
+    """Whether the local file of ``fetched`` still has the size and modification time it was hashed with."""
+    try:
+        found = os.stat(fetched.path)
+    except OSError:
+        return False
+    return (found.st_size, found.st_mtime_ns) == fetched.stamp
 
 
 def read_source(path: str) -> bytes:

@@ -127,6 +127,20 @@ def test_immutable_writes_are_refused(store):
         store.read_bytes("raw/b")
 
 
+def test_a_local_file_is_written_once_as_an_immutable_key(store, tmp_path):
+    one, same_size, longer = tmp_path / "one", tmp_path / "same-size", tmp_path / "longer"
+    one.write_bytes(b"one" * 1000)
+    same_size.write_bytes(b"one" * 999 + b"owt")
+    longer.write_bytes(b"one" * 1001)
+    store.write_file("raw/a/file.bin", str(one))
+    store.write_file("raw/a/file.bin", str(one))  # the same bytes again: nothing to do
+    for other in (same_size, longer):
+        with pytest.raises(LakeError, match=r"refusing to overwrite 'raw/a/file.bin' .* immutable"):
+            store.write_file("raw/a/file.bin", str(other))
+    assert store.read_bytes("raw/a/file.bin") == one.read_bytes()
+    assert store.list("raw") == ["raw/a/file.bin"]  # no temporary file left
+
+
 def test_pointers_are_replaced(store):
     assert store.read_pointer("curated/CURRENT.json") is None
     store.write_pointer("curated/CURRENT.json", {"version": "v1"})
