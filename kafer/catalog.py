@@ -55,11 +55,14 @@ def raw_records(lake: Lake) -> list[dict]:
     return [lake.read_json(key) for key in lake.list(_RAW_INDEX) if key.endswith(".json")]
 
 
-def save_raw(lake: Lake, record: dict, *, data: bytes, rows: pa.Table) -> None:
-    """Land one file: its bytes, its rows, then its record (which makes it landed)."""
+def save_raw_from(lake: Lake, record: dict, *, original: str, rows: str) -> None:
+    """Land one file from local files, streamed rather than held in memory: its original bytes
+    (the file ``original``), its rows (the Parquet file ``rows``, sorted by KNR then DATA, zstd,
+    row groups of 256,000 rows, see :func:`kafer.staging.sort_rows_file`), then its record
+    (which makes it landed)."""
     keys = record["keys"]
-    lake.write_bytes(keys["file"], data)
-    lake.write_table(keys["rows"], rows)
+    lake.write_file(keys["file"], original)
+    lake.write_file(keys["rows"], rows)
     lake.write_json(keys["index"], record)
 
 

@@ -116,6 +116,9 @@ class Settings:
     dates_from: str = "2000-01-01"
     #: Latest plausible DATA, in days after the upload is checked (1: tomorrow); later dates are refused.
     dates_ahead_days: float = 1.0
+    #: Local folder where an upload's checked rows wait, as Parquet, until it is landed (about the
+    #: size of its files again); empty for the system's temporary folder.
+    staging_dir: str = ""
 
     def replace(self, **changes) -> "Settings":
         """Return a copy with ``changes`` applied (``None`` values are ignored)."""
@@ -182,6 +185,8 @@ def _from_toml(path: Path) -> dict:
     for name in ("lake", "runs"):
         if name in out:
             out[name] = _located(out[name], path.parent)
+    if out.get("staging_dir"):
+        out["staging_dir"] = _located(out["staging_dir"], path.parent)
     return out
 
 

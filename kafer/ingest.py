@@ -1,13 +1,14 @@
 """Land uploads in the lake's raw zone and merge them into a new version of the curated table.
 
 Where each dataset lives is :mod:`kafer.catalog`'s business. An upload is read and checked whole before anything is written: one bad file refuses it all.
+Its files are checked block by block and staged on local disk (:mod:`kafer.staging`), so that an
+upload of any size, a plant's history at once, is held in bounded memory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import pandas as pd
@@ -20,23 +21,22 @@ from .errors import LakeError, UploadError
 from .facts import build_facts
 from .features import (FalhasPeriod, build_features, feature_definitions, label_coverage, table_columns,
                        with_label_known)
-from .lake import Lake, read_source, utc_now_iso, utc_stamp
-from .readers import (COLUMNS, EXPORT_SUFFIXES, Export, Progress, not_an_export, plausible_dates, read_export,
-                      read_period_text)
+from .lake import Lake, fetch_source, unchanged, utc_now_iso, utc_stamp
+from .readers import COLUMNS, EXPORT_SUFFIXES, Progress, not_an_export, plausible_dates, read_period_text
+from .staging import StagedExport, Staging, stage_export
 
 
 @dataclass(frozen=True)
 class Received:
-    """One file of an upload, as read and checked (``export``), or recognized without reading:
-    the same bytes as an earlier file of the upload (``duplicate_of``) or as a file already in
-    the lake (``record``, its raw-zone record); or left out unread as no export (``ignored``, why,
-    with no ``sha256`` and no ``data``)."""
+    """One file of an upload, as read, checked and staged on local disk (``export``), or recognized
+    without reading: the same bytes as an earlier file of the upload (``duplicate_of``) or as a
+    file already in the lake (``record``, its raw-zone record); or left out unread as no export
+    (``ignored``, why, with no ``sha256``)."""
 
     path: str
     name: str
     sha256: str | None
-    data: bytes = field(repr=False)
-    export: Export | None = None
+    export: StagedExport | None = None
     record: dict | None = None
     duplicate_of: str | None = None
     ignored: str | None = None
@@ -44,7 +44,12 @@ class Received:
 
 def read_upload(paths: Iterable[str], *, settings: Settings, progress: Progress | None = None,
                 allow_empty: bool = False, known: Callable[[str], dict | None] | None = None) -> list[Received]:
-    """Read and check every file of an upload (folders are expanded); nothing is written.
+    """Read and check every file of an upload (folders are expanded); nothing is written to a lake.
+
+    Each file is hashed in one streamed pass, then read block by block; its normalized rows go to
+    a temporary folder on local disk (``settings.staging_dir``, else the system's), sorted as the
+    raw zone keeps them. The folder lives as long as the returned files refer to it, so memory
+    holds one block at a time whatever the number and size of the files.
 
     Parameters
     ----------
@@ -56,7 +61,8 @@ def read_upload(paths: Iterable[str], *, settings: Settings, progress: Progress 
         ``known(sha256)`` gives the raw-zone record of a file already in the lake; such a file was
         checked when it was accepted and is not read again.
     settings : Settings
-        For the plausible window of ``DATA`` (``dates_from``, ``dates_ahead_days``).
+        For the plausible window of ``DATA`` (``dates_from``, ``dates_ahead_days``) and the
+        staging folder (``staging_dir``).
 
     Returns
     -------
@@ -66,28 +72,36 @@ def read_upload(paths: Iterable[str], *, settings: Settings, progress: Progress 
     Raises
     ------
     UploadError
-        At the first file that cannot be accepted, or when the upload holds no export.
+        At the first file that cannot be accepted, or when the upload holds no export; what was
+        staged is removed.
     """
     listing = list_upload(paths)
     dates_within = plausible_dates(settings.dates_from, days_ahead=settings.dates_ahead_days)
     if not listing.files and not allow_empty:
         raise UploadError("the upload holds no file")
+    staging = Staging(settings.staging_dir)
     received: list[Received] = []
     seen: dict[str, str] = {}
-    for path in listing.files:
-        data = read_source(path)
-        name = _name(path)
-        sha = hashlib.sha256(data).hexdigest()
-        record = known(sha) if known else None
-        if sha in seen or record is not None:
-            received.append(Received(path, name, sha, data, record=record, duplicate_of=seen.get(sha)))
-        else:
-            if progress:
-                progress(f"reading {name} ({len(data) / 1e6:,.1f} MB)")
-            export = read_export(data, name, sha256=sha, dates_within=dates_within, progress=progress)
-            received.append(Received(path, name, sha, data, export=export))
-        seen.setdefault(sha, name)
-    received.extend(Received(path, _name(path), None, b"", ignored=why) for path, why in listing.ignored)
+    try:
+        for path in listing.files:
+            fetched = fetch_source(path, staging=staging.path)
+            name = _name(path)
+            sha = fetched.sha256
+            record = known(sha) if known else None
+            if sha in seen or record is not None:
+                if fetched.copied:
+                    staging.discard(fetched.path)
+                received.append(Received(path, name, sha, record=record, duplicate_of=seen.get(sha)))
+            else:
+                if progress:
+                    progress(f"reading {name} ({fetched.size / 1e6:,.1f} MB)")
+                export = stage_export(fetched, name, staging=staging, dates_within=dates_within, progress=progress)
+                received.append(Received(path, name, sha, export=export))
+            seen.setdefault(sha, name)
+    except BaseException:
+        staging.close()
+        raise
+    received.extend(Received(path, _name(path), None, ignored=why) for path, why in listing.ignored)
     return received
 
 
@@ -189,6 +203,9 @@ def land(received: Sequence[Received], *, lake: Lake, settings: Settings,
 
 def _land(received: Sequence[Received], *, lake: Lake, settings: Settings,
           progress: Progress | None = None) -> list[dict]:
+    changed = [r.name for r in received if r.export is not None and not unchanged(r.export.original)]
+    if changed:
+        raise UploadError("changed on disk since it was checked: upload it again", file=changed[0])
     records = []
     for item in received:
         if item.duplicate_of or item.ignored:
@@ -201,7 +218,6 @@ def _land(received: Sequence[Received], *, lake: Lake, settings: Settings,
         if record is None:
             if progress:
                 progress(f"landing {export.name} in the raw zone")
-            order = pc.sort_indices(export.table, sort_keys=[("KNR", "ascending"), ("DATA", "ascending")])
             record = {
                 "sha256": export.sha256, "name": export.name, "kind": export.kind, "format": export.format,
                 "size": export.size, "sheets": list(export.sheets), "rows": export.rows, "cars": export.cars,
@@ -210,8 +226,9 @@ def _land(received: Sequence[Received], *, lake: Lake, settings: Settings,
                 "keys": catalog.raw_keys(sha256=export.sha256, kind=export.kind, fmt=export.format),
             }
             if export.kind == "falhas":
-                record["label_rows"] = _label_rows(export.table, settings.label_hall)
-            catalog.save_raw(lake, record, data=item.data, rows=export.table.take(order))
+                record["label_rows"] = {"hall": settings.label_hall, "rows": sum(
+                    _label_rows(batch, settings.label_hall)["rows"] for batch in export.batches(["HALLE"]))}
+            catalog.save_raw_from(lake, record, original=export.original.path, rows=export.rows_path)
             records.append({**record, "already_in_lake": False})
         else:
             records.append({**record, "already_in_lake": True})

@@ -977,16 +977,3 @@ def unchanged(fetched: Fetched) -> bool:
     except OSError:
         return False
     return (found.st_size, found.st_mtime_ns) == fetched.stamp
-
-
-def read_source(path: str) -> bytes:
-    """The bytes of an upload file at a local path or fsspec URL."""
-    from .errors import UploadError
-
-    try:
-        with fsspec.open(path, "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise UploadError("no such file", file=path) from None
-    except (IsADirectoryError, PermissionError, OSError) as exc:
-        raise UploadError(f"cannot be read ({exc.strerror or exc})", file=path) from None

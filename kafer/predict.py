@@ -44,7 +44,7 @@ def upload_cars(paths: Iterable[str], *, settings: Settings,
         raise UploadError("no upload given: name the export files or folders of the cars to score")
     received = read_upload(paths, settings=settings, progress=progress)
     exports = [r.export for r in received if r.export is not None]
-    tables = {kind: [e.table for e in exports if e.kind == kind] for kind in COLUMNS}
+    tables = {kind: [e.read_rows() for e in exports if e.kind == kind] for kind in COLUMNS}
     merged = {kind: pa.concat_tables(parts) if parts else None for kind, parts in tables.items()}
     rows = (merged["resultados"], merged["falhas"], merged["status"])
     return build_features(*rows, settings=settings), build_facts(*rows, settings=settings)
