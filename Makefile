@@ -12,6 +12,8 @@ FAMILY ?=
 LAB_ARGS ?=
 # Extra options for `make desk` (e.g. DESK_ARGS="--port 8867 --no-browser").
 DESK_ARGS ?=
+# Options for `make bench` (e.g. BENCH_ARGS="--only scale": the plant-history figures alone).
+BENCH_ARGS ?=
 # Jupyter refuses to run as root unless told; the machines this runs on often are root.
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 WHERE   = $(if $(LAKE),--lake $(LAKE)) $(if $(RUNS),--runs $(RUNS))
@@ -50,7 +52,7 @@ ingest: setup
 	$(BIN)/kafer ingest $(DATA) $(if $(LAKE),--lake $(LAKE))
 
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # The notebooks are saved back without outputs (kafer.savehook): executed copies belong in runs/.
 lab: setup

@@ -2,6 +2,8 @@
 
 1. Ingest speed and memory on a month-sized upload (6,000 cars, ~5.5 M resultados rows as csv.gz,
    status and falhas as multi-sheet xlsx) against merely parsing the same files once.
+   At scale (``--only scale``): six such months given to one ``kafer ingest``, against the six
+   ingested one after another, the read-check-stage-land half alone, and the bare parse.
 2. Model quality against the truth: the candidate's ROC-AUC as a share of the way from chance
    to the AUC of the true probabilities on the same evaluation cars; and on pure-chance data.
 3. Scoring speed with the production model: one car and 1,000 cars.
@@ -96,6 +98,51 @@ def bench_ingest(cars: int) -> None:
     print(f"  the same upload again (recognized, nothing new): {seconds:.1f} s")
 
 
+def bench_scale(cars: int, months: int = 6) -> None:
+    from kafer.catalog import current_features
+    from kafer.lake import Lake
+
+    print(f"\n== Scale: {months} month-sized uploads of {cars:,} cars, at once and month by month")
+    folders = [upload(f"scale-{cars}-{m}", cars=cars, seed=100 + m, start=f"2024-{m:02d}-01")
+               for m in range(1, months + 1)]
+    files = [str(p) for folder in folders for p in files_of(folder)]
+    size = sum(Path(f).stat().st_size for f in files) / 1e6
+    print(f"  files: {len(files)} ({size:,.0f} MB)")
+    parse = float(timed([sys.executable, __file__, "--parse-only", *files])[2])
+    monthly, monthly_peak = 0.0, 0.0
+    lake_monthly = OUT / "lake-scale-monthly"
+    shutil.rmtree(lake_monthly, ignore_errors=True)
+    for folder in folders:
+        seconds, peak, _ = timed(KAFER + ["ingest", *map(str, files_of(folder)), "--lake", str(lake_monthly)])
+        monthly += seconds
+        monthly_peak = max(monthly_peak, peak)
+    lake_once = OUT / "lake-scale-once"
+    shutil.rmtree(lake_once, ignore_errors=True)
+    once, once_peak, _ = timed(KAFER + ["ingest", *files, "--lake", str(lake_once)])
+    lake_land = OUT / "lake-scale-land"
+    shutil.rmtree(lake_land, ignore_errors=True)
+    land, land_peak, _ = timed([sys.executable, __file__, "--land-only", str(lake_land), *files])
+    rows = sum(json.loads(p.read_text())["rows"] for p in (lake_once / "raw" / "index").glob("*.json"))
+    same = current_features(Lake(str(lake_once))).equals(current_features(Lake(str(lake_monthly))))
+    print(f"  rows read: {rows:,}")
+    print(f"  parse only (pyarrow / python-calamine):  {parse:6.1f} s")
+    print(f"  {months} monthly ingests one after another:  {monthly:6.1f} s, peak {monthly_peak:6,.0f} MB")
+    print(f"  one kafer ingest of all {months} months:      {once:6.1f} s, peak {once_peak:6,.0f} MB"
+          f"   = {once / monthly:.2f} x monthly (bar: 1.2 x), {once / parse:.2f} x parse; peak bar: 4,096 MB")
+    print(f"  of which read, check, stage, land alone: {land:6.1f} s, peak {land_peak:6,.0f} MB")
+    print(f"  the same per-car table both ways: {'yes' if same else 'NO'}   (bar: yes)")
+
+
+def land_only(lake: str, files: list[str]) -> None:
+    """Read, check, stage and land an upload without merging it (the first half of an ingest)."""
+    from kafer.config import load_settings
+    from kafer.ingest import land, receive
+    from kafer.lake import Lake
+
+    settings = load_settings()
+    land(receive(files, lake=Lake(lake), settings=settings), lake=Lake(lake), settings=settings)
+
+
 def auc(y, p) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -151,16 +198,22 @@ def bench_predict() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cars", type=int, default=6000, help="cars in the month-sized upload")
-    parser.add_argument("--only", choices=("ingest", "quality", "predict"))
+    parser.add_argument("--only", choices=("ingest", "scale", "quality", "predict"))
     parser.add_argument("--parse-only", nargs="+", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--land-only", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.parse_only:
         print(parse_only(args.parse_only))
+        return
+    if args.land_only:
+        land_only(args.land_only[0], args.land_only[1:])
         return
     OUT.mkdir(exist_ok=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.only in (None, "ingest"):
         bench_ingest(args.cars)
+    if args.only in (None, "scale"):
+        bench_scale(args.cars)
     if args.only in (None, "quality"):
         for family in ("hgb", "keras"):
             bench_quality(2000, 1.0, family)
