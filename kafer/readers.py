@@ -1,8 +1,9 @@
 """Read one of the plant's exports (xlsx, csv, csv.gz) into normalized, validated rows.
 
 Pure: bytes (or a local file) and a file name in, an :class:`Export` out, or block after block of
-rows handed to a writer (:func:`scan_export`, for files larger than memory); nothing touches the lake. The kind
-(resultados, falhas, status) is recognized from the header, the file name being only a hint.
+rows handed to a writer (:func:`scan_export`, for files larger than memory); nothing touches the
+lake. The kind (resultados, falhas, status) is recognized from the header, the file name being
+only a hint.
 Every sheet of a workbook is read, the header row is found wherever it is, continuation sheets
 without a header take the previous sheet's columns. Values are normalized so that the same row
 read from xlsx or csv is the same row: text stripped, numbers as the text of their number
