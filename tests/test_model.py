@@ -210,7 +210,7 @@ def test_importing_the_model_module_does_not_import_tensorflow():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def with_facts(table: pd.DataFrame, *, seed: int) -> tuple[pd.DataFrame, "pa.Table"]:
+def with_facts(table: pd.DataFrame, *, seed: int) -> tuple[pd.DataFrame, object]:
     """The cars with facts: a test NOK in ~15 % of them and an engine; both raise the risk."""
     import pyarrow as pa
 

@@ -178,7 +178,7 @@ def test_an_upload_on_another_filesystem_is_staged_and_lands_alike(settings, tmp
 
 def test_a_prediction_upload_reads_its_staged_rows(settings, demo):
     from kafer.features import build_features
-    from kafer.predict import upload_features
+    from kafer.predict import upload_cars
 
     tables = {}
     for path in demo.files:
@@ -186,4 +186,4 @@ def test_a_prediction_upload_reads_its_staged_rows(settings, demo):
         tables.setdefault(export.kind, []).append(export.table)
     expected = build_features(*(pa.concat_tables(tables[k]) for k in ("resultados", "falhas", "status")),
                               settings=settings)
-    assert upload_features([str(demo.folder)], settings=settings).equals(expected)
+    assert upload_cars([str(demo.folder)], settings=settings)[0].equals(expected)
