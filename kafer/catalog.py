@@ -72,7 +72,11 @@ def raw_rows(lake: Lake, records: list[dict], *, cars: pa.Array | None = None,
     if not records:
         return None
     keys = [r["keys"]["rows"] for r in records]
-    return lake.read_table(keys, columns=columns, filter=None if cars is None else pc.field("KNR").isin(cars))
+    if cars is None:
+        return lake.read_table(keys, columns=columns)
+    knr = pc.field("KNR")
+    inside = (knr >= pc.min(cars).as_py()) & (knr <= pc.max(cars).as_py())  # prunes row groups by their statistics
+    return lake.read_table(keys, columns=columns, filter=inside & knr.isin(cars))
 
 
 # -- curated zone --------------------------------------------------------------------------------

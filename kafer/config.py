@@ -82,6 +82,9 @@ class Settings:
     #: A falhas export whose period holds at least this many road tests but not one ROD defect is
     #: taken as filtered (e.g. exported for some halls only): its period makes no label known.
     filtered_falhas_road_tests: int = 100
+    #: Cars whose features a merge or a rebuild builds at a time: bounds memory to one batch's raw rows
+    #: (~880 resultados rows a car) however many cars an upload or the lake holds.
+    merge_batch_cars: int = 5000
     #: Share of the labelled cars, latest by production time, kept for evaluation.
     eval_fraction: float = 0.2
     #: Fewest evaluation cars, and failures among them, that neither model saw in training for the

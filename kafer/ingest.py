@@ -300,10 +300,7 @@ def _merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) 
     touched = pa.array(sorted(set().union(*(_cars_of(lake, r) for r in new))), pa.string())
     if progress:
         progress(f"rebuilding the features of {len(touched):,} cars from all their rows in the lake")
-    rows = _raw_tables(lake, sources, cars=touched)
-    table = build_features(rows["resultados"], rows["falhas"], rows["status"], settings=settings)
-    facts = build_facts(rows["resultados"], rows["falhas"], rows["status"], settings=settings)
-    del rows
+    table, facts = _build_in_batches(lake, sources, touched, settings=settings, progress=progress)
     if manifest is not None:
         old = catalog.features(lake, manifest["version"])
         table = pd.concat([old[~old["KNR"].isin(touched.to_pylist())], table], ignore_index=True)
@@ -318,7 +315,8 @@ def rebuild(*, lake: Lake, settings: Settings, progress: Progress | None = None)
     What ``kafer rebuild`` runs, and what :func:`merge` does by itself when the feature definitions
     changed: the new version is built from the landed files alone (never from an older curated
     version), so it is exactly what a fresh ingest of the same files gives. Files landed but not
-    merged yet are merged with it. Everything is held in memory for now.
+    merged yet are merged with it. Cars are built in batches (``merge_batch_cars``), so memory
+    stays that of a batch's rows whatever the lake holds.
 
     Returns
     -------
@@ -343,11 +341,29 @@ def _rebuild(lake: Lake, settings: Settings, manifest: dict | None, progress: Pr
     if progress:
         progress(f"rebuilding every car from the raw zone ({len(sources)} files) with feature definitions "
                  f"{feature_definitions(settings)}")
-    rows = _raw_tables(lake, sources, cars=None)
-    table = build_features(rows["resultados"], rows["falhas"], rows["status"], settings=settings)
-    facts = build_facts(rows["resultados"], rows["falhas"], rows["status"], settings=settings)
-    del rows
+    cars = pa.array(sorted(set().union(*(_cars_of(lake, r) for r in sources))), pa.string())
+    table, facts = _build_in_batches(lake, sources, cars, settings=settings, progress=progress)
     return _save_version(lake, settings, manifest, sources, new, table, facts, rebuilt=True)
+
+
+def _build_in_batches(lake: Lake, sources: list[dict], cars: pa.Array, *, settings: Settings,
+                      progress: Progress | None) -> tuple[pd.DataFrame, pa.Table]:
+    """The per-car table and facts of ``cars`` (sorted), from all their rows in ``sources``.
+
+    Cars are taken ``settings.merge_batch_cars`` at a time, so only one batch's raw rows are in
+    memory; raw rows are sorted by KNR, so a batch's range of KNRs reads few row groups.
+    """
+    tables, facts = [], []
+    size = max(1, settings.merge_batch_cars)
+    for start in range(0, len(cars), size):
+        batch = cars.slice(start, size)
+        rows = _raw_tables(lake, sources, cars=batch)
+        tables.append(build_features(rows["resultados"], rows["falhas"], rows["status"], settings=settings))
+        facts.append(build_facts(rows["resultados"], rows["falhas"], rows["status"], settings=settings))
+        del rows
+        if progress and len(cars) > size:
+            progress(f"built {min(start + size, len(cars)):,} of {len(cars):,} cars")
+    return pd.concat(tables, ignore_index=True), pa.concat_tables(facts)
 
 
 def _save_version(lake: Lake, settings: Settings, parent: dict | None, sources: list[dict], new: list[dict],

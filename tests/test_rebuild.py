@@ -70,3 +70,14 @@ def test_rebuild_needs_landed_files_and_old_versions_say_to_rebuild(memory_lake,
         rebuild(lake=memory_lake, settings=settings)
     with pytest.raises(LakeError, match="kafer rebuild"):
         catalog.facts(memory_lake, "v20240101T000000Z")
+
+
+def test_building_in_small_batches_gives_exactly_the_table_of_one_batch(demo, settings, tmp_path):
+    whole, batched = Lake(str(tmp_path / "whole")), Lake(str(tmp_path / "batched"))
+    ingest([str(demo.folder)], lake=whole, settings=settings)
+    ingest([str(demo.folder)], lake=batched, settings=settings.replace(merge_batch_cars=7))
+    for one, many in zip(current(whole), current(batched)):
+        pd.testing.assert_frame_equal(one, many)
+    rebuild(lake=batched, settings=settings.replace(merge_batch_cars=13))
+    for one, many in zip(current(whole), current(batched)):
+        pd.testing.assert_frame_equal(one, many)
