@@ -4,6 +4,8 @@
    status and falhas as multi-sheet xlsx) against merely parsing the same files once.
    At scale (``--only scale``): six such months given to one ``kafer ingest``, against the six
    ingested one after another, the read-check-stage-land half alone, and the bare parse.
+   A plant's history (``--only history``): a thirteenth month into an empty lake and into a lake
+   holding twelve, and a rebuild of the twelve-month lake from its raw zone.
 2. Model quality against the truth: the candidate's ROC-AUC as a share of the way from chance
    to the AUC of the true probabilities on the same evaluation cars; and on pure-chance data.
 3. Scoring speed with the production model: one car and 1,000 cars.
@@ -103,8 +105,7 @@ def bench_scale(cars: int, months: int = 6) -> None:
     from kafer.lake import Lake
 
     print(f"\n== Scale: {months} month-sized uploads of {cars:,} cars, at once and month by month")
-    folders = [upload(f"scale-{cars}-{m}", cars=cars, seed=100 + m, start=f"2024-{m:02d}-01")
-               for m in range(1, months + 1)]
+    folders = month_uploads(cars, range(1, months + 1))
     files = [str(p) for folder in folders for p in files_of(folder)]
     size = sum(Path(f).stat().st_size for f in files) / 1e6
     print(f"  files: {len(files)} ({size:,.0f} MB)")
@@ -131,6 +132,41 @@ def bench_scale(cars: int, months: int = 6) -> None:
           f"   = {once / monthly:.2f} x monthly (bar: 1.2 x), {once / parse:.2f} x parse; peak bar: 4,096 MB")
     print(f"  of which read, check, stage, land alone: {land:6.1f} s, peak {land_peak:6,.0f} MB")
     print(f"  the same per-car table both ways: {'yes' if same else 'NO'}   (bar: yes)")
+
+
+def month_uploads(cars: int, months: range) -> list[Path]:
+    """Month-sized uploads, one a calendar month from January 2024 (shared by the scale benchmarks)."""
+    return [upload(f"scale-{cars}-{m}", cars=cars, seed=100 + m, start=f"{2024 + (m - 1) // 12}-{(m - 1) % 12 + 1:02d}-01")
+            for m in months]
+
+
+def bench_history(cars: int, months: int = 12) -> None:
+    print(f"\n== A plant's history: {months} months of {cars:,} cars, then one more month, then a rebuild")
+    folders = month_uploads(cars, range(1, months + 2))
+    year = OUT / "lake-history"
+    shutil.rmtree(year, ignore_errors=True)
+    for folder in folders[:-1]:
+        timed(KAFER + ["ingest", *map(str, files_of(folder)), "--lake", str(year)])
+    last = [str(p) for p in files_of(folders[-1])]
+    parse = float(timed([sys.executable, __file__, "--parse-only", *last])[2])
+    into_empty, into_year = [], []
+    for attempt in range(2):  # the machine is shared: the better of two of each, taken in turn
+        empty = OUT / "lake-history-empty"
+        shutil.rmtree(empty, ignore_errors=True)
+        into_empty.append(timed(KAFER + ["ingest", *last, "--lake", str(empty)])[:2])
+        grown = OUT / "lake-history-grown"
+        shutil.rmtree(grown, ignore_errors=True)
+        shutil.copytree(year, grown)
+        into_year.append(timed(KAFER + ["ingest", *last, "--lake", str(grown)])[:2])
+    (e_s, e_peak), (y_s, y_peak) = min(into_empty), min(into_year)
+    print(f"  parse only (the month's files):            {parse:6.1f} s")
+    print(f"  a month into an empty lake:                {e_s:6.1f} s, peak {e_peak:6,.0f} MB")
+    print(f"  the same month into a {months}-month lake:      {y_s:6.1f} s, peak {y_peak:6,.0f} MB"
+          f"   = {y_s / e_s:.2f} x (bar: 1.1 x)")
+    seconds, peak, _ = timed(KAFER + ["rebuild", "--lake", str(year)])
+    rows = sum(json.loads(p.read_text())["rows"] for p in (year / "raw" / "index").glob("*.json"))
+    print(f"  kafer rebuild of the {months}-month lake ({rows:,} rows): {seconds:6.1f} s, peak {peak:6,.0f} MB"
+          "   (bar: 4,096 MB)")
 
 
 def land_only(lake: str, files: list[str]) -> None:
@@ -198,7 +234,7 @@ def bench_predict() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cars", type=int, default=6000, help="cars in the month-sized upload")
-    parser.add_argument("--only", choices=("ingest", "scale", "quality", "predict"))
+    parser.add_argument("--only", choices=("ingest", "scale", "history", "quality", "predict"))
     parser.add_argument("--parse-only", nargs="+", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--land-only", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -214,6 +250,8 @@ def main() -> None:
         bench_ingest(args.cars)
     if args.only in (None, "scale"):
         bench_scale(args.cars)
+    if args.only in (None, "history"):
+        bench_history(args.cars)
     if args.only in (None, "quality"):
         for family in ("hgb", "keras"):
             bench_quality(2000, 1.0, family)

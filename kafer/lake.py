@@ -432,8 +432,7 @@ class Lake:
         if isinstance(exc, FileNotFoundError):
             return LakeError(f"the lake {self.url} has no {key!r}" if key else
                              f"cannot {what} the lake {self.url}: {detail}")
-        if isinstance(exc, OSError) or "ClientError" in names or any(
-                type(e).__module__.startswith(("botocore", "aiobotocore", "aiohttp")) for e in chain):
+        if _from_store(exc):
             return LakeError(f"cannot {what} the lake {self.url}: {detail}")
         return None
 
@@ -885,10 +884,41 @@ def _json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, indent=2, sort_keys=True, default=str, ensure_ascii=False).encode("utf-8")
 
 
+def _from_store(exc: BaseException) -> bool:
+    """Whether ``exc`` is a fault of the storage (a file system, a network, an object store's client)
+    rather than a bug."""
+    chain = _exception_chain(exc)
+    return isinstance(exc, OSError) or any("ClientError" == type(e).__name__ or type(e).__module__.startswith(
+        ("botocore", "aiobotocore", "aiohttp")) for e in chain)
+
+
 def list_source(path: str) -> tuple[list[str], list[str]]:
     """The files an upload path names (itself, the files below a folder, or a glob's matches), and
     apart the hidden ones left out: those whose name, or a folder's below ``path``, starts with
-    ``.``; a hidden folder is named once, not each file in it."""
+    ``.``; a hidden folder is named once, not each file in it.
+
+    Raises
+    ------
+    UploadError
+        When the path names nothing, or its store cannot be reached or read (no credentials, an
+        endpoint down, permission denied), in one line.
+    """
+    from .errors import UploadError
+
+    try:
+        return _list_source(path)
+    except ImportError as exc:
+        raise UploadError(f"cannot be read: {exc} (for s3:// uploads, pip install 'kafer[s3]')", file=path) from None
+    except (UploadError, ValueError):
+        raise
+    except Exception as exc:
+        if not _from_store(exc):
+            raise
+        raise UploadError(f"cannot be listed ({_first_line(exc)}): check the path, and for a store its address "
+                          "and credentials", file=path) from None
+
+
+def _list_source(path: str) -> tuple[list[str], list[str]]:
     from .errors import UploadError
 
     fs, root = fsspec.core.url_to_fs(path)
@@ -964,8 +994,10 @@ def fetch_source(path: str, *, staging: str) -> Fetched:
         found = found or os.stat(target)
     except FileNotFoundError:
         raise UploadError("no such file", file=path) from None
-    except (IsADirectoryError, PermissionError, OSError) as exc:
-        raise UploadError(f"cannot be read ({exc.strerror or exc})", file=path) from None
+    except Exception as exc:
+        if not _from_store(exc):
+            raise
+        raise UploadError(f"cannot be read ({getattr(exc, 'strerror', None) or _first_line(exc)})", file=path) from None
     return Fetched(path=target, sha256=digest.hexdigest(), size=found.st_size,
                    stamp=(found.st_size, found.st_mtime_ns), copied=not local)
 

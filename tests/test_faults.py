@@ -41,6 +41,15 @@ def test_a_missing_bucket_is_said_before_the_upload_is_read_and_never_created(s3
     assert "kafer-no-such-bucket" not in s3.buckets()
 
 
+def test_an_upload_on_a_store_that_fails_is_said_in_one_line(s3_endpoint, tmp_path, capsys):
+    lake = str(tmp_path / "lake")
+    assert main(["ingest", "s3://kafer-no-such-bucket/upload/", "--lake", lake]) != 0
+    line = one_line(capsys.readouterr().err)
+    assert "s3://kafer-no-such-bucket/upload/" in line
+    assert main(["predict", "s3://kafer-no-such-bucket/upload/", "--lake", lake, "--out", str(tmp_path / "r.csv")]) != 0
+    one_line(capsys.readouterr().err)
+
+
 def test_a_lake_at_a_file_is_said_for_every_command(tmp_path, capsys):
     afile = tmp_path / "notes.md"
     afile.write_text("not a lake")
