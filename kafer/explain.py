@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ModelError
-from .facts import CONFIG_ATTRIBUTES
+from .facts import CONFIG_ATTRIBUTES, facts_of
 from .features import FEATURE_FAMILIES
 from .metrics import auc_rounds, roc_auc
 from .narrative import condition_words, drivers_summary, input_words
@@ -303,7 +303,7 @@ def _configuration(facts, knr: pd.Series) -> dict:
     """(KNR, attribute) → the car's own category, from its configuration facts."""
     if facts is None:
         return {}
-    table = facts.to_pandas() if hasattr(facts, "to_pandas") else facts
-    own = table[(table["kind"] == "config") & table["KNR"].isin(set(knr))]
+    own = facts_of(facts, knr).to_pandas()
+    own = own[own["kind"] == "config"]
     attribute, value = own["key"].str.split("=", n=1).str[0], own["key"].str.split("=", n=1).str[1]
     return {(k, a): v for k, a, v in zip(own["KNR"], attribute, value) if a in CONFIG_ATTRIBUTES}

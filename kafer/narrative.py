@@ -222,13 +222,15 @@ def _times(n: float) -> str:
 
 
 def _table_words(column: str, value: float) -> str:
+    if column in _TABLE_WORDS:
+        return f"{value:g} {_TABLE_WORDS[column]}"
     if column == "dwell_min_pre_road":
         return f"{value / 60:.1f} h on the line"
     if column.startswith("dwell_min_"):
         return f"{value:.0f} min in {column.removeprefix('dwell_min_')}"
     if column.startswith("n_falhas_"):
         return f"{value:g} defects in {column.removeprefix('n_falhas_')}"
-    return f"{value:g} {_TABLE_WORDS.get(column, column)}"
+    return f"{value:g} {column}"
 
 
 def input_words(column: str, value: float = 1.0, *, typical: float | None = None, category: str | None = None) -> str:
