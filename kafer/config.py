@@ -97,8 +97,8 @@ class Settings:
     operating_budget: float = 0.10
     bootstrap_rounds: int = 1000
     #: Model family trained when none is named: ``hgb``, ``keras``, or ``auto`` (both compared on the
-    #: same time-ordered validation cars, the better one kept); see README for why ``hgb``.
-    family: str = "hgb"
+    #: same time-ordered validation cars, the better one kept and the comparison written to the run).
+    family: str = "auto"
     #: A column learned from the data (a test's NOKs, a defect text, a station, a repeated checkpoint,
     #: a configuration category) is used only when at least this many training cars have it.
     fact_min_cars: int = 20

@@ -455,7 +455,7 @@ def train(train_df: pd.DataFrame, *, features: Sequence[str], family: str, seed:
 
 def select_family(train_df: pd.DataFrame, *, features: Sequence[str], seed: int, facts=None,
                   min_fact_cars: int = 20, max_fact_columns: int = 300, families: Sequence[str] = FAMILIES,
-                  params: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
+                  params: Mapping[str, Mapping[str, Any]] | None = None, min_failures: int = 10) -> dict:
     """Which family ranks the latest training cars best, each family trained on the earlier ones.
 
     The latest :data:`SELECTION_FRACTION` of the training cars by production time are held out
@@ -473,6 +473,9 @@ def select_family(train_df: pd.DataFrame, *, features: Sequence[str], seed: int,
         The families compared.
     params : mapping, optional
         Per family, overrides of its parameters.
+    min_failures : int
+        Fewer failures (or non-failures) than this among the held-out cars rank nothing but noise:
+        the first family is kept without comparing, and the rule says why.
 
     Returns
     -------
@@ -483,7 +486,7 @@ def select_family(train_df: pd.DataFrame, *, features: Sequence[str], seed: int,
     Raises
     ------
     ModelError
-        When the held-out cars or the others hold a single class, or as :func:`train`.
+        As :func:`train`.
     """
     from .metrics import evaluate
 
@@ -491,9 +494,12 @@ def select_family(train_df: pd.DataFrame, *, features: Sequence[str], seed: int,
     order = production_order(train_df)
     held = max(1, round(SELECTION_FRACTION * len(order)))
     early, late = train_df.iloc[order[:-held]], train_df.iloc[order[-held:]]
-    if y[order[-held:]].min() == y[order[-held:]].max():
-        raise ModelError(f"the latest {held} training cars hold a single class: the families cannot be compared; "
-                         "name a family (--family hgb) or train on more months")
+    failures = int(y[order[-held:]].sum())
+    if failures < min_failures or held - failures < min_failures:
+        return {"rule": f"not compared: the latest {held} training cars hold {failures} failures and "
+                        f"{held - failures} cars without, and fewer than {min_failures} of either rank families by "
+                        f"noise; {families[0]}, the first family, is kept",
+                "chosen": families[0], "cars": int(held), "failures": failures, "scores": {}}
     scores = {}
     for family in families:
         model = train(early, features=features, family=family, seed=seed, params=(params or {}).get(family),
@@ -502,7 +508,7 @@ def select_family(train_df: pd.DataFrame, *, features: Sequence[str], seed: int,
         scores[family] = {k: figures[k] for k in ("roc_auc", "pr_auc", "recall_at_10")}
     chosen = max(families, key=lambda f: (scores[f]["pr_auc"], -list(families).index(f)))
     return {"rule": f"best PR-AUC on the latest {SELECTION_FRACTION:.0%} of the training cars, each family trained "
-                    "on the earlier ones", "chosen": chosen, "cars": int(held), "failures": int(y[order[-held:]].sum()),
+                    "on the earlier ones", "chosen": chosen, "cars": int(held), "failures": failures,
             "scores": scores}
 
 

@@ -292,3 +292,14 @@ def test_families_are_compared_on_the_same_latest_training_cars(factual):
     best = max(choice["scores"], key=lambda f: choice["scores"][f]["pr_auc"])
     assert choice["chosen"] == best and choice["cars"] == round(0.2 * len(train_df))
     assert "PR-AUC" in choice["rule"]
+
+
+def test_too_few_failures_to_rank_families_keep_the_first_and_say_why(factual):
+    from kafer.dataset import production_order
+    from kafer.model import select_family
+
+    _, (train_df, facts), _ = factual
+    failures = int(train_df["label_rod"].to_numpy()[production_order(train_df)[-round(0.2 * len(train_df)):]].sum())
+    choice = select_family(train_df, features=FEATURES, seed=7, facts=facts, min_failures=failures + 1)
+    assert choice["chosen"] == "hgb" and choice["scores"] == {}
+    assert choice["failures"] == failures and "not compared" in choice["rule"]
