@@ -28,7 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import fsspec
 import pyarrow as pa
@@ -210,19 +210,7 @@ class Lake:
 
     def _create_from(self, path: str, local: str) -> bool:
         """Upload ``local`` to ``path`` only when absent (an object store); True when this call created it."""
-        try:
-            self.fs.put_file(local, path, mode="create")  # S3: If-None-Match
-        except TypeError:  # a filesystem without create mode: not atomic, the caller's comparison decides
-            if self.fs.exists(path):
-                return False
-            self.fs.put_file(local, path)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            if "ConditionalRequestConflict" in str(exc):  # S3: a concurrent conditional write won
-                return False
-            raise
-        return True
+        return self._created(path, lambda **mode: self.fs.put_file(local, path, **mode))
 
     def _holds(self, path: str, local: str) -> bool:
         """Whether the lake's ``path`` has exactly the bytes of the local file, compared block by block."""
@@ -697,12 +685,16 @@ class Lake:
                     return False
                 self._put(path, data)
                 return True
+        return self._created(path, lambda **mode: self.fs.pipe_file(path, data, **mode))
+
+    def _created(self, path: str, write: Callable[..., None]) -> bool:
+        """Call ``write(mode="create")``, which writes ``path`` only when absent; True when it did."""
         try:
-            self.fs.pipe_file(path, data, mode="create")  # S3: If-None-Match
+            write(mode="create")  # S3: If-None-Match
         except TypeError:  # a filesystem without create mode: not atomic, the caller's re-read decides
             if self.fs.exists(path):
                 return False
-            self.fs.pipe_file(path, data)
+            write()
         except FileExistsError:
             return False
         except OSError as exc:

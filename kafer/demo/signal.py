@@ -44,7 +44,11 @@ def _draw(rng: np.random.Generator, names: list, shares: np.ndarray, k: int, min
 
 
 def family_of_test(name: str) -> str:
-    """A test's family: ``13xxxx`` for code 131200, the leading words for ``SECTION_ROL_00000003``."""
+    """A test's family: ``13xxxx`` for code 131200, the leading words for ``SECTION_ROL_00000003``.
+
+    The plant's convention, written here again on purpose: the demo's truth never calls the feature
+    code it checks (:func:`kafer.facts.family_of_test`).
+    """
     if name.isdigit():
         return name[:2] + "x" * (len(name) - 2)
     words = []
