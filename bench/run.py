@@ -234,6 +234,8 @@ def bench_quality(cars: int, signal: float, family: str | None) -> dict:
     out = retrained(folder, f"quality-{cars}-{signal}", family, keep=family is None and signal > 0)
     print(f"  retrain end to end: {out['seconds']:.1f} s, peak {out['peak']:,.0f} MB; steps: "
           + ", ".join(f"{k} {v:.1f} s" for k, v in out["steps"].items()) + "   (bar: 180 s)")
+    choice = out["metrics"]["models"]["candidate"]["family_choice"]
+    print(f"  family trained: {choice['chosen']} ({choice['rule']})")
     print(f"  evaluation cars: {out['cars']:,}, failures among them: {out['failures']}")
     if signal == 0:
         print(f"  candidate ROC-AUC {out['auc']:.3f}   (bar: between 0.40 and 0.60 - nothing of the label leaks)")
