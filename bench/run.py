@@ -265,7 +265,8 @@ def bench_signal(cars: int, seeds: tuple[int, ...]) -> None:
             out = retrained(folder, name, None)
             stand = standing_out(out["metrics"])
             planted = set(placement.split("+")) if placement != "chance" else set()
-            found = "" if placement == "chance" else (" (yes)" if planted <= set(stand) else " (no)")
+            hits = len(planted & set(stand))
+            found = "" if placement == "chance" else f" ({'yes' if hits == len(planted) else f'{hits} of {len(planted)}'})"
             share = "" if placement == "chance" else f"{out['share']:6.0%}"
             shares.append(out["share"])
             print(f"  {placement:<34} {seed:>5} {out['cars']:>5} {out['failures']:>4} {out['auc']:6.3f} "
