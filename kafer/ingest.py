@@ -226,8 +226,7 @@ def _land(received: Sequence[Received], *, lake: Lake, settings: Settings,
                 "keys": catalog.raw_keys(sha256=export.sha256, kind=export.kind, fmt=export.format),
             }
             if export.kind == "falhas":
-                record["label_rows"] = {"hall": settings.label_hall, "rows": sum(
-                    _label_rows(batch, settings.label_hall)["rows"] for batch in export.batches(["HALLE"]))}
+                record["label_rows"] = _label_rows(export.batches(["HALLE"]), settings.label_hall)
             catalog.save_raw_from(lake, record, original=export.original.path, rows=export.rows_path)
             records.append({**record, "already_in_lake": False})
         else:
@@ -410,9 +409,10 @@ def _cars_of(lake: Lake, record: dict) -> set[str]:
     return set(pc.unique(catalog.raw_rows(lake, [record], columns=["KNR"])["KNR"]).to_pylist())
 
 
-def _label_rows(falhas: pa.Table, label_hall: str) -> dict:
-    """How many rows of a falhas export are road-test defects (of ``label_hall``)."""
-    return {"hall": label_hall, "rows": int(pc.sum(pc.equal(falhas["HALLE"], label_hall)).as_py() or 0)}
+def _label_rows(falhas: Iterable[pa.Table | pa.RecordBatch], label_hall: str) -> dict:
+    """How many rows of a falhas export, given in parts, are road-test defects (of ``label_hall``)."""
+    rows = sum(int(pc.sum(pc.equal(part["HALLE"], label_hall)).as_py() or 0) for part in falhas)
+    return {"hall": label_hall, "rows": rows}
 
 
 def _recorded_label_rows(lake: Lake, record: dict, settings: Settings) -> int:
@@ -420,7 +420,7 @@ def _recorded_label_rows(lake: Lake, record: dict, settings: Settings) -> int:
     predates them or counted another hall."""
     counted = record.get("label_rows")
     if counted is None or counted["hall"] != settings.label_hall:
-        counted = _label_rows(catalog.raw_rows(lake, [record], columns=["HALLE"]), settings.label_hall)
+        counted = _label_rows([catalog.raw_rows(lake, [record], columns=["HALLE"])], settings.label_hall)
     return counted["rows"]
 
 

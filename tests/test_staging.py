@@ -58,7 +58,7 @@ def test_a_multi_file_upload_lands_what_reading_each_file_whole_landed(lake, set
                     "period": [export.period[0].isoformat(), export.period[1].isoformat()]}
         assert {k: record[k] for k in expected} == expected
         if export.kind == "falhas":
-            assert record["label_rows"] == _label_rows(export.table, settings.label_hall)
+            assert record["label_rows"] == _label_rows([export.table], settings.label_hall)
         assert set(record) == set(expected) | {"landed_at", "keys"} | ({"label_rows"} if export.kind == "falhas" else set())
     assert report["manifest"]["cars"] == 200
 
