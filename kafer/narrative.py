@@ -288,6 +288,8 @@ def condition_words(column: str, *, above: float | None = None, value: float | N
         return input_words(column)
     if above is None:
         return column
+    if above == 0 and column.startswith("n_"):
+        return f"any {_table_words(column, 0).split(' ', 1)[1]}"
     return f"more than {_table_words(column, above)}"
 
 

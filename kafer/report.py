@@ -407,6 +407,36 @@ def importance_chart(drivers) -> Figure:
     return fig
 
 
+def _fall(row) -> str:
+    return interval({"value": row["importance"], "low": row["low"], "high": row["high"]}, 3, sign=True)
+
+
+def family_importance_table(drivers) -> pd.DataFrame:
+    """The feature families' importance for people: inputs, fall in ROC-AUC when shuffled with its
+    interval, and whether it stands out from noise."""
+    families = drivers.families.reset_index()
+    count = families["inputs"].map(lambda n: "—" if pd.isna(n) else f"{int(n):,}")
+    return pd.DataFrame({"family": families["group"], "inputs": count,
+                         "fall in ROC-AUC when shuffled": families.apply(_fall, axis=1),
+                         "stands out": families["stands_out"].map({True: "yes", False: ""})}).set_index("family")
+
+
+def input_importance_table(drivers) -> pd.DataFrame:
+    """The strongest single inputs for people: what it is in words, its family, its importance, and
+    the failure rate of the cars with and without it."""
+    inputs = drivers.inputs.reset_index()
+
+    def rate(cars, share) -> list[str]:
+        return [f"{r:.1%} of {n:,}" if n else "—" for n, r in zip(cars, share)]
+
+    return pd.DataFrame({"input": inputs["with"], "family": inputs["family"],
+                         "fall in ROC-AUC when shuffled": inputs.apply(_fall, axis=1),
+                         "stands out": inputs["stands_out"].map({True: "yes", False: ""}),
+                         "failed, with it": rate(inputs["cars_with"], inputs["failure_rate_with"]),
+                         "failed, without it": rate(inputs["cars_without"], inputs["failure_rate_without"])}
+                        ).set_index("input")
+
+
 def family_choice(metrics: Mapping) -> pd.DataFrame:
     """How the candidate's model family was chosen: named, or compared on the same validation cars.
 
@@ -427,5 +457,13 @@ def family_choice(metrics: Mapping) -> pd.DataFrame:
         return pd.DataFrame({"family": [chosen], "how chosen": [choice.get("rule", "named")]}).set_index("family")
     rows = [{"family": family, "chosen": "yes" if family == chosen else "", **{metric_label(k): f"{v:.3f}"
             for k, v in scores.items()}} for family, scores in choice["scores"].items()]
-    note = f"{choice['rule']} ({choice['cars']:,} cars, {choice['failures']:,} failures)"
-    return pd.DataFrame(rows).set_index("family").rename_axis(note)
+    return pd.DataFrame(rows).set_index("family")
+
+
+def family_choice_note(metrics: Mapping) -> str:
+    """How the candidate's family was chosen, in one sentence (the rule, and the cars it ranked)."""
+    choice = metrics["models"]["candidate"].get("family_choice") or {}
+    family = choice.get("chosen", metrics["models"]["candidate"]["family"])
+    rule = choice.get("rule", "named")
+    cars = f" ({choice['cars']:,} cars, {choice['failures']:,} failures)" if "cars" in choice else ""
+    return f"The new model is `{family}`; the family was chosen by: {rule}{cars}."

@@ -124,4 +124,5 @@ def test_inputs_read_as_an_inspector_says_them():
     assert input_words("shift_at_ZP6", 3) == "passed ZP6 on shift 3"
     assert condition_words("repeated_checkpoint:L66A", above=0) == "passed L66A more than once"
     assert condition_words("n_nok_id2", above=2) == "more than 2 NOK screw tightenings"
+    assert condition_words("n_nok_id2", above=0) == "any NOK screw tightenings"
     assert condition_words("config:COR", value=1, category="2R2R") == "colour 2R2R"

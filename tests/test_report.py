@@ -168,7 +168,7 @@ def test_data_changes_read_in_people_s_formats():
 
 def test_the_importance_chart_and_the_family_choice():
     from kafer.explain import Drivers
-    from kafer.report import family_choice, importance_chart
+    from kafer.report import family_choice, family_choice_note, importance_chart
 
     families = pd.DataFrame({"inputs": [17, 40], "importance": [0.05, 0.0], "low": [0.02, -0.01],
                              "high": [0.08, 0.01], "stands_out": [True, False]},
@@ -187,3 +187,25 @@ def test_the_importance_chart_and_the_family_choice():
                    "keras": {"roc_auc": 0.72, "pr_auc": 0.25, "recall_at_10": 0.35}}}}}}
     table = family_choice(compared)
     assert table.loc["keras", "chosen"] == "yes" and table.loc["hgb", "PR-AUC (average precision)"] == "0.200"
+    assert family_choice_note(compared) == ("The new model is `keras`; the family was chosen by: best PR-AUC "
+                                            "(320 cars, 22 failures).")
+    assert family_choice_note(named) == "The new model is `hgb`; the family was chosen by: named."
+
+
+def test_the_drivers_tables_are_in_words_and_percentages():
+    from kafer.explain import Drivers
+    from kafer.report import family_importance_table, input_importance_table
+
+    families = pd.DataFrame({"inputs": [17, np.nan], "importance": [0.05, 0.0], "low": [0.02, 0.0],
+                             "high": [0.08, 0.0], "stands_out": [True, False]},
+                            index=pd.Index(["contract", "route"], name="group"))
+    inputs = pd.DataFrame({"with": ["test 131200 NOK"], "family": ["tests"], "importance": [0.03], "low": [-0.01],
+                           "high": [0.05], "stands_out": [False], "cars_with": [40], "failure_rate_with": [0.25],
+                           "cars_without": [1360], "failure_rate_without": [0.05]},
+                          index=pd.Index(["nok_test:131200"], name="input"))
+    drivers = Drivers(cars=1400, failures=78, families=families, inputs=inputs, summary="…")
+    table = family_importance_table(drivers)
+    assert table.loc["contract"].tolist() == ["17", "+0.050 [+0.020, +0.080]", "yes"]
+    assert table.loc["route", "inputs"] == "—" and table.loc["route", "stands out"] == ""
+    row = input_importance_table(drivers).loc["test 131200 NOK"]
+    assert row.tolist() == ["tests", "+0.030 [−0.010, +0.050]", "", "25.0% of 40", "5.0% of 1,360"]
