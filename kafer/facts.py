@@ -12,10 +12,11 @@ car passed twice, its engine and colour. Those are kept long, one row per (car, 
     2024-1510001  defect               ZP7|PAINEL LATERAL 01. AMASSADO      1
     2024-1510001  station              PCEQS702                             1
 
-Only facts known before the road test are built (the leakage rules of DATA.md): falhas of the
-halls before it, resultados without the post-road sections, status events before the first
-road-test checkpoint. The label never becomes a fact. A car has a row only for what it has, so the
-table stays small: NOK rows are ~0.6 % of resultados, and every other kind is a few rows a car.
+Only facts known before the road test are built (the leakage rules of DATA.md): rows timestamped
+before the car's road test, and of those falhas of the halls before it and resultados without the
+post-road sections; status events before the first road-test checkpoint. The label never becomes
+a fact. A car has a row only for what it has, so the table stays small: NOK rows are ~0.6 % of
+resultados, and every other kind is a few rows a car.
 
 :class:`FactColumns` chooses, on training cars only, which facts become model columns (those that
 enough training cars have) and pivots them identically for any cars later: a car lacking a fact
@@ -37,7 +38,7 @@ import pyarrow.compute as pc
 
 from .config import Settings
 from .errors import ModelError
-from .features import NOK, pre_road_events
+from .features import NOK, before_road_test, pre_road_events, road_tests
 from .readers import COLUMNS, schema
 
 #: The table's schema: one row per (car, kind, key).
@@ -97,9 +98,11 @@ def build_facts(resultados: pa.Table | None, falhas: pa.Table | None, status: pa
     pyarrow.Table
         :data:`FACT_SCHEMA`, sorted by KNR, kind and key.
     """
-    parts = [_test_facts(_or_empty(resultados, "resultados"), settings),
-             *_falhas_facts(_or_empty(falhas, "falhas"), settings),
-             _route_facts(_or_empty(status, "status"), settings)]
+    status = _or_empty(status, "status")
+    road = road_tests(status, settings)
+    parts = [_test_facts(before_road_test(_or_empty(resultados, "resultados"), road), settings),
+             *_falhas_facts(before_road_test(_or_empty(falhas, "falhas"), road), settings),
+             _route_facts(status, settings)]
     table = pa.concat_tables([p.cast(FACT_SCHEMA) for p in parts])
     return table.sort_by([("KNR", "ascending"), ("kind", "ascending"), ("key", "ascending")])
 

@@ -1,9 +1,12 @@
 """The per-car feature table: DATA.md's contract and a few more features, all from before the road test.
 
 Pure: Arrow tables of normalized rows (see :mod:`kafer.readers`) in, a pandas DataFrame with one
-row per car out. Nothing after the road test reaches a feature: falhas only from the halls before
-it, resultados without the post-road sections, status events only before the first road-test
-checkpoint. The label is computed from the falhas rows alone and is kept apart from the features.
+row per car out. Nothing after the road test reaches a feature: every row used is timestamped
+before the car's road test (its first road-test checkpoint; all rows of a car that has none), and
+of those, falhas only from the halls before it, resultados without the post-road sections. A car
+sent back after a failed road test gets new rows in line halls (rework in ZP7, screws tightened
+again): they carry the outcome and never exist when a car is scored, so the time rule drops them.
+The label is computed from the falhas rows alone and is kept apart from the features.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ NOK = "13"
 #: Version of what the curated table and its facts mean. Change it whenever a column or fact is
 #: computed differently: the next merge (or ``kafer rebuild``) then rebuilds every car from the raw
 #: zone into a new curated version, so that no version mixes rows built two ways.
-FEATURE_DEFINITIONS = "2"
+FEATURE_DEFINITIONS = "3"
 
 #: Columns that describe a car but are never fed to a model.
 META_COLUMNS = ("KNR", "label_rod", "label_known", "produced_at", "road_test_at")
@@ -91,12 +94,13 @@ def table_columns(settings: Settings) -> tuple[str, ...]:
 
 def build_features(resultados: pa.Table | None, falhas: pa.Table | None, status: pa.Table | None, *,
                    settings: Settings, coverage: Sequence[tuple[dt.datetime, dt.datetime]] = ()) -> pd.DataFrame:
-    """One row per car seen in any of the tables.
+    """One row per car seen in any of the tables, its features from its rows before its road test.
 
     Parameters
     ----------
     resultados, falhas, status : pyarrow.Table or None
-        All normalized rows of the cars to build (from every upload that brought rows for them).
+        All normalized rows of the cars to build (from the lake and from every upload that brought
+        rows for them); a car's rows after its road test are read only for its label.
     settings : Settings
         Zones, hall groups, the road-test code, the label hall.
     coverage : sequence of (start, end)
@@ -115,8 +119,10 @@ def build_features(resultados: pa.Table | None, falhas: pa.Table | None, status:
         [resultados["KNR"].combine_chunks(), falhas["KNR"].combine_chunks(), status["KNR"].combine_chunks()],
         type=pa.string()))
     table = pd.DataFrame({"KNR": pd.Series(cars.to_pylist(), dtype=object)}).set_index("KNR")
-    parts = [_result_counts(resultados, settings), _falhas_counts(falhas, settings),
-             _dwell(status, settings), _times(resultados, status, settings)]
+    road = road_tests(status, settings)
+    parts = [_result_counts(before_road_test(resultados, road), settings),
+             _falhas_counts(before_road_test(falhas, road), settings), _labels(falhas, settings),
+             _dwell(status, settings), _times(resultados, status, road)]
     for part in parts:
         table = table.join(part, how="left")
     moments = [c for c in route_columns(settings) if c.startswith(("shift_at_", "weekday_at_"))]
@@ -212,9 +218,33 @@ def _or_empty(table: pa.Table | None, kind: str) -> pa.Table:
     return schema(kind).empty_table() if table is None else table.select(list(COLUMNS[kind]))
 
 
-def _count_by_knr(table: pa.Table, name: str) -> pd.Series:
-    counts = table.group_by("KNR").aggregate([([], "count_all")])
-    return pd.Series(counts["count_all"].to_numpy(), index=counts["KNR"].to_pylist(), name=name, dtype="int64")
+def road_tests(status: pa.Table | None, settings: Settings) -> pa.Table:
+    """Each road-tested car's road test: ``KNR`` and ``DATA``, the time of its first road-test checkpoint.
+
+    The road test's time comes from status alone: taking a car's first ROD defect instead would
+    make exactly the failing cars' labels known when the checkpoint is missing.
+    """
+    status = _or_empty(status, "status")
+    road = status.filter(pc.equal(status["STATUS"], settings.road_test_code))
+    return road.group_by("KNR").aggregate([("DATA", "min")]).rename_columns(["KNR", "DATA"])
+
+
+def before_road_test(rows: pa.Table, road: pa.Table) -> pa.Table:
+    """The rows timestamped before their car's road test (``road``, from :func:`road_tests`); every row
+    of a car that has none (it is still on the line, or its checkpoint was not exported).
+
+    A row in the same second as the road test is left out: it may already be the road test's own.
+    """
+    if rows.num_rows == 0 or road.num_rows == 0:
+        return rows
+    car, cars = _codes(rows["KNR"])
+    at = pc.index_in(cars, value_set=road["KNR"].combine_chunks())
+    limits = road["DATA"].combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    limit = np.where(pc.is_null(at).to_numpy(zero_copy_only=False), np.iinfo(np.int64).max,
+                     limits[pc.fill_null(at, 0).to_numpy(zero_copy_only=False)])
+    seconds = rows["DATA"].combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    keep = seconds < limit[car]
+    return rows if keep.all() else rows.filter(pa.array(keep))
 
 
 def _codes(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -274,10 +304,16 @@ def _result_counts(resultados: pa.Table, settings: Settings) -> pd.DataFrame:
     return out
 
 
+def _labels(falhas: pa.Table, settings: Settings) -> pd.DataFrame:
+    """``label_rod`` 1 for every car with a defect in the label hall, whenever it was logged."""
+    label = falhas.filter(pc.equal(falhas["HALLE"], settings.label_hall))
+    return pd.DataFrame({"label_rod": 1}, index=pd.Index(pc.unique(label["KNR"]).to_pylist(), name="KNR"))
+
+
 def _falhas_counts(falhas: pa.Table, settings: Settings) -> pd.DataFrame:
-    """The label, and defects per hall before the road test, each double-recorded defect once."""
+    """Defects per hall before the road test, each double-recorded defect once (``falhas``: rows
+    already cut at the road test)."""
     halls = falhas["HALLE"]
-    label = falhas.filter(pc.equal(halls, settings.label_hall))
     group_of = {hall: group for group, members in settings.hall_groups.items() for hall in members}
     keyed = pa.table({
         "KNR": falhas["KNR"],
@@ -287,16 +323,15 @@ def _falhas_counts(falhas: pa.Table, settings: Settings) -> pd.DataFrame:
         "ESTACAO": falhas["ESTACAO"],
     }).filter(pc.is_in(halls, pa.array(list(group_of), pa.string())))
     defects = keyed.group_by(["KNR", "HALLE", "FALHA", "DATA"]).aggregate([("ESTACAO", "min")]).to_pandas()
-    labelled = pd.Series(1, index=pd.Index(pc.unique(label["KNR"]).to_pylist(), name="KNR"), name="label_rod")
     if defects.empty:
-        return labelled.to_frame()
+        return pd.DataFrame(index=pd.Index([], name="KNR"))
     defects["group"] = defects["HALLE"].map(group_of)
     out = defects.pivot_table(index="KNR", columns="group", values="DATA", aggfunc="count")
     out = out.reindex(columns=list(settings.hall_groups)).add_prefix("n_falhas_")
     out.columns.name = None
     out["n_falhas_pre_road"] = defects.groupby("KNR").size()
     out["n_falhas_stations_pre_road"] = defects.groupby("KNR")["ESTACAO_min"].nunique()
-    return out.join(labelled, how="outer")
+    return out
 
 
 def pre_road_events(status: pa.Table, settings: Settings) -> pd.DataFrame:
@@ -373,20 +408,16 @@ def _route(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return out
 
 
-def _times(resultados: pa.Table, status: pa.Table, settings: Settings) -> pd.DataFrame:
-    """When each car was produced (its first event) and road-tested (its first road-test checkpoint).
-
-    The road test's time comes from status alone: taking a car's first ROD defect instead would
-    make exactly the failing cars' labels known when the checkpoint is missing.
-    """
+def _times(resultados: pa.Table, status: pa.Table, road: pa.Table) -> pd.DataFrame:
+    """When each car was produced (its first event) and road-tested (``road``, :func:`road_tests`)."""
     def first(table: pa.Table, name: str) -> pd.Series:
         if table.num_rows == 0:
             return pd.Series(dtype="datetime64[s]", name=name)
         agg = table.group_by("KNR").aggregate([("DATA", "min")])
         return pd.Series(agg["DATA_min"].to_numpy(), index=agg["KNR"].to_pylist(), name=name)
 
-    road = first(status.filter(pc.equal(status["STATUS"], settings.road_test_code)), "road")
+    tested = pd.Series(road["DATA"].to_numpy(), index=road["KNR"].to_pylist(), name="road", dtype="datetime64[s]")
     produced = pd.concat([first(status, "a"), first(resultados, "b")], axis=1).min(axis=1)
-    out = pd.concat([road, produced.rename("produced")], axis=1)
+    out = pd.concat([tested, produced.rename("produced")], axis=1)
     out.index.name = "KNR"
     return pd.DataFrame({"road_test_at": out["road"], "produced_at": out["produced"]})

@@ -79,7 +79,8 @@ def number_text(value) -> str:
 
 
 def recount(folder, settings) -> pd.DataFrame:
-    """DATA.md's contract computed straight from the files, the simplest way (small uploads only)."""
+    """DATA.md's contract computed straight from the files, the simplest way (small uploads only):
+    every count from rows before the car's road test."""
     kinds = {"RESULTADOS": [], "FALHAS": [], "STATUS": []}
     for path in sorted(folder.iterdir()):
         kinds[path.name.split("_")[0]].append(read_rows(path))
@@ -90,19 +91,6 @@ def recount(folder, settings) -> pd.DataFrame:
         res[col] = res[col].map(number_text)
     res["DATA"] = res["DATA"].map(when)
     res = res.drop_duplicates()
-    res = res[~res["NAME"].str.startswith("SECTION_ZP8_")]
-    out = {}
-    for i in ("1", "2", "718"):
-        of_id = res[res["ID"] == repr(float(i))]
-        out[f"n_results_id{i}"] = of_id.groupby("KNR").size()
-        out[f"n_nok_id{i}"] = of_id[of_id["STATUS"] == "13.0"].groupby("KNR").size()
-    fal["HALLE"] = fal["HALLE"].map(lambda v: str(v).strip().upper())
-    fal["FALHA"] = fal["FALHA"].map(lambda v: str(v).strip().upper())
-    fal["DATA"] = fal["DATA"].map(when)
-    defects = fal.drop_duplicates(["KNR", "HALLE", "FALHA", "DATA"])
-    for group, members in settings.hall_groups.items():
-        out[f"n_falhas_{group}"] = defects[defects["HALLE"].isin(members)].groupby("KNR").size()
-    out["label_rod"] = fal[fal["HALLE"] == settings.label_hall].groupby("KNR").size().clip(upper=1)
     sta["DATA"] = sta["DATA"].map(when)
     road_test, dwell = {}, {zone: {} for zone in settings.zones}
     for knr, events in sta.drop_duplicates().sort_values(["KNR", "DATA", "STATUS"]).groupby("KNR"):
@@ -112,10 +100,28 @@ def recount(folder, settings) -> pd.DataFrame:
         for zone, members in settings.zones.items():
             dwell[zone][knr] = sum((times[i + 1] - times[i]).total_seconds() / 60 if i + 1 < len(codes) else 0.0
                                    for i in range(cut) if codes[i] in members)
+    road_test = pd.Series(road_test, dtype="datetime64[ns]")
+
+    def before_road_test(rows: pd.DataFrame) -> pd.DataFrame:
+        limit = rows["KNR"].map(road_test)
+        return rows[limit.isna() | (rows["DATA"] < limit)]
+
+    counted = before_road_test(res[~res["NAME"].str.startswith("SECTION_ZP8_")])
+    out = {}
+    for i in ("1", "2", "718"):
+        of_id = counted[counted["ID"] == repr(float(i))]
+        out[f"n_results_id{i}"] = of_id.groupby("KNR").size()
+        out[f"n_nok_id{i}"] = of_id[of_id["STATUS"] == "13.0"].groupby("KNR").size()
+    fal["HALLE"] = fal["HALLE"].map(lambda v: str(v).strip().upper())
+    fal["FALHA"] = fal["FALHA"].map(lambda v: str(v).strip().upper())
+    fal["DATA"] = fal["DATA"].map(when)
+    defects = before_road_test(fal.drop_duplicates(["KNR", "HALLE", "FALHA", "DATA"]))
+    for group, members in settings.hall_groups.items():
+        out[f"n_falhas_{group}"] = defects[defects["HALLE"].isin(members)].groupby("KNR").size()
+    out["label_rod"] = fal[fal["HALLE"] == settings.label_hall].groupby("KNR").size().clip(upper=1)
     for zone in settings.zones:
         out[f"dwell_min_{zone}"] = pd.Series(dwell[zone], dtype=float)
     table = pd.DataFrame(out).fillna(0)
-    road_test = pd.Series(road_test)
     last = fal["DATA"].max() - pd.Timedelta(hours=settings.label_maturity_hours)
     table["label_known"] = (road_test >= fal["DATA"].min()) & (road_test <= last)
     return table
@@ -265,6 +271,8 @@ def test_signal_zero_is_pure_chance(tmp_path):
 
 
 def test_nothing_after_the_road_test_tells_more_than_the_label(many, settings):
+    """Post-road halls are chance alone; later status events depend on the car's risk only through
+    its label (a failing car is sent back for rework)."""
     truth = truth_of(many)
     falhas = pd.concat(read_rows(p) for p in many.files if p.name.startswith("FALHAS_PREDICT"))
     falhas["HALLE"] = falhas["HALLE"].str.strip()
@@ -277,7 +285,30 @@ def test_nothing_after_the_road_test_tells_more_than_the_label(many, settings):
     rod = falhas[falhas["HALLE"] == settings.label_hall]
     assert (pd.to_datetime(rod["DATA"]).to_numpy() >= road.reindex(rod["KNR"]).to_numpy()).all()
     after = status[status["DATA"] > status["KNR"].map(road)].groupby("KNR").size().reindex(truth.index, fill_value=0)
-    assert abs(np.corrcoef(after, truth["p_true"])[0, 1]) < 0.08
+    passed = truth["label_rod"] == 0
+    assert abs(np.corrcoef(after[passed], truth.loc[passed, "p_true"])[0, 1]) < 0.08
+
+
+def test_a_car_that_failed_its_road_test_is_reworked_on_the_line(many, settings):
+    """As in the plant: ZP7 checkpoints and defects, and screws tested again, after its road test."""
+    truth = truth_of(many)
+    status = pd.concat(read_rows(p) for p in many.files if p.name.startswith("STATUS"))
+    status["DATA"] = pd.to_datetime(status["DATA"])
+    road = status[status["STATUS"] == settings.road_test_code].groupby("KNR")["DATA"].min()
+
+    def after_road_test(rows: pd.DataFrame) -> pd.Index:
+        return pd.Index(rows.loc[pd.to_datetime(rows["DATA"]) > rows["KNR"].map(road), "KNR"].unique())
+
+    falhas = read_rows(next(p for p in many.files if p.name.startswith("FALHAS_PREDICT")))
+    zp7 = after_road_test(falhas[falhas["HALLE"].str.strip() == "ZP7"])
+    back = after_road_test(status[status["STATUS"].isin(["M695", "M701"])])
+    results = pd.concat(read_rows(p) for p in many.files if p.name.startswith("RESULTADOS"))
+    nok_screws = results["ID"].astype(str).str.startswith("2") & results["STATUS"].astype(str).str.startswith("13")
+    retested = after_road_test(results[nok_screws])
+    failed = pd.Index(truth.index[truth["label_rod"] == 1])
+    assert len(failed) > 20
+    assert set(zp7) == set(back) == set(failed)
+    assert 0.5 < len(retested) / len(failed) <= 1 and set(retested) <= set(failed)
 
 
 def test_status_events_like_the_plant(many, settings):

@@ -11,8 +11,11 @@ The label carries a weak, learnable signal from what is known before the road te
 the contract's counts and dwell times, or (``signal_in``) the configuration, which tests were NOK,
 rework loops and shifts, or which defect texts at which station, the carriers drawn from the seed
 and written to ``signal.json``. Whatever is measured after the road test (ROD, AGUA and ZP8
-defects, ``SECTION_ZP8`` results, later status events) is drawn by chance alone. Everything comes from one seed and is built with numpy and Arrow
-string kernels, never a Python loop over rows; workbooks are written as SpreadsheetML directly
+defects, ``SECTION_ZP8`` results, later status events) is drawn by chance alone, but for one thing:
+as in the plant, a car that failed its road test is sent back to the line, and its rework rows
+(ZP7 checkpoints and defects, screws tightened again, after its road test) carry the outcome.
+Everything comes from one seed and is built with numpy and Arrow string kernels, never a Python
+loop over rows; workbooks are written as SpreadsheetML directly
 (inline strings), which is some thirty times faster than a workbook library.
 
 One module each: :mod:`.plant` simulates the line (repair loops included), :mod:`.signal` plants
@@ -126,19 +129,20 @@ def make_demo_upload(out: str | Path, *, cars: int = 2000, seed: int = 0, start:
     if folder.exists() and any(folder.iterdir()):
         raise KaferError(f"{folder} already holds files; give an empty or new folder for the demo upload")
 
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(9)]
     fleet = plant.fleet(streams[0], cars, pd.Timestamp(start).normalize())
     line = plant.with_rework(streams[6], plant.checkpoints(streams[1], fleet.a600, settings), settings)
     plan = plant.test_plan(results_per_car, settings)
     results = plant.test_results(streams[2], plan, fleet.a600, line)
     defects = plant.defects(streams[3], line, settings)
     measured = truth.result_counts(results, plan, cars).join(truth.dwell(line, cars, settings))
-    contract = truth.contract_score(measured.join(truth.falhas_counts(defects, cars, settings)))
+    contract = truth.contract_score(measured.join(truth.falhas_counts(defects, cars, settings, measured["road_t"])))
     score, carriers = planted(streams[7], signal_in, contract=contract, fleet=fleet, line=line, plan=plan,
                               results=results, found=defects, settings=settings)
     p_true = truth.p_true(score, signal)
     label = (streams[4].random(cars) < p_true) & line.road_tested
     defects = plant.with_label_defects(streams[4], defects, label, line, settings)
+    line, results, defects = plant.with_road_rework(streams[8], line, plan, results, defects, label, settings)
     if falhas_until is not None:
         defects = plant.take_defects(defects, defects.t_ms < plant.until_ms(falhas_until))
 

@@ -426,6 +426,61 @@ def with_label_defects(rng: np.random.Generator, defects: SimpleNamespace, label
 
 _ROW_FIELDS = ("car", "hall", "text", "t_ms", "station", "user", "group_id", "group_multi", "group_number",
                "doubled", "upper_single")
+#: After a failed road test: line checkpoints passed again (minutes after G720), defects found in the
+#: rework (per car, and within how many minutes), screw tests tightened again (per car).
+_ROAD_REWORK_ROUTE = (("M695", 20), ("M701", 60), ("M711", 90))
+_ROAD_REWORK_DEFECTS, _ROAD_REWORK_WINDOW = 0.8, 90
+_ROAD_REWORK_TESTS = 1.5
+
+
+def with_road_rework(rng: np.random.Generator, line: SimpleNamespace, plan: SimpleNamespace,
+                     results: SimpleNamespace, defects: SimpleNamespace, label: np.ndarray,
+                     settings: Settings) -> tuple[SimpleNamespace, SimpleNamespace, SimpleNamespace]:
+    """Send every car that failed its road test back to the line, as the plant does (DATA.md).
+
+    After its road test (from G720 on) such a car passes ZP7's checkpoints again and is road-tested
+    a second time; inspectors log defects in ZP7; screws are tightened again, a tightening NOK then
+    OK. These rows exist only for failing cars and only after the road test: they carry the
+    outcome, and an implementation that lets one reach a feature learns the label.
+    """
+    failed = np.nonzero(label)[0]
+    back = line.time_of("G720")[failed] + rng.integers(5, 30, len(failed)) * 60
+    codes = list(line.codes)
+    steps = [(code, minutes) for code, minutes in _ROAD_REWORK_ROUTE if code in codes]
+    steps.append((settings.road_test_code, 180))
+    car = np.repeat(failed, len(steps))
+    t = np.repeat(back, len(steps)) + np.tile([m * 60 for _, m in steps], len(failed))
+    code = np.tile([codes.index(c) for c, _ in steps], len(failed))
+    events = np.unique(np.stack([np.r_[line.car, car], np.r_[line.t, t], np.r_[line.code, code]]), axis=1)
+    line = SimpleNamespace(**{**vars(line), "car": events[0], "t": events[1], "code": events[2]})
+
+    found = np.repeat(failed, 1 + rng.poisson(_ROAD_REWORK_DEFECTS, len(failed)))
+    starts = back[np.searchsorted(failed, found)]
+    rework = _defect_rows(rng, found, np.full(len(found), defects.halls.index("ZP7")), defects.halls,
+                          starts, starts + _ROAD_REWORK_WINDOW * 60)
+    defects = SimpleNamespace(**{k: np.concatenate([getattr(defects, k), getattr(rework, k)]) for k in _ROW_FIELDS},
+                              halls=defects.halls)
+
+    screws = np.unique(plan.group[plan.id == 2])
+    tested = np.repeat(failed, 1 + rng.poisson(_ROAD_REWORK_TESTS - 1, len(failed)))
+    if len(screws):  # a small test plan may hold no screw test
+        group = rng.choice(screws, len(tested))
+        size = np.bincount(plan.group, minlength=plan.group.max() + 1)[group]
+        first = np.searchsorted(plan.group, group)
+        instance = np.repeat(np.arange(len(group)), 2 * size)
+        nth = np.arange(len(instance)) - np.repeat(np.cumsum(2 * size) - 2 * size, 2 * size)
+        retest = nth >= size[instance]
+        prow = first[instance] + nth % size[instance]
+        when = back[np.searchsorted(failed, tested)] + rng.integers(5, 60, len(tested)) * 60
+        t_rows = when[instance] + retest * rng.integers(60, 1200, len(tested))[instance]
+        nok = ~retest & (nth == 0)
+        value = np.rint(rng.normal(plan.mu[prow], plan.sd[prow]) * 10.0 ** plan.places[prow]).astype(np.int64)
+        added = {"car": tested[instance], "prow": prow, "t": t_rows, "status": np.where(nok, 13, 10),
+                 "value": value, "flag": np.where(plan.has_value[prow], 0, 2),
+                 "multi_id": np.zeros(len(prow), dtype=bool)}
+        results = SimpleNamespace(**{k: np.concatenate([getattr(results, k), added[k].astype(getattr(results, k).dtype)])
+                                     for k in added})
+    return line, results, defects
 
 
 def take_defects(defects: SimpleNamespace, mask: np.ndarray) -> SimpleNamespace:

@@ -32,9 +32,18 @@ def result_counts(results: SimpleNamespace, plan: SimpleNamespace, n: int) -> pd
     return pd.DataFrame(out)
 
 
-def falhas_counts(defects: SimpleNamespace, n: int, settings: Settings) -> pd.DataFrame:
-    """Distinct defects per hall group: one per (car, hall, text, second)."""
-    key = np.unique(np.stack([defects.car, defects.hall, defects.text, defects.t_ms // 1000]), axis=1)
+def falhas_counts(defects: SimpleNamespace, n: int, settings: Settings,
+                  road_t: np.ndarray | None = None) -> pd.DataFrame:
+    """Distinct defects per hall group: one per (car, hall, text, second), before the car's road test
+    (``road_t``, seconds, NaN for a car without one) when given."""
+    second = defects.t_ms // 1000
+    if road_t is not None:
+        limit = np.asarray(road_t, dtype=float)[defects.car]
+        keep = np.isnan(limit) | (second < limit)
+        defects = SimpleNamespace(car=defects.car[keep], hall=defects.hall[keep], text=defects.text[keep],
+                                  halls=defects.halls)
+        second = second[keep]
+    key = np.unique(np.stack([defects.car, defects.hall, defects.text, second]), axis=1)
     out = {}
     for group, members in settings.hall_groups.items():
         of_group = np.isin(np.array(defects.halls, dtype=object)[key[1]], list(members))
@@ -101,7 +110,7 @@ def truth_table(fleet, p_true, measured, defects, n, settings) -> pd.DataFrame:
     else:
         known = np.zeros(n, dtype=bool)
     table = pd.DataFrame({"KNR": fleet.knr, "p_true": p_true, "label_rod": label, "label_known": known})
-    counts = measured.drop(columns="road_t").join(falhas_counts(defects, n, settings))
+    counts = measured.drop(columns="road_t").join(falhas_counts(defects, n, settings, road_t))
     columns = ([f"n_results_id{i}" for i in (1, 2, 718)] + [f"n_nok_id{i}" for i in (1, 2, 718)]
                + [f"n_falhas_{g}" for g in settings.hall_groups] + [f"dwell_min_{z}" for z in settings.zones])
     return pd.concat([table, counts[columns]], axis=1)
