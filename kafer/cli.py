@@ -66,6 +66,8 @@ def format_ingest(report: dict) -> str:
     """The analyst's summary of an ingest: files, kinds, sheets, rows, cars, periods, problems."""
     import pandas as pd
 
+    from .ingest import filtered_note
+
     lines = []
     if "files" in report:
         with pd.option_context("display.width", 160, "display.max_colwidth", 50):
@@ -88,9 +90,7 @@ def format_ingest(report: dict) -> str:
     if unknown:
         lines.append(f"Note: {unknown:,} cars were road-tested outside the period the falhas cover (or not yet): "
                      "their label is unknown and they are not used to train or evaluate.")
-    for f in manifest.get("filtered_falhas", []):
-        lines.append(f"Note: {f['name']} holds no road-test defect although {f['road_tests']:,} cars were road-tested "
-                     "in its period: taken as a filtered export, its period makes no label known.")
+    lines += [f"Note: {filtered_note(f)}" for f in manifest.get("filtered_falhas", [])]
     if "falhas" not in manifest["periods"]:
         lines.append("Problem: no falhas export in the lake, so no car has a known label yet.")
     return "\n".join(lines)

@@ -79,9 +79,19 @@ class Settings:
     #: A road test must lie this many hours before the end of the falhas period for its label to be
     #: known: a defect found on the road can be logged after the export was cut.
     label_maturity_hours: float = 24.0
-    #: A falhas export whose period holds at least this many road tests but not one ROD defect is
-    #: taken as filtered (e.g. exported for some halls only): its period makes no label known.
-    filtered_falhas_road_tests: int = 100
+    #: A falhas export exported for some halls only holds (almost) no road-test defect: counting its
+    #: period would make its cars known negatives. An export is taken as filtered, its period making
+    #: no label known, when a complete export would show as few failures among its period's road tests
+    #: less often than ``filtered_falhas_chance`` (binomial, at the failure rate the lake has seen)
+    #: and its own rate is below ``filtered_falhas_rate_share`` of that rate (so a month that is
+    #: merely better than usual is never taken for a filtered one).
+    filtered_falhas_chance: float = 0.05
+    filtered_falhas_rate_share: float = 0.5
+    #: The failure rate assumed before the lake has seen many road tests (DATA.md: 6-8 %, its low end
+    #: so that a complete export is not taken as filtered); the rate the lake has seen is pulled
+    #: towards it with the weight of ``expected_failure_rate_road_tests`` road tests.
+    expected_failure_rate: float = 0.06
+    expected_failure_rate_road_tests: int = 1000
     #: Cars whose features a merge or a rebuild builds at a time: bounds memory to one batch's raw rows
     #: (~880 resultados rows a car) however many cars an upload or the lake holds.
     merge_batch_cars: int = 5000
@@ -237,6 +247,10 @@ def _checked(settings: Settings) -> Settings:
     hours = settings.shift_start_hours
     if not hours or list(hours) != sorted(set(hours)) or not all(0 <= h < 24 for h in hours):
         raise ConfigError(f"shift_start_hours must be distinct hours 0-23 in increasing order, not {hours}")
+    shares = (settings.filtered_falhas_chance, settings.filtered_falhas_rate_share, settings.expected_failure_rate)
+    if not all(0 < share < 1 for share in shares) or settings.expected_failure_rate_road_tests < 0:
+        raise ConfigError("filtered_falhas_chance, filtered_falhas_rate_share and expected_failure_rate must lie "
+                          "between 0 and 1, expected_failure_rate_road_tests must not be negative")
     if not all(0 < b < 1 for b in settings.budgets) or not 0 < settings.operating_budget < 1:
         raise ConfigError("inspection budgets must lie between 0 and 1")
     return settings

@@ -44,17 +44,20 @@ _FAMILY_OF_EXTRA = {"n_nok_tests_distinct": "tests", "n_tests_distinct": "tests"
                     "n_checkpoints_repeated_pre_road": "route", "n_repeat_passages_pre_road": "route"}
 
 
-def feature_definitions(settings: Settings) -> str:
-    """:data:`FEATURE_DEFINITIONS` and a digest of the settings the table is built from.
+#: The settings a curated table is built from: a change of any of them changes a feature or a label.
+TABLE_SETTINGS = ("zones", "hall_groups", "road_test_code", "label_hall", "post_road_sections", "falhas_gap_hours",
+                  "shift_start_hours", "label_maturity_hours", "filtered_falhas_chance", "filtered_falhas_rate_share",
+                  "expected_failure_rate", "expected_failure_rate_road_tests")
 
-    Changing a zone, a hall group, the road-test code, the label hall, the post-road sections, the
-    falhas gap or the shifts changes the table as much as changing the code does.
+
+def feature_definitions(settings: Settings) -> str:
+    """:data:`FEATURE_DEFINITIONS` and a digest of the settings the table is built from (:data:`TABLE_SETTINGS`).
+
+    Changing a zone, a hall group, the road-test code, the label rules or the shifts changes the
+    table as much as changing the code does, so the next merge rebuilds it into a new version.
     """
-    shaping = {"zones": dict(settings.zones), "hall_groups": dict(settings.hall_groups),
-               "road_test_code": settings.road_test_code, "label_hall": settings.label_hall,
-               "post_road_sections": settings.post_road_sections, "falhas_gap_hours": settings.falhas_gap_hours,
-               "shift_start_hours": settings.shift_start_hours}
-    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True, default=list).encode("utf-8")).hexdigest()
+    shaping = {name: value for name, value in settings.to_dict().items() if name in TABLE_SETTINGS}
+    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode("utf-8")).hexdigest()
     return f"{FEATURE_DEFINITIONS}-{digest[:12]}"
 
 
@@ -160,44 +163,60 @@ def with_label_known(table: pd.DataFrame, coverage: Sequence[tuple[dt.datetime, 
 
 @dataclass(frozen=True)
 class FalhasPeriod:
-    """What one falhas export says about labels: its name, first and last defect, and how many of
-    its rows are road-test (label hall) defects."""
+    """What one falhas export says about labels: its name, first and last defect, and the cars it
+    logs a road-test (label hall) defect for."""
 
     name: str
     start: dt.datetime
     end: dt.datetime
-    label_rows: int
+    failed: frozenset[str]
 
 
 def label_coverage(files: Sequence[FalhasPeriod], road_test_at: pd.Series, *,
                    settings: Settings) -> tuple[list[tuple], list[dict]]:
     """The periods whose road tests have a known label, and the falhas exports left out as filtered.
 
-    An export whose period holds at least ``settings.filtered_falhas_road_tests`` road tests but
-    not one road-test defect is almost surely filtered (exported for some halls only): counting its
-    period would make every car it covers a known negative. The others' periods are joined across
-    gaps of up to ``settings.falhas_gap_hours``.
+    An export exported for some halls only holds (almost) no road-test defect, and counting its
+    period would make every car it covers a known negative. So each export's failures among the
+    cars road-tested in its period are weighed against the failure rate the lake has seen in the
+    other exports that hold any (pulled towards ``settings.expected_failure_rate`` while they hold
+    few road tests): an export is filtered when a complete one would show as few failures less often
+    than ``settings.filtered_falhas_chance`` and its rate is below ``settings.filtered_falhas_rate_share``
+    of the lake's. The others' periods are joined across gaps of up to ``settings.falhas_gap_hours``.
 
     Parameters
     ----------
     files : sequence of FalhasPeriod
         Every falhas export in the lake.
     road_test_at : pandas.Series
-        Every car's road-test time (``NaT`` without one).
+        Every car's road-test time (``NaT`` without one), indexed by KNR.
 
     Returns
     -------
     periods : list of (start, end)
     filtered : list of dict
-        ``{"name", "start", "end", "road_tests"}`` per export left out.
+        Per export left out: ``name``, ``start``, ``end``, ``road_tests`` and ``failures`` in its
+        period, ``expected`` (failures at the lake's rate), ``rate`` (the lake's), ``rate_road_tests``
+        (the other exports' road tests it rests on) and ``chance`` (of so few failures in a complete export).
     """
+    from scipy.stats import binom
+
     at = pd.to_datetime(road_test_at).dropna()
-    kept, filtered = [], []
+    judged = []
     for f in files:
-        tests = int(((at >= pd.Timestamp(f.start)) & (at <= pd.Timestamp(f.end))).sum())
-        if f.label_rows == 0 and tests >= settings.filtered_falhas_road_tests:
+        tested = at.index[(at >= pd.Timestamp(f.start)) & (at <= pd.Timestamp(f.end))]
+        judged.append((f, len(tested), len(f.failed.intersection(tested))))
+    kept, filtered = [], []
+    for i, (f, tests, failures) in enumerate(judged):
+        others = [(n, k) for j, (_, n, k) in enumerate(judged) if j != i and k > 0]
+        weight = settings.expected_failure_rate_road_tests
+        rate = ((sum(k for _, k in others) + weight * settings.expected_failure_rate)
+                / (sum(n for n, _ in others) + weight)) if others or weight else settings.expected_failure_rate
+        chance = float(binom.cdf(failures, tests, rate)) if tests else 1.0
+        if chance < settings.filtered_falhas_chance and failures < settings.filtered_falhas_rate_share * rate * tests:
             filtered.append({"name": f.name, "start": f.start.isoformat(), "end": f.end.isoformat(),
-                             "road_tests": tests})
+                             "road_tests": tests, "failures": failures, "expected": round(rate * tests, 1),
+                             "rate": rate, "rate_road_tests": sum(n for n, _ in others), "chance": chance})
         else:
             kept.append((f.start, f.end))
     return merge_periods(kept, gap_hours=settings.falhas_gap_hours), filtered

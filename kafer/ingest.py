@@ -225,8 +225,6 @@ def _land(received: Sequence[Received], *, lake: Lake, settings: Settings,
                 "landed_at": utc_now_iso(),
                 "keys": catalog.raw_keys(sha256=export.sha256, kind=export.kind, fmt=export.format),
             }
-            if export.kind == "falhas":
-                record["label_rows"] = _label_rows(export.batches(["HALLE"]), settings.label_hall)
             catalog.save_raw_from(lake, record, original=export.original.path, rows=export.rows_path)
             records.append({**record, "already_in_lake": False})
         else:
@@ -257,7 +255,32 @@ def manifest_summary(manifest: dict) -> pd.DataFrame:
     }
     for kind, (start, end) in sorted(manifest["periods"].items()):
         facts[f"{kind} rows / period"] = f"{manifest['rows'][kind]:,} / {start[:16]} to {end[:16]}"
+    for i, filtered in enumerate(manifest.get("filtered_falhas", [])):
+        facts[f"falhas left out ({i + 1})"] = filtered_note(filtered)
     return pd.DataFrame({"fact": list(facts), "value": [str(v) for v in facts.values()]})
+
+
+def filtered_note(filtered: dict) -> str:
+    """Why a falhas export was taken as filtered, in words (an entry of a manifest's ``filtered_falhas``)."""
+    if "failures" not in filtered:  # judged by an older Käfer: no road-test defect at all
+        return (f"{filtered['name']} holds no road-test defect although {filtered['road_tests']:,} cars were "
+                "road-tested in its period: taken as a filtered export, its period makes no label known.")
+    seen = filtered.get("rate_road_tests", 0)
+    rate = (f"the failure rate the lake has seen ({filtered['rate']:.1%}, over {seen:,} road tests of its other "
+            "falhas exports)" if seen else f"the plant's expected failure rate ({filtered['rate']:.1%}: no other "
+            "falhas export in the lake logs a road-test failure yet)")
+    return (f"{filtered['name']} logs {filtered['failures']:,} road-test failures among the {filtered['road_tests']:,} "
+            f"cars road-tested in its period, where {rate} gives about {filtered['expected']:,.0f}; a complete "
+            f"export shows so few {_odds(filtered['chance'])}. "
+            "Taken as filtered (exported for some halls only), its period makes no label known. If it is complete, "
+            f"set filtered_falhas_chance below {filtered['chance']:.2g} in kafer.toml and run kafer rebuild.")
+
+
+def _odds(chance: float) -> str:
+    """A small probability in words: ``about 1 time in 80``."""
+    if chance <= 0 or 1 / chance >= 1e6:
+        return "less than 1 time in a million"
+    return f"about 1 time in {1 / chance:,.0f}"
 
 
 def merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -> dict:
@@ -368,9 +391,9 @@ def _build_in_batches(lake: Lake, sources: list[dict], cars: pa.Array, *, settin
 def _save_version(lake: Lake, settings: Settings, parent: dict | None, sources: list[dict], new: list[dict],
                   table: pd.DataFrame, facts: pa.Table, *, rebuilt: bool = False) -> dict:
     """Label every car from the falhas coverage, then write the new curated version and its pointer."""
-    periods = [FalhasPeriod(s["name"], *_period(s), _recorded_label_rows(lake, s, settings))
+    periods = [FalhasPeriod(s["name"], *_period(s), _failed_cars(lake, s, settings))
                for s in sources if s["kind"] == "falhas"]
-    coverage, filtered = label_coverage(periods, table["road_test_at"], settings=settings)
+    coverage, filtered = label_coverage(periods, table.set_index("KNR")["road_test_at"], settings=settings)
     table = with_label_known(table, coverage, maturity_hours=settings.label_maturity_hours)
     table = table.sort_values("KNR", ignore_index=True).loc[:, list(table_columns(settings))]
     version = "v" + utc_stamp()
@@ -409,19 +432,10 @@ def _cars_of(lake: Lake, record: dict) -> set[str]:
     return set(pc.unique(catalog.raw_rows(lake, [record], columns=["KNR"])["KNR"]).to_pylist())
 
 
-def _label_rows(falhas: Iterable[pa.Table | pa.RecordBatch], label_hall: str) -> dict:
-    """How many rows of a falhas export, given in parts, are road-test defects (of ``label_hall``)."""
-    rows = sum(int(pc.sum(pc.equal(part["HALLE"], label_hall)).as_py() or 0) for part in falhas)
-    return {"hall": label_hall, "rows": rows}
-
-
-def _recorded_label_rows(lake: Lake, record: dict, settings: Settings) -> int:
-    """The label rows of a landed falhas export: from its record, or counted again when the record
-    predates them or counted another hall."""
-    counted = record.get("label_rows")
-    if counted is None or counted["hall"] != settings.label_hall:
-        counted = _label_rows([catalog.raw_rows(lake, [record], columns=["HALLE"])], settings.label_hall)
-    return counted["rows"]
+def _failed_cars(lake: Lake, record: dict, settings: Settings) -> frozenset[str]:
+    """The cars a landed falhas export logs a road-test (label hall) defect for."""
+    rows = catalog.raw_rows(lake, [record], columns=["KNR", "HALLE"])
+    return frozenset(pc.unique(rows.filter(pc.equal(rows["HALLE"], settings.label_hall))["KNR"]).to_pylist())
 
 
 def _period(record: dict) -> tuple[dt.datetime, dt.datetime]:

@@ -12,6 +12,7 @@ from kafer.cli import main
 from kafer.errors import UploadError
 from kafer.catalog import current_features, current_manifest
 from kafer.ingest import ingest
+from kafer.lake import Lake
 from kafer.predict import upload_cars
 from kafer.readers import KINDS
 
@@ -229,3 +230,22 @@ def test_each_file_is_hashed_once(lake, settings, tmp_path, monkeypatch):
     monkeypatch.setattr(hashlib, "sha256", Counted)
     ingest([str(folder)], lake=lake, settings=settings)
     assert sorted(bytes(seen) for seen in fed if bytes(seen) in files) == files
+
+def test_a_falhas_export_without_its_road_test_defects_makes_no_label_known(tmp_path, capsys):
+    """Exported for some halls only: every car would be a known negative; ingest says why it is not."""
+    import pandas as pd
+
+    from kafer.demo import make_demo_upload
+
+    demo = make_demo_upload(tmp_path / "demo", cars=300, seed=5, results_per_car=8, layout="csv")
+    for path in demo.files:
+        if path.name.startswith("FALHAS"):
+            rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+            rows[rows["HALLE"].str.strip() != "ROD"].to_csv(path, index=False)
+    lake = str(tmp_path / "lake")
+    assert main(["ingest", str(demo.folder), "--lake", lake]) == 0
+    out = capsys.readouterr().out
+    assert "logs 0 road-test failures among the" in out and "Taken as filtered" in out
+    manifest = current_manifest(Lake(lake))
+    assert len(manifest["filtered_falhas"]) == 2 and manifest["labelled_cars"] == 0
+    assert not current_features(Lake(lake))["label_known"].any()

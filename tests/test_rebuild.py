@@ -81,3 +81,46 @@ def test_building_in_small_batches_gives_exactly_the_table_of_one_batch(demo, se
     rebuild(lake=batched, settings=settings.replace(merge_batch_cars=13))
     for one, many in zip(current(whole), current(batched)):
         pd.testing.assert_frame_equal(one, many)
+
+
+#: Settings that change no feature and no label (where things live, how fast, what a model or a
+#: comparison does with the table, what an upload may hold): every other one is a table setting.
+NOT_TABLE = {"lake", "runs", "merge_batch_cars", "eval_fraction", "min_compare_cars", "min_compare_failures",
+             "budgets", "operating_budget", "bootstrap_rounds", "family", "fact_min_cars", "fact_max_columns",
+             "seed", "lock_timeout", "lock_stale_after", "sheet_rows", "dates_from", "dates_ahead_days", "staging_dir"}
+CHANGED = {"zones": {"ZP5": ("R640",)}, "hall_groups": {"ZP5": ("ZP5", "ZP5A")}, "road_test_code": "G720",
+           "label_hall": "AGUA", "post_road_sections": ("SECTION_ZP8_", "SECTION_ROL_"), "falhas_gap_hours": 48.0,
+           "shift_start_hours": (5, 13, 21), "label_maturity_hours": 240.0, "filtered_falhas_chance": 0.01,
+           "filtered_falhas_rate_share": 0.25, "expected_failure_rate": 0.08, "expected_failure_rate_road_tests": 10}
+
+
+def test_every_setting_that_shapes_a_label_or_a_feature_versions_the_table(settings):
+    from dataclasses import fields
+
+    from kafer.features import TABLE_SETTINGS
+
+    assert {f.name for f in fields(settings)} == NOT_TABLE | set(TABLE_SETTINGS), "classify every new setting"
+    assert set(CHANGED) == set(TABLE_SETTINGS)
+    digests = {name: feature_definitions(settings.replace(**{name: value})) for name, value in CHANGED.items()}
+    assert len(set(digests.values()) | {feature_definitions(settings)}) == len(CHANGED) + 1
+    assert all(feature_definitions(settings.replace(**{name: getattr(settings, name)})) == feature_definitions(settings)
+               for name in NOT_TABLE)
+
+
+def test_a_run_with_another_label_maturity_pins_a_table_labelled_with_it(demo, settings, tmp_path):
+    """Nothing new to merge, but 240 h instead of 24 h: the merge relabels into a new version."""
+    from kafer.runrecord import start_run
+    from kafer.steps import merge_run
+
+    lake = Lake(str(tmp_path / "lake"))
+    ingest([str(demo.folder)], lake=lake, settings=settings)
+    before, version = catalog.current_features(lake), catalog.current_version(lake)
+    patient = settings.replace(lake=lake.url, runs=str(tmp_path / "runs"), label_maturity_hours=240.0)
+    run = start_run(patient.runs, "r1", patient)
+    manifest = merge_run(run)
+    assert manifest["rebuilt"] and run.data_version == manifest["version"] != version
+    pinned = catalog.features(lake, run.data_version)
+    end = max(pd.Timestamp(p[1]) for p in manifest["falhas_coverage"])
+    expected = pd.to_datetime(before["road_test_at"]) <= end - pd.Timedelta(hours=240)
+    assert pinned["label_known"].sum() < before["label_known"].sum()
+    assert (pinned["label_known"].to_numpy() == (expected & before["label_known"]).to_numpy()).all()

@@ -1,6 +1,6 @@
 """DATA.md's rules, pinned: each test fails when its rule is changed (the label's road test, the order of
-same-second events, the joining of falhas periods, what makes two defect rows one defect, the
-inspection budget of a scored list)."""
+same-second events, the joining of falhas periods, what makes two defect rows one defect, when a falhas
+export is taken as filtered, the inspection budget of a scored list)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from kafer.features import build_features, merge_periods
+from kafer.features import FalhasPeriod, build_features, label_coverage, merge_periods
 from kafer.predict import rank
 from kafer.readers import COLUMNS, schema
 
@@ -81,3 +81,33 @@ def test_a_scored_car_is_in_the_budget_when_it_reaches_the_threshold_whatever_th
     assert alone["in_budget"].tolist() == [True]  # one car scored alone is judged by the same threshold
     without = rank(cars, p, budget=0.10, threshold=None)
     assert without["in_budget"].sum() == 1  # ceil(10 % of 8 cars): the riskiest one
+
+
+def road_tested(n: int, start: dt.datetime, *, prefix: str = "2024-15") -> pd.Series:
+    """``n`` cars road-tested an hour apart from ``start``, indexed by KNR."""
+    return pd.Series([start + dt.timedelta(hours=h) for h in range(n)],
+                     index=[f"{prefix}{i:05d}" for i in range(n)], dtype="datetime64[ns]")
+
+
+def period(name, at: pd.Series, failed: int) -> FalhasPeriod:
+    return FalhasPeriod(name, at.min().to_pydatetime(), at.max().to_pydatetime(), frozenset(at.index[:failed]))
+
+
+def test_a_falhas_export_is_filtered_only_when_its_failures_are_implausibly_few(settings):
+    """At the ~7 % the lake has seen, 60 road tests without one failure happen about 1 time in 70:
+    implausible; 30 without one (1 in 8) and a month better than usual are plausible."""
+    history = road_tested(3000, T(2024, 1, 1), prefix="2024-01")
+    cases = {"sixty": (60, 0, True), "thirty": (30, 0, False), "better": (3000, 150, False),
+             "partial": (3000, 60, True), "usual": (3000, 210, False)}
+    for name, (tests, failures, filtered) in cases.items():
+        month = road_tested(tests, T(2024, 6, 1), prefix="2024-06")
+        at = pd.concat([history, month])
+        periods, left_out = label_coverage([period("history", history, 210), period(name, month, failures)], at,
+                                           settings=settings)
+        assert [f["name"] for f in left_out] == ([name] if filtered else []), name
+        assert len(periods) == (1 if filtered else 2), name
+    # without history, the expected rate (6 %) judges: 100 road tests without a failure is implausible
+    alone = road_tested(100, T(2024, 6, 1))
+    assert label_coverage([period("alone", alone, 0)], alone, settings=settings)[1][0]["failures"] == 0
+    lenient = settings.replace(filtered_falhas_chance=1e-3)
+    assert label_coverage([period("alone", alone, 0)], alone, settings=lenient)[1] == []

@@ -19,7 +19,7 @@ from conftest import lake_snapshot, write_csv
 from kafer.catalog import current_features, raw_records
 from kafer.demo import make_demo_upload
 from kafer.errors import UploadError
-from kafer.ingest import _label_rows, ingest, land, read_upload, receive
+from kafer.ingest import ingest, land, read_upload, receive
 from kafer.lake import Lake
 from kafer.readers import KINDS, read_export, scan_export, schema
 from kafer.staging import Staging, sort_rows_file
@@ -57,9 +57,7 @@ def test_a_multi_file_upload_lands_what_reading_each_file_whole_landed(lake, set
                     "size": export.size, "sheets": list(export.sheets), "rows": export.rows, "cars": export.cars,
                     "period": [export.period[0].isoformat(), export.period[1].isoformat()]}
         assert {k: record[k] for k in expected} == expected
-        if export.kind == "falhas":
-            assert record["label_rows"] == _label_rows([export.table], settings.label_hall)
-        assert set(record) == set(expected) | {"landed_at", "keys"} | ({"label_rows"} if export.kind == "falhas" else set())
+        assert set(record) == set(expected) | {"landed_at", "keys"}
     assert report["manifest"]["cars"] == 200
 
 
