@@ -50,6 +50,9 @@ KINDS: Mapping[str, str] = {"config": "configuration", "nok_test": "tests", "nok
 CONFIG_ATTRIBUTES = ("MODELO", "COR", "MOTOR")
 #: What a configuration category not kept in training is called.
 OTHER = "other"
+#: Most categories kept per configuration attribute: the boosting model takes at most 255 codes a
+#: category input (its bins), and ``other`` takes one.
+MAX_CATEGORIES = 254
 
 
 def empty_facts() -> pa.Table:
@@ -199,7 +202,8 @@ class FactColumns:
     @classmethod
     def fit(cls, facts: pa.Table, cars: Sequence[str], *, min_cars: int, max_columns: int) -> "FactColumns":
         """Keep the facts at least ``min_cars`` of ``cars`` (the training cars) have, at most
-        ``max_columns`` of each kind (and categories of each attribute), the most common first."""
+        ``max_columns`` of each kind (and categories of each attribute, never more than
+        :data:`MAX_CATEGORIES`), the most common first."""
         own = facts_of(facts, cars)
         if own.num_rows == 0:
             return cls()
@@ -214,7 +218,8 @@ class FactColumns:
             counts += [(kind, key) for key in keys]
         config = seen[seen["kind"] == "config"]
         attribute = config["key"].str.split("=", n=1).str[0]
-        categories = {a: tuple(config.loc[attribute == a, "key"].str.split("=", n=1).str[1].head(max_columns))
+        kept = min(max_columns, MAX_CATEGORIES)
+        categories = {a: tuple(config.loc[attribute == a, "key"].str.split("=", n=1).str[1].head(kept))
                       for a in CONFIG_ATTRIBUTES if (attribute == a).any()}
         return cls(counts=tuple(counts), categories=categories)
 

@@ -303,3 +303,19 @@ def test_too_few_failures_to_rank_families_keep_the_first_and_say_why(factual):
     choice = select_family(train_df, features=FEATURES, seed=7, facts=facts, min_failures=failures + 1)
     assert choice["chosen"] == "hgb" and choice["scores"] == {}
     assert choice["failures"] == failures and "not compared" in choice["rule"]
+
+
+def test_a_configuration_with_more_categories_than_boosting_takes_keeps_the_most_common(data):
+    """300 colours each on 20+ cars: the 254 most common are kept, the rest count as other."""
+    import pyarrow as pa
+
+    from kafer.facts import MAX_CATEGORIES, OTHER
+
+    table = pd.concat([cars(7000, seed=5), data[0]], ignore_index=True).drop_duplicates("KNR", ignore_index=True)
+    colour = np.arange(len(table)) % 300
+    facts = pa.table({"KNR": table["KNR"].to_numpy(), "kind": ["config"] * len(table),
+                      "key": [f"COR=C{c:03d}" for c in colour], "value": np.ones(len(table))})
+    model = train(table, features=FEATURES, family="hgb", seed=7, facts=facts, min_fact_cars=20, max_fact_columns=300)
+    levels = model.fact_columns.levels("config:COR")
+    assert len(levels) == MAX_CATEGORIES + 1 and levels[-1] == OTHER
+    assert np.isfinite(model.predict_proba(table.head(50), facts)).all()
