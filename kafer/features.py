@@ -258,12 +258,17 @@ def before_road_test(rows: pa.Table, road: pa.Table) -> pa.Table:
         return rows
     car, cars = _codes(rows["KNR"])
     at = pc.index_in(cars, value_set=road["KNR"].combine_chunks())
-    limits = road["DATA"].combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    limits = _seconds(road["DATA"])
     limit = np.where(pc.is_null(at).to_numpy(zero_copy_only=False), np.iinfo(np.int64).max,
                      limits[pc.fill_null(at, 0).to_numpy(zero_copy_only=False)])
-    seconds = rows["DATA"].combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    seconds = _seconds(rows["DATA"])
     keep = seconds < limit[car]
     return rows if keep.all() else rows.filter(pa.array(keep))
+
+
+def _seconds(times: pa.ChunkedArray) -> np.ndarray:
+    """Timestamps as integer seconds, whatever their unit (landed Parquet keeps milliseconds)."""
+    return times.combine_chunks().cast(pa.timestamp("s")).cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
 def _codes(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -387,6 +392,20 @@ def pre_road_events(status: pa.Table, settings: Settings) -> pd.DataFrame:
     zone_of = {code: zone for zone, codes in settings.zones.items() for code in codes}
     frame["zone"] = frame["STATUS"].map(zone_of)
     return frame.reset_index(drop=True)
+
+
+def last_checkpoints(status: pa.Table | None) -> pd.DataFrame:
+    """Where each car was last seen: its latest distinct status event (within a second, the last code).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``KNR``, ``last_checkpoint`` and ``last_checkpoint_at``, one row per car with status events.
+    """
+    events = _or_empty(status, "status").group_by(["KNR", "STATUS", "DATA"]).aggregate([]).to_pandas()
+    last = events.sort_values(["KNR", "DATA", "STATUS"]).drop_duplicates("KNR", keep="last")
+    return pd.DataFrame({"KNR": last["KNR"].to_numpy(dtype=object), "last_checkpoint": last["STATUS"].to_numpy(),
+                         "last_checkpoint_at": last["DATA"].to_numpy(dtype="datetime64[s]")})
 
 
 def _dwell(status: pa.Table, settings: Settings) -> pd.DataFrame:

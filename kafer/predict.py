@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -18,36 +19,75 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .config import Settings
 from .errors import OutputError, RegistryError, UploadError
 from .explain import reasons
 from .facts import build_facts
-from .features import build_features
+from .features import build_features, last_checkpoints
 from .ingest import list_upload, read_upload
 from .lake import Lake
-from .readers import COLUMNS, Progress
+from .readers import COLUMNS, Progress, schema
 
 
-def upload_cars(paths: Iterable[str], *, settings: Settings,
-                progress: Progress | None = None) -> tuple[pd.DataFrame, pa.Table]:
-    """The per-car table and the facts of an upload on its own, built as ingest builds them (nothing
-    is written to the lake).
+@dataclass(frozen=True)
+class Cars:
+    """The cars of an upload as the production model sees them.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        Their per-car table, built as ingest builds it (:func:`kafer.features.build_features`).
+    facts : pyarrow.Table
+        Their facts (:func:`kafer.facts.build_facts`).
+    where : pandas.DataFrame
+        ``KNR``, ``at_road_test`` (whether the car reached its road test), ``road_test_at``,
+        ``last_checkpoint`` and ``last_checkpoint_at`` (its latest status event), in the table's order.
+    """
+
+    table: pd.DataFrame
+    facts: pa.Table
+    where: pd.DataFrame
+
+
+def upload_cars(paths: Iterable[str], *, settings: Settings, lake: Lake | None = None,
+                progress: Progress | None = None) -> Cars:
+    """The cars of an upload, each from all its rows: the upload's, and the lake's when ``lake`` is given
+    (earlier uploads may have brought a car's first rows); nothing is written to the lake.
+
+    Each car's features come from its rows before its road test, so a car already at its road test
+    gets the same features whichever export, and whichever lake, brought its rows. A car still on
+    the line gets the features of what is known so far.
 
     Raises
     ------
     UploadError
         When no path is given, or the upload holds no export or a file that cannot be accepted.
     """
+    from . import catalog
+
     paths = list(paths)
     if not paths:
         raise UploadError("no upload given: name the export files or folders of the cars to score")
     received = read_upload(paths, settings=settings, progress=progress)
     exports = [r.export for r in received if r.export is not None]
     tables = {kind: [e.read_rows() for e in exports if e.kind == kind] for kind in COLUMNS}
+    if lake is not None and any(tables.values()):
+        knr = pc.unique(pa.chunked_array([t["KNR"] for parts in tables.values() for t in parts], pa.string()))
+        records = catalog.raw_records(lake)
+        for kind in COLUMNS:
+            landed = catalog.raw_rows(lake, [r for r in records if r["kind"] == kind], cars=knr)
+            if landed is not None and landed.num_rows:
+                tables[kind].append(landed.select(list(COLUMNS[kind])).cast(schema(kind)))
+        if progress and records:
+            progress(f"read the lake's earlier rows of the {len(knr):,} cars")
     merged = {kind: pa.concat_tables(parts) if parts else None for kind, parts in tables.items()}
     rows = (merged["resultados"], merged["falhas"], merged["status"])
-    return build_features(*rows, settings=settings), build_facts(*rows, settings=settings)
+    table = build_features(*rows, settings=settings)
+    where = table[["KNR", "road_test_at"]].merge(last_checkpoints(merged["status"]), on="KNR", how="left")
+    where.insert(1, "at_road_test", where["road_test_at"].notna().to_numpy())
+    return Cars(table, build_facts(*rows, settings=settings), where)
 
 
 def production_model(lake: Lake):
@@ -68,22 +108,34 @@ def production_model(lake: Lake):
     return load_model(registry.load_artifact(lake, meta["version"])), meta
 
 
-def rank(table: pd.DataFrame, probability: np.ndarray, *, budget: float, threshold: float | None) -> pd.DataFrame:
+def rank(table: pd.DataFrame, probability: np.ndarray, *, budget: float, threshold: float | None,
+         at_road_test: np.ndarray | None = None) -> pd.DataFrame:
     """KNR, probability, rank (1 = riskiest) and whether the car falls in the inspection budget.
 
-    With the production model's operating threshold (the score above which its riskiest
-    ``budget`` share of evaluation cars lay), a car is in the budget when it reaches that
-    threshold, so the answer does not depend on how many cars are scored together; without
-    one, the riskiest ``ceil(budget * n)`` cars of this list are.
+    Cars at their road test come first, riskiest first, then the cars still on the line (scored on
+    what is known so far), riskiest first: inspectors test the cars that are there. With the
+    production model's operating threshold (the score above which its riskiest ``budget`` share of
+    evaluation cars lay), a car is in the budget when it reaches that threshold, so the answer does
+    not depend on how many cars are scored together, and a car still on the line that already
+    reaches it is flagged; without one, the bar is the risk of the riskiest ``ceil(budget * n)`` of
+    the ``n`` cars at their road test (of all cars when none is).
+
+    Parameters
+    ----------
+    at_road_test : array of bool, optional
+        Per car of ``table``, whether it reached its road test (default: every car did).
     """
-    out = pd.DataFrame({"KNR": table["KNR"].to_numpy(), "probability": np.asarray(probability, dtype=float)})
-    out = out.sort_values(["probability", "KNR"], ascending=[False, True], ignore_index=True)
+    tested = np.ones(len(table), dtype=bool) if at_road_test is None else np.asarray(at_road_test, dtype=bool)
+    out = pd.DataFrame({"KNR": table["KNR"].to_numpy(), "probability": np.asarray(probability, dtype=float),
+                        "at_road_test": tested})
+    out = out.sort_values(["at_road_test", "probability", "KNR"], ascending=[False, False, True], ignore_index=True)
     out["rank"] = np.arange(1, len(out) + 1)
     if threshold is None:
-        out["in_budget"] = out["rank"] <= math.ceil(budget * len(out))
-    else:
-        out["in_budget"] = out["probability"] >= threshold
-    return out
+        pool = np.sort(out.loc[out["at_road_test"], "probability"].to_numpy() if out["at_road_test"].any()
+                       else out["probability"].to_numpy())[::-1]
+        threshold = pool[math.ceil(budget * len(pool)) - 1] if len(pool) else np.inf
+    out["in_budget"] = out["probability"] >= threshold
+    return out.drop(columns="at_road_test")
 
 
 #: What a car gets when none of its facts raises its risk above a typical car's.
@@ -97,14 +149,18 @@ def with_reasons(ranked: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
 
 
 def predict_upload(paths: Iterable[str], *, settings: Settings, progress: Progress | None = None) -> pd.DataFrame:
-    """Score every car of an upload with the production model of the settings' lake, riskiest first,
-    each with its reasons."""
-    model, meta = production_model(Lake(settings.lake))
-    table, facts = upload_cars(paths, settings=settings, progress=progress)
+    """Score every car of an upload with the production model of the settings' lake, each from all its
+    rows in the upload and the lake: cars at their road test first, riskiest first, then the cars
+    still on the line; each with where it is and its reasons."""
+    lake = Lake(settings.lake)
+    model, meta = production_model(lake)
+    cars = upload_cars(paths, settings=settings, lake=lake, progress=progress)
     threshold = (meta.get("metrics") or {}).get("operating_threshold")
-    scored = rank(table, model.predict_proba(table, facts), budget=settings.operating_budget, threshold=threshold)
+    scored = rank(cars.table, model.predict_proba(cars.table, cars.facts), budget=settings.operating_budget,
+                  threshold=threshold, at_road_test=cars.where["at_road_test"].to_numpy())
     scored.insert(1, "model_version", meta["version"])
-    return with_reasons(scored, reasons(model, table, facts))
+    scored = scored.merge(cars.where, on="KNR", how="left")
+    return with_reasons(scored, reasons(model, cars.table, cars.facts))
 
 
 #: The formats the ranked list is written in, by the output's file suffix.
@@ -177,8 +233,22 @@ def summary(ranked: pd.DataFrame, facts: Mapping) -> str:
     """The list in one line: how many cars, which model, how many in the inspection budget and why."""
     model = facts["model"]
     flagged = int(ranked["in_budget"].sum())
-    return (f"{len(ranked):,} cars scored with production model {model['version']} ({model['family']}); "
+    on_line = int((~ranked["at_road_test"]).sum()) if "at_road_test" in ranked else 0
+    where = f", {on_line:,} of them still on the line and scored on what is known so far" if on_line else ""
+    return (f"{len(ranked):,} cars scored with production model {model['version']} ({model['family']}){where}; "
             f"{flagged:,} fall in the inspection budget ({_budget_rule(facts)}).")
+
+
+def line_note(ranked: pd.DataFrame) -> str:
+    """Where the cars are, and how to read the risk of those still on the line, in words."""
+    on_line = int((~ranked["at_road_test"]).sum()) if "at_road_test" in ranked else 0
+    if not on_line:
+        return "Every car of this list had reached its road test: each risk uses all that was known at it."
+    return (f"{on_line:,} of these cars had not reached their road test when their rows were exported: they are "
+            "listed after the cars at the road test, with their last checkpoint and when. Their risk is a risk so "
+            "far, from what was known at their last checkpoint: defects and NOK tests still to come are not in it, "
+            "so it is usually lower than it will be at the road test. A car still on the line that is already in "
+            "the budget is worth testing when it arrives; score the others again when they reach the road test.")
 
 
 def budget_note(ranked: pd.DataFrame, facts: Mapping) -> str:
@@ -227,6 +297,10 @@ _SHOWN = {
     "in_budget": ("In inspection budget", "@"),
     "reasons": ("Why (what raises its risk most)", "@"),
     "model_version": ("Model version", "@"),
+    "at_road_test": ("At the road test", "@"),
+    "road_test_at": ("Road test at", "@"),
+    "last_checkpoint": ("Last checkpoint", "@"),
+    "last_checkpoint_at": ("Last checkpoint at", "@"),
 }
 #: Widest a column of the list gets, in characters; longer text wraps (its row grows by lines of
 #: ``_LINE_HEIGHT`` points). The second sheet's text is cut into rows of at most ``_ABOUT_WIDTH``.
@@ -342,20 +416,24 @@ def _budget_rule(facts: Mapping) -> str:
 
 def _reading(ranked: pd.DataFrame, facts: Mapping) -> list[str]:
     return [
-        "One row per car of the upload, riskiest first: rank 1 is the car most likely to fail the road test.",
+        "One row per car of the upload, riskiest first: rank 1 is the car most likely to fail the road test "
+        "among the cars at their road test, which come first.",
         "Road-test risk is the production model's probability that the car fails the road test.",
         "Filled rows (In inspection budget: yes) are the cars to road-test first.",
         "Why lists the two or three facts of the car that raise its risk most (what the model gives it "
         "without each of them).",
         budget_note(ranked, facts),
         "The filter arrows in the header show only the cars in the budget, or find a KNR.",
+        line_note(ranked),
     ]
 
 
 def _as_text(values: pd.Series) -> pd.Series:
-    """Cells as text: booleans as yes/no, missing values empty."""
+    """Cells as text: booleans as yes/no, moments to the minute, missing values empty."""
     if values.dtype == bool:
         return values.map({True: "yes", False: "no"})
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.dt.strftime("%Y-%m-%d %H:%M").fillna("")
     return values.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
 
 

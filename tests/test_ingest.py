@@ -203,7 +203,7 @@ def test_predict_reads_an_upload_with_the_settings_window(settings, tmp_path):
     write_csv(folder / "zz.csv", list(KINDS["status"]), [[OTHER, "G720", T(1970, 1, 1)]])
     with pytest.raises(UploadError, match="outside the plausible window"):
         upload_cars([str(folder)], settings=settings)
-    assert len(upload_cars([str(folder)], settings=settings.replace(dates_from="1960-01-01"))[0]) == 2
+    assert len(upload_cars([str(folder)], settings=settings.replace(dates_from="1960-01-01")).table) == 2
 
 
 def test_each_file_is_hashed_once(lake, settings, tmp_path, monkeypatch):

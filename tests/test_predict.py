@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -34,6 +35,19 @@ from kafer.runrecord import write_json
 HIGHLIGHT = "FFFFC7CE"
 
 
+def keep_in_production(settings, model, *, threshold: float, training_cars) -> str:
+    """Register ``model`` in the settings' lake and keep it in production (Ana's decision); its version."""
+    lake = Lake(settings.lake)
+    version = registry.register_candidate(
+        lake, run_id="r1", version=registry.new_version(), artifact=model.to_bytes(), family=model.meta["family"],
+        data_version="f1", metrics={"operating_threshold": threshold}, trained_on=model.meta["trained_on"],
+        training_cars=list(training_cars))
+    write_json(Path(settings.runs) / "r1" / "manifest.json",
+               {"run_id": "r1", "status": "succeeded", "candidate_version": version, "production_version": None})
+    registry.decide(lake, "r1", "keep-new", by="Ana", why="first model", runs_dir=settings.runs)
+    return version
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A lake whose production model (kept by Ana) was trained on one upload, and another upload to score."""
@@ -41,19 +55,12 @@ def world(tmp_path_factory):
     settings = load_settings(lake=str(root / "lake"), runs=str(root / "runs"))
     first = make_demo_upload(root / "first", cars=200, seed=11, results_per_car=20)
     second = make_demo_upload(root / "second", cars=200, seed=12, results_per_car=20, start="2024-04-15")
-    table = upload_cars([str(first.folder)], settings=settings)[0].drop(columns="label_known")
+    table = upload_cars([str(first.folder)], settings=settings).table.drop(columns="label_known")
     model = train(table, features=feature_columns(settings), family="hgb", seed=1)
     threshold = threshold_at(model.predict_proba(table), budget=settings.operating_budget)
-    lake = Lake(settings.lake)
-    version = registry.register_candidate(
-        lake, run_id="r1", version=registry.new_version(), artifact=model.to_bytes(), family="hgb",
-        data_version="f1", metrics={"operating_threshold": threshold}, trained_on=model.meta["trained_on"],
-        training_cars=list(table["KNR"]))
-    write_json(root / "runs" / "r1" / "manifest.json",
-               {"run_id": "r1", "status": "succeeded", "candidate_version": version, "production_version": None})
-    registry.decide(lake, "r1", "keep-new", by="Ana", why="first model", runs_dir=settings.runs)
+    version = keep_in_production(settings, model, threshold=threshold, training_cars=table["KNR"])
     return {"root": root, "settings": settings, "upload": second, "version": version, "threshold": threshold,
-            "trained_on": model.meta["trained_on"]}
+            "trained_on": model.meta["trained_on"], "model": model}
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +86,10 @@ def test_the_facts_name_the_model_who_kept_it_the_upload_and_the_threshold(world
 def test_the_summary_is_one_line_with_the_model_the_count_and_the_threshold(world, scored):
     ranked, facts = scored
     text = summary(ranked, facts)
-    flagged = int(ranked["in_budget"].sum())
-    assert text == (f"200 cars scored with production model {world['version']} (hgb); {flagged} fall in the "
+    flagged, on_line = int(ranked["in_budget"].sum()), int((~ranked["at_road_test"]).sum())
+    assert on_line == 1, "one car of 200 was never road-tested (the generator's 0.5 %)"
+    assert text == (f"200 cars scored with production model {world['version']} (hgb), 1 of them still on the line "
+                    f"and scored on what is known so far; {flagged} fall in the "
                     f"inspection budget (a risk of at least {world['threshold'] * 100:.1f} %, reached by the "
                     "riskiest 10 % of the model's evaluation cars).")
     note = budget_note(ranked, facts)
@@ -95,11 +104,15 @@ def test_the_workbook_the_plant_opens(world, scored, tmp_path):
     book = load_workbook(out)
     assert book.sheetnames == [LIST_SHEET, ABOUT_SHEET]
     sheet = book[LIST_SHEET]
-    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == "A1:F201"
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == "A1:J201"
     assert [c.value for c in sheet[1]] == ["Rank", "KNR", "Road-test risk", "In inspection budget",
+                                           "At the road test", "Road test at", "Last checkpoint", "Last checkpoint at",
                                            "Why (what raises its risk most)", "Model version"]
-    assert [r[4].value for r in sheet.iter_rows(min_row=2)] == ranked["reasons"].tolist()
+    assert [r[8].value for r in sheet.iter_rows(min_row=2)] == ranked["reasons"].tolist()
     rows = list(sheet.iter_rows(min_row=2))
+    where = [(r[4].value, r[5].value, r[6].value) for r in rows]
+    assert [w[0] for w in where] == ["yes"] * 199 + ["no"], "the car still on the line comes last"
+    assert not where[-1][1] and where[-1][2] and all(w[1] for w in where[:-1])
     assert [r[1].value for r in rows] == ranked["KNR"].tolist()
     assert [r[0].value for r in rows] == list(range(1, 201))
     risk = [r[2] for r in rows]
@@ -172,7 +185,7 @@ def test_the_cli_writes_the_workbook_and_says_so_in_one_line(world, tmp_path, ca
     assert main(["predict", str(world["upload"].folder), "--lake", world["settings"].lake, "--out", str(out)]) == 0
     captured = capsys.readouterr()
     [line] = captured.out.splitlines()
-    assert line.startswith(f"200 cars scored with production model {world['version']} (hgb); ")
+    assert line.startswith(f"200 cars scored with production model {world['version']} (hgb), ")
     assert "reading" in captured.err  # progress on the reads
     assert load_workbook(out).sheetnames == [LIST_SHEET, ABOUT_SHEET]
 
@@ -226,7 +239,7 @@ def test_the_notebook_shows_the_summary_and_writes_the_workbook(world, tmp_path)
                                           "out": str(out)})
     shown = [o["data"]["text/markdown"] for c in nbformat.read(str(tmp_path / "06_predict.ipynb"), as_version=4).cells
              for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
-    assert shown[0].startswith(f"200 cars scored with production model {world['version']} (hgb); ")
+    assert shown[0].startswith(f"200 cars scored with production model {world['version']} (hgb), ")
     assert "does not depend on how many cars are scored together" in shown[1]
     assert load_workbook(out).sheetnames == [LIST_SHEET, ABOUT_SHEET]
 
@@ -252,3 +265,57 @@ def test_the_risk_chart_draws_the_threshold_and_shows_risk_in_percent(scored):
     assert f"operating threshold {facts['threshold'] * 100:.1f} %" in [t.get_text() for t in left.get_legend().texts]
     fig.canvas.draw()
     assert all(t.get_text().endswith(" %") for t in left.get_yticklabels() if t.get_text())
+
+
+def exported(upload, folder: Path, *, after=None, until=None) -> Path:
+    """The upload's rows dated after ``after`` and up to ``until`` (an export taken then), one csv per kind."""
+    from kafer.readers import read_export
+
+    folder.mkdir(parents=True)
+    rows = {}
+    for path in upload.files:
+        export = read_export(path.read_bytes(), path.name)
+        rows.setdefault(export.kind, []).append(export.table.to_pandas())
+    for kind, parts in rows.items():
+        table = pd.concat(parts, ignore_index=True)
+        keep = pd.Series(True, index=table.index)
+        if after is not None:
+            keep &= table["DATA"] > after
+        if until is not None:
+            keep &= table["DATA"] <= until
+        table[keep].assign(DATA=table["DATA"].dt.strftime("%Y-%m-%d %H:%M:%S")).to_csv(folder / f"{kind}.csv",
+                                                                                         index=False)
+    return folder
+
+
+def test_a_car_at_its_road_test_gets_the_same_risk_from_any_export_and_any_lake(world, tmp_path):
+    """Taken mid-month or at its end, with the car's earlier rows in the lake or in the upload: the
+    same risk, to the last bit, for every car that had reached its road test."""
+    from kafer.ingest import ingest
+
+    settings = {name: load_settings(lake=str(tmp_path / name / "lake"), runs=str(tmp_path / name / "runs"))
+                for name in ("upload", "lake")}
+    for each in settings.values():
+        keep_in_production(each, world["model"], threshold=world["threshold"], training_cars=[])
+    month = exported(world["upload"], tmp_path / "month")
+    status = pd.read_csv(month / "status.csv", parse_dates=["DATA"])
+    early, middle = status["DATA"].quantile([0.3, 0.6])
+    whole = predict_upload([str(month)], settings=settings["upload"]).set_index("KNR")
+    mid = predict_upload([str(exported(world["upload"], tmp_path / "mid", until=middle))],
+                         settings=settings["upload"]).set_index("KNR")
+    tested = mid.index[mid["at_road_test"]]
+    assert 50 < len(tested) < len(mid) <= len(whole), "some cars were at the road test at mid-month, some on the line"
+    assert (mid.loc[tested, "probability"] == whole.loc[tested, "probability"]).all()
+    assert (mid.loc[tested, "road_test_at"] == whole.loc[tested, "road_test_at"]).all()
+    on_line = mid.index[~mid["at_road_test"]]
+    assert (mid.loc[on_line, "last_checkpoint_at"] <= middle).all() and mid["last_checkpoint"].notna().all()
+    assert (mid["rank"].to_numpy()[~mid["at_road_test"].to_numpy()] > len(tested)).all(), "on the line: listed last"
+
+    ingest([str(exported(world["upload"], tmp_path / "early", until=early))], lake=Lake(settings["lake"].lake),
+           settings=settings["lake"])
+    later = predict_upload([str(exported(world["upload"], tmp_path / "later", after=early))], settings=settings["lake"])
+    later = later.set_index("KNR")
+    both = later.index.intersection(status.loc[status["DATA"] <= early, "KNR"].unique())
+    assert len(both) > 20, "cars whose first rows came in the earlier export"
+    assert (later["probability"] == whole.loc[later.index, "probability"]).all()
+    assert (later[["at_road_test", "last_checkpoint"]] == whole.loc[later.index, ["at_road_test", "last_checkpoint"]]).all().all()

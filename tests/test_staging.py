@@ -184,4 +184,4 @@ def test_a_prediction_upload_reads_its_staged_rows(settings, demo):
         tables.setdefault(export.kind, []).append(export.table)
     expected = build_features(*(pa.concat_tables(tables[k]) for k in ("resultados", "falhas", "status")),
                               settings=settings)
-    assert upload_cars([str(demo.folder)], settings=settings)[0].equals(expected)
+    assert upload_cars([str(demo.folder)], settings=settings).table.equals(expected)
