@@ -467,3 +467,44 @@ def family_choice_note(metrics: Mapping) -> str:
     rule = choice.get("rule", "named")
     cars = f" ({choice['cars']:,} cars, {choice['failures']:,} failures)" if "cars" in choice else ""
     return f"The new model is `{family}`; the family was chosen by: {rule}{cars}."
+
+
+#: The settings a comparison report names, in its order, with what each decides.
+_RUN_SETTINGS = {
+    "road_test_code": "the checkpoint that starts the road test: every feature uses rows before a car's first one",
+    "label_hall": "the hall whose defects make the label",
+    "label_maturity_hours": "a road test this close to the falhas period's end leaves the label unknown (hours)",
+    "falhas_gap_hours": "falhas periods this close are joined (hours)",
+    "filtered_falhas_chance": "a falhas export with fewer failures than this chance allows is taken as filtered",
+    "filtered_falhas_rate_share": "... and only when below this share of the lake's failure rate",
+    "expected_failure_rate": "the failure rate assumed before the lake has seen many road tests",
+    "expected_failure_rate_road_tests": "road tests' worth of weight the assumed rate keeps",
+    "hall_groups": "halls before the road test whose defects are counted",
+    "zones": "checkpoints whose dwell time is counted",
+    "post_road_sections": "resultados sections never used",
+    "shift_start_hours": "hours at which shifts start",
+    "eval_fraction": "share of the labelled cars, latest built, that evaluate",
+    "min_compare_cars": "fewest cars unseen by both models for a fair comparison",
+    "min_compare_failures": "fewest failures among them",
+    "budgets": "inspection budgets reported",
+    "operating_budget": "the budget whose threshold flags cars in the inspection list",
+    "family": "model family (auto: both compared, the better kept)",
+    "fact_min_cars": "training cars a learned input needs",
+    "fact_max_columns": "learned inputs of each kind, at most",
+    "bootstrap_rounds": "bootstrap rounds behind every interval",
+    "seed": "random seed",
+}
+
+
+def settings_table(settings: Settings) -> pd.DataFrame:
+    """The settings the run used that decide its labels, features, model and comparison, in words."""
+    def shown(value) -> str:
+        if isinstance(value, Mapping):
+            return "; ".join(f"{k}: {' '.join(v)}" for k, v in value.items())
+        if isinstance(value, tuple):
+            return ", ".join(map(str, value))
+        return str(value)
+
+    rows = [{"setting": name, "value": shown(getattr(settings, name)), "what it decides": text}
+            for name, text in _RUN_SETTINGS.items()]
+    return pd.DataFrame(rows).set_index("setting")

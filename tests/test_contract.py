@@ -9,7 +9,7 @@ import pytest
 from conftest import lake_snapshot
 from kafer.demo import make_demo_upload
 from kafer.features import feature_columns
-from kafer.catalog import current_features
+from kafer.catalog import current_features, current_manifest
 from kafer.ingest import ingest
 
 CONTRACT = ["label_rod", "label_known", "n_results_id1", "n_results_id2", "n_results_id718", "n_nok_id1",
@@ -43,8 +43,11 @@ def test_label_unknown_after_the_falhas_period(lake, settings, tmp_path):
     demo = make_demo_upload(tmp_path / "demo", cars=200, seed=3, results_per_car=20, falhas_until="2024-04-03")
     ingest([str(demo.folder)], lake=lake, settings=settings)
     table = current_features(lake)
-    assert 0 < table["label_known"].sum() < len(table)
     assert_contract(table, demo.truth)
+    last = current_manifest(lake)["periods"]["falhas"][1]
+    expected = pd.to_datetime(table["road_test_at"]) <= pd.Timestamp(last) - pd.Timedelta(hours=24)
+    assert (table["label_known"] == expected).all(), "known exactly when road-tested a day before the falhas end"
+    assert last < "2024-04-04" and 0 < expected.sum() < expected.notna().sum()
 
 
 def test_features_never_hold_the_label(settings):

@@ -118,3 +118,19 @@ def test_every_scored_car_gets_its_reasons_in_the_ranked_list(planted):
     assert out["reasons"].str.len().gt(0).all() and len(out) == len(cars)
     riskiest = out.sort_values("probability", ascending=False).head(50)
     assert (riskiest["reasons"] != NO_REASON).all() and riskiest["reasons"].str.contains("test 131200 NOK").any()
+
+
+def test_standing_out_allows_for_every_group_looked_at():
+    """The same weak input stands out when it is the only group looked at, not when it is one of 40:
+    the lower bound is taken at 5 % / comparisons (Bonferroni), or 40 looks at noise would find something."""
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"a": rng.normal(size=800), "b": rng.normal(size=800)})
+    y = (rng.random(800) < 1 / (1 + np.exp(-(-2.5 + 0.4 * x["a"])))).astype(int)
+
+    def predict(frame):
+        return 1 / (1 + np.exp(-(-2.5 + 0.5 * frame["a"].to_numpy())))
+
+    alone, among = (permutation_importance(predict, x, y, {"a": ["a"]}, rounds=1000, seed=0, comparisons=k)
+                    for k in (1, 40))
+    assert alone.loc["a", "importance"] == among.loc["a", "importance"] > 0.05
+    assert alone.loc["a", "stands_out"] and not among.loc["a", "stands_out"]

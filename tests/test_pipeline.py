@@ -77,6 +77,7 @@ def test_a_retrain_leaves_a_complete_and_true_record(world, history):
     assert [f["group"] for f in drivers["families"]] == ["contract", "configuration", "tests", "route", "defects"]
     assert metrics["models"]["candidate"]["family_choice"]["chosen"] == "hgb"
     assert "What drives the risk" in html and run_summary("r1", runs=world[3].runs)["drivers"] == drivers["summary"]
+    assert "The settings this run used" in html and "label_maturity_hours" in html
 
 
 def test_keep_new_then_keep_old_leaves_the_first_candidate(world, history):
@@ -88,7 +89,13 @@ def test_keep_new_then_keep_old_leaves_the_first_candidate(world, history):
     metrics = json.loads((two.run_dir / "metrics.json").read_text())
     assert metrics["models"]["production"]["version"] == one.candidate_version
     assert set(metrics["difference"]) >= {"roc_auc", "pr_auc", "brier", "recall_at_10"}
-    assert metrics["recommendation"]["choice"] in ("keep-new", "keep-old") and metrics["recommendation"]["text"]
+    ranking = ["roc_auc", "pr_auc"] + [f"recall_at_{round(b * 100)}" for b in metrics["budgets"]]
+    better = [m for m in ranking if metrics["difference"][m]["low"] > 0]
+    worse = [m for m in ranking if metrics["difference"][m]["high"] < 0]
+    assert metrics["recommendation"]["choice"] == ("keep-new" if better and not worse else "keep-old")
+    assert metrics["recommendation"]["text"].startswith(
+        "Keep the new model" if better and not worse else ("Keep the old model" if worse and not better else
+                                                           "Mixed evidence" if worse else "No clear difference"))
     html = (two.run_dir / "04_compare.html").read_text()
     assert one.candidate_version in html and two.candidate_version in html
     log = registry.status(lake)["decisions"]
@@ -198,3 +205,22 @@ def test_any_exception_in_a_step_marks_the_run_failed(tmp_path, monkeypatch):
     manifest = read_manifest(settings.runs, "r4")
     assert manifest["status"] == "failed" and manifest["failed_step"] == "01_ingest"
     assert registry.versions(Lake(settings.lake)) == []
+
+
+def test_too_few_cars_unseen_by_production_make_no_fair_comparison(tmp_path, months):
+    """Production trained on the first 90 % of April; a retrain on April alone, judged on its latest 20 %,
+    has only production's own evaluation cars left unseen (its latest 10 %, 40 cars): too few for a
+    comparison, and the run says so."""
+    from worlds import quick_retrain
+
+    settings = load_settings(lake=str(tmp_path / "lake"), runs=str(tmp_path / "runs"), **SMALL)
+    quick_retrain(months[0], settings=settings.replace(eval_fraction=0.1), run_id="r1")
+    decide("r1", "keep-new", by="Ana", why="first model", lake=settings.lake, runs=settings.runs)
+    quick_retrain(None, settings=settings, run_id="r2")
+    metrics = json.loads((tmp_path / "runs" / "r2" / "metrics.json").read_text())
+    fair = metrics["fair_comparison"]
+    assert metrics["eval_cars"] - fair["seen_by_production"] == 40 < 50 and not fair["possible"]
+    assert "fewer than the 50 cars and 5 failures a fair comparison needs" in fair["why"]
+    assert metrics["models"]["production"]["metrics"] is None and metrics["difference"] is None
+    assert metrics["compared_cars"] == metrics["eval_cars"] and metrics["recommendation"]["choice"] == "keep-old"
+    assert metrics["recommendation"]["text"].startswith("Keep the old model: no fair comparison is possible yet")
