@@ -14,7 +14,10 @@
    defect texts, the same share, which feature families the comparison says stand out, and
    whether the planted one is among them, on month-sized uploads (6,000 cars).
 4. Families compared on the same time-ordered validation cars (``--family auto``) per placement.
-5. Scoring speed with the production model, reasons included: one car and 1,000 cars.
+   What is known at the road test (``--only timerule``): the demo, each placement's held-out upload and
+   pure chance, with every row of a car in its features and with only its rows before its road test.
+5. Scoring speed with the production model, reasons included, each car's rows in the lake read too:
+   one car and 1,000 cars new to the lake, and 2,000 cars the lake holds already.
 6. The one real per-car table (peer-samples/g05): what of the new families it allows, and what
    that gives on a time split.
 
@@ -278,6 +281,71 @@ def bench_signal(cars: int, seeds: tuple[int, ...]) -> None:
     print("  chance: candidate ROC-AUC must lie between 0.40 and 0.60")
 
 
+def in_process_share(folder: Path, name: str, *, time_rule: bool) -> dict:
+    """Ingest, train (family auto, as a retrain does) and evaluate in this process; the share of the way
+    to the truth. Without ``time_rule`` every row of a car reaches its features, rows after its road
+    test included: Käfer as it was before the time rule, on the same upload."""
+    from contextlib import ExitStack
+    from unittest import mock
+
+    import pandas as pd
+
+    from kafer.catalog import current_facts, current_features
+    from kafer.config import load_settings
+    from kafer.dataset import labelled, time_split
+    from kafer.features import feature_columns
+    from kafer.ingest import ingest
+    from kafer.lake import Lake
+    from kafer.model import select_family, train
+
+    lake = OUT / f"lake-timerule-{name}-{'after' if time_rule else 'before'}"
+    shutil.rmtree(lake, ignore_errors=True)
+    settings = load_settings(lake=str(lake))
+    with ExitStack() as stack:
+        if not time_rule:
+            for module in ("kafer.features", "kafer.facts"):
+                stack.enter_context(mock.patch(f"{module}.before_road_test", lambda rows, road: rows))
+        ingest([str(folder / "upload")], lake=Lake(settings.lake), settings=settings)
+    table, facts = current_features(Lake(settings.lake)), current_facts(Lake(settings.lake))
+    split = time_split(labelled(table), eval_fraction=settings.eval_fraction)
+    options = {"features": feature_columns(settings), "seed": settings.seed, "facts": facts,
+               "min_fact_cars": settings.fact_min_cars, "max_fact_columns": settings.fact_max_columns}
+    chosen = select_family(split.train, **options)["chosen"]
+    model = train(split.train, family=chosen, **options)
+    truth = pd.read_csv(folder / "truth.csv", dtype={"KNR": str}).set_index("KNR")
+    y = split.eval["label_rod"].to_numpy()
+    model_auc = auc(y, model.predict_proba(split.eval, facts))
+    oracle = auc(y, truth.loc[split.eval["KNR"], "p_true"].to_numpy())
+    shutil.rmtree(lake, ignore_errors=True)
+    return {"auc": model_auc, "oracle": oracle, "family": chosen,
+            "share": (model_auc - 0.5) / (oracle - 0.5) if oracle > 0.5 else float("nan")}
+
+
+def bench_time_rule(seed: int) -> None:
+    """The same uploads with every row of a car reaching its features, and with only those before its
+    road test: failing cars' rework rows after the road test make a leaky model look better than the truth."""
+    print("\n== What is known at the road test: the same uploads before and after the time rule "
+          "(in-process retrain, family auto)")
+    print(f"  {'upload':<44} {'truth':>6} {'before: model':>14} {'share':>6} {'after: model':>13} {'share':>6}")
+    cases = [("demo, 2,000 cars (seed 5)", upload("quality-2000-1.0", cars=2000, seed=5, signal=1.0), 1.0)]
+    cases += [(f"{placement}, 6,000 cars (seed {seed})",
+               upload(f"signal-{placement}-6000-{seed}", cars=6000, seed=seed, signal_in=placement), 1.0)
+              for placement in PLACEMENTS]
+    cases.append((f"pure chance, 6,000 cars (seed {seed})",
+                  upload(f"signal-chance-6000-{seed}", cars=6000, seed=seed, signal=0.0), 0.0))
+    for title, folder, signal in cases:
+        name = folder.name
+        before, after = (in_process_share(folder, name, time_rule=rule) for rule in (False, True))
+        if signal == 0:
+            print(f"  {title:<44} {'-':>6} {before['auc']:14.3f} {'':>6} {after['auc']:13.3f} {'':>6}"
+                  "   (bar after: 0.40-0.60)")
+        else:
+            print(f"  {title:<44} {after['oracle']:6.3f} {before['auc']:14.3f} {before['share']:6.0%} "
+                  f"{after['auc']:13.3f} {after['share']:6.0%}")
+    print("  before: rows after the road test (a failed car's rework in ZP7, its screws tightened again) reach the "
+          "features; after: only rows before it. A share above 100 % is the outcome leaking in.")
+
+
 def bench_families(cars: int, seed: int) -> None:
     """hgb and keras on the same time-ordered validation cars (the latest 20 % of the training cars)."""
     print(f"\n== Families compared on the same validation cars (--family auto), {cars:,} cars, seed {seed}")
@@ -350,19 +418,24 @@ def bench_predict() -> None:
     lake = str(root / "lake")
     subprocess.run(KAFER + ["decide", run, "keep-new", "--by", "bench", "--why", "benchmark", "--lake", lake,
                             "--runs", str(root / "runs")], capture_output=True)
+    lake_rows = sum(json.loads(p.read_text())["rows"] for p in (Path(lake) / "raw" / "index").glob("*.json"))
+    print(f"  the lake holds {lake_rows:,} rows; each scored car's rows in it are read too")
     for cars in (1, 1000):
         folder = upload(f"predict-{cars}", cars=cars, seed=99, start="2024-09-01")
         seconds, _, _ = timed(KAFER + ["predict", str(folder / "upload"), "--lake", lake,
                                        "--out", str(OUT / f"predict-{cars}.csv")])
         bar = 5 if cars == 1 else 15
         print(f"  {cars:>5,} car(s): {seconds:5.1f} s  (bar: {bar} s, whole command including start-up)")
+    again = OUT / "quality-2000-1.0" / "upload"
+    seconds, _, _ = timed(KAFER + ["predict", str(again), "--lake", lake, "--out", str(OUT / "predict-again.csv")])
+    print(f"  2,000 cars whose every row the lake holds too: {seconds:5.1f} s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cars", type=int, default=6000, help="cars in the month-sized upload")
-    parser.add_argument("--only", choices=("ingest", "scale", "history", "quality", "signal", "families",
-                                           "predict", "real"))
+    parser.add_argument("--only", choices=("ingest", "scale", "history", "quality", "signal", "timerule",
+                                           "families", "predict", "real"))
     parser.add_argument("--parse-only", nargs="+", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--land-only", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -387,6 +460,8 @@ def main() -> None:
         bench_quality(2000, 0.0, None)
     if args.only in (None, "signal"):
         bench_signal(6000, HELD_OUT)
+    if args.only in (None, "timerule"):
+        bench_time_rule(HELD_OUT[0])
     if args.only in (None, "families"):
         bench_families(6000, HELD_OUT[0])
     if args.only in (None, "predict"):
