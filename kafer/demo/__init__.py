@@ -136,7 +136,8 @@ def make_demo_upload(out: str | Path, *, cars: int = 2000, seed: int = 0, start:
     results = plant.test_results(streams[2], plan, fleet.a600, line)
     defects = plant.defects(streams[3], line, settings)
     measured = truth.result_counts(results, plan, cars).join(truth.dwell(line, cars, settings))
-    contract = truth.contract_score(measured.join(truth.falhas_counts(defects, cars, settings, measured["road_t"])))
+    before = truth.falhas_counts(defects, cars, settings, measured["road_t"])
+    contract = truth.contract_score(measured.join(before))
     score, carriers = planted(streams[7], signal_in, contract=contract, fleet=fleet, line=line, plan=plan,
                               results=results, found=defects, settings=settings)
     p_true = truth.p_true(score, signal)

@@ -478,8 +478,8 @@ def with_road_rework(rng: np.random.Generator, line: SimpleNamespace, plan: Simp
         added = {"car": tested[instance], "prow": prow, "t": t_rows, "status": np.where(nok, 13, 10),
                  "value": value, "flag": np.where(plan.has_value[prow], 0, 2),
                  "multi_id": np.zeros(len(prow), dtype=bool)}
-        results = SimpleNamespace(**{k: np.concatenate([getattr(results, k), added[k].astype(getattr(results, k).dtype)])
-                                     for k in added})
+        results = SimpleNamespace(**{k: np.concatenate([old, added[k].astype(old.dtype)])
+                                     for k, old in ((k, getattr(results, k)) for k in added)})
     return line, results, defects
 
 
