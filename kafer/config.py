@@ -29,8 +29,9 @@ CONFIG_FILE = "kafer.toml"
 #: What marks a project folder, nearest first.
 PROJECT_MARKERS = (CONFIG_FILE, "pyproject.toml")
 
-#: Model families Käfer can train: gradient boosting, or a Keras dense network.
-FAMILIES = ("hgb", "keras")
+#: Model families Käfer can train: gradient boosting, a Keras dense network, or both stacked into
+#: one calibrated ensemble.
+FAMILIES = ("hgb", "keras", "ensemble")
 #: What ``family`` may be set to: a family, or ``auto`` (compare them and keep the better).
 FAMILY_CHOICES = FAMILIES + ("auto",)
 
@@ -106,9 +107,10 @@ class Settings:
     #: The budget whose threshold is the operating point (confusion matrices, predict's flag).
     operating_budget: float = 0.10
     bootstrap_rounds: int = 1000
-    #: Model family trained when none is named: ``hgb``, ``keras``, or ``auto`` (both compared on the
+    #: Model family trained when none is named: ``hgb``, ``keras``, ``ensemble`` (both, their log-odds
+    #: stacked with weights fitted on the validation cars), or ``auto`` (every family compared on the
     #: same time-ordered validation cars, the better one kept and the comparison written to the run).
-    family: str = "auto"
+    family: str = "ensemble"
     #: A column learned from the data (a test's NOKs, a defect text, a station, a repeated checkpoint,
     #: a configuration category) is used only when at least this many training cars have it.
     fact_min_cars: int = 20

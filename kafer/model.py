@@ -13,6 +13,12 @@ Two families share one preprocessing and one artifact format:
   Training is seeded and TensorFlow's ops made deterministic, so the same cars, parameters and
   seed give the same network (this sets the process's global random seeds).
 
+- ``ensemble`` (the default): both of the above, trained alike; a car's probability is a logistic
+  function of a weighted sum of the two members' log-odds, the non-negative weights and the
+  intercept fitted on the validation cars (stacking). Where one family sees what the other misses
+  (boosting splits on categories and rare facts, the network adds smooth effects of the counts)
+  the sum ranks better than either; where one sees nothing its weight falls towards 0.
+
 Both stop early on the same validation cars: the latest 15 % of the training failures and the
 latest 15 % of the other training cars, by production time. Taking the latest cars mirrors how
 a model is used (on cars built after those it learned from); taking them per class guarantees
@@ -58,13 +64,19 @@ from .features import META_COLUMNS, family_of
 VALIDATION_FRACTION = 0.15
 #: Share of the training cars, latest by production time, on which :func:`select_family` compares families.
 SELECTION_FRACTION = 0.2
-#: Hyperparameters of each family; ``train(..., params=...)`` overrides any of them.
-DEFAULT_PARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+#: The stacked family, and its members in order.
+ENSEMBLE = "ensemble"
+MEMBERS = ("hgb", "keras")
+_MEMBER_PARAMS = {
     "hgb": MappingProxyType({"learning_rate": 0.03, "max_leaf_nodes": 4, "min_samples_leaf": 20,
                              "l2_regularization": 1.0, "max_iter": 500, "n_iter_no_change": 30}),
     "keras": MappingProxyType({"hidden": (64, 32), "dropout": 0.3, "l2": 1e-3, "learning_rate": 1e-3,
                                "batch_size": 128, "max_epochs": 200, "patience": 15}),
-})
+}
+#: Hyperparameters of each family (an ensemble's: its members', by member); ``train(..., params=...)``
+#: overrides any of them.
+DEFAULT_PARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {**_MEMBER_PARAMS, ENSEMBLE: MappingProxyType(_MEMBER_PARAMS)})
 #: The artifact format written; format 1 (table columns only, before facts) is still read.
 FORMAT = 2
 _READABLE_FORMATS = (1, 2)
@@ -136,12 +148,14 @@ class Model:
 
     Attributes
     ----------
-    family : {"hgb", "keras"}
+    family : {"hgb", "keras", "ensemble"}
     preprocessing : Preprocessing
     estimator : object
-        The fitted ``HistGradientBoostingClassifier`` or Keras model.
+        The fitted ``HistGradientBoostingClassifier`` or Keras model; for an ensemble, its member
+        models (same preprocessing and fact columns), in :data:`MEMBERS`' order.
     calibration : tuple of float
-        ``(slope, intercept)`` applied to the estimator's log-odds; ``(1.0, 0.0)`` leaves them as they are.
+        ``(slope, intercept)`` applied to the estimator's log-odds; ``(1.0, 0.0)`` leaves them as they
+        are. For an ensemble, one weight per member's log-odds, then the intercept.
     meta : dict
         JSON-ready facts: ``family``, ``features``, ``params``, ``seed``, ``trained_on`` (``cars``,
         ``positives``, ``produced_from``, ``produced_to``), ``validation`` (``cars``, ``positives``),
@@ -152,7 +166,7 @@ class Model:
     family: str
     preprocessing: Preprocessing
     estimator: Any
-    calibration: tuple[float, float]
+    calibration: tuple[float, ...]
     meta: dict
     fact_columns: FactColumns | None = None
 
@@ -171,6 +185,9 @@ class Model:
 
         Shuffling or editing any other input cannot change a probability, so explanations skip them.
         """
+        if self.family == ENSEMBLE:
+            used = set().union(*(member.used_inputs() for member in self.estimator))
+            return tuple(name for name in self.features if name in used)
         if self.family != "hgb":
             return self.features
         try:
@@ -209,6 +226,10 @@ class Model:
 
     def predict_inputs(self, x: pd.DataFrame) -> np.ndarray:
         """Probabilities from the model's inputs as :meth:`inputs` gives them (permuted or edited at will)."""
+        if self.family == ENSEMBLE:
+            logits = np.column_stack([_logit(member.predict_inputs(x)) for member in self.estimator])
+            weights, intercept = np.asarray(self.calibration[:-1]), self.calibration[-1]
+            return 1 / (1 + np.exp(-(logits @ weights + intercept)))
         if self.family == "hgb":
             matrix = self.preprocessing.matrix(x)
             raw = self.estimator.predict_proba(matrix)[:, 1] if len(matrix) else np.empty(0)
@@ -244,10 +265,14 @@ class Model:
         meta = {**self.meta, "format": FORMAT, "calibration": list(self.calibration),
                 "preprocessing": self.preprocessing.to_dict(),
                 "fact_columns": self.fact_columns.to_dict() if self.fact_columns else None}
+        members = self.estimator if self.family == ENSEMBLE else (self,)
+        if self.family == ENSEMBLE:
+            meta["members"] = [{**m.meta, "calibration": list(m.calibration)} for m in members]
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             _write(archive, _META, json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"))
-            _write(archive, _ESTIMATOR[self.family], _estimator_bytes(self.family, self.estimator))
+            for member in members:
+                _write(archive, _ESTIMATOR[member.family], _estimator_bytes(member.family, member.estimator))
         return buffer.getvalue()
 
 
@@ -341,7 +366,8 @@ def load_model(data: bytes) -> Model:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             meta = json.loads(archive.read(_META).decode("utf-8"))
             family = meta["family"]
-            blob = archive.read(_ESTIMATOR[family])
+            members = meta.pop("members", None) or [meta]
+            blobs = {m["family"]: archive.read(_ESTIMATOR[m["family"]]) for m in members}
             kept = meta.pop("preprocessing")
             calibration = meta.pop("calibration")
             version = meta.pop("format")
@@ -354,13 +380,17 @@ def load_model(data: bytes) -> Model:
         raise ModelError(f"model artifact format {version} is not one of {_READABLE_FORMATS}: retrain the model "
                          "with this Käfer")
     try:
-        estimator = _read_estimator(family, blob)
+        estimators = {name: _read_estimator(name, blob) for name, blob in blobs.items()}
     except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, KeyError, OSError, TypeError,
             ValueError) as exc:
         raise ModelError(f"the {family} estimator in the artifact cannot be read ({exc!r}); it was saved with "
                          f"{meta.get('versions')}: install those versions or retrain") from None
-    return Model(family, preprocessing, estimator, (float(calibration[0]), float(calibration[1])), meta,
-                 fact_columns)
+    calibration = tuple(float(c) for c in calibration)
+    if family != ENSEMBLE:
+        return Model(family, preprocessing, estimators[family], calibration, meta, fact_columns)
+    parts = tuple(Model(m["family"], preprocessing, estimators[m["family"]],
+                        tuple(float(c) for c in m.pop("calibration")), m, fact_columns) for m in members)
+    return Model(family, preprocessing, parts, calibration, meta, fact_columns)
 
 
 def _read_estimator(family: str, blob: bytes) -> Any:
@@ -410,11 +440,7 @@ def train(train_df: pd.DataFrame, *, features: Sequence[str], family: str, seed:
     features = _check_features(features)
     if family not in FAMILIES:
         raise ModelError(f"model family must be one of {', '.join(FAMILIES)}, not {family!r}")
-    unknown = sorted(set(params or {}) - set(DEFAULT_PARAMS[family]))
-    if unknown:
-        raise ModelError(f"unknown {family} parameter(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(DEFAULT_PARAMS[family])}")
-    chosen = {**DEFAULT_PARAMS[family], **(params or {})}
+    chosen = _params(family, params)
     y = _labels(train_df)
     fit, val = _validation_split(train_df, y)
     fact_columns = None
@@ -427,30 +453,81 @@ def train(train_df: pd.DataFrame, *, features: Sequence[str], family: str, seed:
     preprocessing = _fit_preprocessing(inputs, numeric, categorical,
                                        tuple(len(fact_columns.levels(c)) for c in categorical),
                                        sparse=set(fact_columns.columns) - set(categorical) if fact_columns else set())
-    if family == "hgb":
-        x = preprocessing.matrix(inputs)
-        estimator = _fit_hgb(x[fit], y[fit], x[val], y[val], seed=seed, params=chosen,
-                             categorical=len(numeric) * [False] + len(categorical) * [True])
-        calibration = (1.0, 0.0)
-        fitted = {"iterations": int(estimator.n_iter_)}
-    else:
-        x = preprocessing.scaled(inputs).astype(np.float32)
-        estimator, fitted = _fit_keras(x[fit], y[fit], x[val], y[val], seed=seed, params=chosen)
-        raw = np.asarray(estimator(x[val], training=False), dtype=float)[:, 0]
-        calibration = _platt(raw, y[val])
     produced = pd.to_datetime(train_df["produced_at"])
-    meta = {
-        "family": family,
-        "features": list(features),
-        "params": {k: list(v) if isinstance(v, tuple) else v for k, v in chosen.items()},
-        "seed": int(seed),
-        "trained_on": {"cars": int(len(y)), "positives": int(y.sum()),
-                       "produced_from": produced.min().isoformat(), "produced_to": produced.max().isoformat()},
-        "validation": {"cars": int(val.sum()), "positives": int(y[val].sum())},
-        "fitted": fitted,
-        "versions": _versions(family),
-    }
-    return Model(family, preprocessing, estimator, calibration, meta, fact_columns)
+    shared = {"features": list(features), "seed": int(seed),
+              "trained_on": {"cars": int(len(y)), "positives": int(y.sum()),
+                             "produced_from": produced.min().isoformat(), "produced_to": produced.max().isoformat()},
+              "validation": {"cars": int(val.sum()), "positives": int(y[val].sum())}}
+
+    def member(name: str, options: Mapping[str, Any]) -> Model:
+        if name == "hgb":
+            x = preprocessing.matrix(inputs)
+            estimator = _fit_hgb(x[fit], y[fit], x[val], y[val], seed=seed, params=options,
+                                 categorical=len(numeric) * [False] + len(categorical) * [True])
+            calibration, fitted = (1.0, 0.0), {"iterations": int(estimator.n_iter_)}
+        else:
+            x = preprocessing.scaled(inputs).astype(np.float32)
+            estimator, fitted = _fit_keras(x[fit], y[fit], x[val], y[val], seed=seed, params=options)
+            calibration = _platt(np.asarray(estimator(x[val], training=False), dtype=float)[:, 0], y[val])
+        meta = {"family": name, **shared, "params": _json_params(options), "fitted": fitted,
+                "versions": _versions(name)}
+        return Model(name, preprocessing, estimator, calibration, meta, fact_columns)
+
+    if family != ENSEMBLE:
+        return member(family, chosen)
+    members = tuple(member(name, chosen[name]) for name in MEMBERS)
+    validation = inputs.iloc[np.nonzero(val)[0]]
+    logits = np.column_stack([_logit(m.predict_inputs(validation)) for m in members])
+    weights, intercept = _stack(logits, y[val])
+    meta = {"family": family, **shared, "params": {name: _json_params(chosen[name]) for name in MEMBERS},
+            "fitted": {name: m.meta["fitted"] for name, m in zip(MEMBERS, members)},
+            "stack": {"weights": dict(zip(MEMBERS, weights)), "intercept": intercept},
+            "versions": _versions(family)}
+    return Model(family, preprocessing, members, (*weights, intercept), meta, fact_columns)
+
+
+def _params(family: str, params: Mapping[str, Any] | None) -> dict:
+    """:data:`DEFAULT_PARAMS` of the family with ``params`` applied (for an ensemble, per member).
+
+    Raises
+    ------
+    ModelError
+        When a parameter is unknown.
+    """
+    defaults = DEFAULT_PARAMS[family]
+    unknown = sorted(set(params or {}) - set(defaults))
+    if unknown:
+        raise ModelError(f"unknown {family} parameter(s) {', '.join(unknown)}; known: {', '.join(defaults)}")
+    if family == ENSEMBLE:
+        return {name: _params(name, (params or {}).get(name)) for name in MEMBERS}
+    return {**defaults, **(params or {})}
+
+
+def _json_params(params: Mapping[str, Any]) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def _stack(logits: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float]:
+    """Non-negative weights of the members' log-odds, and an intercept, that make the weighted sum a
+    calibrated log-odds on ``y`` (logistic regression, a small L2 penalty towards equal weights of 1/k).
+
+    Non-negative: a member is trusted or ignored, never turned upside down. When the validation cars
+    show no ranking at all, the weights stay equal and only the intercept is fitted.
+    """
+    from scipy.optimize import minimize
+
+    k = logits.shape[1]
+    prior = np.full(k, 1.0 / k)
+
+    def loss(theta: np.ndarray) -> float:
+        z = logits @ theta[:k] + theta[k]
+        return float(np.sum(np.logaddexp(0, z) - y * z) + 0.5 * np.sum((theta[:k] - prior) ** 2))
+
+    start = np.r_[prior, 0.0]
+    found = minimize(loss, start, method="L-BFGS-B", bounds=[(0, None)] * k + [(None, None)])
+    weights = found.x[:k] if found.x[:k].sum() > 1e-3 else prior
+    intercept = found.x[k] if found.x[:k].sum() > 1e-3 else _platt_intercept(logits @ prior, y)
+    return tuple(float(w) for w in weights), float(intercept)
 
 
 def select_family(train_df: pd.DataFrame, *, features: Sequence[str], seed: int, facts=None,
@@ -658,11 +735,16 @@ def _platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     slope, intercept = float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
     if slope > 1e-3:
         return slope, intercept
+    return 1.0, _platt_intercept(z[:, 0], y)
+
+
+def _platt_intercept(z: np.ndarray, y: np.ndarray) -> float:
+    """The shift of the log-odds ``z`` that makes their mean probability the failure rate of ``y``."""
     low, high = -30.0, 30.0
     for _ in range(100):
         middle = (low + high) / 2
-        low, high = (middle, high) if np.sum(1 / (1 + np.exp(-(z[:, 0] + middle)))) < y.sum() else (low, middle)
-    return 1.0, (low + high) / 2
+        low, high = (middle, high) if np.sum(1 / (1 + np.exp(-(z + middle)))) < y.sum() else (low, middle)
+    return (low + high) / 2
 
 
 def _versions(family: str) -> dict:
@@ -672,7 +754,7 @@ def _versions(family: str) -> dict:
 
     out = {"kafer": __version__, "python": platform.python_version(), "numpy": np.__version__,
            "pandas": pd.__version__, "scikit-learn": sklearn.__version__}
-    if family == "keras":
+    if family in ("keras", ENSEMBLE):
         import keras
         import tensorflow as tf
 

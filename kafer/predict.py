@@ -403,7 +403,8 @@ def about_rows(ranked: pd.DataFrame, facts: Mapping) -> list[tuple[str, object]]
 
 
 #: What each model family is, in words.
-_FAMILY = {"hgb": "hgb (gradient boosting, scikit-learn)", "keras": "keras (neural network)"}
+_FAMILY = {"hgb": "hgb (gradient boosting, scikit-learn)", "keras": "keras (neural network)",
+           "ensemble": "ensemble (gradient boosting and a neural network, stacked)"}
 
 
 def _budget_rule(facts: Mapping) -> str:

@@ -466,7 +466,11 @@ def family_choice_note(metrics: Mapping) -> str:
     family = choice.get("chosen", metrics["models"]["candidate"]["family"])
     rule = choice.get("rule", "named")
     cars = f" ({choice['cars']:,} cars, {choice['failures']:,} failures)" if "cars" in choice else ""
-    return f"The new model is `{family}`; the family was chosen by: {rule}{cars}."
+    stack = metrics["models"]["candidate"].get("stack")
+    weights = "" if not stack else (" It adds its members' log-odds with the weights " + ", ".join(
+        f"{name} {weight:.2f}" for name, weight in stack["weights"].items()) + ", fitted on the validation cars "
+        "(0: that member is ignored).")
+    return f"The new model is `{family}`; the family was chosen by: {rule}{cars}.{weights}"
 
 
 #: The settings a comparison report names, in its order, with what each decides.
@@ -488,7 +492,7 @@ _RUN_SETTINGS = {
     "min_compare_failures": "fewest failures among them",
     "budgets": "inspection budgets reported",
     "operating_budget": "the budget whose threshold flags cars in the inspection list",
-    "family": "model family (auto: both compared, the better kept)",
+    "family": "model family (ensemble: both stacked; auto: both compared, the better kept)",
     "fact_min_cars": "training cars a learned input needs",
     "fact_max_columns": "learned inputs of each kind, at most",
     "bootstrap_rounds": "bootstrap rounds behind every interval",

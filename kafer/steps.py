@@ -189,7 +189,7 @@ def evaluate_run(run: Run) -> Evaluation:
         "models": {
             "candidate": {"version": runrecord.read_manifest(run.runs, run.run_id)["candidate_version"],
                           "family": candidate.meta["family"], "family_choice": candidate.meta.get("family_choice"),
-                          "trained_on": candidate.meta["trained_on"],
+                          "stack": candidate.meta.get("stack"), "trained_on": candidate.meta["trained_on"],
                           "metrics": {**comparison["candidate"],
                                       "operating_threshold": threshold_at(
                                           probabilities["candidate"], budget=settings.operating_budget)}},

@@ -287,8 +287,9 @@ def test_families_are_compared_on_the_same_latest_training_cars(factual):
     from kafer.model import select_family
 
     _, (train_df, facts), _ = factual
-    choice = select_family(train_df, features=FEATURES, seed=7, facts=facts, params={"keras": FAST_KERAS})
-    assert set(choice["scores"]) == {"hgb", "keras"} and choice["chosen"] in choice["scores"]
+    choice = select_family(train_df, features=FEATURES, seed=7, facts=facts,
+                           params={"keras": FAST_KERAS, "ensemble": {"keras": FAST_KERAS}})
+    assert set(choice["scores"]) == {"hgb", "keras", "ensemble"} and choice["chosen"] in choice["scores"]
     best = max(choice["scores"], key=lambda f: choice["scores"][f]["pr_auc"])
     assert choice["chosen"] == best and choice["cars"] == round(0.2 * len(train_df))
     assert "PR-AUC" in choice["rule"]
@@ -319,3 +320,43 @@ def test_a_configuration_with_more_categories_than_boosting_takes_keeps_the_most
     levels = model.fact_columns.levels("config:COR")
     assert len(levels) == MAX_CATEGORIES + 1 and levels[-1] == OTHER
     assert np.isfinite(model.predict_proba(table.head(50), facts)).all()
+
+
+def test_the_ensemble_stacks_both_families_log_odds_with_weights_fitted_on_the_validation_cars(factual):
+    """Its probability is the logistic of the members' weighted log-odds; it round-trips; it ranks
+    at least about as well as the better member and stays calibrated on average."""
+    models, (train_df, facts), (test_df, test_facts) = factual
+    model = train(train_df, features=FEATURES, family="ensemble", seed=7, facts=facts, min_fact_cars=20,
+                  params={"keras": {"max_epochs": 60, "patience": 10}})
+    hgb, keras = model.estimator
+    assert (hgb.family, keras.family) == ("hgb", "keras")
+    weights, intercept = np.asarray(model.calibration[:2]), model.calibration[2]
+    assert (weights >= 0).all() and weights.sum() > 0
+    assert model.meta["stack"] == {"weights": {"hgb": weights[0], "keras": weights[1]}, "intercept": intercept}
+    x = model.inputs(test_df, test_facts)
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    expected = 1 / (1 + np.exp(-(weights[0] * logit(hgb.predict_inputs(x)) + weights[1] * logit(keras.predict_inputs(x))
+                                  + intercept)))
+    p = model.predict_proba(test_df, test_facts)
+    np.testing.assert_allclose(p, expected, rtol=1e-9)
+    np.testing.assert_array_equal(load_model(model.to_bytes()).predict_proba(test_df, test_facts), p)
+    y = test_df["label_rod"]
+    best = max(evaluate(y, models[f].predict_proba(test_df, test_facts), budgets=(0.1,))["roc_auc"] for f in models)
+    assert evaluate(y, p, budgets=(0.1,))["roc_auc"] > best - 0.02
+    assert abs(p.mean() - y.mean()) < 0.03
+    assert set(model.used_inputs()) == set(model.features)
+
+
+def test_stacking_ignores_a_member_that_ranks_nothing_and_never_reverses_one():
+    from kafer.model import _stack
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=3000)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-(-2.5 + 1.5 * signal)))).astype(int)
+    weights, _ = _stack(np.column_stack([-2.5 + 1.5 * signal, rng.normal(size=3000) - 2.5]), y)
+    assert weights[0] > 0.8 and weights[1] < 0.1
+    reversed_, _ = _stack(np.column_stack([-2.5 + 1.5 * signal, 2.5 - 1.5 * signal + rng.normal(size=3000)]), y)
+    assert reversed_[1] == 0 < reversed_[0]
+    noise = rng.normal(size=(3000, 2))
+    flat, intercept = _stack(noise * 0, y)
+    assert flat == (0.5, 0.5) and 1 / (1 + np.exp(-intercept)) == pytest.approx(y.mean(), abs=1e-3)

@@ -75,7 +75,7 @@ def test_a_retrain_leaves_a_complete_and_true_record(world, history):
     drivers = metrics["drivers"]
     assert drivers["summary"] and drivers["cars"] == metrics["eval_cars"]
     assert [f["group"] for f in drivers["families"]] == ["contract", "configuration", "tests", "route", "defects"]
-    assert metrics["models"]["candidate"]["family_choice"]["chosen"] == "hgb"
+    assert metrics["models"]["candidate"]["family_choice"]["chosen"] == "ensemble" == metrics["models"]["candidate"]["family"]
     assert "What drives the risk" in html and run_summary("r1", runs=world[3].runs)["drivers"] == drivers["summary"]
     assert "The settings this run used" in html and "label_maturity_hours" in html
 

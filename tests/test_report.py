@@ -190,6 +190,11 @@ def test_the_importance_chart_and_the_family_choice():
     assert family_choice_note(compared) == ("The new model is `keras`; the family was chosen by: best PR-AUC "
                                             "(320 cars, 22 failures).")
     assert family_choice_note(named) == "The new model is `hgb`; the family was chosen by: named."
+    stacked = {"models": {"candidate": {"family": "ensemble", "family_choice": {"rule": "named", "chosen": "ensemble"},
+                                        "stack": {"weights": {"hgb": 0.815, "keras": 0.0}, "intercept": -0.2}}}}
+    assert family_choice_note(stacked) == ("The new model is `ensemble`; the family was chosen by: named. It adds "
+                                           "its members' log-odds with the weights hgb 0.81, keras 0.00, fitted on "
+                                           "the validation cars (0: that member is ignored).")
 
 
 def test_the_drivers_tables_are_in_words_and_percentages():
