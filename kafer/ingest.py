@@ -21,8 +21,10 @@ from .errors import LakeError, UploadError
 from .facts import build_facts
 from .features import (FalhasPeriod, build_features, feature_definitions, label_coverage, table_columns,
                        with_label_known)
-from .lake import Lake, fetch_source, unchanged, utc_now_iso, utc_stamp
+from .lake import Lake, utc_now_iso, utc_stamp
+from .locks import hold
 from .readers import COLUMNS, EXPORT_SUFFIXES, Progress, not_an_export, plausible_dates, read_period_text
+from .sources import fetch_source, list_source, unchanged
 from .staging import StagedExport, Staging, stage_export
 
 
@@ -132,8 +134,6 @@ def list_upload(paths: Iterable[str]) -> Listing:
     UploadError
         When a path names nothing, or when paths are named but none of their files is an export.
     """
-    from .lake import list_source
-
     paths = [str(p) for p in paths]
     files: list[str] = []
     ignored: dict[str, str] = {}
@@ -304,7 +304,7 @@ def merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -
 
 def _lake_lock(lake: Lake, settings: Settings, purpose: str):
     """The lake's lock, which every write to the raw and curated zones holds."""
-    return lake.lock("lake", timeout=settings.lock_timeout, stale_after=settings.lock_stale_after, purpose=purpose)
+    return hold(lake, "lake", timeout=settings.lock_timeout, stale_after=settings.lock_stale_after, purpose=purpose)
 
 
 def _merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -> dict:

@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import runrecord
+from . import registry, runrecord
 from .config import Settings, load_settings
 from .errors import KaferError, StepError
 from .lake import Lake, utc_now_iso
+from .locks import hold
 from .readers import Progress
 from .recovery import RETRAIN_LOCK, settle_runs
+from .runrecord import STEPS
 
-STEPS = ("01_ingest", "02_merge", "03_retrain", "04_compare")
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 #: nbconvert templates of the package (the report's: offline, see kafer-report/index.html.j2).
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -180,8 +181,8 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
     store = Lake(settings.lake)
     store.check(write=True)
     timings: dict[str, float] = {}
-    with store.lock(RETRAIN_LOCK, timeout=settings.lock_timeout, stale_after=settings.lock_stale_after,
-                    purpose=f"retrain {run_id}", details={"run": run_id}):
+    with hold(store, RETRAIN_LOCK, timeout=settings.lock_timeout, stale_after=settings.lock_stale_after,
+              purpose=f"retrain {run_id}", details={"run": run_id}):
         for settled in settle_runs(store, runs_root, stale_after=settings.lock_stale_after, holding=True):
             say(f"run {settled['run']} stopped during {settled['step']} when its process died: "
                 + ("its candidate was registered, so it is marked succeeded" if settled["outcome"] == "completed"
@@ -222,8 +223,6 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
 
 def finish(run: runrecord.Run, timings: dict) -> RunResult:
     """End a run whose steps all succeeded: register its candidate as pending, mark the run succeeded."""
-    from . import registry
-
     metrics = runrecord.read_json(run.folder / runrecord.METRICS)
     candidate = metrics["models"]["candidate"]
     cars = (run.folder / runrecord.TRAINING_CARS).read_text(encoding="utf-8").split()[1:]

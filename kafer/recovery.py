@@ -7,7 +7,7 @@ entry). The decision log is written before the production pointer, and the regis
 log as the truth (:mod:`kafer.registry`). This module settles the runs: a run whose process died
 after registering its candidate is completed (succeeded), any other is marked ``abandoned`` with
 the step it died in. A run is judged dead when nobody alive holds the lake's ``retrain`` lock
-for it (locks die with their owner, see :meth:`kafer.lake.Lake.lock`).
+for it (locks die with their owner, see :mod:`kafer.locks`).
 """
 
 from __future__ import annotations
@@ -16,60 +16,20 @@ import os
 from pathlib import Path
 
 from . import catalog
-from .errors import RunError
 from .lake import Lake, utc_now_iso
-from .runrecord import CANDIDATE, MANIFEST, SETTINGS, read_json, update_manifest
+from .locks import lock_holder
+from .runrecord import CANDIDATE, died_in, list_runs, run_lake, state_of, update_manifest
 
-#: The steps of a retrain, in order, after the notebooks (what a manifest's ``steps`` can name).
-_AFTER_NOTEBOOKS = ("render", "register")
 #: Name of the lake lock a retrain holds, and where its holder record names the run.
 RETRAIN_LOCK = "retrain"
 
 
-def list_runs(runs: str | os.PathLike) -> list[dict]:
-    """The manifest of every run in ``runs``, oldest first (run ids sort by time); unreadable ones left out."""
-    root = Path(runs)
-    if not root.is_dir():
-        return []
-    out = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file()):
-        try:
-            out.append(read_json(folder / MANIFEST))
-        except RunError:
-            continue
-    return out
-
-
 def running_run(lake: Lake, *, stale_after: float) -> str | None:
     """The run whose retrain holds the lake's retrain lock and is alive, or ``None``."""
-    holder = lake.lock_holder(RETRAIN_LOCK, stale_after=stale_after)
+    holder = lock_holder(lake, RETRAIN_LOCK, stale_after=stale_after)
     if holder is None or holder.get("state") != "alive":
         return None
     return (holder.get("details") or {}).get("run")
-
-
-def run_lake(runs: str | os.PathLike, run_id: str) -> str | None:
-    """The lake a run worked on, from its settings snapshot (``None`` when it has none)."""
-    try:
-        return read_json(Path(runs) / run_id / SETTINGS).get("lake")
-    except RunError:
-        return None
-
-
-def state_of(manifest: dict, *, alive: str | None) -> str:
-    """A run's status as it truly is: ``running`` only while its retrain is alive, else ``abandoned``."""
-    status = manifest.get("status")
-    if status == "running" and manifest.get("run_id") != alive:
-        return "abandoned"
-    return status
-
-
-def died_in(manifest: dict) -> str:
-    """The step a run was in when it stopped: the first one its manifest has no time for."""
-    from .pipeline import STEPS
-
-    done = manifest.get("steps") or {}
-    return next((step for step in (*STEPS, *_AFTER_NOTEBOOKS) if step not in done), "register")
 
 
 def settle_runs(lake: Lake, runs: str | os.PathLike, *, stale_after: float, holding: bool = False) -> list[dict]:
@@ -81,7 +41,7 @@ def settle_runs(lake: Lake, runs: str | os.PathLike, *, stale_after: float, hold
     runs : path
         The run records folder.
     stale_after : float
-        Heartbeat staleness for the retrain lock's holder on another host (see :meth:`Lake.lock`).
+        Heartbeat staleness for the retrain lock's holder on another host (see :func:`kafer.locks.hold`).
     holding : bool
         True when the caller holds the retrain lock itself: then no other run can be alive.
 

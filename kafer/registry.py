@@ -27,8 +27,10 @@ from . import catalog, runrecord
 from .config import Settings, load_settings
 from .errors import DecisionError, LakeError, RegistryError, RunError
 from .lake import Lake, utc_stamp
+from .locks import hold
 from .model import read_meta
-from .recovery import list_runs, running_run, settle_runs, state_of
+from .recovery import running_run, settle_runs
+from .runrecord import died_in, list_runs, run_lake, state_of
 
 #: Name of the lake lock every registry change holds.
 LOCK = "registry"
@@ -311,8 +313,6 @@ def status(lake: Lake, *, runs: str | os.PathLike | None = None, stale_after: fl
     """
     runs_of_lake = []
     if runs is not None:
-        from .recovery import died_in, run_lake
-
         alive = running_run(lake, stale_after=stale_after)
         for manifest in list_runs(runs):
             if run_lake(runs, manifest["run_id"]) != lake.url:
@@ -330,7 +330,7 @@ def status(lake: Lake, *, runs: str | os.PathLike | None = None, stale_after: fl
 def _locked(lake: Lake, settings: Settings | None, *, purpose: str) -> Iterator[None]:
     """Hold the registry lock, first completing a pointer write a failed change left undone."""
     settings = settings or load_settings()
-    with lake.lock(LOCK, timeout=settings.lock_timeout, stale_after=settings.lock_stale_after, purpose=purpose):
+    with hold(lake, LOCK, timeout=settings.lock_timeout, stale_after=settings.lock_stale_after, purpose=purpose):
         pointer = catalog.production_pointer(lake)
         truth = _effective_pointer(pointer, catalog.decisions(lake))
         if truth is not None and truth != pointer:

@@ -1,5 +1,10 @@
 """The record a retrain leaves in ``runs/<run-id>/``: settings, manifest, metrics, predictions, candidate.
 
+A run's manifest names its status: ``running`` while its retrain works, then ``succeeded``
+(its candidate is registered), ``failed`` (a step raised; nothing registered) or ``abandoned``
+(its process died; see :mod:`kafer.recovery`), and the steps it finished (:data:`STEPS`, then
+``render`` and ``register``).
+
 Run records are local folders (papermill writes executed notebooks locally); the lake holds the
 models themselves. Run ids are sortable UTC strings without colons.
 
@@ -20,6 +25,11 @@ from typing import Any
 from .config import Settings, load_settings
 from .errors import RunError
 from .lake import Lake, utc_stamp
+
+#: The notebooks of a retrain, in order.
+STEPS = ("01_ingest", "02_merge", "03_retrain", "04_compare")
+#: The steps of a retrain after the notebooks (what a manifest's ``steps`` can name beside STEPS).
+AFTER_NOTEBOOKS = ("render", "register")
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
@@ -82,6 +92,42 @@ def update_manifest(runs: str | os.PathLike, run_id: str, **changes: Any) -> dic
     write_json(path, manifest)
     return manifest
 
+
+def list_runs(runs: str | os.PathLike) -> list[dict]:
+    """The manifest of every run in ``runs``, oldest first (run ids sort by time); unreadable ones left out."""
+    root = Path(runs)
+    if not root.is_dir():
+        return []
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file()):
+        try:
+            out.append(read_json(folder / MANIFEST))
+        except RunError:
+            continue
+    return out
+
+
+def run_lake(runs: str | os.PathLike, run_id: str) -> str | None:
+    """The lake a run worked on, from its settings snapshot (``None`` when it has none)."""
+    try:
+        return read_json(Path(runs) / run_id / SETTINGS).get("lake")
+    except RunError:
+        return None
+
+
+def state_of(manifest: dict, *, alive: str | None) -> str:
+    """A run's status as it truly is: ``running`` only while its retrain is alive (``alive`` names
+    the run whose retrain holds the lake), else ``abandoned``."""
+    status = manifest.get("status")
+    if status == "running" and manifest.get("run_id") != alive:
+        return "abandoned"
+    return status
+
+
+def died_in(manifest: dict) -> str:
+    """The step a run was in when it stopped: the first one its manifest has no time for."""
+    done = manifest.get("steps") or {}
+    return next((step for step in (*STEPS, *AFTER_NOTEBOOKS) if step not in done), "register")
 
 
 @dataclass(frozen=True)

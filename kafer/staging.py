@@ -21,8 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .lake import PARQUET_COMPRESSION, ROW_GROUP_SIZE, Fetched
+from .lake import PARQUET_COMPRESSION, ROW_GROUP_SIZE
 from .readers import Progress, scan_export, schema
+from .sources import Fetched
 
 #: Rows sorted in memory at once (a run of 4 M resultados rows peaks at about 1.3 GB); a file with
 #: more is split into runs of whole cars first.

@@ -13,19 +13,20 @@ import sys
 import time
 
 from kafer.lake import Lake
+from kafer.locks import hold
 
 
 def main(url: str, name: str, mode: str, *args: str) -> None:
     lake = Lake(url)
     if mode == "hold":
         heartbeat = float(args[0]) if args else None
-        with lake.lock(name, timeout=60, purpose=f"child {os.getpid()}", heartbeat=heartbeat,
+        with hold(lake, name, timeout=60, purpose=f"child {os.getpid()}", heartbeat=heartbeat,
                        details={"run": f"r-{os.getpid()}"}) as info:
             print(json.dumps({"pid": os.getpid(), "took_over_from": info.took_over_from}), flush=True)
             sys.stdin.read()
         return
     for i in range(int(args[0])):
-        with lake.lock(name, timeout=60, purpose=f"count {os.getpid()}"):
+        with hold(lake, name, timeout=60, purpose=f"count {os.getpid()}"):
             start = time.time()
             value = lake.read_pointer("counter") or 0
             lake.write_pointer("counter", value + 1)

@@ -19,6 +19,7 @@ from kafer.decide import DecisionPanel, decide, requested_run, rollback, run_sum
 from kafer.errors import DecisionError
 from kafer.narrative import interval
 from kafer.lake import Lake
+from kafer.locks import hold
 from worlds import SMALL, quick_retrain
 
 RUN1, RUN2, RUN3 = "r20241026T101500Z-ab12", "r20241126T101500Z-cd34", "r20241226T101500Z-ef56"
@@ -281,7 +282,7 @@ def test_a_busy_lake_shows_in_the_message_and_allows_a_retry(world, tmp_path, mo
     (tmp_path / "kafer.toml").write_text("[kafer]\nlock_timeout = 0.2\n", encoding="utf-8")
     panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, user="Rui")
     panel.why.value = "better"
-    with lake.lock(registry.LOCK, purpose="ingest of the May exports"):
+    with hold(lake, registry.LOCK, purpose="ingest of the May exports"):
         panel.keep_new.click()
     assert "is busy: ingest of the May exports" in panel.message.value
     assert registry.decisions(lake) == [] and panel_state(panel) == (False, False)

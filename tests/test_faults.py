@@ -74,7 +74,8 @@ def holder(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from kafer.lake import Lake
-        with Lake({str(tmp_path / 'lake')!r}).lock("retrain", purpose="retrain r-other", details={{"run": "r-other"}}):
+        from kafer.locks import hold
+        with hold(Lake({str(tmp_path / 'lake')!r}), "retrain", purpose="retrain r-other", details={{"run": "r-other"}}):
             print("held", flush=True)
             sys.stdin.read()
     """)

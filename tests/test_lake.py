@@ -16,10 +16,12 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-import kafer.lake as lake_module
+from kafer import holders, locks
 from kafer.cli import main as cli_main
 from kafer.errors import LakeError, LockTimeout, NestedLockError
-from kafer.lake import Lake, judge_holder
+from kafer.holders import judge_holder
+from kafer.lake import Lake
+from kafer.locks import hold, lock_holder
 
 CHILD = Path(__file__).with_name("lock_child.py")
 
@@ -184,7 +186,7 @@ def test_two_threads_exclude_each_other(store):
     def work():
         start.wait()
         for _ in range(6):
-            with Lake(store.url).lock("count", timeout=60, purpose="thread") as info:
+            with hold(Lake(store.url), "count", timeout=60, purpose="thread") as info:
                 assert info.took_over_from is None
                 with guard:
                     inside[0] += 1
@@ -216,11 +218,11 @@ def test_two_processes_exclude_each_other(shared, children):
 def test_a_killed_holder_is_taken_over_at_once(shared, children):
     child = children(shared, "retrain", "hold")
     holding(child)
-    assert shared.lock_holder("retrain")["state"] == "alive"
+    assert lock_holder(shared, "retrain")["state"] == "alive"
     child.kill()
-    assert shared.lock_holder("retrain")["state"] == "dead"
+    assert lock_holder(shared, "retrain")["state"] == "dead"
     started = time.monotonic()
-    with shared.lock("retrain", timeout=30, purpose="next retrain") as info:
+    with hold(shared, "retrain", timeout=30, purpose="next retrain") as info:
         waited = time.monotonic() - started
         assert info.took_over_from["pid"] == child.pid and info.took_over_from["state"] == "dead"
         assert info.took_over_from["purpose"] == f"child {child.pid}"
@@ -233,7 +235,7 @@ def test_the_next_holder_after_a_clean_release_took_over_nothing(shared, childre
     child = children(shared, "registry", "hold")
     holding(child)
     child.release()
-    with shared.lock("registry", timeout=5) as info:
+    with hold(shared, "registry", timeout=5) as info:
         assert info.took_over_from is None
 
 
@@ -243,23 +245,23 @@ def test_a_live_holder_is_never_taken_over(shared, children):
     holding(child)
     with pytest.raises(LockTimeout, match=rf"is busy: child {child.pid} \(pid {child.pid} on .*, alive, since .*\) "
                                           r"holds its lock 'lake'; waited 0.5 s"):
-        with shared.lock("lake", timeout=0.5, stale_after=0.01):
+        with hold(shared, "lake", timeout=0.5, stale_after=0.01):
             pass
     child.release()
-    with shared.lock("lake", timeout=5) as info:
+    with hold(shared, "lake", timeout=5) as info:
         assert info.took_over_from is None
 
 
 def test_a_thread_asking_twice_is_told_at_once(store):
-    with store.lock("registry", purpose="decide r1") as info:
+    with hold(store, "registry", purpose="decide r1") as info:
         started = time.monotonic()
         with pytest.raises(NestedLockError,
                            match=r"is busy: decide r1 \(.*\) holds its lock 'registry', and this thread"):
-            with Lake(store.url).lock("registry", timeout=30):
+            with hold(Lake(store.url), "registry", timeout=30):
                 pass
         assert time.monotonic() - started < 5
         assert isinstance(NestedLockError("x"), LockTimeout)
-        with store.lock("lake", timeout=5):  # another lock nests
+        with hold(store, "lake", timeout=5):  # another lock nests
             pass
         outcome = []
         other = threading.Thread(target=lambda: outcome.append(_try_lock(store, "registry", 0.3)))
@@ -267,13 +269,13 @@ def test_a_thread_asking_twice_is_told_at_once(store):
         other.join()
         assert outcome == ["LockTimeout"]  # another thread waits, then times out
         assert info.holder["purpose"] == "decide r1"
-    with store.lock("registry", timeout=5):
+    with hold(store, "registry", timeout=5):
         pass
 
 
 def _try_lock(lake: Lake, name: str, timeout: float) -> str:
     try:
-        with lake.lock(name, timeout=timeout):
+        with hold(lake, name, timeout=timeout):
             return "held"
     except NestedLockError:
         return "NestedLockError"
@@ -291,7 +293,7 @@ def test_a_stale_heartbeat_is_taken_over(object_store):
     now = time.time()
     _plant(object_store, "retrain", owner="far:4242:abc", host="far-away-host", pid=4242, purpose="retrain r0",
            since=now - 900, since_utc="earlier", heartbeat=now - 600, heartbeat_every=30.0)
-    with object_store.lock("retrain", timeout=5, stale_after=120) as info:
+    with hold(object_store, "retrain", timeout=5, stale_after=120) as info:
         assert info.took_over_from["host"] == "far-away-host" and info.took_over_from["state"] == "stale"
         assert "no heartbeat for 6" in info.took_over_from["why"]
     assert object_store.list("locks") == []
@@ -304,7 +306,7 @@ def test_several_waiters_taking_over_at_once_hold_one_at_a_time(object_store):
 
     def work():
         start.wait()
-        with Lake(object_store.url).lock("lake", timeout=30) as info:
+        with hold(Lake(object_store.url), "lake", timeout=30) as info:
             with guard:
                 inside[0] += 1
                 most[0] = max(most[0], inside[0])
@@ -328,12 +330,12 @@ def test_a_fresh_heartbeat_on_another_host_is_respected(object_store):
     _plant(object_store, "retrain", owner="far:4242:abc", host="far-away-host", pid=4242, purpose="retrain r0",
            since=now - 900, since_utc="earlier", heartbeat=now, heartbeat_every=30.0)
     with pytest.raises(LockTimeout, match=r"retrain r0 \(pid 4242 on far-away-host, alive, heartbeat \d+ s ago, since"):
-        with object_store.lock("retrain", timeout=0.3, stale_after=120):
+        with hold(object_store, "retrain", timeout=0.3, stale_after=120):
             pass
 
 
 def test_an_older_kafers_lock_is_taken_over(store):
-    host = lake_module._this_host()
+    host = holders._this_host()
     record = {"owner": f"{host}:999999999:1234abcd", "purpose": "retrain old", "since": time.time() - 7 * 3600,
               "since_utc": "long ago"}
     if store.is_local:
@@ -341,15 +343,15 @@ def test_an_older_kafers_lock_is_taken_over(store):
         Path(store.path("locks/retrain.lock")).write_text(json.dumps(record))
     else:
         _plant(store, "retrain", **record)
-    with store.lock("retrain", timeout=5) as info:
+    with hold(store, "retrain", timeout=5) as info:
         assert info.took_over_from["purpose"] == "retrain old" and info.took_over_from["state"] == "dead"
 
 
 def test_the_heartbeat_keeps_a_holder_elsewhere_alive(object_store, monkeypatch):
-    with object_store.lock("lake", heartbeat=0.05, purpose="ingest may") as info:
-        first = object_store.lock_holder("lake")["heartbeat"]
-        wait_until(lambda: object_store.lock_holder("lake")["heartbeat"] > first, what="a heartbeat")
-        monkeypatch.setattr(lake_module, "_this_host", lambda: "another-host")  # the waiter cannot see the process
+    with hold(object_store, "lake", heartbeat=0.05, purpose="ingest may") as info:
+        first = lock_holder(object_store, "lake")["heartbeat"]
+        wait_until(lambda: lock_holder(object_store, "lake")["heartbeat"] > first, what="a heartbeat")
+        monkeypatch.setattr(holders, "_this_host", lambda: "another-host")  # the waiter cannot see the process
         outcome = []
         waiter = threading.Thread(target=lambda: outcome.append(
             _try_lock_with(object_store, "lake", timeout=1.0, stale_after=0.3)))
@@ -361,31 +363,31 @@ def test_the_heartbeat_keeps_a_holder_elsewhere_alive(object_store, monkeypatch)
 
 def _try_lock_with(lake: Lake, name: str, **options) -> tuple[str, str]:
     try:
-        with lake.lock(name, **options):
+        with hold(lake, name, **options):
             return ("held", "")
     except LockTimeout as exc:
         return (type(exc).__name__, str(exc))
 
 
 def test_a_stopped_heartbeat_is_taken_over_and_the_old_holder_removes_only_its_own(object_store, monkeypatch):
-    def no_beats(self, path, record, stop, lost):
+    def no_beats(lake, path, record, stop, lost):
         stop.wait()
 
-    monkeypatch.setattr(Lake, "_heartbeat", no_beats)
+    monkeypatch.setattr(locks, "_heartbeat", no_beats)
     taken, old_released, report = threading.Event(), threading.Event(), {}
 
     def waiter():
-        with Lake(object_store.url).lock("lake", timeout=10, stale_after=0.3, purpose="new") as info:
+        with hold(Lake(object_store.url), "lake", timeout=10, stale_after=0.3, purpose="new") as info:
             report["took"] = info.took_over_from
             taken.set()
             old_released.wait(10)
 
-    with object_store.lock("lake", purpose="old", heartbeat=0.05) as old:
-        monkeypatch.setattr(lake_module, "_this_host", lambda: "another-host")
+    with hold(object_store, "lake", purpose="old", heartbeat=0.05) as old:
+        monkeypatch.setattr(holders, "_this_host", lambda: "another-host")
         thread = threading.Thread(target=waiter)
         thread.start()
         assert taken.wait(10)
-    assert object_store.lock_holder("lake")["purpose"] == "new"  # the old holder left the new one's lock alone
+    assert lock_holder(object_store, "lake")["purpose"] == "new"  # the old holder left the new one's lock alone
     old_released.set()
     thread.join()
     assert report["took"]["owner"] == old.holder["owner"] and report["took"]["state"] == "stale"
@@ -393,23 +395,23 @@ def test_a_stopped_heartbeat_is_taken_over_and_the_old_holder_removes_only_its_o
 
 
 def test_a_holder_whose_lock_was_taken_notices(object_store):
-    with object_store.lock("lake", heartbeat=0.05) as info:
+    with hold(object_store, "lake", heartbeat=0.05) as info:
         _plant(object_store, "lake", owner="someone-else", host="far", pid=1, heartbeat=time.time())
         wait_until(lambda: info.lost, what="the holder noticing")
-    assert object_store.lock_holder("lake")["owner"] == "someone-else"
+    assert lock_holder(object_store, "lake")["owner"] == "someone-else"
 
 
 def test_a_local_holder_removes_only_its_own_record(tmp_path):
     lake = Lake(str(tmp_path / "lake"))
-    with lake.lock("lake", purpose="mine"):
-        assert lake.lock_holder("lake")["purpose"] == "mine" and lake.list("locks") == ["locks/lake.lock"]
+    with hold(lake, "lake", purpose="mine"):
+        assert lock_holder(lake, "lake")["purpose"] == "mine" and lake.list("locks") == ["locks/lake.lock"]
         Path(lake.path("locks/lake.lock")).write_text(json.dumps({"owner": "other", "purpose": "other"}))
-    assert lake.lock_holder("lake")["owner"] == "other"
+    assert lock_holder(lake, "lake")["owner"] == "other"
 
 
 def test_judging_holders():
     now = time.time()
-    me = lake_module._holder_record("memory://x", "lake", "me", heartbeat_every=30.0)
+    me = holders.holder_record("memory://x", "lake", "me", heartbeat_every=30.0)
     assert judge_holder(me)[0] == "alive"
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -438,7 +440,7 @@ def test_a_missing_bucket_is_named_and_never_created(s3_endpoint):
         with pytest.raises(LakeError, match=expected):
             attempt()
     with pytest.raises(LakeError, match=expected):
-        with lake.lock("lake", timeout=1):
+        with hold(lake, "lake", timeout=1):
             pass
     assert "kafer-no-such-bucket" not in s3.buckets()
 

@@ -8,7 +8,8 @@ import nbformat
 import papermill as pm
 import pytest
 
-from kafer.pipeline import NOTEBOOKS, STEPS, step_parameters
+from kafer.pipeline import NOTEBOOKS, step_parameters
+from kafer.runrecord import STEPS
 
 ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
 

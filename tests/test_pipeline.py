@@ -20,8 +20,8 @@ from kafer.demo import make_demo_upload
 from kafer.errors import StepError
 from kafer.ingest import ingest
 from kafer.lake import Lake
-from kafer.pipeline import STEPS, retrain, run_notebook, step_parameters
-from kafer.runrecord import read_manifest, start_run
+from kafer.pipeline import retrain, run_notebook, step_parameters
+from kafer.runrecord import STEPS, read_manifest, start_run
 
 #: Small uploads evaluate on ~100-200 cars: let a comparison count as fair from 50 cars and 5 failures.
 SMALL = {"min_compare_cars": 50, "min_compare_failures": 5}

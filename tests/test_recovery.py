@@ -15,6 +15,7 @@ from kafer import catalog, registry
 from kafer.cli import main
 from kafer.config import load_settings
 from kafer.lake import Lake
+from kafer.locks import lock_holder
 from kafer.pipeline import retrain
 from test_pipeline import SMALL
 from worlds import quick_retrain
@@ -41,7 +42,7 @@ def settings(tmp_path):
 def test_a_retrain_killed_in_its_merge_blocks_nothing_and_is_shown_abandoned(settings, months):
     killed("merge", settings, "dead", months[0])
     assert [(r["run"], r["status"], r["step"]) for r in status(settings)["runs"]] == [("dead", "abandoned", "02_merge")]
-    assert Lake(settings.lake).lock_holder("retrain")["state"] == "dead"
+    assert lock_holder(Lake(settings.lake), "retrain")["state"] == "dead"
     after = retrain([str(months[0])], settings=settings, run_id="next")  # no waiting, no file deleted by hand
     runs = {r["run"]: r for r in status(settings)["runs"]}
     assert runs["dead"]["status"] == "abandoned" and runs["next"]["status"] == "succeeded"

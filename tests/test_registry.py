@@ -18,6 +18,7 @@ from kafer import catalog, registry
 from kafer.config import load_settings
 from kafer.errors import DecisionError, LakeError, LockTimeout, RegistryError
 from kafer.lake import Lake
+from kafer.locks import hold
 from kafer.runrecord import write_json
 
 RUN1, RUN2, RUN3 = "r20241026T101500Z-ab12", "r20241126T201753Z-cd34", "r20241226T090000Z-ef56"
@@ -311,7 +312,7 @@ def test_a_held_lock_times_out_with_a_message(lake, runs):
     retrain(lake, runs, RUN1)
     before = lake_snapshot(lake)
     quick = load_settings(lock_timeout=0.2)
-    with lake.lock(registry.LOCK, purpose="retrain r20241226T090000Z-ef56"):
+    with hold(lake, registry.LOCK, purpose="retrain r20241226T090000Z-ef56"):
         with pytest.raises(LockTimeout, match=r"is busy: retrain r20241226T090000Z-ef56 \(.*\) holds its lock"):
             registry.decide(lake, RUN1, "keep-new", by="Ana", why="better", runs_dir=runs, settings=quick)
         with pytest.raises(LockTimeout, match="is busy"):
