@@ -16,7 +16,10 @@ model). The layers, as the lake's folders show them::
     models/decisions/<id>.json                   one immutable record per decision
     models/PRODUCTION.json                       the production pointer, written last
 
-Data keys are written once; only the two pointers are ever replaced.
+Data keys are written once; only the two pointers are ever replaced. The writes that make
+something exist or current (a version's entry, a decision, a pointer) take the lock their writer
+holds (:class:`kafer.locks.LockInfo`) and verify it first: a writer whose lock was taken over
+writes none of them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pyarrow.compute as pc
 
 from .errors import LakeError
 from .lake import Lake
+from .locks import LockInfo
 
 _RAW_INDEX = "raw/index"
 _CURATED = "curated/features"
@@ -161,11 +165,14 @@ def current_facts(lake: Lake) -> pa.Table:
     return facts(lake, version)
 
 
-def save_curated(lake: Lake, version: str, table: pd.DataFrame, manifest: dict, *, facts: pa.Table) -> None:
-    """Write a new curated version (its table, its facts, its manifest), then move the pointer to it."""
+def save_curated(lake: Lake, version: str, table: pd.DataFrame, manifest: dict, *, facts: pa.Table,
+                 held: LockInfo) -> None:
+    """Write a new curated version (its table, its facts, its manifest), then move the pointer to it,
+    still holding the lake's lock ``held``."""
     lake.write_table(f"{_CURATED}/{version}/features.parquet", pa.Table.from_pandas(table, preserve_index=False))
     lake.write_table(f"{_CURATED}/{version}/facts.parquet", facts)
     lake.write_json(f"{_CURATED}/{version}/manifest.json", manifest)
+    held.verify()
     lake.write_pointer(_CURRENT, {"version": version, "at": manifest["created_at"]})
 
 
@@ -182,11 +189,14 @@ def model_meta(lake: Lake, version: str) -> dict | None:
     return lake.read_json(key) if lake.exists(key) else None
 
 
-def save_model(lake: Lake, version: str, artifact: bytes, meta: dict, *, training_cars: list[str]) -> None:
-    """Write a model's artifact and training cars, then its entry (which makes the version complete)."""
+def save_model(lake: Lake, version: str, artifact: bytes, meta: dict, *, training_cars: list[str],
+               held: LockInfo) -> None:
+    """Write a model's artifact and training cars, then its entry (which makes the version complete),
+    still holding the registry lock ``held``."""
     lake.write_bytes(f"{_VERSIONS}/{version}/model.bin", artifact)
     lake.write_table(f"{_VERSIONS}/{version}/training_cars.parquet",
                      pa.table({"KNR": pa.array(sorted(training_cars), pa.string())}))
+    held.verify()
     lake.write_json(f"{_VERSIONS}/{version}/meta.json", meta)
 
 
@@ -207,8 +217,9 @@ def decisions(lake: Lake) -> list[dict]:
     return [lake.read_json(key) for key in lake.list(_DECISIONS) if key.endswith(".json")]
 
 
-def save_decision(lake: Lake, record: dict) -> None:
-    """Append one immutable decision record."""
+def save_decision(lake: Lake, record: dict, *, held: LockInfo) -> None:
+    """Append one immutable decision record, still holding the registry lock ``held``."""
+    held.verify()
     lake.write_json(f"{_DECISIONS}/{record['id']}.json", record)
 
 
@@ -217,6 +228,7 @@ def production_pointer(lake: Lake) -> dict | None:
     return lake.read_pointer(_PRODUCTION)
 
 
-def set_production(lake: Lake, pointer: dict) -> None:
-    """Replace the production pointer atomically."""
+def set_production(lake: Lake, pointer: dict, *, held: LockInfo) -> None:
+    """Replace the production pointer atomically, still holding the registry lock ``held``."""
+    held.verify()
     lake.write_pointer(_PRODUCTION, pointer)

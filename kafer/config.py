@@ -121,10 +121,15 @@ class Settings:
     seed: int = 20240520
     #: Seconds a decision or retrain waits for another one to release the lake's lock.
     lock_timeout: float = 30.0
-    #: A lock on an object store (S3) whose holder, on another host, has not renewed its heartbeat for
-    #: this many seconds counts as abandoned by a crashed process. A holder on this host is judged by
-    #: its process, and local lakes hold OS locks that die with their owner: neither waits for this.
+    #: A lock on an object store (S3) whose holder, on another machine, has not renewed its heartbeat
+    #: for this many seconds (by the store's clock) counts as abandoned by a crashed process. A holder on
+    #: this machine is judged by its process, and local lakes hold OS locks that die with their owner:
+    #: neither waits for this.
     lock_stale_after: float = 120.0
+    #: The lake is used from this machine only: a lake folder on a share whose locks stay on this
+    #: machine (NFS mounted nolock or local_lock, SMB mounted nobrl, sshfs) is then accepted. Left
+    #: false, such a lake is refused, since two machines could change it at once.
+    single_machine: bool = False
     #: Rows per xlsx sheet in the plant's exports, top rows included (Excel's limit is 1,048,576).
     sheet_rows: int = 1_048_575
     #: Earliest plausible DATA (ISO date): an upload holding an earlier date is refused.
@@ -134,6 +139,12 @@ class Settings:
     #: Local folder where an upload's checked rows wait, as Parquet, until it is landed (about the
     #: size of its files again); empty for the system's temporary folder.
     staging_dir: str = ""
+
+    @property
+    def lock_options(self) -> dict:
+        """How the lake's locks wait and judge (:func:`kafer.locks.hold`'s keywords)."""
+        return {"timeout": self.lock_timeout, "stale_after": self.lock_stale_after,
+                "single_machine": self.single_machine}
 
     def replace(self, **changes) -> "Settings":
         """Return a copy with ``changes`` applied (``None`` values are ignored)."""

@@ -76,6 +76,11 @@ class NestedLockError(LockTimeout):
     """
 
 
+class LockLost(KaferError, RuntimeError):
+    """Another process took over a lake lock this one held (its heartbeat had stopped for too long):
+    this one must write nothing more under it."""
+
+
 class ModelError(KaferError, RuntimeError):
     """A model cannot be trained, saved, loaded or applied."""
 

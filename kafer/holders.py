@@ -1,7 +1,13 @@
 """Who holds a lake lock: the record a holder writes, and whether that holder is alive.
 
-A record names its holder (host, pid, its start time and boot, the job's purpose, heartbeat);
-whether a holder on this host lives is read from the process table (``/proc`` on Linux).
+A record names its holder (machine, pid, its start time and boot, the job's purpose, heartbeat).
+Whether an object-store lock's holder on this machine lives is read from the process table
+(``/proc`` on Linux); one on another machine is judged by how long its lock object has not been
+rewritten, by the store's own clock. A local lake's holder is judged by its OS lock
+(:func:`kafer.locks.lock_holder`), never by a record.
+
+The machine's name is the host name, or ``KAFER_HOST`` when set: tests give a second process
+another name to play a second machine.
 """
 
 from __future__ import annotations
@@ -15,16 +21,18 @@ import uuid
 from datetime import datetime, timezone
 
 #: Seconds without a heartbeat after which an object-store lock is taken over (its holder being on
-#: another host, so that whether it is alive cannot be seen).
+#: another machine, so that whether it is alive cannot be seen).
 DEFAULT_STALE_AFTER = 120.0
 
 
 def iso(epoch: float) -> str:
+    """An epoch time as ISO 8601 UTC text, to the second."""
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
 
 
-def _this_host() -> str:
-    return socket.gethostname()
+def this_host() -> str:
+    """This machine's name in lock records: ``KAFER_HOST``, else the host name."""
+    return os.environ.get("KAFER_HOST") or socket.gethostname()
 
 
 @functools.lru_cache(maxsize=1)
@@ -38,7 +46,8 @@ def _pid_namespace() -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def _boot_id() -> str | None:
-    """This machine's boot id (Linux): a record from another boot names a process that is gone."""
+    """This machine's boot id (Linux): tells this machine from another of the same name, and from
+    itself before a restart."""
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
             return fh.read().strip() or None
@@ -78,11 +87,12 @@ def _process_alive(pid: int, started: str | None) -> bool | None:
 
 
 def holder_record(url: str, name: str, purpose: str, *, heartbeat_every: float) -> dict:
+    """The record a new holder of the lock ``name`` writes: who it is, what for, since when."""
     now = time.time()
     pid = os.getpid()
     own = _proc_stat(pid)
-    return {"lake": url, "lock": name, "owner": f"{_this_host()}:{pid}:{uuid.uuid4().hex[:12]}",
-            "host": _this_host(), "pid": pid, "pidns": _pid_namespace(), "boot": _boot_id(),
+    return {"lake": url, "lock": name, "owner": f"{this_host()}:{pid}:{uuid.uuid4().hex[:12]}",
+            "host": this_host(), "pid": pid, "pidns": _pid_namespace(), "boot": _boot_id(),
             "started": own[1] if own else None,
             "purpose": purpose, "since": now, "since_utc": iso(now), "heartbeat": now, "heartbeat_utc": iso(now),
             "heartbeat_every": heartbeat_every}
@@ -103,37 +113,30 @@ def parse_record(data: bytes) -> dict:
     return record
 
 
-def judge_holder(holder: dict, *, stale_after: float = DEFAULT_STALE_AFTER,
-                 now: float | None = None) -> tuple[str, str]:
-    """Whether a lock's holder is ``alive``, ``dead`` (provably) or ``stale`` (heartbeat stopped), and why.
+def judge_holder(holder: dict, *, age: float, stale_after: float = DEFAULT_STALE_AFTER) -> tuple[str, str]:
+    """Whether an object-store lock's holder is ``alive``, ``dead`` (provably) or ``stale``, and why.
 
-    A holder on this host (and in this pid namespace) is judged by its process (gone, a zombie, a
-    reused pid or an earlier boot: dead; else alive, whatever its heartbeat). A holder on another
-    host is judged by its heartbeat: older than ``stale_after`` seconds (or twice the holder's own
-    interval, when longer) is stale.
+    A holder on this machine (same name, same boot, same pid namespace) is judged by its process:
+    gone, a zombie or a reused pid is dead, else it is alive whatever its heartbeat. Any other
+    holder is judged by ``age``, the seconds since its lock object was last written by the store's
+    clock: older than ``stale_after`` (or twice the holder's own heartbeat interval, when longer)
+    is stale. A record from another boot of a machine of this name is judged so too, since a
+    restart cannot be told from another machine that bears the same name.
     """
     if holder.get("unreadable"):
         return "dead", "unreadable lock record"
-    now = time.time() if now is None else now
-    pidns = _pid_namespace()
-    if holder.get("host") == _this_host() and not (holder.get("pidns") and pidns and holder["pidns"] != pidns):
-        boot = _boot_id()
-        if holder.get("boot") and boot and holder["boot"] != boot:
-            return "dead", "dead: this host restarted since"
+    pidns, boot = _pid_namespace(), _boot_id()
+    if (holder.get("host") == this_host() and not (holder.get("pidns") and pidns and holder["pidns"] != pidns)
+            and not (holder.get("boot") and boot and holder["boot"] != boot)):
         alive = _process_alive(holder.get("pid"), holder.get("started"))
         if alive is False:
             return "dead", "dead"
         if alive:
             return "alive", "alive"
-    beat = holder.get("heartbeat", holder.get("since"))
-    try:
-        age = now - float(beat)
-    except (TypeError, ValueError):
-        return "stale", "no heartbeat recorded"
     limit = max(float(stale_after), 2.0 * float(holder.get("heartbeat_every") or 0.0))
     if age > limit:
         return "stale", f"no heartbeat for {age:.0f} s, presumed dead"
-    return "alive", f"alive, heartbeat {max(age, 0):.0f} s ago"
+    return "alive", f"alive, heartbeat {age:.0f} s ago"
 
 
 def describe_holder(holder: dict, why: str) -> str:
@@ -146,6 +149,7 @@ def describe_holder(holder: dict, why: str) -> str:
 
 
 def busy(url: str, name: str, holder: dict, why: str, waited: float) -> str:
+    """The message of a lock not had in ``waited`` seconds, naming its holder."""
     return (f"the lake {url} is busy: {describe_holder(holder, why)} holds its lock {name!r}; "
             f"waited {waited:g} s. Try again when it has finished.")
 

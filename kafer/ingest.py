@@ -22,7 +22,7 @@ from .facts import build_facts
 from .features import (FalhasPeriod, build_features, feature_definitions, label_coverage, table_columns,
                        with_label_known)
 from .lake import Lake, utc_now_iso, utc_stamp
-from .locks import hold
+from .locks import LockInfo, hold
 from .readers import COLUMNS, EXPORT_SUFFIXES, Progress, not_an_export, plausible_dates, read_period_text
 from .sources import fetch_source, list_source, unchanged
 from .staging import StagedExport, Staging, stage_export
@@ -298,19 +298,19 @@ def merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -
         The manifest of the (new or unchanged) current version, with ``new_sources`` listing the
         files this merge added (empty when there was nothing new).
     """
-    with _lake_lock(lake, settings, "merge"):
-        return _merge(lake=lake, settings=settings, progress=progress)
+    with _lake_lock(lake, settings, "merge") as held:
+        return _merge(lake=lake, settings=settings, held=held, progress=progress)
 
 
 def _lake_lock(lake: Lake, settings: Settings, purpose: str):
     """The lake's lock, which every write to the raw and curated zones holds."""
-    return hold(lake, "lake", timeout=settings.lock_timeout, stale_after=settings.lock_stale_after, purpose=purpose)
+    return hold(lake, "lake", purpose=purpose, **settings.lock_options)
 
 
-def _merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) -> dict:
+def _merge(*, lake: Lake, settings: Settings, held: LockInfo, progress: Progress | None = None) -> dict:
     manifest = catalog.current_manifest(lake)
     if manifest is not None and manifest.get("feature_definitions") != feature_definitions(settings):
-        return _rebuild(lake, settings, manifest, progress)
+        return _rebuild(lake, settings, manifest, held, progress)
     merged = {s["sha256"] for s in manifest["sources"]} if manifest else set()
     new = sorted((r for r in catalog.raw_records(lake) if r["sha256"] not in merged),
                  key=lambda r: (r["landed_at"], r["name"]))
@@ -328,7 +328,7 @@ def _merge(*, lake: Lake, settings: Settings, progress: Progress | None = None) 
         table = pd.concat([old[~old["KNR"].isin(touched.to_pylist())], table], ignore_index=True)
         old_facts = catalog.facts(lake, manifest["version"])
         facts = pa.concat_tables([old_facts.filter(pc.invert(pc.is_in(old_facts["KNR"], touched))), facts])
-    return _save_version(lake, settings, manifest, sources, new, table, facts)
+    return _save_version(lake, settings, held, manifest, sources, new, table, facts)
 
 
 def rebuild(*, lake: Lake, settings: Settings, progress: Progress | None = None) -> dict:
@@ -350,11 +350,12 @@ def rebuild(*, lake: Lake, settings: Settings, progress: Progress | None = None)
     LakeError
         When the raw zone holds no landed file.
     """
-    with _lake_lock(lake, settings, "rebuild"):
-        return _rebuild(lake, settings, catalog.current_manifest(lake), progress)
+    with _lake_lock(lake, settings, "rebuild") as held:
+        return _rebuild(lake, settings, catalog.current_manifest(lake), held, progress)
 
 
-def _rebuild(lake: Lake, settings: Settings, manifest: dict | None, progress: Progress | None) -> dict:
+def _rebuild(lake: Lake, settings: Settings, manifest: dict | None, held: LockInfo,
+             progress: Progress | None) -> dict:
     merged = {s["sha256"] for s in manifest["sources"]} if manifest else set()
     sources = sorted(catalog.raw_records(lake), key=lambda r: (r["landed_at"], r["name"]))
     if not sources:
@@ -365,7 +366,7 @@ def _rebuild(lake: Lake, settings: Settings, manifest: dict | None, progress: Pr
                  f"{feature_definitions(settings)}")
     cars = pa.array(sorted(set().union(*(_cars_of(lake, r) for r in sources))), pa.string())
     table, facts = _build_in_batches(lake, sources, cars, settings=settings, progress=progress)
-    return _save_version(lake, settings, manifest, sources, new, table, facts, rebuilt=True)
+    return _save_version(lake, settings, held, manifest, sources, new, table, facts, rebuilt=True)
 
 
 def _build_in_batches(lake: Lake, sources: list[dict], cars: pa.Array, *, settings: Settings,
@@ -388,8 +389,8 @@ def _build_in_batches(lake: Lake, sources: list[dict], cars: pa.Array, *, settin
     return pd.concat(tables, ignore_index=True), pa.concat_tables(facts)
 
 
-def _save_version(lake: Lake, settings: Settings, parent: dict | None, sources: list[dict], new: list[dict],
-                  table: pd.DataFrame, facts: pa.Table, *, rebuilt: bool = False) -> dict:
+def _save_version(lake: Lake, settings: Settings, held: LockInfo, parent: dict | None, sources: list[dict],
+                  new: list[dict], table: pd.DataFrame, facts: pa.Table, *, rebuilt: bool = False) -> dict:
     """Label every car from the falhas coverage, then write the new curated version and its pointer."""
     periods = [FalhasPeriod(s["name"], *_period(s), _failed_cars(lake, s, settings))
                for s in sources if s["kind"] == "falhas"]
@@ -401,7 +402,7 @@ def _save_version(lake: Lake, settings: Settings, parent: dict | None, sources: 
     manifest["feature_definitions"] = feature_definitions(settings)
     if rebuilt:
         manifest["rebuilt_from_raw"] = True
-    catalog.save_curated(lake, version, table, manifest, facts=_sorted_facts(facts))
+    catalog.save_curated(lake, version, table, manifest, facts=_sorted_facts(facts), held=held)
     return {**manifest, "new_sources": [s["name"] for s in new], **({"rebuilt": True} if rebuilt else {})}
 
 
@@ -421,10 +422,10 @@ def ingest(paths: Iterable[str], *, lake: Lake, settings: Settings, progress: Pr
     """
     received = receive(paths, lake=lake, settings=settings, progress=progress)
     files = upload_summary(received)
-    with _lake_lock(lake, settings, f"ingest {', '.join(r.name for r in received[:3])}"):
+    with _lake_lock(lake, settings, f"ingest {', '.join(r.name for r in received[:3])}") as held:
         records = _land(received, lake=lake, settings=settings, progress=progress)
         del received  # the merge reads the rows back from the lake: free the upload's copy first
-        manifest = _merge(lake=lake, settings=settings, progress=progress)
+        manifest = _merge(lake=lake, settings=settings, held=held, progress=progress)
     return {"files": files, "landed": records, "manifest": manifest}
 
 

@@ -14,21 +14,26 @@ creates a bucket. Who may write is decided by the lake's locks (:mod:`kafer.lock
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import stat
 import threading
+import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterator
 
 import fsspec
+import fsspec.asyn
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import KaferError, LakeError
-from .faults import lake_fault, missing_bucket, names_missing_bucket
+from .faults import exception_chain, lake_fault, missing_bucket, names_missing_bucket
 
 #: How tables are written into the lake: zstd, in row groups of this many rows.
 PARQUET_COMPRESSION = "zstd"
@@ -51,7 +56,22 @@ def utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-# memory:// is one store per process: this makes its create-if-absent atomic between threads.
+#: What a conditional request answers when its condition does not hold: it failed (412), a concurrent
+#: conditional write won (409), or the object is gone (404).
+_REFUSED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404"})
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A key's bytes as the store holds them, the store's tag for this version of them (an ETag),
+    and their age: seconds since they were written, by the store's own clock."""
+
+    data: bytes
+    etag: str
+    age: float
+
+
+# memory:// is one store per process: this makes its conditional writes atomic between threads.
 _MEMORY_GUARD = threading.Lock()
 # (url, write) of remote lakes this process has checked successfully.
 _CHECKED: set[tuple[str, bool]] = set()
@@ -359,14 +379,100 @@ class Lake:
         return lake_fault(exc, url=self.url, action=action, key=key, bucket=self._bucket,
                           s3=bool(set(protocols(self.fs)) & _S3_PROTOCOLS))
 
-    def _create(self, path: str, data: bytes) -> bool:
-        """Create ``path`` only when absent (memory and object stores); True when this call created it."""
-        if self.is_memory:
-            with _MEMORY_GUARD:
-                if self.fs.exists(path):
+    # -- conditional writes (object stores: the locks' ground) -----------------------------------
+    def read_versioned(self, key: str) -> Versioned | None:
+        """The bytes of ``key`` with their version tag and age, or ``None`` when it does not exist.
+
+        On S3 the age is read from the store's own clock (its answer's ``Date`` less the object's
+        ``Last-Modified``, less a second for their resolution), so that the clocks of the machines
+        that wrote and read the key do not matter.
+        """
+        path = self._conditional_path(key)
+        with self._io("read", key):
+            if self.is_memory:
+                with _MEMORY_GUARD:
+                    if not self.fs.exists(path):
+                        return None
+                    data = self.fs.cat_file(path)
+                    age = time.time() - self.fs.modified(path).timestamp()
+                return Versioned(data, _etag(data), max(age, 0.0))
+            bucket, name, _ = self.fs.split_path(path)
+            try:
+                data, answer = fsspec.asyn.sync(self.fs.loop, _get_object, self.fs, bucket, name)
+            except FileNotFoundError as exc:
+                if names_missing_bucket(exc, self._bucket):
+                    raise
+                return None
+            said = parsedate_to_datetime(answer["ResponseMetadata"]["HTTPHeaders"]["date"])
+            age = (said - answer["LastModified"]).total_seconds() - 1.0
+            return Versioned(data, answer["ETag"], max(age, 0.0))
+
+    def create_versioned(self, key: str, data: bytes) -> str | None:
+        """Write ``key`` only when it does not exist (S3: ``If-None-Match: *``); its new version tag,
+        or ``None`` when it exists."""
+        return self._write_if(key, data, None)
+
+    def replace_versioned(self, key: str, data: bytes, etag: str) -> str | None:
+        """Replace ``key`` only when it is still the version ``etag`` (S3: ``If-Match``); its new
+        version tag, or ``None`` when it changed or is gone."""
+        return self._write_if(key, data, etag)
+
+    def delete_versioned(self, key: str, etag: str) -> bool:
+        """Delete ``key`` only when it is still the version ``etag`` (S3: a conditional DELETE,
+        ``If-Match``); False when it changed or is gone."""
+        path = self._conditional_path(key)
+        with self._io("delete", key):
+            if self.is_memory:
+                with _MEMORY_GUARD:
+                    if not self.fs.exists(path) or _etag(self.fs.cat_file(path)) != etag:
+                        return False
+                    self.fs.rm_file(path)
+                    return True
+            try:
+                self._s3("delete_object", path, IfMatch=etag)
+            except OSError as exc:
+                if _refused(exc):
                     return False
-                self._put(path, data)
-                return True
+                raise
+            return True
+
+    def _write_if(self, key: str, data: bytes, etag: str | None) -> str | None:
+        """Write ``key`` when it is absent (``etag`` None) or still the version ``etag``; the new tag or None."""
+        path = self._conditional_path(key)
+        with self._io("write", key):
+            if self.is_memory:
+                with _MEMORY_GUARD:
+                    exists = self.fs.exists(path)
+                    if exists != (etag is not None) or (exists and _etag(self.fs.cat_file(path)) != etag):
+                        return None
+                    self.fs.pipe_file(path, data)
+                    return _etag(data)
+            condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+            try:
+                return self._s3("put_object", path, Body=data, **condition)["ETag"]
+            except OSError as exc:
+                if _refused(exc):
+                    return None
+                raise
+
+    def _s3(self, method: str, path: str, **params) -> dict:
+        """One S3 request about the object at ``path``; s3fs's listing cache forgets it."""
+        bucket, name, _ = self.fs.split_path(path)
+        try:
+            return self.fs.call_s3(method, Bucket=bucket, Key=name, **params)
+        finally:
+            self.fs.invalidate_cache(path)
+
+    def _conditional_path(self, key: str) -> str:
+        """The path of ``key`` on a store that has conditional writes (S3, memory)."""
+        if not (self.is_memory or set(protocols(self.fs)) & _S3_PROTOCOLS):
+            raise LakeError(f"the lake {self.url} is on a store Käfer cannot lock: its locks need conditional "
+                            "writes (If-Match), which Käfer uses on s3:// stores and on local folders' OS locks; "
+                            "put the lake on one of those")
+        return self.path(key)
+
+    def _create(self, path: str, data: bytes) -> bool:
+        """Create ``path`` only when absent (an object store); True when this call created it."""
         return self._created(path, lambda **mode: self.fs.pipe_file(path, data, **mode))
 
     def _created(self, path: str, write: Callable[..., None]) -> bool:
@@ -396,3 +502,22 @@ def json_bytes(obj: Any) -> bytes:
     """A JSON document as the lake stores it: indented, keys sorted, UTF-8."""
     return json.dumps(obj, indent=2, sort_keys=True, default=str, ensure_ascii=False).encode("utf-8")
 
+
+def _etag(data: bytes) -> str:
+    """The tag of ``data`` as S3 gives it to an object written whole: its quoted MD5."""
+    return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a conditional request was refused (the object changed, exists, or is gone), not failed."""
+    codes = {str(((getattr(e, "response", None) or {}).get("Error") or {}).get("Code")) for e in exception_chain(exc)}
+    return bool(codes & _REFUSED) or isinstance(exc, (FileNotFoundError, FileExistsError))
+
+
+async def _get_object(fs, bucket: str, name: str) -> tuple[bytes, dict]:
+    """An S3 object's bytes and the store's answer (its ETag, Last-Modified and Date)."""
+    answer = await fs._call_s3("get_object", Bucket=bucket, Key=name)
+    try:
+        return await answer["Body"].read(), answer
+    finally:
+        answer["Body"].close()

@@ -1,8 +1,21 @@
 """Lake locks, which die with their owner: who may change the lake, one at a time.
 
-On a local lake an OS lock the kernel releases when the process ends; on an object store a
-create-if-absent object with a heartbeat, taken over when its owner is provably dead (same host,
-process gone) or its heartbeat stopped.
+A local lake (a folder, on this disk or on a share) holds an OS lock on the hidden
+``locks/.<name>.flock``, which the file system keeps for its holder wherever that runs and
+releases when the holder's process ends; the record ``locks/<name>.lock`` beside it only names the
+holder in messages. Whether a holder is alive is asked of the OS lock itself
+(:func:`lock_holder` tries to take it without waiting), never of a clock or a host name. A share
+whose locks stay on the machine that takes them is refused (:func:`shared_lock_problem`).
+
+An object store (``s3://``, ``memory://``) holds the object ``locks/<name>.lock``, and every change
+of it is conditional on the version the changer saw (:meth:`kafer.lake.Lake.create_versioned` and
+its kin: ``If-None-Match`` to create it, ``If-Match`` on the ETag to renew, take over or release
+it), so no one ever overwrites or deletes a lock that changed since it looked. A background thread
+renews the holder's heartbeat; a lock whose holder is provably dead (same machine, process gone)
+or whose object was not rewritten for ``stale_after`` seconds by the store's clock is taken over by
+overwriting exactly the version judged. Before each write that matters (a registry entry, a
+decision, a pointer) a holder calls :meth:`LockInfo.verify`, a conditional renewal: a holder whose
+lock was taken over raises :class:`~kafer.errors.LockLost` and writes nothing more.
 """
 
 from __future__ import annotations
@@ -12,17 +25,17 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Iterator
 
-from .errors import KaferError, LockTimeout, NestedLockError
+from .errors import KaferError, LakeError, LockLost, LockTimeout, NestedLockError
 from .holders import (DEFAULT_STALE_AFTER, busy, describe_holder, holder_record, iso, judge_holder,
                       parse_record)
-from .faults import names_missing_bucket
-from .lake import Lake, json_bytes, protocols, utc_now_iso
+from .lake import Lake, json_bytes, protocols
+
+#: Where /proc tells this process's mounts (Linux).
+MOUNTINFO = "/proc/self/mountinfo"
 
 
-@dataclass(frozen=True)
 class LockInfo:
     """What :func:`hold` yields while the lock is held.
 
@@ -39,16 +52,41 @@ class LockInfo:
         ``why`` added; ``None`` after a clean hand-over. Recovery code acts on it.
     """
 
-    name: str
-    holder: dict
-    took_over_from: dict | None = None
-    _lost: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    def __init__(self, name: str, holder: dict, took_over_from: dict | None, *, lake: Lake,
+                 lease: _Lease | None = None):
+        self.name = name
+        self.holder = holder
+        self.took_over_from = took_over_from
+        self._lake = lake
+        self._lease = lease
 
     @property
     def lost(self) -> bool:
-        """True when another holder took the lock over while this one held it (object stores only:
-        a heartbeat failed for longer than the waiters' staleness)."""
-        return self._lost.is_set()
+        """True once this holder learnt that another took its lock over (object stores only: its
+        heartbeat or :meth:`verify` was refused)."""
+        return self._lease is not None and self._lease.lost
+
+    def verify(self) -> None:
+        """Make sure this holder still holds the lock, right before a write that matters.
+
+        On an object store this is a conditional renewal: it fails when another holder took the
+        lock over, and otherwise gives this one a whole ``stale_after`` before anyone may. A local
+        lake's OS lock is kept by the file system for as long as the process lives.
+
+        Raises
+        ------
+        LockLost
+            When the lock was taken over: nothing more may be written under it.
+        LakeError
+            When the store cannot be asked.
+        """
+        if self._lease is None or self._lease.renew():
+            return
+        current = lock_holder(self._lake, self.name)
+        by = describe_holder(current, current["why"]) if current else "another process, since gone"
+        raise LockLost(f"the lake {self._lake.url}'s lock {self.name!r} of {self.holder.get('purpose') or 'this job'} "
+                       f"was taken over by {by}: this process had not renewed it for longer than lock_stale_after. "
+                       "Nothing more was written; run the command again")
 
 
 # Locks held by this process: identity -> (thread id, holder record); finds a thread asking twice.
@@ -58,29 +96,24 @@ _HELD_GUARD = threading.Lock()
 
 @contextlib.contextmanager
 def hold(lake: Lake, name: str = "lake", *, timeout: float = 30.0, stale_after: float = DEFAULT_STALE_AFTER,
-         purpose: str = "", heartbeat: float | None = None,
+         single_machine: bool = False, purpose: str = "", heartbeat: float | None = None,
          details: dict | None = None) -> Iterator[LockInfo]:
     """Hold the lake-wide lock ``name`` for the duration of the block.
 
-    A local lake holds an OS lock (filelock, on the hidden ``locks/.<name>.flock``), released by
-    the OS when the process ends however it ends, and writes its holder record to
-    ``locks/<name>.lock`` for whoever waits; a record left by a dead holder is replaced. An object store
-    (``s3://``, ``memory://``) holds a create-if-absent object ``locks/<name>.lock`` whose
-    heartbeat a background thread refreshes every ``heartbeat`` seconds. Such a lock is taken
-    over when its holder is provably dead (same host, process gone or host restarted) or, for a
-    holder on another host, when its heartbeat is older than ``stale_after`` seconds; a holder
-    that is alive is never taken over. A holder removes only its own lock.
-
     Parameters
     ----------
+    lake : Lake
     name : str
         Which lock (``lake``, ``registry``, ``retrain``…).
     timeout : float
         Seconds to wait for another holder before giving up.
     stale_after : float
-        Object stores: seconds without a heartbeat after which a holder on another host counts as
-        dead (a holder's own ``heartbeat_every``, doubled, is honoured when longer). Local lakes
-        do not need it.
+        Object stores: seconds without a heartbeat, by the store's clock, after which a holder on
+        another machine counts as dead (a holder's own ``heartbeat_every``, doubled, is honoured
+        when longer). Local lakes never need it: their OS lock says whether its holder lives.
+    single_machine : bool
+        Local lakes: accept a share whose locks stay on this machine (see :func:`shared_lock_problem`),
+        the lake being used from this machine only.
     purpose : str
         Words naming the job (``retrain r…``), shown to whoever waits.
     heartbeat : float, optional
@@ -93,19 +126,20 @@ def hold(lake: Lake, name: str = "lake", *, timeout: float = 30.0, stale_after: 
     Yields
     ------
     LockInfo
-        This holder's record and ``took_over_from``: the record of a dead (or stale) holder whose
-        lock this one took over, else ``None``.
+        This holder's record, ``took_over_from`` (the record of a dead or stale holder whose lock
+        this one took over, else ``None``) and :meth:`LockInfo.verify`.
 
     Raises
     ------
     LockTimeout
         When another holder keeps the lock longer than ``timeout``; the message names it
-        (purpose, pid, host, alive or not, since when).
+        (purpose, pid, machine, alive or not, since when).
     NestedLockError
         At once (a :class:`LockTimeout` too) when this thread already holds ``name`` on this lake:
         waiting for itself would never end. Other threads of the process wait as usual.
     LakeError
-        When the store fails (unreachable, no credentials, permission denied…).
+        When the store fails (unreachable, no credentials, permission denied…), or a local lake lies
+        on a share whose locks would not reach other machines.
     """
     key = f"locks/{name}.lock"
     path = lake.path(key)
@@ -121,8 +155,12 @@ def hold(lake: Lake, name: str = "lake", *, timeout: float = 30.0, stale_after: 
     record = holder_record(lake.url, name, purpose, heartbeat_every=every)
     if details:
         record["details"] = dict(details)
-    take = _lock_local if lake.is_local else _lock_object
-    with take(lake, name, key, path, record, timeout=max(float(timeout), 0.0), stale_after=stale_after) as info:
+    timeout = max(float(timeout), 0.0)
+    if lake.is_local:
+        taken = _lock_local(lake, name, key, record, timeout=timeout, single_machine=single_machine)
+    else:
+        taken = _lock_object(lake, name, key, record, timeout=timeout, stale_after=stale_after)
+    with taken as info:
         with _HELD_GUARD:
             _HELD[identity] = (threading.get_ident(), record)
         try:
@@ -134,24 +172,38 @@ def hold(lake: Lake, name: str = "lake", *, timeout: float = 30.0, stale_after: 
 
 def lock_holder(lake: Lake, name: str = "lake", *, stale_after: float = DEFAULT_STALE_AFTER) -> dict | None:
     """The record of whoever holds (or, dead, left) the lock ``name``, with ``state`` (``alive``,
-    ``dead`` or ``stale``) and ``why`` added; ``None`` when nobody does. Reads only."""
+    ``dead`` or ``stale``) and ``why`` added; ``None`` when nobody does.
+
+    A local lake's holder is alive exactly when its OS lock cannot be taken (tried without
+    waiting, and released at once when it could): the file system answers, wherever the holder
+    runs. Writes nothing to an object store.
+    """
     key = f"locks/{name}.lock"
-    data = lake._cat(key)
-    if not data:
+    if lake.is_local:
+        return _local_holder(lake, name, key)
+    found = lake.read_versioned(key)
+    if found is None:
         return None
-    holder = parse_record(data)
-    state, why = judge_holder(holder, stale_after=stale_after)
+    holder = parse_record(found.data)
+    state, why = judge_holder(holder, age=found.age, stale_after=stale_after)
     return {**holder, "state": state, "why": why}
 
 
+# -- local lakes: OS locks ------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _lock_local(lake: Lake, name: str, key: str, path: str, record: dict, *, timeout: float,
-                stale_after: float) -> Iterator[LockInfo]:
+def _lock_local(lake: Lake, name: str, key: str, record: dict, *, timeout: float,
+                single_machine: bool) -> Iterator[LockInfo]:
     """The OS lock is held on the hidden ``locks/.<name>.flock`` (left in place, as filelock advises:
     removing a locked file lets waiters split over two files); the holder record ``locks/<name>.lock``
     exists while the lock is held, and is left behind only by a holder that died."""
     import filelock
 
+    path = lake.path(key)
+    problem = None if single_machine else shared_lock_problem(os.path.realpath(lake.root))
+    if problem:
+        raise LakeError(f"the lake {lake.url} lies on {problem}, so another machine could change the lake at the "
+                        "same time: remount the share so that locks reach its server, or, if only this machine "
+                        "ever uses the lake, set single_machine = true in kafer.toml")
     folder = os.path.dirname(path)
     with lake._io("lock", key):
         os.makedirs(folder, exist_ok=True)
@@ -163,11 +215,7 @@ def _lock_local(lake: Lake, name: str, key: str, path: str, record: dict, *, tim
         except filelock.Timeout:  # a TimeoutError, which _io would take for a store fault
             timed_out = True
     if timed_out:
-        holder = _read_local_holder(path)
-        state, why = judge_holder(holder, stale_after=stale_after) if holder else ("alive", "alive")
-        if holder is None or state == "dead":  # the new holder has not written its record yet
-            holder, why = {}, "alive"
-        raise LockTimeout(busy(lake.url, name, holder, why, timeout)) from None
+        raise LockTimeout(busy(lake.url, name, _read_local_holder(path) or {}, "alive", timeout)) from None
     try:
         with lake._io("lock", key):
             previous = _read_local_holder(path)  # a record left behind: its holder died holding the lock
@@ -183,7 +231,7 @@ def _lock_local(lake: Lake, name: str, key: str, path: str, record: dict, *, tim
         if previous is not None:
             took = {**previous, "state": "dead",
                     "why": "its process ended without releasing the lock (the OS released it)"}
-        yield LockInfo(name, record, took)
+        yield LockInfo(name, record, took, lake=lake)
     finally:
         try:
             current = _read_local_holder(path)
@@ -192,6 +240,27 @@ def _lock_local(lake: Lake, name: str, key: str, path: str, record: dict, *, tim
                     os.unlink(path)
         finally:
             flock.release()
+
+
+def _local_holder(lake: Lake, name: str, key: str) -> dict | None:
+    """Who holds a local lake's lock, by trying its OS lock without waiting."""
+    import filelock
+
+    path = lake.path(key)
+    record = _read_local_holder(path)
+    lock_file = os.path.join(os.path.dirname(path), f".{name}.flock")
+    if not os.path.exists(lock_file):
+        return None if record is None else {**record, "state": "dead", "why": "dead: it holds no OS lock"}
+    probe = filelock.FileLock(lock_file)
+    try:
+        probe.acquire(timeout=0)
+    except filelock.Timeout:
+        return {**(record or {}), "state": "alive", "why": "alive"}
+    except OSError as exc:  # the lock file may not be opened here (a read-only share): assume the worst
+        return {**(record or {}), "state": "alive",
+                "why": f"taken for alive: its OS lock cannot be tried here ({exc.strerror or exc})"}
+    probe.release()
+    return None if record is None else {**record, "state": "dead", "why": "dead: its OS lock was released"}
 
 
 def _read_local_holder(path: str) -> dict | None:
@@ -203,115 +272,163 @@ def _read_local_holder(path: str) -> dict | None:
     return parse_record(data) if data.strip() else None
 
 
-@contextlib.contextmanager
-def _lock_object(lake: Lake, name: str, key: str, path: str, record: dict, *, timeout: float,
-                 stale_after: float) -> Iterator[LockInfo]:
-    token = record["owner"]
-    deadline = time.monotonic() + timeout
-    delay, last_try = 0.05, False
-    with lake._io("lock", key):
-        while True:
+def shared_lock_problem(path: str, *, mountinfo: str | None = None) -> str | None:
+    """Why OS locks taken on ``path`` would not reach other machines, or ``None`` when they would
+    (or it cannot be told: not Linux).
+
+    Read from the mount holding ``path`` (``/proc/self/mountinfo``, or the text ``mountinfo``): an
+    NFS share mounted ``nolock``, ``local_lock=all`` or ``local_lock=flock`` keeps flock() locks on
+    the client; an SMB share mounted ``nobrl`` keeps them on the client too; sshfs has no locks
+    on the server at all.
+    """
+    if mountinfo is None:
+        try:
+            with open(MOUNTINFO, encoding="utf-8", errors="replace") as fh:
+                mountinfo = fh.read()
+        except OSError:
+            return None
+    best = None
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if "-" not in fields[6:]:
+            continue
+        dash = fields.index("-", 6)
+        point = fields[4].replace("\\040", " ")
+        if path == point or path.startswith(point.rstrip("/") + "/"):
+            if best is None or len(point) > len(best[0]):
+                options = set(fields[5].split(",")) | set(",".join(fields[dash + 3:dash + 4]).split(","))
+                best = (point, fields[dash + 1], fields[dash + 2] if len(fields) > dash + 2 else "?", options)
+    if best is None:
+        return None
+    point, kind, source, options = best
+    where = f"{source} mounted on {point}"
+    if kind.startswith("nfs"):
+        local = sorted(options & {"nolock", "local_lock=all", "local_lock=flock"})
+        if local:
+            return f"an NFS share ({where}, option {local[0]}) whose locks stay on this machine"
+    if kind in ("cifs", "smb3") and "nobrl" in options:
+        return f"an SMB share ({where}, option nobrl) whose locks stay on this machine"
+    if kind == "fuse.sshfs":
+        return f"an sshfs mount ({where}), whose locks stay on this machine"
+    return None
+
+
+# -- object stores: conditional writes ----------------------------------------------------------------
+class _Lease:
+    """An object-store lock as this holder holds it: the record it wrote and the tag the store gave it.
+
+    Every change is conditional on that tag, under a thread lock, so the heartbeat thread and
+    :meth:`LockInfo.verify` never race each other with the same tag.
+    """
+
+    def __init__(self, lake: Lake, key: str, record: dict, etag: str):
+        self.lake, self.key, self.record, self.etag = lake, key, record, etag
+        self._guard = threading.Lock()
+        self.lost = False
+        self._unanswered: tuple[dict, bytes] | None = None  # a renewal whose answer never came
+
+    def renew(self) -> bool:
+        """Rewrite the record with a fresh heartbeat, only if the lock is still this version; False
+        (and for good) once another holder has it."""
+        with self._guard:
+            if self.lost:
+                return False
+            if self._unanswered is not None:  # it may have landed: then the store holds its bytes
+                current = self.lake.read_versioned(self.key)
+                if current is not None and current.data == self._unanswered[1]:
+                    self.record, self.etag = self._unanswered[0], current.etag
+                self._unanswered = None
             now = time.time()
-            record.update(since=now, since_utc=iso(now), heartbeat=now, heartbeat_utc=iso(now))
-            if lake._create(path, json_bytes(record)):
-                current = _read_record(lake, path)
-                if current is not None and current.get("owner") == token:
-                    break  # ours, confirmed (a store without an atomic create may have let another in)
-            holder = _read_record(lake, path)
-            moved = holder is None  # released meanwhile: try again at once
-            if holder is not None:
-                state, why = judge_holder(holder, stale_after=stale_after)
-                moved = state != "alive" and _take_over(lake, path, holder, record, stale_after=stale_after)
-            remaining = deadline - time.monotonic()
-            if moved and (remaining > 0 or not last_try):
-                last_try = remaining <= 0  # freed at the deadline: one more try
-                continue
-            if remaining <= 0:
-                if holder is None:
-                    holder, why = {}, "alive"
-                raise LockTimeout(busy(lake.url, name, holder, why, timeout))
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, 0.5)
-        took = _read_record(lake, path + ".takeover")
-        if took is not None:
-            with contextlib.suppress(FileNotFoundError):
-                lake.fs.rm_file(path + ".takeover")
-            took = {**(took.get("victim") or {}), "state": took.get("state"), "why": took.get("why")}
-        if lake.is_remote:
-            lake.fs.invalidate_cache()  # see what others wrote before we held the lock
-    info = LockInfo(name, record, took)
+            record = {**self.record, "heartbeat": now, "heartbeat_utc": iso(now),
+                      "beat": self.record.get("beat", 0) + 1}
+            data = json_bytes(record)
+            self._unanswered = (record, data)
+            etag = _write_if(self.lake, self.key, data, self.etag)
+            self._unanswered = None
+            if etag is None:
+                self.lost = True
+                return False
+            self.record, self.etag = record, etag
+            return True
+
+    def release(self) -> None:
+        """Delete the lock, only if it is still this version (a lock taken over is left to its holder)."""
+        with self._guard:
+            if not self.lost:
+                self.lake.delete_versioned(self.key, self.etag)
+
+
+@contextlib.contextmanager
+def _lock_object(lake: Lake, name: str, key: str, record: dict, *, timeout: float,
+                 stale_after: float) -> Iterator[LockInfo]:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        now = time.time()
+        record.update(since=now, since_utc=iso(now), heartbeat=now, heartbeat_utc=iso(now))
+        data = json_bytes(record)
+        current = lake.read_versioned(key)
+        found, took, state, why = {}, None, "alive", "alive"
+        try:
+            if current is None:
+                etag, state = _write_if(lake, key, data, None), "gone"
+            else:
+                found = parse_record(current.data)
+                state, why = judge_holder(found, age=current.age, stale_after=stale_after)
+                etag = None if state == "alive" else _write_if(lake, key, data, current.etag)
+                took = {**found, "state": state, "why": why}
+        except BaseException:
+            _drop_if_ours(lake, key, record["owner"])  # a write whose answer was lost may have landed
+            raise
+        if etag is not None:
+            break
+        if state != "alive":
+            continue  # another took it first: judge again
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LockTimeout(busy(lake.url, name, found, why, timeout))
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.5)
+    if lake.is_remote:
+        lake.fs.invalidate_cache()  # see what others wrote before we held the lock
+    lease = _Lease(lake, key, record, etag)
     stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(lake, path, record, stop, info._lost),
-                            name=f"kafer-lock-{name}", daemon=True)
+    beat = threading.Thread(target=_heartbeat, args=(lease, stop), name=f"kafer-lock-{name}", daemon=True)
     beat.start()
     try:
-        yield info
+        yield LockInfo(name, record, took, lake=lake, lease=lease)
     finally:
         stop.set()
         beat.join()
-        with contextlib.suppress(KaferError, OSError):  # an unreleased lock ends by its heartbeat
-            with lake._io("unlock", key, ensure=False):
-                current = _read_record(lake, path)
-                if current is not None and current.get("owner") == token:
-                    lake.fs.rm_file(path)
+        with contextlib.suppress(KaferError):  # an unreleased lock is taken over once stale
+            lease.release()
 
 
-def _heartbeat(lake: Lake, path: str, record: dict, stop: threading.Event, lost: threading.Event) -> None:
-    """Refresh the holder's heartbeat until ``stop``; note when the lock is no longer ours."""
-    while not stop.wait(record["heartbeat_every"]):
+def _heartbeat(lease: _Lease, stop: threading.Event) -> None:
+    """Renew the holder's heartbeat until ``stop``, or until the lock is no longer its own."""
+    while not stop.wait(lease.record["heartbeat_every"]):
         try:
-            current = _read_record(lake, path)
-            if current is None or current.get("owner") != record["owner"]:
-                lost.set()
+            if not lease.renew():
                 return
-            now = time.time()
-            record.update(heartbeat=now, heartbeat_utc=iso(now))
-            lake.fs.pipe_file(path, json_bytes(record))
         except Exception:  # noqa: BLE001 - a missed beat is retried; staleness takes minutes
             continue
 
 
-def _take_over(lake: Lake, path: str, victim: dict, record: dict, *, stale_after: float) -> bool:
-    """Remove the lock of a dead or stale ``victim``; True when removed.
-
-    Only the waiter that creates the claim ``<lock>.takeover`` may remove the lock, and only when
-    the lock still is the victim's, so two waiters never remove each other's fresh lock. The claim
-    stays, naming the victim, for whoever takes the lock next (``took_over_from``).
-    """
-    claim_path = path + ".takeover"
-    state, why = judge_holder(victim, stale_after=stale_after)
-    claimer = {k: record.get(k) for k in ("owner", "host", "pid", "boot", "started", "purpose")}
-    claim = {"victim": victim, "state": state, "why": why, "by": claimer, "at": time.time(),
-             "at_utc": utc_now_iso()}
-    if not lake._create(claim_path, json_bytes(claim)):
-        existing = _read_record(lake, claim_path)
-        if existing is None:
-            return False
-        if (existing.get("victim") or {}).get("owner") != victim.get("owner"):
-            removable = True  # about an earlier holder, not the current one: left over
-        else:  # another waiter is taking over the same victim; unless it died doing so
-            by = {**(existing.get("by") or {}), "heartbeat": existing.get("at", 0), "heartbeat_every": 0}
-            removable = judge_holder(by, stale_after=stale_after)[0] != "alive"
-        if removable:
-            with contextlib.suppress(FileNotFoundError):
-                lake.fs.rm_file(claim_path)
-        return False
-    current = _read_record(lake, path)
-    if current is not None and current.get("owner") == victim.get("owner"):
-        with contextlib.suppress(FileNotFoundError):
-            lake.fs.rm_file(path)
-        return True
-    with contextlib.suppress(FileNotFoundError):
-        lake.fs.rm_file(claim_path)
-    return False
+def _write_if(lake: Lake, key: str, data: bytes, etag: str | None) -> str | None:
+    """Create ``key`` (``etag`` None) or replace the version ``etag`` with ``data``; its new tag, or
+    None when refused. A refusal earned by this very write, retried after its answer was lost
+    (the store holds exactly ``data``), is no refusal."""
+    tag = lake.create_versioned(key, data) if etag is None else lake.replace_versioned(key, data, etag)
+    if tag is None:
+        current = lake.read_versioned(key)
+        if current is not None and current.data == data:
+            return current.etag
+    return tag
 
 
-def _read_record(lake: Lake, path: str) -> dict | None:
-    try:
-        data = lake.fs.cat_file(path)
-    except FileNotFoundError as exc:
-        if names_missing_bucket(exc, lake._bucket):
-            raise
-        return None
-    return parse_record(data)
-
+def _drop_if_ours(lake: Lake, key: str, owner: str) -> None:
+    """Delete the lock when it holds this owner's record (a take that failed half-way), else leave it."""
+    with contextlib.suppress(Exception):
+        current = lake.read_versioned(key)
+        if current is not None and parse_record(current.data).get("owner") == owner:
+            lake.delete_versioned(key, current.etag)

@@ -21,7 +21,7 @@ from . import registry, runrecord
 from .config import Settings, load_settings
 from .errors import KaferError, StepError
 from .lake import Lake, utc_now_iso
-from .locks import hold
+from .locks import LockInfo, hold
 from .readers import Progress
 from .recovery import RETRAIN_LOCK, settle_runs
 from .runrecord import STEPS
@@ -181,8 +181,8 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
     store = Lake(settings.lake)
     store.check(write=True)
     timings: dict[str, float] = {}
-    with hold(store, RETRAIN_LOCK, timeout=settings.lock_timeout, stale_after=settings.lock_stale_after,
-              purpose=f"retrain {run_id}", details={"run": run_id}):
+    with hold(store, RETRAIN_LOCK, purpose=f"retrain {run_id}", details={"run": run_id},
+              **settings.lock_options) as held:
         for settled in settle_runs(store, runs_root, stale_after=settings.lock_stale_after, holding=True):
             say(f"run {settled['run']} stopped during {settled['step']} when its process died: "
                 + ("its candidate was registered, so it is marked succeeded" if settled["outcome"] == "completed"
@@ -209,7 +209,7 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
             timings["render"] = round(time.monotonic() - started, 2)
             runrecord.update_manifest(runs_root, run_id, steps=dict(timings))
             step = "register"
-            return finish(run, timings)
+            return finish(run, timings, held=held)
         except BaseException as exc:
             (run.folder / runrecord.CANDIDATE).unlink(missing_ok=True)
             failed = exc if isinstance(exc, StepError) else StepError(
@@ -221,12 +221,17 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
             raise failed from None
 
 
-def finish(run: runrecord.Run, timings: dict) -> RunResult:
-    """End a run whose steps all succeeded: register its candidate as pending, mark the run succeeded."""
+def finish(run: runrecord.Run, timings: dict, *, held: LockInfo) -> RunResult:
+    """End a run whose steps all succeeded: register its candidate as pending, mark the run succeeded.
+
+    ``held`` is the retrain lock: a run whose lock was taken over (its process had stalled, and
+    another may have settled it) registers nothing.
+    """
     metrics = runrecord.read_json(run.folder / runrecord.METRICS)
     candidate = metrics["models"]["candidate"]
     cars = (run.folder / runrecord.TRAINING_CARS).read_text(encoding="utf-8").split()[1:]
     production = (metrics["models"].get("production") or {}).get("version")
+    held.verify()
     version = registry.register_candidate(
         run.lake, run_id=run.run_id, version=candidate["version"],
         artifact=(run.folder / runrecord.CANDIDATE).read_bytes(), family=candidate["family"],

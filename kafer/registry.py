@@ -27,7 +27,7 @@ from . import catalog, runrecord
 from .config import Settings, load_settings
 from .errors import DecisionError, LakeError, RegistryError, RunError
 from .lake import Lake, utc_stamp
-from .locks import hold
+from .locks import LockInfo, hold
 from .model import read_meta
 from .recovery import running_run, settle_runs
 from .runrecord import died_in, list_runs, run_lake, state_of
@@ -88,7 +88,7 @@ def register_candidate(lake: Lake, *, run_id: str, version: str, artifact: bytes
     _check_id(version, "model version")
     if not isinstance(artifact, (bytes, bytearray)) or not artifact:
         raise RegistryError(f"the candidate of run {run_id} has no artifact bytes: nothing to register")
-    with _locked(lake, settings, purpose=f"register the candidate of run {run_id}"):
+    with _locked(lake, settings, purpose=f"register the candidate of run {run_id}") as held:
         existing = _candidate_of(catalog.model_metas(lake), run_id)
         if existing is not None:
             raise RegistryError(f"run {run_id} already has a candidate, {existing['version']}: a run registers "
@@ -100,7 +100,8 @@ def register_candidate(lake: Lake, *, run_id: str, version: str, artifact: bytes
         catalog.save_model(lake, version, data, {
             "version": version, "run": run_id, "data_version": data_version, "family": family,
             "metrics": metrics, "trained_on": trained_on, "compared_with": compared_with, "created_at": _iso(now),
-            "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}, training_cars=list(training_cars))
+            "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)},
+            training_cars=list(training_cars), held=held)
     return version
 
 
@@ -146,7 +147,7 @@ def decide(lake: Lake, run_id: str, choice: str, *, by: str, why: str, runs_dir:
     manifest = _succeeded_manifest(runs_dir, run_id)
     report = runrecord.run_dir(runs_dir, run_id) / runrecord.REPORT
     report_sha256 = hashlib.sha256(report.read_bytes()).hexdigest() if report.is_file() else None
-    with _locked(lake, settings, purpose=f"decide run {run_id} ({choice} by {by})"):
+    with _locked(lake, settings, purpose=f"decide run {run_id} ({choice} by {by})") as held:
         metas, pointer, log = _state(lake)
         candidate = _candidate_of(metas, run_id)
         if candidate is None:
@@ -167,10 +168,10 @@ def decide(lake: Lake, run_id: str, choice: str, *, by: str, why: str, runs_dir:
                                 f"but production is now {before or 'empty'}: its report no longer describes this "
                                 "choice; retrain to compare against the current production model, or keep-old")
         after = candidate["version"] if choice == "keep-new" else before
-        record = _log(lake, choice, run=run_id, candidate=candidate["version"], before=before, after=after,
+        record = _log(lake, held, choice, run=run_id, candidate=candidate["version"], before=before, after=after,
                       by=by, why=why, report_sha256=report_sha256)
         if choice == "keep-new":
-            catalog.set_production(lake, _pointer(record))
+            catalog.set_production(lake, _pointer(record), held=held)
     return record
 
 
@@ -204,7 +205,7 @@ def rollback(lake: Lake, *, to_version: str, by: str, why: str, settings: Settin
         When another registry change holds the lock longer than ``settings.lock_timeout``.
     """
     by, why = _who_and_why(by, why)
-    with _locked(lake, settings, purpose=f"roll back to {to_version} (by {by})"):
+    with _locked(lake, settings, purpose=f"roll back to {to_version} (by {by})") as held:
         metas, pointer, log = _state(lake)
         target = next((m for m in metas if m["version"] == to_version), None)
         if target is None:
@@ -228,9 +229,9 @@ def rollback(lake: Lake, *, to_version: str, by: str, why: str, settings: Settin
             rejected = _decision_of(log, target["run"])
             raise DecisionError(f"{to_version} was never in production: run {target['run']} kept the old model "
                                 f"({rejected['by']} at {rejected['at']}); retrain to compare again")
-        record = _log(lake, "rollback", run=None, candidate=None, before=before, after=to_version,
+        record = _log(lake, held, "rollback", run=None, candidate=None, before=before, after=to_version,
                       by=by, why=why, report_sha256=None)
-        catalog.set_production(lake, _pointer(record))
+        catalog.set_production(lake, _pointer(record), held=held)
     return record
 
 
@@ -327,15 +328,15 @@ def status(lake: Lake, *, runs: str | os.PathLike | None = None, stale_after: fl
 
 
 @contextlib.contextmanager
-def _locked(lake: Lake, settings: Settings | None, *, purpose: str) -> Iterator[None]:
+def _locked(lake: Lake, settings: Settings | None, *, purpose: str) -> Iterator[LockInfo]:
     """Hold the registry lock, first completing a pointer write a failed change left undone."""
     settings = settings or load_settings()
-    with hold(lake, LOCK, timeout=settings.lock_timeout, stale_after=settings.lock_stale_after, purpose=purpose):
+    with hold(lake, LOCK, purpose=purpose, **settings.lock_options) as held:
         pointer = catalog.production_pointer(lake)
         truth = _effective_pointer(pointer, catalog.decisions(lake))
         if truth is not None and truth != pointer:
-            catalog.set_production(lake, truth)
-        yield
+            catalog.set_production(lake, truth, held=held)
+        yield held
 
 
 def _effective_pointer(pointer: dict | None, log: list[dict]) -> dict | None:
@@ -377,14 +378,14 @@ def _status_of(version: str, current: str | None, log: list[dict]) -> str:
     return "pending"
 
 
-def _log(lake: Lake, choice: str, *, run: str | None, candidate: str | None, before: str | None,
+def _log(lake: Lake, held: LockInfo, choice: str, *, run: str | None, candidate: str | None, before: str | None,
          after: str | None, by: str, why: str, report_sha256: str | None) -> dict:
     """Append one immutable decision record and return it."""
     now = datetime.now(timezone.utc)
     record = {"id": f"{utc_stamp(now)}-{run or 'rollback'}", "at": _iso(now), "by": by, "why": why,
               "choice": choice, "run": run, "candidate": candidate, "before": before, "after": after,
               "report_sha256": report_sha256}
-    catalog.save_decision(lake, record)
+    catalog.save_decision(lake, record, held=held)
     return record
 
 

@@ -129,7 +129,7 @@ def s3_endpoint(tmp_path_factory):
         fsspec.filesystem("s3").mkdir(s3.BUCKET)
         yield endpoint
         s3.forget_clients()
-    server.stop()
+    server.shutdown()
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
-"""Another process for the lock tests: ``python lock_child.py URL NAME hold|count [N] [HEARTBEAT]``.
+"""Another process for the lock tests: ``python lock_child.py URL NAME hold|count [N] [ARG]``.
 
-``hold``: take the lock, print ``{"pid", "took_over_from"}`` as one JSON line, then hold it until
-stdin closes (or the process is killed). ``count N``: N times, take the lock, increment the pointer
-``counter`` and log its stay in the lock as ``stays/<pid>-<i>.json`` (start and end, wall clock).
+``hold [HEARTBEAT]``: take the lock, print ``{"pid", "took_over_from"}`` as one JSON line, then
+hold it until stdin closes (or the process is killed); each line read meanwhile asks it to verify
+the lock, answered ``held`` or ``lost: <message>``. ``count N [STALE_AFTER]``: N times, take the
+lock, increment the pointer ``counter`` and log its stay in the lock as ``stays/<pid>-<i>.json``
+(start and end, wall clock, and whether it took the lock over). ``KAFER_HOST`` in its environment
+makes it a process of another machine.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import sys
 import time
 
+from kafer.errors import LockLost
 from kafer.lake import Lake
 from kafer.locks import hold
 
@@ -21,16 +25,23 @@ def main(url: str, name: str, mode: str, *args: str) -> None:
     if mode == "hold":
         heartbeat = float(args[0]) if args else None
         with hold(lake, name, timeout=60, purpose=f"child {os.getpid()}", heartbeat=heartbeat,
-                       details={"run": f"r-{os.getpid()}"}) as info:
+                  details={"run": f"r-{os.getpid()}"}) as info:
             print(json.dumps({"pid": os.getpid(), "took_over_from": info.took_over_from}), flush=True)
-            sys.stdin.read()
+            for _ in sys.stdin:
+                try:
+                    info.verify()
+                    print("held", flush=True)
+                except LockLost as exc:
+                    print(f"lost: {exc}", flush=True)
         return
+    stale_after = float(args[1]) if len(args) > 1 else 120.0
     for i in range(int(args[0])):
-        with hold(lake, name, timeout=60, purpose=f"count {os.getpid()}"):
+        with hold(lake, name, timeout=60, stale_after=stale_after, purpose=f"count {os.getpid()}") as info:
             start = time.time()
             value = lake.read_pointer("counter") or 0
             lake.write_pointer("counter", value + 1)
-            lake.write_json(f"stays/{os.getpid()}-{i:03d}.json", {"start": start, "end": time.time()})
+            lake.write_json(f"stays/{os.getpid()}-{i:03d}.json",
+                            {"start": start, "end": time.time(), "took": info.took_over_from is not None})
     print("done", flush=True)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from pathlib import Path
 
 BUCKET = "kafer-test"
@@ -33,14 +34,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class _OneAtATime:
+    """A WSGI app that answers one request at a time. moto checks a write's condition (If-Match,
+    If-None-Match) and then writes, in two steps that another request may come between; S3 does
+    both at once, and so does the test server through this."""
+
+    def __init__(self, app):
+        self.app, self.guard = app, threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self.guard:
+            return list(self.app(environ, start_response))
+
+
 def start_server():
-    """A moto S3 server in a thread of this process; returns ``(server, endpoint URL)``."""
-    from moto.server import ThreadedMotoServer
+    """A moto S3 server in a thread of this process, atomic in its conditional writes as S3 is;
+    returns ``(server, endpoint URL)`` (``server.shutdown()`` stops it)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", free_port(), app, threaded=True, request_handler=MotoRequestHandler)
+    threading.Thread(target=server.serve_forever, name="moto-s3", daemon=True).start()
+    host, port = server.server_address[:2]
     return server, f"http://{host}:{port}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 from kafer import holders, locks
 from kafer.cli import main as cli_main
-from kafer.errors import LakeError, LockTimeout, NestedLockError
+from kafer.errors import LakeError, LockLost, LockTimeout, NestedLockError
 from kafer.holders import judge_holder
 from kafer.lake import Lake
 from kafer.locks import hold, lock_holder
@@ -69,11 +70,13 @@ def wait_until(condition, *, within: float = 10.0, what: str = "the condition"):
 
 
 class Child:
-    """``tests/lock_child.py`` in another process, which inherits the S3 environment."""
+    """``tests/lock_child.py`` in another process, which inherits the S3 environment; ``host`` makes it
+    a process of another machine."""
 
-    def __init__(self, lake: Lake, name: str, *args: str):
+    def __init__(self, lake: Lake, name: str, *args: str, host: str | None = None):
+        env = {**os.environ, "KAFER_HOST": host} if host else None
         self.proc = subprocess.Popen([sys.executable, str(CHILD), lake.url, name, *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.pid = self.proc.pid
 
     def line(self) -> str:
@@ -102,8 +105,8 @@ class Child:
 def children():
     made: list[Child] = []
 
-    def spawn(lake, name, *args):
-        made.append(Child(lake, name, *args))
+    def spawn(lake, name, *args, host=None):
+        made.append(Child(lake, name, *args, host=host))
         return made[-1]
 
     yield spawn
@@ -178,6 +181,23 @@ def test_check_passes_on_usable_lakes_and_leaves_nothing(store):
     assert store.list("") == []
 
 
+# -- conditional writes ------------------------------------------------------------------------------
+def test_conditional_writes_hold_only_for_the_version_seen(object_store):
+    assert object_store.read_versioned("locks/x.lock") is None
+    first = object_store.create_versioned("locks/x.lock", b"one")
+    assert first and object_store.create_versioned("locks/x.lock", b"two") is None
+    seen = object_store.read_versioned("locks/x.lock")
+    assert (seen.data, seen.etag) == (b"one", first) and 0 <= seen.age < 5
+    second = object_store.replace_versioned("locks/x.lock", b"two", first)
+    assert second and second != first
+    assert object_store.replace_versioned("locks/x.lock", b"three", first) is None  # changed since seen
+    assert not object_store.delete_versioned("locks/x.lock", first)
+    assert object_store.read_versioned("locks/x.lock").data == b"two"
+    assert object_store.delete_versioned("locks/x.lock", second)
+    assert object_store.replace_versioned("locks/x.lock", b"four", second) is None  # gone
+    assert object_store.list("locks") == []
+
+
 # -- locks ----------------------------------------------------------------------------------------------
 def test_two_threads_exclude_each_other(store):
     inside, most, start = [0], [0], threading.Barrier(2)
@@ -235,12 +255,13 @@ def test_the_next_holder_after_a_clean_release_took_over_nothing(shared, childre
     child = children(shared, "registry", "hold")
     holding(child)
     child.release()
+    assert lock_holder(shared, "registry") is None
     with hold(shared, "registry", timeout=5) as info:
         assert info.took_over_from is None
 
 
 def test_a_live_holder_is_never_taken_over(shared, children):
-    """Even with a heartbeat far older than the waiter's staleness: on this host its process is seen alive."""
+    """Even with a heartbeat far older than the waiter's staleness: on this machine its process is seen alive."""
     child = children(shared, "lake", "hold", "3600")
     holding(child)
     with pytest.raises(LockTimeout, match=rf"is busy: child {child.pid} \(pid {child.pid} on .*, alive, since .*\) "
@@ -250,6 +271,38 @@ def test_a_live_holder_is_never_taken_over(shared, children):
     child.release()
     with hold(shared, "lake", timeout=5) as info:
         assert info.took_over_from is None
+
+
+def test_a_local_holder_on_another_machine_is_judged_by_its_os_lock(tmp_path, children, monkeypatch):
+    """A holder on another machine never renews anything on a local lake: its OS lock alone says it lives,
+    however small the staleness; once it died, the lock is free at once."""
+    lake = Lake(str(tmp_path / "lake"))
+    child = children(lake, "retrain", "hold", host="machine-a")
+    holding(child)
+    monkeypatch.setenv("KAFER_HOST", "machine-b")
+    found = lock_holder(lake, "retrain", stale_after=0.01)
+    assert found["state"] == "alive" and found["host"] == "machine-a" and found["details"] == {"run": f"r-{child.pid}"}
+    with pytest.raises(LockTimeout, match=rf"busy: child {child.pid} \(pid {child.pid} on machine-a, alive"):
+        with hold(lake, "retrain", timeout=0.3, stale_after=0.01):
+            pass
+    assert lock_holder(lake, "retrain", stale_after=0.01)["state"] == "alive"  # probing took nothing from it
+    child.kill()
+    assert lock_holder(lake, "retrain")["state"] == "dead"
+    with hold(lake, "retrain", timeout=5) as info:
+        assert info.took_over_from["host"] == "machine-a" and info.took_over_from["state"] == "dead"
+
+
+def test_a_local_lock_held_by_this_very_process_is_alive(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    assert lock_holder(lake, "lake") is None
+    with hold(lake, "lake", purpose="mine"):
+        assert lock_holder(lake, "lake")["state"] == "alive"
+        outcome = []
+        other = threading.Thread(target=lambda: outcome.append(_try_lock(lake, "lake", 0.2)))
+        other.start()
+        other.join()
+        assert outcome == ["LockTimeout"]
+    assert lock_holder(lake, "lake") is None
 
 
 def test_a_thread_asking_twice_is_told_at_once(store):
@@ -284,24 +337,36 @@ def _try_lock(lake: Lake, name: str, timeout: float) -> str:
 
 
 def _plant(lake: Lake, name: str, **record) -> dict:
-    """A lock record as another host's holder (or an older Käfer) left it."""
+    """A lock record as another machine's holder (or an older Käfer) left it."""
     lake.write_pointer(f"locks/{name}.lock", record)
     return record
 
 
-def test_a_stale_heartbeat_is_taken_over(object_store):
-    now = time.time()
+def _dead_holder_here() -> dict:
+    """The record of a holder on this machine whose process has ended."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return {"owner": f"here:{gone.pid}:dead", "host": holders.this_host(), "pid": gone.pid,
+            "boot": holders._boot_id(), "purpose": "retrain r-dead", "heartbeat_every": 30.0}
+
+
+#: Staleness short enough for a test, long enough for S3's clock, which says times to the second.
+SHORT = 1.0
+
+
+def test_a_silent_holder_on_another_machine_is_taken_over_by_the_store_clock(object_store):
+    """Its heartbeat says an hour ago, but only the store's clock counts: fresh until SHORT has passed there."""
     _plant(object_store, "retrain", owner="far:4242:abc", host="far-away-host", pid=4242, purpose="retrain r0",
-           since=now - 900, since_utc="earlier", heartbeat=now - 600, heartbeat_every=30.0)
-    with hold(object_store, "retrain", timeout=5, stale_after=120) as info:
+           since=time.time() - 3600, since_utc="earlier", heartbeat=time.time() - 3600, heartbeat_every=0.1)
+    assert lock_holder(object_store, "retrain", stale_after=60)["state"] == "alive"
+    with hold(object_store, "retrain", timeout=30, stale_after=SHORT) as info:
         assert info.took_over_from["host"] == "far-away-host" and info.took_over_from["state"] == "stale"
-        assert "no heartbeat for 6" in info.took_over_from["why"]
+        assert "no heartbeat for" in info.took_over_from["why"]
     assert object_store.list("locks") == []
 
 
-def test_several_waiters_taking_over_at_once_hold_one_at_a_time(object_store):
-    now = time.time()
-    _plant(object_store, "lake", owner="far:1:x", host="far-away-host", pid=1, heartbeat=now - 600, heartbeat_every=1.0)
+def test_several_threads_taking_over_at_once_leave_one_holder(object_store):
+    _plant(object_store, "lake", **_dead_holder_here())
     start, guard, inside, most, took = threading.Barrier(4), threading.Lock(), [0], [0], []
 
     def work():
@@ -321,21 +386,39 @@ def test_several_waiters_taking_over_at_once_hold_one_at_a_time(object_store):
     for t in threads:
         t.join()
     assert most[0] == 1 and object_store.read_pointer("counter") == 4
-    assert [t["owner"] for t in took if t] == ["far:1:x"]  # exactly one holder learnt of the take-over
+    assert [t["purpose"] for t in took if t] == ["retrain r-dead"]  # exactly one holder took it over
     assert object_store.list("locks") == []
 
 
-def test_a_fresh_heartbeat_on_another_host_is_respected(object_store):
-    now = time.time()
+def test_several_processes_taking_over_at_once_leave_one_holder(shared, children):
+    """Four processes find a lock its holder left when it died; one takes it over, the others wait their turn."""
+    if shared.is_local:
+        os.makedirs(shared.path("locks"), exist_ok=True)
+        Path(shared.path("locks/lake.lock")).write_text(json.dumps(_dead_holder_here()))
+    else:
+        _plant(shared, "lake", **_dead_holder_here())
+    workers = [children(shared, "lake", "count", "3") for _ in range(4)]
+    for w in workers:
+        assert w.line().strip() == "done"
+        w.release()
+    stays = [shared.read_json(k) for k in shared.list("stays")]
+    assert shared.read_pointer("counter") == 12 and len(stays) == 12
+    spans = sorted((s["start"], s["end"]) for s in stays)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert sum(s["took"] for s in stays) == 1
+    assert shared.list("locks") == []
+
+
+def test_a_fresh_lock_on_another_machine_is_respected(object_store):
     _plant(object_store, "retrain", owner="far:4242:abc", host="far-away-host", pid=4242, purpose="retrain r0",
-           since=now - 900, since_utc="earlier", heartbeat=now, heartbeat_every=30.0)
+           since=time.time() - 900, since_utc="earlier", heartbeat=time.time() - 900, heartbeat_every=30.0)
     with pytest.raises(LockTimeout, match=r"retrain r0 \(pid 4242 on far-away-host, alive, heartbeat \d+ s ago, since"):
         with hold(object_store, "retrain", timeout=0.3, stale_after=120):
             pass
 
 
 def test_an_older_kafers_lock_is_taken_over(store):
-    host = holders._this_host()
+    host = holders.this_host()
     record = {"owner": f"{host}:999999999:1234abcd", "purpose": "retrain old", "since": time.time() - 7 * 3600,
               "since_utc": "long ago"}
     if store.is_local:
@@ -351,14 +434,15 @@ def test_the_heartbeat_keeps_a_holder_elsewhere_alive(object_store, monkeypatch)
     with hold(object_store, "lake", heartbeat=0.05, purpose="ingest may") as info:
         first = lock_holder(object_store, "lake")["heartbeat"]
         wait_until(lambda: lock_holder(object_store, "lake")["heartbeat"] > first, what="a heartbeat")
-        monkeypatch.setattr(holders, "_this_host", lambda: "another-host")  # the waiter cannot see the process
+        monkeypatch.setenv("KAFER_HOST", "another-host")  # the waiter cannot see the process
         outcome = []
         waiter = threading.Thread(target=lambda: outcome.append(
-            _try_lock_with(object_store, "lake", timeout=1.0, stale_after=0.3)))
+            _try_lock_with(object_store, "lake", timeout=2.5, stale_after=SHORT)))
         waiter.start()
         waiter.join()
         assert outcome[0][0] == "LockTimeout" and "ingest may" in outcome[0][1] and "alive, heartbeat" in outcome[0][1]
         assert not info.lost
+        info.verify()
 
 
 def _try_lock_with(lake: Lake, name: str, **options) -> tuple[str, str]:
@@ -369,36 +453,67 @@ def _try_lock_with(lake: Lake, name: str, **options) -> tuple[str, str]:
         return (type(exc).__name__, str(exc))
 
 
-def test_a_stopped_heartbeat_is_taken_over_and_the_old_holder_removes_only_its_own(object_store, monkeypatch):
-    def no_beats(lake, path, record, stop, lost):
+def test_a_holder_whose_heartbeat_stalled_is_taken_over_and_stopped(object_store, monkeypatch):
+    """Two holders are never both allowed to write: the stalled one's next verify refuses it."""
+    def no_beats(lease, stop):
         stop.wait()
 
     monkeypatch.setattr(locks, "_heartbeat", no_beats)
-    taken, old_released, report = threading.Event(), threading.Event(), {}
+    taken, old_done, report = threading.Event(), threading.Event(), {}
 
     def waiter():
-        with hold(Lake(object_store.url), "lake", timeout=10, stale_after=0.3, purpose="new") as info:
+        with hold(Lake(object_store.url), "lake", timeout=30, stale_after=SHORT, purpose="new") as info:
             report["took"] = info.took_over_from
             taken.set()
-            old_released.wait(10)
+            old_done.wait(30)
+            info.verify()
+            report["new still holds"] = True
 
     with hold(object_store, "lake", purpose="old", heartbeat=0.05) as old:
-        monkeypatch.setattr(holders, "_this_host", lambda: "another-host")
+        old.verify()  # a renewal: still its own
+        monkeypatch.setenv("KAFER_HOST", "another-host")
         thread = threading.Thread(target=waiter)
         thread.start()
-        assert taken.wait(10)
+        assert taken.wait(30)
+        with pytest.raises(LockLost, match=r"lock 'lake' of old was taken over by new \(pid \d+ on another-host, "
+                                           r"alive.*\): .*Nothing more was written"):
+            old.verify()
+        assert old.lost
     assert lock_holder(object_store, "lake")["purpose"] == "new"  # the old holder left the new one's lock alone
-    old_released.set()
+    old_done.set()
     thread.join()
-    assert report["took"]["owner"] == old.holder["owner"] and report["took"]["state"] == "stale"
-    assert object_store.list("locks") == []
+    assert report["new still holds"] and report["took"]["owner"] == old.holder["owner"]
+    assert report["took"]["state"] == "stale" and object_store.list("locks") == []
 
 
-def test_a_holder_whose_lock_was_taken_notices(object_store):
+def test_a_stalled_process_is_taken_over_and_stopped(s3_lake, children, monkeypatch):
+    """A holder frozen (SIGSTOP) longer than the staleness loses its lock to another machine; woken, it is refused."""
+    child = children(s3_lake, "retrain", "hold", "0.1", host="machine-a")
+    holding(child)
+    os.kill(child.pid, signal.SIGSTOP)
+    try:
+        monkeypatch.setenv("KAFER_HOST", "machine-b")
+        with hold(s3_lake, "retrain", timeout=30, stale_after=SHORT, purpose="retrain on b") as info:
+            assert info.took_over_from["pid"] == child.pid and info.took_over_from["state"] == "stale"
+            os.kill(child.pid, signal.SIGCONT)
+            child.proc.stdin.write("verify\n")
+            child.proc.stdin.flush()
+            assert child.line().startswith("lost: ")
+            info.verify()
+            assert lock_holder(s3_lake, "retrain")["purpose"] == "retrain on b"
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+    child.release()
+    assert s3_lake.list("locks") == []
+
+
+def test_a_holder_whose_lock_was_replaced_notices_and_leaves_it(object_store):
     with hold(object_store, "lake", heartbeat=0.05) as info:
         _plant(object_store, "lake", owner="someone-else", host="far", pid=1, heartbeat=time.time())
         wait_until(lambda: info.lost, what="the holder noticing")
-    assert lock_holder(object_store, "lake")["owner"] == "someone-else"
+        with pytest.raises(LockLost):
+            info.verify()
+    assert lock_holder(object_store, "lake")["owner"] == "someone-else"  # its heartbeat and release left it alone
 
 
 def test_a_local_holder_removes_only_its_own_record(tmp_path):
@@ -409,24 +524,64 @@ def test_a_local_holder_removes_only_its_own_record(tmp_path):
     assert lock_holder(lake, "lake")["owner"] == "other"
 
 
-def test_judging_holders():
-    now = time.time()
+def test_judging_holders(monkeypatch):
     me = holders.holder_record("memory://x", "lake", "me", heartbeat_every=30.0)
-    assert judge_holder(me)[0] == "alive"
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    assert judge_holder({**me, "pid": gone.pid}) == ("dead", "dead")
+    assert judge_holder(me, age=3600) == ("alive", "alive")  # on this machine: its process, not its age
+    gone = _dead_holder_here()
+    assert judge_holder({**me, "pid": gone["pid"]}, age=0) == ("dead", "dead")
     if me["started"]:
-        assert judge_holder({**me, "started": "1"})[0] == "dead"  # the pid now names another process
-    if me["boot"]:
-        assert judge_holder({**me, "boot": "another-boot"}) == ("dead", "dead: this host restarted since")
+        assert judge_holder({**me, "started": "1"}, age=0)[0] == "dead"  # the pid now names another process
+    if me["boot"]:  # a restart, or another machine of this name: its age decides
+        assert judge_holder({**me, "boot": "another-boot", "pid": gone["pid"]}, age=10, stale_after=120)[0] == "alive"
+        assert judge_holder({**me, "boot": "another-boot"}, age=200, stale_after=120)[0] == "stale"
     if me["pidns"]:  # another container with the same host name: its pids are not ours to judge
-        assert judge_holder({**me, "pidns": "pid:[1]", "pid": gone.pid, "heartbeat": now})[0] == "alive"
-    far = {**me, "host": "far-away-host", "heartbeat": now - 100}
-    assert judge_holder(far, stale_after=120, now=now)[0] == "alive"
-    assert judge_holder(far, stale_after=60, now=now)[0] == "stale"
-    assert judge_holder({**far, "heartbeat_every": 60.0}, stale_after=60, now=now)[0] == "alive"  # its own pace
-    assert judge_holder({"owner": None, "unreadable": True})[0] == "dead"
+        assert judge_holder({**me, "pidns": "pid:[1]", "pid": gone["pid"]}, age=0)[0] == "alive"
+    far = {**me, "host": "far-away-host"}
+    assert judge_holder(far, age=100, stale_after=120) == ("alive", "alive, heartbeat 100 s ago")
+    assert judge_holder(far, age=100, stale_after=60)[0] == "stale"
+    assert judge_holder({**far, "heartbeat_every": 60.0}, age=100, stale_after=60)[0] == "alive"  # its own pace
+    assert judge_holder({"owner": None, "unreadable": True}, age=0)[0] == "dead"
+    monkeypatch.setenv("KAFER_HOST", "far-away-host")  # the test hook: this process now plays that machine
+    assert holders.this_host() == "far-away-host" and judge_holder(far, age=3600)[0] == "alive"
+
+
+# -- shares whose locks stay on one machine -------------------------------------------------------------
+MOUNTS = """\
+22 1 259:2 / / rw,relatime shared:1 - ext4 /dev/nvme0n1p2 rw
+40 22 0:45 / /mnt/plant rw,relatime shared:20 - nfs4 filer:/plant rw,vers=4.2,local_lock=none
+41 22 0:46 / /mnt/old rw,relatime shared:21 - nfs filer:/old rw,vers=3,nolock,local_lock=all
+42 22 0:47 / /mnt/smb rw,relatime shared:22 - cifs //nas/kafer rw,vers=3.1.1,nobrl
+43 22 0:48 / /mnt/smb\\040ok rw,relatime shared:23 - cifs //nas/ok rw,vers=3.1.1
+44 22 0:49 / /mnt/ssh rw,relatime shared:24 - fuse.sshfs me@host:/data rw
+45 41 0:50 / /mnt/old/sub rw,relatime shared:25 - nfs4 filer:/sub rw,vers=4.1
+"""
+
+
+@pytest.mark.parametrize("path, problem", [
+    ("/home/ana/lake", None),
+    ("/mnt/plant/kafer/lake", None),
+    ("/mnt/old/kafer", r"an NFS share \(filer:/old mounted on /mnt/old, option local_lock=all\) whose locks stay"),
+    ("/mnt/old/sub/kafer", None),  # the nearest mount decides
+    ("/mnt/smb/lake", r"an SMB share \(//nas/kafer mounted on /mnt/smb, option nobrl\)"),
+    ("/mnt/smb ok/lake", None),
+    ("/mnt/ssh/lake", r"an sshfs mount"),
+])
+def test_shares_whose_locks_stay_on_one_machine_are_found(path, problem):
+    found = locks.shared_lock_problem(path, mountinfo=MOUNTS)
+    assert (found is None) if problem is None else re.match(problem, found), found
+
+
+def test_a_lake_on_such_a_share_is_refused_unless_it_is_used_from_one_machine(tmp_path, monkeypatch):
+    mounts = tmp_path / "mountinfo"
+    mounts.write_text(f"50 1 0:51 / {tmp_path} rw - nfs filer:/kafer rw,vers=3,nolock\n")
+    monkeypatch.setattr(locks, "MOUNTINFO", str(mounts))
+    lake = Lake(str(tmp_path / "lake"))
+    with pytest.raises(LakeError, match=r"lies on an NFS share \(filer:/kafer .*option nolock\) whose locks stay on "
+                                        r"this machine.*set single_machine = true in kafer.toml"):
+        with hold(lake, "lake", timeout=1):
+            pass
+    with hold(lake, "lake", timeout=1, single_machine=True) as info:
+        assert info.took_over_from is None
 
 
 # -- faults ------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ deleting a file, and status tells the truth about every run and model (tests/cra
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -14,9 +15,12 @@ import pytest
 from kafer import catalog, registry
 from kafer.cli import main
 from kafer.config import load_settings
+from kafer.errors import DecisionError, LockTimeout
 from kafer.lake import Lake
 from kafer.locks import lock_holder
 from kafer.pipeline import retrain
+from kafer.recovery import settle_runs
+from kafer.runrecord import read_manifest, start_run, update_manifest
 from test_pipeline import SMALL
 from worlds import quick_retrain
 
@@ -89,3 +93,44 @@ def test_a_decision_killed_before_its_pointer_moved_is_what_status_and_predict_u
     second = quick_retrain(months[1], settings=settings, run_id="r2")
     registry.decide(lake, "r2", "keep-old", by="Rui", why="no better", runs_dir=settings.runs)  # the lock is free
     assert catalog.production_pointer(lake)["version"] == version != second
+
+
+def test_a_live_retrain_on_another_machine_is_neither_abandoned_nor_taken_over(tmp_path, months, monkeypatch,
+                                                                               capsys):
+    """Machine A retrains (a process holding the retrain lock for run r-live) on a shared lake folder;
+    machine B, with the smallest staleness, looks, decides, settles and retrains: all of it leaves the run
+    alone, and the second retrain is refused naming A. Once A's process is gone, B recovers the run."""
+    settings = load_settings(lake=str(tmp_path / "lake"), runs=str(tmp_path / "runs"), lock_stale_after=0.01,
+                             lock_timeout=0.5, **SMALL)
+    start_run(settings.runs, "r-live", settings)
+    update_manifest(settings.runs, "r-live", status="running", steps={"01_ingest": 1.0})
+    (Path(settings.runs) / "r-live" / "candidate.model").write_bytes(b"being trained")
+    script = ("import sys\nfrom kafer.lake import Lake\nfrom kafer.locks import hold\n"
+              f"with hold(Lake({settings.lake!r}), 'retrain', purpose='retrain r-live', details={{'run': 'r-live'}}):\n"
+              "    print('held', flush=True)\n    sys.stdin.read()\n")
+    machine_a = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True, env={**os.environ, "KAFER_HOST": "machine-a"})
+    try:
+        assert machine_a.stdout.readline().strip() == "held"
+        monkeypatch.setenv("KAFER_HOST", "machine-b")
+        lake = Lake(settings.lake)
+        assert [(r["run"], r["status"]) for r in status(settings)["runs"]] == [("r-live", "running")]
+        assert settle_runs(lake, settings.runs, stale_after=settings.lock_stale_after) == []
+        with pytest.raises(DecisionError, match="has status 'running'"):
+            registry.decide(lake, "r-live", "keep-new", by="Ana", why="too early", runs_dir=settings.runs,
+                            settings=settings)
+        assert main(["status", "--lake", settings.lake, "--runs", settings.runs]) == 0
+        assert "running" in capsys.readouterr().out
+        with pytest.raises(LockTimeout, match=r"busy: retrain r-live \(pid \d+ on machine-a, alive"):
+            retrain([str(months[0])], settings=settings, run_id="r-second")
+        assert read_manifest(settings.runs, "r-live")["status"] == "running"
+        assert (Path(settings.runs) / "r-live" / "candidate.model").exists()
+        assert not (Path(settings.runs) / "r-second").exists()
+    finally:
+        machine_a.kill()
+        machine_a.wait(timeout=30)
+    assert [(r["run"], r["status"], r["step"]) for r in status(settings)["runs"]] == [
+        ("r-live", "abandoned", "02_merge")]
+    assert settle_runs(lake, settings.runs, stale_after=120) == [{"run": "r-live", "outcome": "abandoned",
+                                                                  "step": "02_merge"}]
+    assert not (Path(settings.runs) / "r-live" / "candidate.model").exists()

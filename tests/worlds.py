@@ -17,7 +17,9 @@ from kafer.config import Settings
 from kafer.demo import make_demo_upload
 from kafer.ingest import land, receive
 from kafer.lake import utc_now_iso
+from kafer.locks import hold
 from kafer.pipeline import finish
+from kafer.recovery import RETRAIN_LOCK
 from kafer.runrecord import start_run, update_manifest
 from kafer.steps import evaluate_run, merge_run, save_candidate, train_candidate
 
@@ -26,16 +28,19 @@ SMALL = {"min_compare_cars": 50, "min_compare_failures": 5}
 
 
 def quick_retrain(upload: Path | None, *, settings: Settings, run_id: str) -> str:
-    """Ingest ``upload`` (none: the lake as it is), merge, train, compare and register; the candidate's version."""
+    """Ingest ``upload`` (none: the lake as it is), merge, train, compare and register, holding the
+    retrain lock as ``kafer retrain`` does; the candidate's version."""
     run = start_run(settings.runs, run_id, settings)
-    update_manifest(run.runs, run_id, status="running", started_at=utc_now_iso())
-    received = receive([str(upload)] if upload else [], lake=run.lake, settings=settings, allow_empty=True)
-    land(received, lake=run.lake, settings=settings)
-    merge_run(run)
-    model, split = train_candidate(run)
-    save_candidate(model, split, run)
-    evaluate_run(run)
-    return finish(run, {}).candidate_version
+    with hold(run.lake, RETRAIN_LOCK, purpose=f"retrain {run_id}", details={"run": run_id},
+              **settings.lock_options) as held:
+        update_manifest(run.runs, run_id, status="running", started_at=utc_now_iso())
+        received = receive([str(upload)] if upload else [], lake=run.lake, settings=settings, allow_empty=True)
+        land(received, lake=run.lake, settings=settings)
+        merge_run(run)
+        model, split = train_candidate(run)
+        save_candidate(model, split, run)
+        evaluate_run(run)
+        return finish(run, {}, held=held).candidate_version
 
 
 @pytest.fixture(scope="session")
