@@ -13,7 +13,7 @@ model). The layers, as the lake's folders show them::
     models/versions/<version>/model.bin          a model artifact, opaque bytes, written first
     models/versions/<version>/training_cars.parquet  the cars it was trained or validated on
     models/versions/<version>/meta.json          its registry entry; marks the version complete
-    models/decisions/<id>.json                   one immutable record per decision
+    models/decisions/<id>.json                   one immutable record per decision (id: its sequence number)
     models/PRODUCTION.json                       the production pointer, written last
 
 Data keys are written once; only the two pointers are ever replaced. The writes that make
@@ -213,12 +213,15 @@ def model_artifact(lake: Lake, version: str) -> bytes:
 
 
 def decisions(lake: Lake) -> list[dict]:
-    """Every logged decision, oldest first (ids start with their UTC time)."""
-    return [lake.read_json(key) for key in lake.list(_DECISIONS) if key.endswith(".json")]
+    """Every logged decision in the log's order: by sequence number (``seq``), those an older Käfer
+    logged without one first, in the order of their ids (which start with their UTC time)."""
+    found = [lake.read_json(key) for key in lake.list(_DECISIONS) if key.endswith(".json")]
+    return sorted(found, key=lambda d: (d.get("seq") or 0, d["id"]))
 
 
 def save_decision(lake: Lake, record: dict, *, held: LockInfo) -> None:
-    """Append one immutable decision record, still holding the registry lock ``held``."""
+    """Append one immutable decision record, still holding the registry lock ``held``; its key (its
+    sequence number) is written once, so two writers can never log the same number."""
     held.verify()
     lake.write_json(f"{_DECISIONS}/{record['id']}.json", record)
 

@@ -83,7 +83,7 @@ class LockInfo:
         if self._lease is None or self._lease.renew():
             return
         current = lock_holder(self._lake, self.name)
-        by = describe_holder(current, current["why"]) if current else "another process, since gone"
+        by = describe_holder(current, current["why"]) if current else "another process, which has released it since"
         raise LockLost(f"the lake {self._lake.url}'s lock {self.name!r} of {self.holder.get('purpose') or 'this job'} "
                        f"was taken over by {by}: this process had not renewed it for longer than lock_stale_after. "
                        "Nothing more was written; run the command again")

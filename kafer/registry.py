@@ -1,12 +1,16 @@
 """The model registry in the lake: immutable versions, the production pointer and the decision log.
 
 A version is an artifact plus its entry (run, data version, family, metrics, sha256); a decision
-is one immutable record (``<stamp>-<run>``, ``-rollback`` for a rollback); the production pointer
-is written last. Where they live is :mod:`kafer.catalog`'s business.
+is one immutable record numbered by a sequence (``seq``, taken under the registry lock: its id is
+the number, and the number's key is created only once); the production pointer is written last.
+The log's order is its sequence, never a machine's clock, so decisions from machines whose clocks
+disagree keep their true order; decisions an older Käfer logged without a number (ids
+``<stamp>-<run>``) come first, in the order of their ids. Where they live is :mod:`kafer.catalog`'s
+business.
 
 Nothing here is ever rewritten except the pointer; the decision log is written before it and is
-the truth: wherever they disagree (a change died between the two), every read follows the log and
-the next change rewrites the pointer. A version's status is derived from the pointer
+the truth: wherever they disagree (a change died between the two), every read follows the log
+(production is the last decision's ``after``) and the next change rewrites the pointer. A version's status is derived from the pointer
 and the log: ``production`` (the pointer names it), ``superseded`` (a decision once had it in
 production), ``rejected`` (its run was decided keep-old), else ``pending``. Every change holds the
 lake's ``registry`` lock. When a change stopped between its log record and its pointer, the next
@@ -168,7 +172,7 @@ def decide(lake: Lake, run_id: str, choice: str, *, by: str, why: str, runs_dir:
                                 f"but production is now {before or 'empty'}: its report no longer describes this "
                                 "choice; retrain to compare against the current production model, or keep-old")
         after = candidate["version"] if choice == "keep-new" else before
-        record = _log(lake, held, choice, run=run_id, candidate=candidate["version"], before=before, after=after,
+        record = _log(lake, held, log, choice, run=run_id, candidate=candidate["version"], before=before, after=after,
                       by=by, why=why, report_sha256=report_sha256)
         if choice == "keep-new":
             catalog.set_production(lake, _pointer(record), held=held)
@@ -229,7 +233,7 @@ def rollback(lake: Lake, *, to_version: str, by: str, why: str, settings: Settin
             rejected = _decision_of(log, target["run"])
             raise DecisionError(f"{to_version} was never in production: run {target['run']} kept the old model "
                                 f"({rejected['by']} at {rejected['at']}); retrain to compare again")
-        record = _log(lake, held, "rollback", run=None, candidate=None, before=before, after=to_version,
+        record = _log(lake, held, log, "rollback", run=None, candidate=None, before=before, after=to_version,
                       by=by, why=why, report_sha256=None)
         catalog.set_production(lake, _pointer(record), held=held)
     return record
@@ -378,11 +382,11 @@ def _status_of(version: str, current: str | None, log: list[dict]) -> str:
     return "pending"
 
 
-def _log(lake: Lake, held: LockInfo, choice: str, *, run: str | None, candidate: str | None, before: str | None,
-         after: str | None, by: str, why: str, report_sha256: str | None) -> dict:
-    """Append one immutable decision record and return it."""
-    now = datetime.now(timezone.utc)
-    record = {"id": f"{utc_stamp(now)}-{run or 'rollback'}", "at": _iso(now), "by": by, "why": why,
+def _log(lake: Lake, held: LockInfo, log: list[dict], choice: str, *, run: str | None, candidate: str | None,
+         before: str | None, after: str | None, by: str, why: str, report_sha256: str | None) -> dict:
+    """Append one immutable decision record, numbered after the last of ``log``, and return it."""
+    seq = max((d.get("seq") or 0 for d in log), default=0) + 1
+    record = {"seq": seq, "id": f"{seq:06d}", "at": _iso(datetime.now(timezone.utc)), "by": by, "why": why,
               "choice": choice, "run": run, "candidate": candidate, "before": before, "after": after,
               "report_sha256": report_sha256}
     catalog.save_decision(lake, record, held=held)

@@ -9,14 +9,15 @@ import multiprocessing
 import queue
 import re
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from conftest import lake_snapshot
-from kafer import catalog, registry
+from kafer import catalog, locks, registry
 from kafer.config import load_settings
-from kafer.errors import DecisionError, LakeError, LockTimeout, RegistryError
+from kafer.errors import DecisionError, LakeError, LockLost, LockTimeout, RegistryError
 from kafer.lake import Lake
 from kafer.locks import hold
 from kafer.runrecord import write_json
@@ -33,12 +34,13 @@ TRAINED_ON = {"cars": 4800, "positives": 330, "produced_from": "2024-04-01T06:00
 
 
 def register(lake: Lake, *, run_id: str, artifact: bytes, family: str = "hgb", data_version: str = "f1",
-             metrics: dict | None = None, settings=None) -> str:
+             metrics: dict | None = None, compared_with: str | None = None, settings=None) -> str:
     """Register a candidate as a retrain does, with a fresh version id."""
     return registry.register_candidate(lake, run_id=run_id, version=registry.new_version(), artifact=artifact,
                                        family=family, data_version=data_version,
                                        metrics={} if metrics is None else metrics, trained_on=TRAINED_ON,
-                                       training_cars=["2024-1510001", "2024-1510002"], settings=settings)
+                                       training_cars=["2024-1510001", "2024-1510002"], compared_with=compared_with,
+                                       settings=settings)
 
 
 def write_run(runs: Path, run_id: str, *, candidate: str | None, production: str | None,
@@ -62,10 +64,10 @@ def write_run(runs: Path, run_id: str, *, candidate: str | None, production: str
 
 def retrain(lake: Lake, runs: Path, run_id: str) -> str:
     """What a succeeded retrain leaves: a pending candidate in the lake and the run's record."""
-    current = registry.production(lake)
+    current = (registry.production(lake) or {}).get("version")
     version = register(lake, run_id=run_id, artifact=f"model of {run_id}".encode(), family="hgb",
-                                          data_version="f20241101T000000.000000Z", metrics=FIGURES)
-    write_run(runs, run_id, candidate=version, production=current["version"] if current else None)
+                       data_version="f20241101T000000.000000Z", metrics=FIGURES, compared_with=current)
+    write_run(runs, run_id, candidate=version, production=current)
     return version
 
 
@@ -124,7 +126,7 @@ def test_keep_new_promotes(lake, runs):
     assert catalog.production_pointer(lake)["version"] == version
     assert registry.decisions(lake) == [record]
     assert [d["id"] for d in catalog.decisions(lake)] == [record["id"]]
-    assert record["id"].endswith(f"-{RUN1}")
+    assert (record["seq"], record["id"]) == (1, "000001")
     assert [v["status"] for v in registry.versions(lake)] == ["production"]
     assert registry.candidates(lake) == [] and registry.latest_pending_run(lake) is None
 
@@ -224,7 +226,7 @@ def test_retrain_keep_new_retrain_keep_old(lake, runs):
     log = registry.decisions(lake)
     assert [(d["run"], d["choice"], d["by"], d["why"]) for d in log] == [
         (RUN1, "keep-new", "Ana", "first model beats nothing"), (RUN2, "keep-old", "Rui", "recall interval overlaps")]
-    assert log[0]["at"] <= log[1]["at"] and log[0]["id"] < log[1]["id"]
+    assert [d["seq"] for d in log] == [1, 2] and log[0]["at"] <= log[1]["at"]
     assert [(d["before"], d["after"]) for d in log] == [(None, first), (first, first)]
     assert {v["version"]: v["status"] for v in registry.versions(lake)} == {first: "production", second: "rejected"}
 
@@ -237,7 +239,7 @@ def test_rollback_restores_an_earlier_version_and_is_logged(lake, runs):
     assert {v["version"]: v["status"] for v in registry.versions(lake)} == {first: "superseded", second: "production"}
     record = registry.rollback(lake, to_version=first, by="Rui", why="line complaints about the new ranking")
     assert (record["choice"], record["run"], record["before"], record["after"]) == ("rollback", None, second, first)
-    assert record["id"].endswith("-rollback") and record["by"] == "Rui"
+    assert record["seq"] == 3 and record["by"] == "Rui"
     assert registry.production(lake)["version"] == first
     assert registry.production(lake)["decision"] == record["id"]
     assert registry.decisions(lake)[-1] == record and len(registry.decisions(lake)) == 3
@@ -287,6 +289,50 @@ def test_unknown_or_damaged_artifact(lake, runs):
     lake.fs.pipe_file(lake.path(f"models/versions/{version}/model.bin"), b"tampered")
     with pytest.raises(LakeError, match="does not match its registered hash"):
         registry.load_artifact(lake, version)
+
+
+class _Clock(datetime):
+    """A machine's clock, ``ahead`` of the true time (set per test)."""
+
+    ahead = timedelta(0)
+
+    @classmethod
+    def now(cls, tz=None):
+        return datetime.now(tz) + cls.ahead
+
+
+def test_decisions_from_machines_whose_clocks_disagree_keep_their_true_order(lake, runs, monkeypatch):
+    """Machine A's clock is an hour ahead: its decision, made first, says a later time than B's, made after;
+    neither the production model nor the next change may go back to A's."""
+    monkeypatch.setattr(registry, "datetime", _Clock)
+    first = retrain(lake, runs, RUN1)
+    _Clock.ahead = timedelta(hours=1)
+    on_a = registry.decide(lake, RUN1, "keep-new", by="Ana on A", why="first", runs_dir=runs)
+    _Clock.ahead = timedelta(0)
+    second = retrain(lake, runs, RUN2)
+    on_b = registry.decide(lake, RUN2, "keep-new", by="Rui on B", why="better", runs_dir=runs)
+    assert on_b["at"] < on_a["at"]  # the clocks say B decided first …
+    assert [d["id"] for d in registry.decisions(lake)] == [on_a["id"], on_b["id"]]  # … the sequence knows better
+    assert registry.production(lake)["version"] == second
+    retrain(lake, runs, RUN3)
+    _Clock.ahead = timedelta(hours=1)
+    registry.decide(lake, RUN3, "keep-old", by="Ana on A", why="no better", runs_dir=runs)
+    assert registry.production(lake)["version"] == second == catalog.production_pointer(lake)["version"] != first
+
+
+def test_decisions_of_an_older_kafer_come_first_in_their_old_order(lake, runs):
+    first = retrain(lake, runs, RUN1)
+    second = retrain(lake, runs, RUN2)
+    old = [{"id": f"20241126T2017{s}.000000Z-{run}", "at": f"2024-11-26T20:17:{s}+00:00", "by": "Ana", "why": "old",
+            "choice": "keep-new", "run": run, "candidate": v, "before": b, "after": v, "report_sha256": None}
+           for s, run, v, b in (("53", RUN2, second, first), ("13", RUN1, first, None))]
+    for record in old:
+        lake.write_json(f"models/decisions/{record['id']}.json", record)
+    assert [d["run"] for d in registry.decisions(lake)] == [RUN1, RUN2]  # by their ids, as they always read
+    assert registry.production(lake)["version"] == second
+    record = registry.rollback(lake, to_version=first, by="Rui", why="back")
+    assert record["seq"] == 1 and [d["run"] for d in registry.decisions(lake)] == [RUN1, RUN2, None]
+    assert registry.production(lake)["version"] == first == catalog.production_pointer(lake)["version"]
 
 
 def test_a_pointer_write_that_failed_is_read_from_the_log_and_completed_by_the_next_change(lake, runs, monkeypatch):
@@ -389,3 +435,61 @@ def test_two_processes_deciding_at_once(tmp_path, runs):
     assert decision["choice"] == next(o[1] for o in results if o[0] == "ok")
     assert (registry.production(lake) or {}).get("version") == (version if decision["choice"] == "keep-new" else None)
     assert lake.list("locks") == []
+
+
+@pytest.fixture(params=["memory", "s3"])
+def store(request):
+    """Lakes whose lock is an object with a heartbeat."""
+    return request.getfixturevalue("memory_lake" if request.param == "memory" else "s3_lake")
+
+
+@pytest.mark.parametrize("change", ["register", "decide", "rollback"])
+def test_a_holder_stalled_past_its_lock_registers_nothing_and_moves_no_pointer(store, runs, monkeypatch, change):
+    """Machine A reads the registry under its lock, then stalls (no heartbeat) past the staleness; machine B
+    takes the lock over and decides. A, woken, is refused (LockLost) before its entry, decision or pointer."""
+    first = retrain(store, runs, RUN1)
+    registry.decide(store, RUN1, "keep-new", by="Ana", why="first", runs_dir=runs)
+    second = retrain(store, runs, RUN2)
+    registry.decide(store, RUN2, "keep-new", by="Ana", why="second", runs_dir=runs)
+    retrain(store, runs, RUN3)
+    short = load_settings(lock_stale_after=1.0, lock_timeout=30)
+    monkeypatch.setattr(locks, "_heartbeat", lambda lease, stop: stop.wait())
+    read, stalled, woken = registry._state, threading.Event(), threading.Event()
+
+    def read_then_stall(lake):
+        state = read(lake)
+        if threading.current_thread().name == "machine-a":
+            stalled.set()
+            woken.wait(60)
+        return state
+
+    monkeypatch.setattr(registry, "_state", read_then_stall)
+    monkeypatch.setattr(registry, "_candidate_of", lambda metas, run_id: (
+        read_then_stall(store), next((m for m in metas if m["run"] == run_id), None))[1])
+    outcome = []
+
+    def machine_a():
+        try:
+            if change == "register":
+                register(store, run_id="r20250101T000000Z-a001", artifact=b"a's model", settings=short)
+            elif change == "decide":
+                registry.decide(store, RUN3, "keep-new", by="A", why="stalled", runs_dir=runs, settings=short)
+            else:
+                registry.rollback(store, to_version=first, by="A", why="stalled", settings=short)
+            outcome.append("written")
+        except LockLost as exc:
+            outcome.append(str(exc))
+
+    monkeypatch.setenv("KAFER_HOST", "machine-a")
+    thread = threading.Thread(target=machine_a, name="machine-a")
+    thread.start()
+    assert stalled.wait(60)
+    monkeypatch.setenv("KAFER_HOST", "machine-b")
+    on_b = registry.decide(store, RUN3, "keep-old", by="B", why="b took over", runs_dir=runs, settings=short)
+    woken.set()
+    thread.join(60)
+    assert len(outcome) == 1 and "lock 'registry' of " in outcome[0] and "was taken over by" in outcome[0]
+    assert "Nothing more was written" in outcome[0]
+    assert registry.decisions(store)[-1] == on_b and len(registry.decisions(store)) == 3
+    assert [v["run"] for v in registry.versions(store)] == [RUN1, RUN2, RUN3]
+    assert registry.production(store)["version"] == second == catalog.production_pointer(store)["version"]
