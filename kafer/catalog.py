@@ -200,6 +200,11 @@ def save_model(lake: Lake, version: str, artifact: bytes, meta: dict, *, trainin
     lake.write_json(f"{_VERSIONS}/{version}/meta.json", meta)
 
 
+def run_model(lake: Lake, run_id: str) -> dict | None:
+    """The registry entry of the candidate the run ``run_id`` registered, or ``None``."""
+    return next((m for m in model_metas(lake) if m["run"] == run_id), None)
+
+
 def model_training_cars(lake: Lake, version: str) -> set[str] | None:
     """The cars ``version`` was trained or validated on; ``None`` for a version registered before
     they were recorded."""

@@ -4,7 +4,8 @@ The only module that imports papermill. Each step is a parameterized notebook un
 ``notebooks/``; executed copies and the rendered comparison go to ``runs/<run-id>/``. A run
 writes its settings snapshot before the first step and pins its data version after the merge;
 the steps read both (see :mod:`kafer.runrecord`). The candidate enters the lake's registry as a
-pending version only once every step succeeded; a failure of any kind marks the run failed.
+pending version only once every step succeeded; a failure of any kind before that marks the run
+failed, and a run whose candidate is registered is succeeded whatever stops it afterwards.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import registry, runrecord
+from . import catalog, registry, runrecord
 from .config import Settings, load_settings
-from .errors import KaferError, StepError
+from .errors import KaferError, RunError, StepError
 from .lake import Lake, utc_now_iso
 from .locks import LockInfo, hold
 from .readers import Progress
@@ -184,9 +185,9 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
     with hold(store, RETRAIN_LOCK, purpose=f"retrain {run_id}", details={"run": run_id},
               **settings.lock_options) as held:
         for settled in settle_runs(store, runs_root, stale_after=settings.lock_stale_after, holding=True):
-            say(f"run {settled['run']} stopped during {settled['step']} when its process died: "
+            say(f"run {settled['run']} stopped during {settled['step']}: "
                 + ("its candidate was registered, so it is marked succeeded" if settled["outcome"] == "completed"
-                   else "marked abandoned"))
+                   else "its process died, so it is marked abandoned"))
         run = runrecord.start_run(runs_root, run_id, settings)
         runrecord.update_manifest(runs_root, run_id, status="running", started_at=utc_now_iso(), steps={},
                                   parameters={"upload": upload, "lake": settings.lake, "family": settings.family,
@@ -211,14 +212,41 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
             step = "register"
             return finish(run, timings, held=held)
         except BaseException as exc:
-            (run.folder / runrecord.CANDIDATE).unlink(missing_ok=True)
             failed = exc if isinstance(exc, StepError) else StepError(
                 step, str(exc) if isinstance(exc, KaferError) else f"{type(exc).__name__}: {exc}")
-            runrecord.update_manifest(runs_root, run_id, status="failed", finished_at=utc_now_iso(), steps=timings,
-                                      error=str(failed), failed_step=failed.step)
+            said = _stopped(run, timings, failed)
             if isinstance(exc, (StepError, KeyboardInterrupt, SystemExit)):
                 raise
-            raise failed from None
+            raise said from None
+
+
+def _stopped(run: runrecord.Run, timings: dict, failed: StepError) -> KaferError:
+    """Record a run that ``failed``; the error to raise.
+
+    A run whose candidate reached the registry has succeeded, whatever stopped it afterwards (Ctrl-C,
+    a write error), so that a run and its candidate always agree: it is recorded as succeeded, and
+    the error says that its candidate waits for a decision. When the lake cannot say whether the
+    candidate is there, the run is left ``running``: recovery settles it from the registry once
+    this process has ended (:func:`kafer.recovery.settle_runs`).
+    """
+    candidate = None
+    if failed.step == "register":
+        try:
+            candidate = catalog.run_model(run.lake, run.run_id)
+        except KaferError:
+            return failed
+    if candidate is None:
+        (run.folder / runrecord.CANDIDATE).unlink(missing_ok=True)
+        runrecord.update_manifest(run.runs, run.run_id, status="failed", finished_at=utc_now_iso(), steps=timings,
+                                  error=str(failed), failed_step=failed.step)
+        return failed
+    runrecord.update_manifest(run.runs, run.run_id, status="succeeded", finished_at=candidate["created_at"],
+                              steps=timings, candidate_version=candidate["version"],
+                              production_version=candidate.get("compared_with"),
+                              recovered=f"stopped after registering its candidate ({failed}); "
+                                        f"completed {utc_now_iso()}")
+    return RunError(f"run {run.run_id} registered its candidate {candidate['version']}, which waits for a decision "
+                    f"(kafer decide {run.run_id} keep-new|keep-old), but stopped before finishing its record: {failed}")
 
 
 def finish(run: runrecord.Run, timings: dict, *, held: LockInfo) -> RunResult:

@@ -4,10 +4,10 @@ The lake is written once, pointers last, so a crash never loses data; what it ca
 still marked ``running`` whose process is gone, a candidate registered whose run never said it
 succeeded, or an artifact without its registry entry (ignored: a version exists only with its
 entry). The decision log is written before the production pointer, and the registry reads the
-log as the truth (:mod:`kafer.registry`). This module settles the runs: a run whose process died
-after registering its candidate is completed (succeeded), any other is marked ``abandoned`` with
-the step it died in. A run is judged dead when nobody alive holds the lake's ``retrain`` lock
-for it (locks die with their owner, see :mod:`kafer.locks`).
+log as the truth (:mod:`kafer.registry`). This module settles the runs by the registry, which is
+in the lake: a run whose candidate was registered is completed (succeeded), any other left
+running is marked ``abandoned`` with the step it died in. A run is judged dead when nobody alive
+holds the lake's ``retrain`` lock for it (locks die with their owner, see :mod:`kafer.locks`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from . import catalog
 from .lake import Lake, utc_now_iso
 from .locks import lock_holder
-from .runrecord import CANDIDATE, died_in, list_runs, run_lake, state_of, update_manifest
+from .runrecord import CANDIDATE, died_in, list_runs, run_lake, update_manifest
 
 #: Name of the lake lock a retrain holds, and where its holder record names the run.
 RETRAIN_LOCK = "retrain"
@@ -33,7 +33,12 @@ def running_run(lake: Lake, *, stale_after: float) -> str | None:
 
 
 def settle_runs(lake: Lake, runs: str | os.PathLike, *, stale_after: float, holding: bool = False) -> list[dict]:
-    """Complete or abandon this lake's runs left ``running`` by a process that died.
+    """Make this lake's runs agree with its registry after a process died or stopped.
+
+    A run whose candidate is in the registry is completed (succeeded), whether it was left
+    ``running`` by a process that died or marked ``failed`` by one stopped after registering; a run
+    left ``running`` by a process that died, with nothing in the registry, is marked ``abandoned``.
+    The run whose retrain holds the lake's retrain lock is alive and left alone.
 
     Parameters
     ----------
@@ -41,7 +46,7 @@ def settle_runs(lake: Lake, runs: str | os.PathLike, *, stale_after: float, hold
     runs : path
         The run records folder.
     stale_after : float
-        Heartbeat staleness for the retrain lock's holder on another host (see :func:`kafer.locks.hold`).
+        Staleness of the retrain lock's holder on an object store (see :func:`kafer.locks.hold`).
     holding : bool
         True when the caller holds the retrain lock itself: then no other run can be alive.
 
@@ -52,24 +57,25 @@ def settle_runs(lake: Lake, runs: str | os.PathLike, *, stale_after: float, hold
         was registered: the run succeeded) or ``abandoned``.
     """
     alive = None if holding else running_run(lake, stale_after=stale_after)
+    ours = [m for m in list_runs(runs) if m.get("status") in ("running", "failed", "abandoned")
+            and m["run_id"] != alive and run_lake(runs, m["run_id"]) == lake.url]
+    registered = {m["run"]: m for m in catalog.model_metas(lake)} if ours else {}
     settled = []
-    for manifest in list_runs(runs):
-        run_id = manifest.get("run_id")
-        if state_of(manifest, alive=alive) != "abandoned" or manifest.get("status") != "running":
-            continue
-        if run_lake(runs, run_id) != lake.url:
-            continue
-        candidate = next((m for m in catalog.model_metas(lake) if m["run"] == run_id), None)
-        step = died_in(manifest)
+    for manifest in ours:
+        run_id, status = manifest["run_id"], manifest["status"]
+        step = manifest.get("failed_step") or died_in(manifest)
+        candidate = registered.get(run_id)
         if candidate is not None:
-            update_manifest(runs, run_id, status="succeeded", finished_at=candidate["created_at"],
-                            candidate_version=candidate["version"],
-                            production_version=candidate.get("compared_with"),
-                            recovered=f"its process died after registering the candidate; completed {utc_now_iso()}")
-            settled.append({"run": run_id, "outcome": "completed", "step": step})
-        else:
-            (Path(runs) / run_id / CANDIDATE).unlink(missing_ok=True)
-            update_manifest(runs, run_id, status="abandoned", failed_step=step, abandoned_at=utc_now_iso(),
-                            error=f"its process died during {step}; nothing it did reached the registry")
-            settled.append({"run": run_id, "outcome": "abandoned", "step": step})
+            how = "its process died" if status == "running" else f"it was marked {status}"
+            if update_manifest(runs, run_id, if_status=status, status="succeeded",
+                               finished_at=candidate["created_at"], candidate_version=candidate["version"],
+                               production_version=candidate.get("compared_with"),
+                               recovered=f"{how} after registering its candidate; completed {utc_now_iso()}"):
+                settled.append({"run": run_id, "outcome": "completed", "step": step})
+        elif status == "running":
+            if update_manifest(runs, run_id, if_status="running", status="abandoned", failed_step=step,
+                               abandoned_at=utc_now_iso(),
+                               error=f"its process died during {step}; nothing it did reached the registry"):
+                (Path(runs) / run_id / CANDIDATE).unlink(missing_ok=True)
+                settled.append({"run": run_id, "outcome": "abandoned", "step": step})
     return settled

@@ -10,11 +10,12 @@ business.
 
 Nothing here is ever rewritten except the pointer; the decision log is written before it and is
 the truth: wherever they disagree (a change died between the two), every read follows the log
-(production is the last decision's ``after``) and the next change rewrites the pointer. A version's status is derived from the pointer
-and the log: ``production`` (the pointer names it), ``superseded`` (a decision once had it in
-production), ``rejected`` (its run was decided keep-old), else ``pending``. Every change holds the
-lake's ``registry`` lock. When a change stopped between its log record and its pointer, the next
-change completes the pointer from the log before doing anything else.
+(production is the last decision's ``after``) and the next change rewrites the pointer. A
+version's status is derived from the pointer and the log: ``production`` (the pointer names it),
+``superseded`` (a decision once had it in production), ``rejected`` (its run was decided
+keep-old), else ``pending``. Every change holds the lake's ``registry`` lock, and verifies it
+before each write. When a change stopped between its log record and its pointer, the next change
+completes the pointer from the log before doing anything else.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def register_candidate(lake: Lake, *, run_id: str, version: str, artifact: bytes
     if not isinstance(artifact, (bytes, bytearray)) or not artifact:
         raise RegistryError(f"the candidate of run {run_id} has no artifact bytes: nothing to register")
     with _locked(lake, settings, purpose=f"register the candidate of run {run_id}") as held:
-        existing = _candidate_of(catalog.model_metas(lake), run_id)
+        existing = catalog.run_model(lake, run_id)
         if existing is not None:
             raise RegistryError(f"run {run_id} already has a candidate, {existing['version']}: a run registers "
                                 "at most one; retrain for another")
@@ -314,19 +315,24 @@ def status(lake: Lake, *, runs: str | os.PathLike | None = None, stale_after: fl
         "decisions": [{"run", "choice", "by", "why", "at", "before", "after", …}],
         "runs": [{"run", "status", "step", "started_at", "finished_at", "candidate", "error"}]}``,
         each run of this lake in ``runs`` with its true status: ``running`` only while its process
-        lives, ``abandoned`` once it died (with the ``step`` it died in).
+        lives, ``succeeded`` once its candidate is in the registry, ``abandoned`` once it died
+        without (with the ``step`` it died in).
     """
     runs_of_lake = []
     if runs is not None:
         alive = running_run(lake, stale_after=stale_after)
+        registered = {m["run"]: m["version"] for m in catalog.model_metas(lake)}
         for manifest in list_runs(runs):
-            if run_lake(runs, manifest["run_id"]) != lake.url:
+            run_id = manifest["run_id"]
+            if run_lake(runs, run_id) != lake.url:
                 continue
-            state = state_of(manifest, alive=alive)
-            step = manifest.get("failed_step") or (died_in(manifest) if state in ("running", "abandoned") else None)
-            runs_of_lake.append({"run": manifest["run_id"], "status": state, "step": step,
+            state = state_of(manifest, alive=alive, registered=run_id in registered)
+            step = None if state == "succeeded" else manifest.get("failed_step") or (
+                died_in(manifest) if state in ("running", "abandoned") else None)
+            runs_of_lake.append({"run": run_id, "status": state, "step": step,
                                  "started_at": manifest.get("started_at"), "finished_at": manifest.get("finished_at"),
-                                 "candidate": manifest.get("candidate_version"), "error": manifest.get("error")})
+                                 "candidate": manifest.get("candidate_version") or registered.get(run_id),
+                                 "error": None if state == "succeeded" else manifest.get("error")})
     return {"lake": lake.url, "production": production(lake), "candidates": candidates(lake),
             "decisions": decisions(lake), "runs": runs_of_lake}
 

@@ -84,13 +84,35 @@ def read_manifest(runs: str | os.PathLike, run_id: str) -> dict:
     return read_json(run_dir(runs, run_id) / MANIFEST)
 
 
-def update_manifest(runs: str | os.PathLike, run_id: str, **changes: Any) -> dict:
-    """Merge ``changes`` into the run's manifest (created when absent) and return it."""
+def update_manifest(runs: str | os.PathLike, run_id: str, *, if_status: str | None = None,
+                    **changes: Any) -> dict | None:
+    """Merge ``changes`` into the run's manifest (created when absent) and return it; with
+    ``if_status``, only while its status is still that (else ``None``: another process settled it).
+
+    The read, the merge and the write hold the run's own OS lock (``.manifest.lock`` in its folder),
+    so that two processes updating one run (its retrain, its notebook, a recovery) never lose each
+    other's changes.
+
+    Raises
+    ------
+    RunError
+        When another process keeps the run's record locked for a minute.
+    """
+    import filelock
+
     path = run_dir(runs, run_id) / MANIFEST
-    manifest = read_json(path) if path.exists() else {"run_id": run_id}
-    manifest.update(changes)
-    write_json(path, manifest)
-    return manifest
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with filelock.FileLock(path.with_name(".manifest.lock"), timeout=60):
+            manifest = read_json(path) if path.exists() else {"run_id": run_id}
+            if if_status is not None and manifest.get("status") != if_status:
+                return None
+            manifest.update(changes)
+            write_json(path, manifest)
+            return manifest
+    except filelock.Timeout:
+        raise RunError(f"the record of run {run_id} in {runs} stays locked by another process: "
+                       "try again when it has finished") from None
 
 
 def list_runs(runs: str | os.PathLike) -> list[dict]:
@@ -115,13 +137,16 @@ def run_lake(runs: str | os.PathLike, run_id: str) -> str | None:
         return None
 
 
-def state_of(manifest: dict, *, alive: str | None) -> str:
+def state_of(manifest: dict, *, alive: str | None, registered: bool) -> str:
     """A run's status as it truly is: ``running`` only while its retrain is alive (``alive`` names
-    the run whose retrain holds the lake), else ``abandoned``."""
+    the run whose retrain holds the lake); else ``succeeded`` once its candidate is in the registry
+    (``registered``: a run and its candidate always agree), else ``abandoned`` when it died running."""
     status = manifest.get("status")
-    if status == "running" and manifest.get("run_id") != alive:
-        return "abandoned"
-    return status
+    if status == "running" and manifest.get("run_id") == alive:
+        return "running"
+    if registered:
+        return "succeeded"
+    return "abandoned" if status == "running" else status
 
 
 def died_in(manifest: dict) -> str:

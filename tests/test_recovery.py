@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from kafer import catalog, registry
+from kafer import catalog, pipeline, registry, runrecord
 from kafer.cli import main
 from kafer.config import load_settings
-from kafer.errors import DecisionError, LockTimeout
+from kafer.errors import DecisionError, LakeError, LockTimeout, RunError, StepError
 from kafer.lake import Lake
 from kafer.locks import lock_holder
 from kafer.pipeline import retrain
@@ -58,8 +60,8 @@ def test_a_retrain_killed_in_its_merge_blocks_nothing_and_is_shown_abandoned(set
 def test_a_candidate_registered_by_a_run_killed_before_it_said_succeeded_can_be_decided(settings, months, capsys):
     killed("registered", settings, "late", months[0])
     [run] = status(settings)["runs"]
-    assert run["status"] == "abandoned" and run["step"] == "register"
     [pending] = status(settings)["candidates"]
+    assert (run["status"], run["step"], run["candidate"]) == ("succeeded", None, pending["version"])  # as it is
     assert main(["decide", "late", "keep-new", "--by", "Ana", "--why", "good", "--lake", settings.lake,
                  "--runs", settings.runs]) == 0
     assert f"Kept the new model: {pending['version']}" in capsys.readouterr().out
@@ -134,3 +136,91 @@ def test_a_live_retrain_on_another_machine_is_neither_abandoned_nor_taken_over(t
     assert settle_runs(lake, settings.runs, stale_after=120) == [{"run": "r-live", "outcome": "abandoned",
                                                                   "step": "02_merge"}]
     assert not (Path(settings.runs) / "r-live" / "candidate.model").exists()
+
+
+@pytest.fixture
+def steps_here(monkeypatch):
+    """``kafer.pipeline.retrain`` with its notebook steps run in this process (see tests/crashing.py)."""
+    from crashing import in_process
+
+    monkeypatch.setattr(pipeline, "run_notebook", in_process)
+    monkeypatch.setattr(pipeline, "render_html", lambda notebook: notebook.with_suffix(".html").write_text("<html>"))
+
+
+def _stop_once_succeeding(monkeypatch, error: BaseException) -> None:
+    """Make the run's record fail once, where it would say the run succeeded (after registering)."""
+    update, stopped = runrecord.update_manifest, []
+
+    def failing(runs, run_id, **changes):
+        if changes.get("status") == "succeeded" and not stopped:
+            stopped.append(error)
+            raise error
+        return update(runs, run_id, **changes)
+
+    monkeypatch.setattr(runrecord, "update_manifest", failing)
+
+
+@pytest.mark.parametrize("error, raised", [(KeyboardInterrupt(), KeyboardInterrupt),
+                                           (OSError(28, "No space left on device"), RunError)])
+def test_a_retrain_stopped_after_registering_is_succeeded_and_its_candidate_can_be_decided(
+        settings, months, steps_here, monkeypatch, error, raised):
+    _stop_once_succeeding(monkeypatch, error)
+    with pytest.raises(raised) as stopped:
+        retrain([str(months[0])], settings=settings, run_id="late")
+    if raised is RunError:
+        assert re.match(r"run late registered its candidate m\S+, which waits for a decision \(kafer decide late "
+                        r"keep-new\|keep-old\), but stopped before finishing its record: .*No space left",
+                        str(stopped.value))
+    [pending] = status(settings)["candidates"]
+    manifest = read_manifest(settings.runs, "late")
+    assert (manifest["status"], manifest["candidate_version"]) == ("succeeded", pending["version"])
+    assert [(r["run"], r["status"]) for r in status(settings)["runs"]] == [("late", "succeeded")]
+    assert (Path(settings.runs) / "late" / "candidate.model").exists()
+    registry.decide(Lake(settings.lake), "late", "keep-new", by="Ana", why="good", runs_dir=settings.runs)
+    assert registry.production(Lake(settings.lake))["version"] == pending["version"]
+
+
+def test_a_retrain_stopped_after_registering_while_the_lake_cannot_answer_is_settled_from_the_registry(
+        settings, months, steps_here, monkeypatch):
+    """The record cannot be finished, nor the registry asked: the run stays running while its process
+    lives, reads as succeeded once it ended, and the next command completes it."""
+    _stop_once_succeeding(monkeypatch, OSError(5, "Input/output error"))
+
+    def unreachable(lake, run_id):
+        raise LakeError("cannot reach the lake")
+
+    with monkeypatch.context() as lake_down:
+        lake_down.setattr(pipeline, "catalog", SimpleNamespace(run_model=unreachable))  # only as the run stops
+        with pytest.raises(StepError, match="Input/output error"):
+            retrain([str(months[0])], settings=settings, run_id="late")
+    assert read_manifest(settings.runs, "late")["status"] == "running"
+    assert [(r["run"], r["status"]) for r in status(settings)["runs"]] == [("late", "succeeded")]
+    assert settle_runs(Lake(settings.lake), settings.runs, stale_after=120) == [
+        {"run": "late", "outcome": "completed", "step": "register"}]
+    assert read_manifest(settings.runs, "late")["status"] == "succeeded"
+
+
+def test_a_retrain_that_fails_before_registering_is_failed_with_nothing_registered(settings, months, steps_here,
+                                                                                   monkeypatch):
+    def refused(*args, **kwargs):
+        raise OSError(13, "Permission denied")
+
+    monkeypatch.setattr(registry, "register_candidate", refused)
+    with pytest.raises(StepError, match="Permission denied"):
+        retrain([str(months[0])], settings=settings, run_id="early")
+    manifest = read_manifest(settings.runs, "early")
+    assert (manifest["status"], manifest["failed_step"]) == ("failed", "register")
+    assert not (Path(settings.runs) / "early" / "candidate.model").exists()
+    assert status(settings)["candidates"] == [] and settle_runs(Lake(settings.lake), settings.runs,
+                                                                stale_after=120) == []
+
+
+def test_a_run_an_older_kafer_marked_failed_with_its_candidate_registered_is_completed(settings, months):
+    """What the former finish() left after a write error: a failed run whose candidate waits in the registry."""
+    version = quick_retrain(months[0], settings=settings, run_id="old")
+    update_manifest(settings.runs, "old", status="failed", failed_step="register", error="StepError: disk full")
+    assert [(r["run"], r["status"], r["candidate"]) for r in status(settings)["runs"]] == [
+        ("old", "succeeded", version)]
+    assert settle_runs(Lake(settings.lake), settings.runs, stale_after=120) == [
+        {"run": "old", "outcome": "completed", "step": "register"}]
+    registry.decide(Lake(settings.lake), "old", "keep-old", by="Ana", why="not better", runs_dir=settings.runs)

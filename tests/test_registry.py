@@ -464,8 +464,8 @@ def test_a_holder_stalled_past_its_lock_registers_nothing_and_moves_no_pointer(s
         return state
 
     monkeypatch.setattr(registry, "_state", read_then_stall)
-    monkeypatch.setattr(registry, "_candidate_of", lambda metas, run_id: (
-        read_then_stall(store), next((m for m in metas if m["run"] == run_id), None))[1])
+    run_model = catalog.run_model
+    monkeypatch.setattr(catalog, "run_model", lambda lake, run_id: (read_then_stall(lake), run_model(lake, run_id))[1])
     outcome = []
 
     def machine_a():
