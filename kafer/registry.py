@@ -15,7 +15,9 @@ version's status is derived from the pointer and the log: ``production`` (the po
 ``superseded`` (a decision once had it in production), ``rejected`` (its run was decided
 keep-old), else ``pending``. Every change holds the lake's ``registry`` lock, and verifies it
 before each write. When a change stopped between its log record and its pointer, the next change
-completes the pointer from the log before doing anything else.
+completes the pointer from the log before doing anything else. Decisions rest on the lake: whether
+a candidate's comparison is still current is read from its entry (``compared_with``), not from
+the run's local record.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from .runrecord import died_in, list_runs, run_lake, state_of
 LOCK = "registry"
 #: What a person may decide about a run's candidate.
 CHOICES = ("keep-new", "keep-old")
+#: A comparison whose production model is recorded nowhere.
+_UNRECORDED = "unrecorded"
 
 
 def new_version() -> str:
@@ -167,7 +171,11 @@ def decide(lake: Lake, run_id: str, choice: str, *, by: str, why: str, runs_dir:
             raise DecisionError(f"run {run_id} was already decided: {earlier['choice']} by {earlier['by']} at "
                                 f"{earlier['at']} ({earlier['why']!r})")
         before = pointer["version"] if pointer else None
-        compared = manifest.get("production_version", before)
+        compared = _compared_with(candidate, manifest)
+        if choice == "keep-new" and compared == _UNRECORDED:
+            raise DecisionError(f"run {run_id}'s candidate {candidate['version']} does not say which production model "
+                                "it was compared with (neither its registry entry nor its run's record does): retrain "
+                                "to compare against the current production model, or keep-old")
         if choice == "keep-new" and compared != before:
             raise DecisionError(f"run {run_id} compared its candidate with {compared or 'no production model'}, "
                                 f"but production is now {before or 'empty'}: its report no longer describes this "
@@ -368,6 +376,14 @@ def _meta(lake: Lake, version: str) -> dict:
         raise RegistryError(f"unknown model version {version!r} in the lake {lake.url}: "
                             "`kafer status` lists the versions")
     return meta
+
+
+def _compared_with(entry: dict, manifest: dict) -> str | None:
+    """The production version a candidate was compared with, as its registry entry recorded it; an
+    entry from before Käfer recorded it there falls back on its run's record; else unrecorded."""
+    if "compared_with" in entry:
+        return entry["compared_with"]
+    return manifest.get("production_version", _UNRECORDED)
 
 
 def _candidate_of(metas: list[dict], run_id: str) -> dict | None:

@@ -209,6 +209,36 @@ def test_keep_new_on_a_stale_comparison_is_refused(lake, runs):
     assert registry.production(lake)["version"] == first
 
 
+def test_whether_a_comparison_is_stale_is_read_from_the_registry_not_the_runs_folder(lake, runs):
+    first = retrain(lake, runs, RUN1)
+    registry.decide(lake, RUN1, "keep-new", by="Ana", why="first", runs_dir=runs)
+    stale = register(lake, run_id=RUN2, artifact=b"two", compared_with=None)
+    write_run(runs, RUN2, candidate=stale, production=first)  # a runs folder that says otherwise
+    with pytest.raises(DecisionError, match=f"compared its candidate with no production model, but production is now "
+                                            f"{first}"):
+        registry.decide(lake, RUN2, "keep-new", by="Ana", why="looks fine here", runs_dir=runs)
+    fresh = register(lake, run_id=RUN3, artifact=b"three", compared_with=first)
+    write_run(runs, RUN3, candidate=fresh, production=None)
+    registry.decide(lake, RUN3, "keep-new", by="Ana", why="the lake says it is fair", runs_dir=runs)
+    assert registry.production(lake)["version"] == fresh
+
+
+def test_an_entry_from_before_the_registry_recorded_its_comparison_falls_back_on_its_run(lake, runs):
+    first = retrain(lake, runs, RUN1)
+    registry.decide(lake, RUN1, "keep-new", by="Ana", why="first", runs_dir=runs)
+    old = retrain(lake, runs, RUN2)
+    key = f"models/versions/{old}/meta.json"
+    entry = {k: v for k, v in lake.read_json(key).items() if k != "compared_with"}
+    lake.fs.pipe_file(lake.path(key), json.dumps(entry).encode())  # as an older Käfer registered it
+    manifest = json.loads((runs / RUN2 / "manifest.json").read_text())
+    write_json(runs / RUN2 / "manifest.json", {k: v for k, v in manifest.items() if k != "production_version"})
+    with pytest.raises(DecisionError, match="does not say which production model it was compared with"):
+        registry.decide(lake, RUN2, "keep-new", by="Ana", why="x", runs_dir=runs)
+    write_json(runs / RUN2 / "manifest.json", manifest)
+    registry.decide(lake, RUN2, "keep-new", by="Ana", why="its run says it was compared with the first", runs_dir=runs)
+    assert registry.production(lake)["version"] == old != first
+
+
 def test_a_missing_report_is_logged_as_such(lake, runs):
     retrain(lake, runs, RUN1)
     (runs / RUN1 / "04_compare.html").unlink()
