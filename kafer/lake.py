@@ -466,9 +466,9 @@ class Lake:
     def _conditional_path(self, key: str) -> str:
         """The path of ``key`` on a store that has conditional writes (S3, memory)."""
         if not (self.is_memory or set(protocols(self.fs)) & _S3_PROTOCOLS):
-            raise LakeError(f"the lake {self.url} is on a store Käfer cannot lock: its locks need conditional "
-                            "writes (If-Match), which Käfer uses on s3:// stores and on local folders' OS locks; "
-                            "put the lake on one of those")
+            raise LakeError(f"the lake {self.url} is on a store Käfer cannot lock: a lock on an object store needs "
+                            "conditional writes (If-Match), which Käfer uses on s3:// only; put the lake on S3 or in "
+                            "a folder (locked by the OS)")
         return self.path(key)
 
     def _create(self, path: str, data: bytes) -> bool:

@@ -294,10 +294,9 @@ def shared_lock_problem(path: str, *, mountinfo: str | None = None) -> str | Non
             continue
         dash = fields.index("-", 6)
         point = fields[4].replace("\\040", " ")
-        if path == point or path.startswith(point.rstrip("/") + "/"):
-            if best is None or len(point) > len(best[0]):
-                options = set(fields[5].split(",")) | set(",".join(fields[dash + 3:dash + 4]).split(","))
-                best = (point, fields[dash + 1], fields[dash + 2] if len(fields) > dash + 2 else "?", options)
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and (best is None or len(point) > len(best[0])):
+            kind, source, *more = fields[dash + 1:dash + 4] + ["?", ""]
+            best = (point, kind, source, set(fields[5].split(",")) | set(more[0].split(",")))
     if best is None:
         return None
     point, kind, source, options = best

@@ -198,6 +198,13 @@ def test_conditional_writes_hold_only_for_the_version_seen(object_store):
     assert object_store.list("locks") == []
 
 
+def test_a_store_without_conditional_writes_is_refused_a_lock():
+    lake = Lake("http://127.0.0.1:9/lake")  # fsspec reaches it, but without If-Match: no safe lock
+    with pytest.raises(LakeError, match=r"cannot lock: a lock on an object store needs conditional writes"):
+        with hold(lake, "lake", timeout=1):
+            pass
+
+
 # -- locks ----------------------------------------------------------------------------------------------
 def test_two_threads_exclude_each_other(store):
     inside, most, start = [0], [0], threading.Barrier(2)
