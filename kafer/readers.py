@@ -105,9 +105,18 @@ class _Block:
     rows: pa.Table
 
 
+#: How a block of normalized rows holds text: indices into the column's distinct values.
+TEXT_ENCODED = pa.dictionary(pa.int32(), pa.string())
+
+
 def schema(kind: str) -> pa.Schema:
     """The normalized Arrow schema of ``kind``."""
     return pa.schema([(c, pa.timestamp("s") if c == "DATA" else pa.string()) for c in COLUMNS[kind]])
+
+
+def encoded_schema(kind: str) -> pa.Schema:
+    """:func:`schema` with its text dictionary-encoded, as :func:`scan_export` hands blocks over."""
+    return pa.schema([(c, pa.timestamp("s") if c == "DATA" else TEXT_ENCODED) for c in COLUMNS[kind]])
 
 
 def sniff_format(data: bytes) -> str:
@@ -184,7 +193,8 @@ def read_export(data: bytes, name: str, *, sha256: str | None = None,
                           progress=progress)
     return Export(name=name, kind=scanned.kind, format=scanned.format,
                   sha256=sha256 or hashlib.sha256(data).hexdigest(), size=scanned.size,
-                  table=pa.concat_tables(parts), sheets=scanned.sheets, period=scanned.period)
+                  table=pa.concat_tables(parts).cast(schema(scanned.kind)), sheets=scanned.sheets,
+                  period=scanned.period)
 
 
 def scan_export(source: Source, name: str, *, write: Callable[[pa.Table], None], restart: Callable[[], None],
@@ -193,7 +203,10 @@ def scan_export(source: Source, name: str, *, write: Callable[[pa.Table], None],
     """Read and check one export block by block, handing each block of normalized rows to ``write``.
 
     No block is kept here, so memory holds one block whatever the file's size: at most 250,000
-    rows of a workbook (its reader holds the sheet being read), one 16 MiB block of a csv.
+    rows of a workbook (its reader holds the sheet being read), one 16 MiB block of a csv. A
+    block's text is dictionary-encoded (``encoded_schema(kind)``): each column is normalized
+    through its distinct values, and the rows keep only indices into them, so that a block takes
+    a few bytes a cell and sorting or writing it never touches the text row by row.
 
     Parameters
     ----------
@@ -202,7 +215,7 @@ def scan_export(source: Source, name: str, *, write: Callable[[pa.Table], None],
     name : str
         The file's name, used in messages and as a hint to its kind.
     write : callable
-        Called with each block of normalized rows (``schema(kind)``), in the file's order.
+        Called with each block of normalized rows (``encoded_schema(kind)``), in the file's order.
     restart : callable
         Called when the blocks written so far are void because the file is read again from its
         start (a csv whose dates are not all date text, or whose text turns out to be cp1252).
@@ -244,7 +257,7 @@ def scan_export(source: Source, name: str, *, write: Callable[[pa.Table], None],
         if not block.rows.num_rows:
             continue
         rows += block.rows.num_rows
-        cars.update(pc.unique(block.rows["KNR"]).to_pylist())
+        cars.update(block.rows["KNR"].chunk(0).dictionary.to_pylist())
         low, high = pc.min_max(block.rows["DATA"]).values()
         first = low.as_py() if first is None else min(first, low.as_py())
         last = high.as_py() if last is None else max(last, high.as_py())
@@ -390,7 +403,7 @@ def _parse_csv(source: Source, name: str, fmt: str, kind: str, names: list[str],
     except (OSError, EOFError) as exc:
         raise UploadError(f"cannot be read as CSV ({_short(exc)})", file=name) from None
     if not done:
-        yield _Block(kind, None, schema(kind).empty_table())
+        yield _Block(kind, None, encoded_schema(kind).empty_table())
 
 
 def _head_bytes(source: Source, fmt: str, name: str) -> bytes:
@@ -486,7 +499,7 @@ def _xlsx_blocks(source: Source, name: str, window: tuple[dt.datetime, dt.dateti
             empty = False
             yield _Block(kind, sheet_name, normalized)
         if empty:
-            yield _Block(kind, sheet_name, schema(kind).empty_table())
+            yield _Block(kind, sheet_name, encoded_schema(kind).empty_table())
     if kind is None:
         raise UploadError("the workbook has no sheet with data", file=name)
 
@@ -581,15 +594,16 @@ def _normalize(table: pa.Table, kind: str, name: str, sheet: str | None, window:
                *, first_row: int, row_numbers: pa.ChunkedArray | None = None) -> pa.Table:
     """Strip, unify numbers and dates, and check KNR and DATA (a date inside ``window``) of every row.
 
-    Each column is normalized through its dictionary of distinct values: the plant's columns
-    repeat few values, so this is much faster than working row by row.
+    Each text column is normalized through its dictionary of distinct values and stays
+    dictionary-encoded (``encoded_schema(kind)``): the plant's columns repeat few values, so this
+    is much faster than working row by row.
     """
     out = {}
     for col in COLUMNS[kind]:
         if col == "DATA":
             continue
         if col not in table.column_names:
-            out[col] = pa.nulls(table.num_rows, pa.string())
+            out[col] = pa.DictionaryArray.from_arrays(pa.nulls(table.num_rows, pa.int32()), pa.array([], pa.string()))
             continue
         out[col] = by_dictionary(table[col], lambda values, col=col: _clean(values, kind, col))
 
@@ -597,9 +611,9 @@ def _normalize(table: pa.Table, kind: str, name: str, sheet: str | None, window:
         return row_numbers[i].as_py() if row_numbers is not None else first_row + i
 
     knr = out["KNR"]
-    good = by_dictionary(knr, lambda values: pc.fill_null(pc.match_substring_regex(values, KNR_PATTERN), False))
-    if not pc.all(good).as_py():
-        i = pc.index(good, False).as_py()
+    good = pc.fill_null(pc.match_substring_regex(knr.dictionary, KNR_PATTERN), False)
+    if knr.null_count or not pc.all(good).as_py():  # every value of the dictionary is some row's
+        i = pc.index(pc.fill_null(pc.take(good, knr.indices), False), False).as_py()
         raise UploadError("malformed KNR: expected YYYY-NNNNNNN (e.g. 2023-2056234)", file=name, sheet=sheet,
                           row=row_of(i), column="KNR", value=knr[i].as_py())
     raw_dates = table["DATA"].combine_chunks()
@@ -627,13 +641,17 @@ def _normalize(table: pa.Table, kind: str, name: str, sheet: str | None, window:
                           f"{end.as_py():%Y-%m-%d %H:%M}: correct the export (or the settings dates_from, "
                           "dates_ahead_days)", file=name, sheet=sheet, row=row_of(i), column="DATA", value=raw_of(i))
     out["DATA"] = dates
-    return pa.table([out[c] for c in COLUMNS[kind]], schema=schema(kind))
+    return pa.table([out[c] for c in COLUMNS[kind]], schema=encoded_schema(kind))
 
 
-def by_dictionary(values: pa.ChunkedArray | pa.Array, fn: Callable[[pa.Array], pa.Array]) -> pa.Array:
-    """Apply ``fn`` to the distinct values only, then spread the results back over the rows."""
+def by_dictionary(values: pa.ChunkedArray | pa.Array, fn: Callable[[pa.Array], pa.Array]) -> pa.DictionaryArray:
+    """Apply ``fn`` to the distinct values only: the rows' indices into the results.
+
+    Two distinct values may give the same result (``80.0`` and ``80``); the dictionary then holds
+    it twice, which decoding, sorting by value and :meth:`pyarrow.Table.unify_dictionaries` allow.
+    """
     encoded = pc.dictionary_encode(values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values)
-    return pc.take(fn(encoded.dictionary), encoded.indices)
+    return pa.DictionaryArray.from_arrays(encoded.indices, fn(encoded.dictionary))
 
 
 def _clean(values: pa.Array, kind: str, col: str) -> pa.Array:

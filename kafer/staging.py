@@ -1,10 +1,11 @@
 """Stage a checked upload on local disk, so that its size is not bounded by memory.
 
-Each file is read block by block (:func:`kafer.readers.scan_export`) and every block of normalized
-rows is appended to a Parquet file in a temporary folder as it comes; once the file has passed,
-its rows are sorted by KNR then DATA into exactly the Parquet the raw zone keeps (zstd, row
-groups of 256,000 rows), one run of cars at a time when the file holds more rows than are sorted
-at once. Nothing here touches the lake: :mod:`kafer.catalog` lands the staged files.
+Each file is read block by block (:func:`kafer.readers.scan_export`); its blocks of normalized rows
+(text dictionary-encoded: a few bytes a cell) are held in memory as they come, up to
+:data:`SORT_ROWS` rows, and appended to a Parquet file in a temporary folder beyond. Once the file
+has passed, its rows are sorted by KNR then DATA into exactly the Parquet the raw zone keeps (zstd,
+row groups of 256,000 rows): at once when they were held, else one run of cars at a time. Nothing
+here touches the lake: :mod:`kafer.catalog` lands the staged files.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from .lake import PARQUET_COMPRESSION, ROW_GROUP_SIZE
 from .readers import Progress, scan_export, schema
 from .sources import Fetched
 
-#: Rows sorted in memory at once (a run of 4 M resultados rows peaks at about 1.3 GB); a file with
-#: more is split into runs of whole cars first.
-SORT_ROWS = 4_000_000
-#: How rows wait on local disk between reading and sorting: fast to write and read back.
+#: Rows of one file held in memory and sorted at once (held dictionary-encoded, ~40 bytes a
+#: resultados row; sorting 5.5 M of them peaks at about X MB); a file with more is spilled to
+#: local disk and sorted in runs of whole cars of at most this many rows.
+SORT_ROWS = 8_000_000
+#: How spilled rows wait on local disk between reading and sorting: fast to write and read back.
 _STAGE_COMPRESSION = "lz4"
 _ORDER = [("KNR", "ascending"), ("DATA", "ascending")]
 
@@ -93,36 +95,79 @@ class StagedExport:
 
 def stage_export(fetched: Fetched, name: str, *, staging: Staging,
                  dates_within: tuple[dt.datetime, dt.datetime], progress: Progress | None = None,
-                 sort_rows: int = SORT_ROWS) -> StagedExport:
-    """Read and check one file, writing its rows to the staging folder as they are read, then
-    sort them for the raw zone.
+                 sort_rows: int | None = None) -> StagedExport:
+    """Read and check one file, holding its rows as they are read (spilling them to the staging
+    folder past ``sort_rows``, default :data:`SORT_ROWS`), then sort them for the raw zone.
 
     Raises
     ------
     UploadError
         As :func:`kafer.readers.scan_export`.
     """
-    unsorted = staging.file("read")
-    sink = _Appender(unsorted, compression=_STAGE_COMPRESSION)
+    sort_rows = sort_rows or SORT_ROWS
+    held = _Held(staging, hold_rows=sort_rows)
     try:
-        scanned = scan_export(fetched.path, name, write=sink.write, restart=sink.restart,
+        scanned = scan_export(fetched.path, name, write=held.write, restart=held.restart,
                               dates_within=dates_within, progress=progress)
+        if progress:
+            progress(f"sorting {name} by car")
+        rows_path = staging.file("rows")
+        held.sort_into(rows_path, schema(scanned.kind), run_rows=sort_rows)
     finally:
-        sink.close()
-    if progress:
-        progress(f"sorting {name} by car")
-    rows_path = staging.file("rows")
-    try:
-        sort_rows_file(unsorted, rows_path, schema(scanned.kind), staging=staging, run_rows=sort_rows)
-    finally:
-        os.remove(unsorted)
+        held.close()
     return StagedExport(name=name, kind=scanned.kind, format=scanned.format, sha256=fetched.sha256,
                         size=scanned.size, sheets=scanned.sheets, rows=scanned.rows, cars=scanned.cars,
                         period=scanned.period, original=fetched, rows_path=rows_path, staging=staging)
 
 
+class _Held:
+    """The blocks of one file as they are read: kept in memory while they hold at most
+    ``hold_rows`` rows, else all of them appended to a Parquet file in the staging folder."""
+
+    def __init__(self, staging: Staging, *, hold_rows: int):
+        self.staging = staging
+        self.hold_rows = hold_rows
+        self.blocks: list[pa.Table] = []
+        self.rows = 0
+        self.spilled: _Appender | None = None
+
+    def write(self, rows: pa.Table) -> None:
+        self.rows += rows.num_rows
+        if self.spilled is None and self.rows <= self.hold_rows:
+            self.blocks.append(rows)
+            return
+        if self.spilled is None:
+            self.spilled = _Appender(self.staging.file("read"), compression=_STAGE_COMPRESSION)
+            for block in self.blocks:
+                self.spilled.write(block)
+            self.blocks = []
+        self.spilled.write(rows)
+
+    def restart(self) -> None:
+        """Forget every block so far: the file is read again from its start."""
+        self.close()
+        self.rows = 0
+
+    def sort_into(self, target: str, rows_schema: pa.Schema, *, run_rows: int) -> None:
+        """Write the rows to ``target`` as :func:`sort_rows_file` does."""
+        if self.spilled is None:
+            with _RowGroups(target, rows_schema) as out:
+                out.write(_sorted(pa.concat_tables(self.blocks)))
+            return
+        self.spilled.close()
+        sort_rows_file(self.spilled.path, target, rows_schema, staging=self.staging, run_rows=run_rows)
+
+    def close(self) -> None:
+        """Drop the blocks held and the spilled file."""
+        self.blocks = []
+        if self.spilled is not None:
+            self.spilled.close()
+            self.staging.discard(self.spilled.path)
+            self.spilled = None
+
+
 class _Appender:
-    """Appends blocks of rows to a Parquet file, one row group a block; starts the file anew on ``restart``."""
+    """Appends blocks of rows to a Parquet file, one row group a block."""
 
     def __init__(self, path: str, *, compression: str):
         self.path = path
@@ -134,13 +179,66 @@ class _Appender:
             self.writer = pq.ParquetWriter(self.path, rows.schema, compression=self.compression)
         self.writer.write_table(rows, row_group_size=max(rows.num_rows, 1))
 
-    def restart(self) -> None:
-        self.close()
-        self.writer = None
-
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
+
+
+class _RowGroups:
+    """Writes rows to a Parquet file typed ``rows_schema`` (text decoded), zstd, in row groups of
+    exactly ``size`` rows but the last, however the rows are handed over: the bytes of writing
+    them all in one call."""
+
+    def __init__(self, path: str, rows_schema: pa.Schema, size: int = ROW_GROUP_SIZE):
+        self.writer = pq.ParquetWriter(path, rows_schema, compression=PARQUET_COMPRESSION)
+        self.schema = rows_schema
+        self.size = size
+        self.held: pa.Table | None = None
+
+    def __enter__(self) -> "_RowGroups":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None and self.held is not None:
+            self.writer.write_table(self.held, row_group_size=self.size)
+        self.writer.close()
+
+    def write(self, table: pa.Table) -> None:
+        start = 0
+        if self.held is not None:
+            head = self._typed(table.slice(0, self.size - self.held.num_rows))
+            self.held = pa.concat_tables([self.held, head]).combine_chunks()
+            start = head.num_rows
+            if self.held.num_rows < self.size:
+                return
+            self.writer.write_table(self.held, row_group_size=self.size)
+            self.held = None
+        while table.num_rows - start >= self.size:
+            self.writer.write_table(self._typed(table.slice(start, self.size)), row_group_size=self.size)
+            start += self.size
+        if start < table.num_rows:
+            self.held = self._typed(table.slice(start))
+
+    def _typed(self, rows: pa.Table) -> pa.Table:
+        return rows.cast(self.schema).combine_chunks()
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    """The rows sorted by KNR then DATA, rows of equal keys in their order (Arrow's sort is stable).
+
+    Text may be dictionary-encoded, each block with its own dictionary: the dictionaries are
+    unified, and rows are sorted by the rank of their KNR among the distinct KNRs, the order of
+    sorting the text itself, without comparing text row by row.
+    """
+    table = table.unify_dictionaries().combine_chunks()
+    if table.num_rows == 0:
+        return table
+    knr = table["KNR"].chunk(0)
+    if not pa.types.is_dictionary(knr.type):
+        knr = pc.dictionary_encode(knr)
+    rank = pc.take(pc.rank(knr.dictionary, sort_keys="ascending", tiebreaker="dense"), knr.indices)
+    return table.take(pc.sort_indices(pa.table({"KNR": rank, "DATA": table["DATA"]}), sort_keys=_ORDER))
 
 
 def sort_rows_file(source: str, target: str, rows_schema: pa.Schema, *, staging: Staging,
@@ -152,25 +250,18 @@ def sort_rows_file(source: str, target: str, rows_schema: pa.Schema, *, staging:
 
     A file of more than ``run_rows`` rows is first split into runs of whole cars (consecutive
     ranges of KNR) of at most ``run_rows`` rows each (unless one car alone has more), which are
-    sorted one after another; so at most about ``run_rows`` rows are held at once.
+    sorted one after another; so at most about ``run_rows`` rows are held at once, their text
+    dictionary-encoded.
     """
     runs = [source] if pq.ParquetFile(source).metadata.num_rows <= run_rows else \
         _split_by_car(source, staging=staging, run_rows=run_rows)
-    carry: pa.Table | None = None
-    with pq.ParquetWriter(target, rows_schema, compression=PARQUET_COMPRESSION) as out:
+    text = [f.name for f in rows_schema if pa.types.is_string(f.type)]
+    with _RowGroups(target, rows_schema, row_group_size) as out:
         for run in runs:
-            table = pq.read_table(run).cast(rows_schema)
-            table = table.take(pc.sort_indices(table, sort_keys=_ORDER))
+            table = pq.read_table(run, read_dictionary=text)
             if run != source:
                 os.remove(run)
-            if carry is not None:
-                table = pa.concat_tables([carry, table]).combine_chunks()
-            whole = table.num_rows - table.num_rows % row_group_size
-            if whole:
-                out.write_table(table.slice(0, whole), row_group_size=row_group_size)
-            carry = table.slice(whole)
-        if carry is not None and carry.num_rows:
-            out.write_table(carry, row_group_size=row_group_size)
+            out.write(_sorted(table))
 
 
 def _split_by_car(source: str, *, staging: Staging, run_rows: int) -> list[str]:
@@ -179,7 +270,7 @@ def _split_by_car(source: str, *, staging: Staging, run_rows: int) -> list[str]:
     counts: dict[str, int] = {}
     file = pq.ParquetFile(source)
     for batch in file.iter_batches(columns=["KNR"]):
-        found = pc.value_counts(batch.column("KNR"))
+        found = pc.value_counts(batch.column("KNR").cast(pa.string()))
         for car, n in zip(found.field("values").to_pylist(), found.field("counts").to_pylist()):
             counts[car] = counts.get(car, 0) + n
     cars = sorted(counts)
@@ -195,7 +286,8 @@ def _split_by_car(source: str, *, staging: Staging, run_rows: int) -> list[str]:
     writers = [_Appender(p, compression=_STAGE_COMPRESSION) for p in paths]
     try:
         for batch in file.iter_batches():
-            runs = run_of_car[pc.index_in(batch.column("KNR"), value_set=value_set).to_numpy()]
+            knr = batch.column("KNR").cast(pa.string())
+            runs = run_of_car[pc.index_in(knr, value_set=value_set).to_numpy()]
             table = pa.Table.from_batches([batch])
             for r in np.unique(runs):
                 writers[r].write(table.filter(pa.array(runs == r)))

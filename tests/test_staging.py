@@ -20,8 +20,8 @@ from kafer.catalog import current_features, raw_records
 from kafer.demo import make_demo_upload
 from kafer.errors import UploadError
 from kafer.ingest import ingest, land, read_upload, receive
-from kafer.lake import Lake
-from kafer.readers import KINDS, read_export, scan_export, schema
+from kafer.lake import Lake, fetch_source
+from kafer.readers import KINDS, encoded_schema, read_export, scan_export, schema
 from kafer.staging import Staging, sort_rows_file
 
 T = dt.datetime
@@ -85,20 +85,41 @@ def test_a_file_is_handed_over_in_blocks_of_bounded_size(demo, monkeypatch):
         assert len(blocks) > 1 and sum(b.num_rows for b in blocks) == scanned.rows == export.rows
         limit = 50 if scanned.format == "xlsx" else 4096 // 40  # no csv line of the demo is shorter
         assert max(b.num_rows for b in blocks) <= limit, path.name
-        assert pa.concat_tables(blocks).equals(export.table)
+        assert all(b.schema == encoded_schema(export.kind) for b in blocks)  # text as indices into its values
+        assert pa.concat_tables(blocks).cast(schema(export.kind)).equals(export.table)
         assert (scanned.kind, scanned.sheets, scanned.cars, scanned.period) == \
                (export.kind, export.sheets, export.cars, export.period)
 
 
-def test_staging_appends_each_block_as_it_comes(demo, settings, monkeypatch):
+def test_staging_takes_each_block_as_it_comes(demo, settings, monkeypatch):
     monkeypatch.setattr(readers, "_CHUNK_ROWS", 50)
     written = []
-    real = staging_module._Appender.write
-    monkeypatch.setattr(staging_module._Appender, "write", lambda self, rows: written.append(rows.num_rows)
+    real = staging_module._Held.write
+    monkeypatch.setattr(staging_module._Held, "write", lambda self, rows: written.append(rows.num_rows)
                         or real(self, rows))
     status = next(p for p in demo.files if p.name.startswith("STATUS"))
     received = read_upload([str(status)], settings=settings)
     assert len(written) == -(-received[0].export.rows // 50) and max(written) == 50
+
+
+@pytest.mark.parametrize("sort_rows", [10**9, 1_000, 100])
+def test_a_file_past_the_rows_held_spills_to_disk_and_lands_the_same_bytes(demo, tmp_path, monkeypatch, sort_rows):
+    monkeypatch.setattr(readers, "_CHUNK_ROWS", 50)
+    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 4096)
+    held = []
+    real = staging_module._Held.write
+    monkeypatch.setattr(staging_module._Held, "write", lambda self, rows: real(self, rows)
+                        or held.append(sum(b.num_rows for b in self.blocks)))
+    staging = Staging(str(tmp_path / "stage"))
+    window = readers.plausible_dates()
+    for path in demo.files:
+        held.clear()
+        staged = staging_module.stage_export(fetch_source(str(path), staging=staging.path), path.name,
+                                             staging=staging, dates_within=window, sort_rows=sort_rows)
+        assert open(staged.rows_path, "rb").read() == whole(path)[1], (path.name, sort_rows)
+        assert max(held) <= sort_rows
+        assert (max(held) == staged.rows) == (staged.rows <= sort_rows)  # held whole, or spilled once past
+    assert len(os.listdir(staging.path)) == len(demo.files)  # only the sorted rows stay
 
 
 def late(rows: int, last: list) -> list[list]:
@@ -106,9 +127,11 @@ def late(rows: int, last: list) -> list[list]:
     return [[f"2023-20{i % 90:05d}", "R650", T(2024, 5, 1, 8, i % 60)] for i in range(rows)] + [last]
 
 
+@pytest.mark.parametrize("sort_rows", [10**9, 1_000])
 @pytest.mark.parametrize("case", ["serial date", "cp1252"])
-def test_a_csv_read_again_from_its_start_stages_its_rows_once(lake, settings, tmp_path, monkeypatch, case):
+def test_a_csv_read_again_from_its_start_stages_its_rows_once(lake, settings, tmp_path, monkeypatch, case, sort_rows):
     monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(staging_module, "SORT_ROWS", sort_rows)  # held in memory, or spilled before the restart
     folder = tmp_path / "up"
     folder.mkdir()
     if case == "serial date":  # Arrow reads the dates as dates until this one: read again as text
@@ -117,13 +140,14 @@ def test_a_csv_read_again_from_its_start_stages_its_rows_once(lake, settings, tm
         path = write_csv(folder / "s.csv", list(KINDS["status"]), late(3_000, ["2023-2099999", "GÍ10", T(2024, 5, 2)]),
                          encoding="cp1252")
     restarts = []
-    real = staging_module._Appender.restart
-    monkeypatch.setattr(staging_module._Appender, "restart", lambda self: restarts.append(1) or real(self))
-    ingest([str(folder)], lake=lake, settings=settings)
+    real = staging_module._Held.restart
+    monkeypatch.setattr(staging_module._Held, "restart", lambda self: restarts.append(1) or real(self))
+    ingest([str(folder)], lake=lake, settings=settings.replace(staging_dir=str(tmp_path / "stage")))
     assert restarts == [1]
     record = raw_records(lake)[0]
     assert record["rows"] == 3_001
     assert lake.read_bytes(record["keys"]["rows"]) == whole(path)[1]
+    assert os.listdir(tmp_path / "stage") == []
 
 
 def test_staged_files_are_removed_after_landing_or_refusal(lake, settings, tmp_path, demo):
