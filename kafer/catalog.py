@@ -72,7 +72,11 @@ def save_raw_from(lake: Lake, record: dict, *, original: str, rows: str) -> None
 
 def raw_rows(lake: Lake, records: list[dict], *, cars: pa.Array | None = None,
              columns: list[str] | None = None) -> pa.Table | None:
-    """The rows of the landed files ``records`` (of one kind), only of ``cars`` when given."""
+    """The rows of the landed files ``records`` (of one kind), only of ``cars`` when given.
+
+    Text is read dictionary-encoded and decoded once the rows are chosen, which halves the work
+    of reading a batch of cars.
+    """
     if not records:
         return None
     keys = [r["keys"]["rows"] for r in records]
@@ -80,7 +84,21 @@ def raw_rows(lake: Lake, records: list[dict], *, cars: pa.Array | None = None,
         return lake.read_table(keys, columns=columns)
     knr = pc.field("KNR")
     inside = (knr >= pc.min(cars).as_py()) & (knr <= pc.max(cars).as_py())  # prunes row groups by their statistics
-    return lake.read_table(keys, columns=columns, filter=inside & knr.isin(cars))
+    return _decoded(lake.read_table(keys, columns=columns, filter=inside & knr.isin(cars), dictionary=True))
+
+
+def raw_cars(lake: Lake, record: dict) -> set[str]:
+    """The cars (KNR) a landed file holds rows of, read from the distinct values its Parquet keeps."""
+    cars: set[str] = set()
+    for chunk in lake.read_table(record["keys"]["rows"], columns=["KNR"], dictionary=True)["KNR"].chunks:
+        cars.update(chunk.dictionary.take(pc.unique(chunk.indices)).to_pylist())
+    return cars
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """``table`` with its dictionary-encoded columns as plain values."""
+    return table.cast(pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                                 for f in table.schema], metadata=table.schema.metadata))
 
 
 # -- curated zone --------------------------------------------------------------------------------

@@ -319,7 +319,7 @@ def _merge(*, lake: Lake, settings: Settings, held: LockInfo, progress: Progress
             raise LakeError(f"the lake {lake.url} holds no landed file to merge: ingest an upload first")
         return {**manifest, "new_sources": []}
     sources = (manifest["sources"] if manifest else []) + new
-    touched = pa.array(sorted(set().union(*(_cars_of(lake, r) for r in new))), pa.string())
+    touched = pa.array(sorted(set().union(*(catalog.raw_cars(lake, r) for r in new))), pa.string())
     if progress:
         progress(f"rebuilding the features of {len(touched):,} cars from all their rows in the lake")
     table, facts = _build_in_batches(lake, sources, touched, settings=settings, progress=progress)
@@ -364,7 +364,7 @@ def _rebuild(lake: Lake, settings: Settings, manifest: dict | None, held: LockIn
     if progress:
         progress(f"rebuilding every car from the raw zone ({len(sources)} files) with feature definitions "
                  f"{feature_definitions(settings)}")
-    cars = pa.array(sorted(set().union(*(_cars_of(lake, r) for r in sources))), pa.string())
+    cars = pa.array(sorted(set().union(*(catalog.raw_cars(lake, r) for r in sources))), pa.string())
     table, facts = _build_in_batches(lake, sources, cars, settings=settings, progress=progress)
     return _save_version(lake, settings, held, manifest, sources, new, table, facts, rebuilt=True)
 
@@ -427,10 +427,6 @@ def ingest(paths: Iterable[str], *, lake: Lake, settings: Settings, progress: Pr
         del received  # the merge reads the rows back from the lake: free the upload's copy first
         manifest = _merge(lake=lake, settings=settings, held=held, progress=progress)
     return {"files": files, "landed": records, "manifest": manifest}
-
-
-def _cars_of(lake: Lake, record: dict) -> set[str]:
-    return set(pc.unique(catalog.raw_rows(lake, [record], columns=["KNR"])["KNR"]).to_pylist())
 
 
 def _failed_cars(lake: Lake, record: dict, settings: Settings) -> frozenset[str]:
