@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 import pytest
 
 from conftest import write_csv, write_xlsx
+import kafer.readers as readers
 from kafer.errors import ConfigError, UploadError
 from kafer.readers import KINDS, not_an_export, plausible_dates, read_export, recognize_kind
 
@@ -266,6 +267,36 @@ def test_malformed_knr_names_sheet_row_and_value(tmp_path):
     # Row 10 of the data is the 5th row of the second sheet, which has no header: Excel row 5.
     assert "sheet 'Relatório 1(1)'" in message and "row 5" in message and "KNR" in message
     assert "'2023-201617'" in message
+
+
+def test_empty_rows_are_skipped_and_rows_keep_their_excel_numbers(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "_CHUNK_ROWS", 3)  # empty rows at a chunk's start, middle and end
+    rows = [list(r) for r in STATUS * 3]
+    for i in (1, 3, 4, 5):
+        rows[i] = [None, None, None]
+    export = read(write_xlsx(tmp_path / "s.xlsx", ["KNR", "STATUS", "DATA"], rows))
+    assert export.rows == 5 and export.table["KNR"].to_pylist() == [r[0] for r in rows if r[0]]
+    rows[7] = ["2023-201617", None, None]  # a row with only a bad KNR is a row: Excel row 10
+    message = refused(write_xlsx(tmp_path / "t.xlsx", ["KNR", "STATUS", "DATA"], rows))
+    assert "row 10" in message and "'2023-201617'" in message
+
+
+def test_a_value_beyond_the_headers_last_column_names_its_first_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "_CHUNK_ROWS", 4)
+    rows = [list(r) + [None, None] for r in STATUS * 3]
+    rows[6][3] = 7  # Excel row 9, the column just past DATA
+    rows[5][4] = "late"  # Excel row 8, two columns past DATA: the first row holding one
+    message = refused(write_xlsx(tmp_path / "s.xlsx", ["KNR", "STATUS", "DATA"], rows))
+    assert "beyond the header's last column (DATA)" in message and "row 8 (value 'late')" in message
+
+
+def test_number_cells_read_alike_whole_or_mixed(tmp_path):
+    rows = [r[:5] + [value] + r[6:] for r, value in zip(RESULTADOS, [5.0, -0.0, 2.5, 2.0 ** 60])]
+    mixed = read(write_xlsx(tmp_path / "m.xlsx", list(KINDS["resultados"]), rows)).table["VALUE_ID"]
+    assert mixed.to_pylist() == ["5", "0", "2.5", str(2 ** 60)]
+    rows = [r[:5] + [value] + r[6:] for r, value in zip(RESULTADOS, [5.0, -0.0, 80.0, 2.0 ** 52])]
+    whole = read(write_xlsx(tmp_path / "w.xlsx", list(KINDS["resultados"]), rows)).table["VALUE_ID"]
+    assert whole.to_pylist() == ["5", "0", "80", str(2 ** 52)]
 
 
 def test_unparseable_date_names_row(tmp_path):
