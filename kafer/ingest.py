@@ -8,6 +8,7 @@ upload of any size, a plant's history at once, is held in bounded memory.
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -48,10 +49,12 @@ def read_upload(paths: Iterable[str], *, settings: Settings, progress: Progress 
                 allow_empty: bool = False, known: Callable[[str], dict | None] | None = None) -> list[Received]:
     """Read and check every file of an upload (folders are expanded); nothing is written to a lake.
 
-    Each file is hashed in one streamed pass, then read block by block; its normalized rows go to
-    a temporary folder on local disk (``settings.staging_dir``, else the system's), sorted as the
-    raw zone keeps them. The folder lives as long as the returned files refer to it, so memory
-    holds one block at a time whatever the number and size of the files.
+    Each file is hashed in one streamed pass, then read block by block; its normalized rows are
+    held dictionary-encoded (spilled to local disk past :data:`kafer.staging.SORT_ROWS` rows) and
+    written, sorted as the raw zone keeps them, to a temporary folder on local disk
+    (``settings.staging_dir``, else the system's) while the next file is read. The folder lives as
+    long as the returned files refer to it, so memory holds about two files' rows at most, each
+    bounded, whatever the number and size of the files.
 
     Parameters
     ----------
@@ -100,6 +103,7 @@ def read_upload(paths: Iterable[str], *, settings: Settings, progress: Progress 
                 export = stage_export(fetched, name, staging=staging, dates_within=dates_within, progress=progress)
                 received.append(Received(path, name, sha, export=export))
             seen.setdefault(sha, name)
+        staging.wait()
     except BaseException:
         staging.close()
         raise
@@ -374,16 +378,20 @@ def _build_in_batches(lake: Lake, sources: list[dict], cars: pa.Array, *, settin
     """The per-car table and facts of ``cars`` (sorted), from all their rows in ``sources``.
 
     Cars are taken ``settings.merge_batch_cars`` at a time, so only one batch's raw rows are in
-    memory; raw rows are sorted by KNR, so a batch's range of KNRs reads few row groups.
+    memory; raw rows are sorted by KNR, so a batch's range of KNRs reads few row groups. A batch's
+    facts are built on a second thread while its features are (both read the same rows, and Arrow,
+    NumPy and pandas let go of Python's lock for much of their work).
     """
     tables, facts = [], []
     size = max(1, settings.merge_batch_cars)
-    for start in range(0, len(cars), size):
-        batch = cars.slice(start, size)
-        rows = _raw_tables(lake, sources, cars=batch)
-        tables.append(build_features(rows["resultados"], rows["falhas"], rows["status"], settings=settings))
-        facts.append(build_facts(rows["resultados"], rows["falhas"], rows["status"], settings=settings))
-        del rows
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafer-facts") as beside:
+        for start in range(0, len(cars), size):
+            batch = cars.slice(start, size)
+            rows = _raw_tables(lake, sources, cars=batch)
+            built = beside.submit(build_facts, rows["resultados"], rows["falhas"], rows["status"], settings=settings)
+            tables.append(build_features(rows["resultados"], rows["falhas"], rows["status"], settings=settings))
+            facts.append(built.result())
+            del rows, built
         if progress and len(cars) > size:
             progress(f"built {min(start + size, len(cars)):,} of {len(cars):,} cars")
     return pd.concat(tables, ignore_index=True), pa.concat_tables(facts)

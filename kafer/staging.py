@@ -14,8 +14,9 @@ import datetime as dt
 import os
 import tempfile
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -37,7 +38,8 @@ _ORDER = [("KNR", "ascending"), ("DATA", "ascending")]
 
 class Staging:
     """A temporary folder for one upload's staged files, removed by :meth:`close`, or else when the
-    last object referring to it is gone (or at exit).
+    last object referring to it is gone (or at exit), and a thread that sorts and writes a file's
+    rows while the next file is read.
 
     Parameters
     ----------
@@ -51,6 +53,21 @@ class Staging:
         self._folder = tempfile.TemporaryDirectory(prefix="kafer-upload-", dir=parent or None,
                                                    ignore_cleanup_errors=True)
         self.path = self._folder.name
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
+
+    def later(self, write: Callable[[], str]) -> Future:
+        """Run ``write`` on the folder's writing thread, after the writes handed over before it."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafer-staging")
+        self._pending.append(self._writer.submit(write))
+        return self._pending[-1]
+
+    def wait(self) -> None:
+        """Wait for every write handed over; the first that failed raises its error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def file(self, stem: str) -> str:
         """A new file name in the folder."""
@@ -61,7 +78,11 @@ class Staging:
         os.remove(path)
 
     def close(self) -> None:
-        """Remove the folder and everything in it."""
+        """Stop the writes not begun, wait for the one under way, and remove the folder and everything in it."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True, cancel_futures=True)
+            self._writer = None
+        self._pending = []
         self._folder.cleanup()
 
 
@@ -69,7 +90,7 @@ class Staging:
 class StagedExport:
     """One accepted file, held on local disk: what it holds, its original bytes (``original``, the
     upload's own file or a copy in the staging folder) and its rows sorted for the raw zone
-    (``rows_path``)."""
+    (``rows_path``, written on the staging folder's thread: ``sorted_rows`` until it is)."""
 
     name: str
     kind: str
@@ -81,8 +102,13 @@ class StagedExport:
     cars: int
     period: tuple[dt.datetime, dt.datetime]
     original: Fetched
-    rows_path: str
+    sorted_rows: Future = field(repr=False, compare=False)
     staging: Staging = field(repr=False, compare=False)
+
+    @property
+    def rows_path(self) -> str:
+        """The Parquet file of the sorted rows, once written."""
+        return self.sorted_rows.result()
 
     def read_rows(self) -> pa.Table:
         """The staged rows, whole and typed as read (for a small upload, such as cars to score)."""
@@ -97,7 +123,8 @@ def stage_export(fetched: Fetched, name: str, *, staging: Staging,
                  dates_within: tuple[dt.datetime, dt.datetime], progress: Progress | None = None,
                  sort_rows: int | None = None) -> StagedExport:
     """Read and check one file, holding its rows as they are read (spilling them to the staging
-    folder past ``sort_rows``, default :data:`SORT_ROWS`), then sort them for the raw zone.
+    folder past ``sort_rows``, default :data:`SORT_ROWS`), then hand them to the staging folder's
+    thread to be sorted for the raw zone (:attr:`StagedExport.rows_path` waits for it).
 
     Raises
     ------
@@ -109,15 +136,23 @@ def stage_export(fetched: Fetched, name: str, *, staging: Staging,
     try:
         scanned = scan_export(fetched.path, name, write=held.write, restart=held.restart,
                               dates_within=dates_within, progress=progress)
-        if progress:
-            progress(f"sorting {name} by car")
-        rows_path = staging.file("rows")
-        held.sort_into(rows_path, schema(scanned.kind), run_rows=sort_rows)
-    finally:
+    except BaseException:
         held.close()
+        raise
+    if progress:
+        progress(f"sorting {name} by car")
+    rows_path = staging.file("rows")
+
+    def write() -> str:
+        try:
+            held.sort_into(rows_path, schema(scanned.kind), run_rows=sort_rows)
+        finally:
+            held.close()
+        return rows_path
+
     return StagedExport(name=name, kind=scanned.kind, format=scanned.format, sha256=fetched.sha256,
                         size=scanned.size, sheets=scanned.sheets, rows=scanned.rows, cars=scanned.cars,
-                        period=scanned.period, original=fetched, rows_path=rows_path, staging=staging)
+                        period=scanned.period, original=fetched, sorted_rows=staging.later(write), staging=staging)
 
 
 class _Held:
