@@ -20,7 +20,8 @@ from kafer.catalog import current_features, raw_records
 from kafer.demo import make_demo_upload
 from kafer.errors import UploadError
 from kafer.ingest import ingest, land, read_upload, receive
-from kafer.lake import Lake, fetch_source
+from kafer.lake import Lake
+from kafer.sources import fetch_source
 from kafer.readers import KINDS, encoded_schema, read_export, scan_export, schema
 from kafer.staging import Staging, sort_rows_file
 
