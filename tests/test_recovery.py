@@ -183,7 +183,10 @@ def test_a_retrain_stopped_after_registering_is_succeeded_and_its_candidate_can_
 def test_a_retrain_stopped_after_registering_while_the_lake_cannot_answer_is_settled_from_the_registry(
         settings, months, steps_here, monkeypatch):
     """The record cannot be finished, nor the registry asked: the run stays running while its process
-    lives, reads as succeeded once it ended, and the next command completes it."""
+    lives, reads as succeeded once it ended, and the next command completes it, naming the production
+    model its candidate was compared with."""
+    production = quick_retrain(months[0], settings=settings, run_id="first")
+    registry.decide(Lake(settings.lake), "first", "keep-new", by="Ana", why="first", runs_dir=settings.runs)
     _stop_once_succeeding(monkeypatch, OSError(5, "Input/output error"))
 
     def unreachable(lake, run_id):
@@ -192,12 +195,14 @@ def test_a_retrain_stopped_after_registering_while_the_lake_cannot_answer_is_set
     with monkeypatch.context() as lake_down:
         lake_down.setattr(pipeline, "catalog", SimpleNamespace(run_model=unreachable))  # only as the run stops
         with pytest.raises(StepError, match="Input/output error"):
-            retrain([str(months[0])], settings=settings, run_id="late")
+            retrain([str(months[1])], settings=settings, run_id="late")
     assert read_manifest(settings.runs, "late")["status"] == "running"
-    assert [(r["run"], r["status"]) for r in status(settings)["runs"]] == [("late", "succeeded")]
+    assert sorted((r["run"], r["status"]) for r in status(settings)["runs"]) == [("first", "succeeded"),
+                                                                                ("late", "succeeded")]
     assert settle_runs(Lake(settings.lake), settings.runs, stale_after=120) == [
         {"run": "late", "outcome": "completed", "step": "register"}]
-    assert read_manifest(settings.runs, "late")["status"] == "succeeded"
+    manifest = read_manifest(settings.runs, "late")
+    assert (manifest["status"], manifest["production_version"]) == ("succeeded", production)
 
 
 def test_a_retrain_that_fails_before_registering_is_failed_with_nothing_registered(settings, months, steps_here,
