@@ -110,7 +110,8 @@ def test_the_desk_keeps_new_keeps_old_and_rolls_back_and_the_report_names_its_ru
 
         page.goto(server.url + "/")
         expect(page.get_by_role("heading", name="Nothing to decide")).to_be_visible()
-        page.get_by_role("combobox", name="version").select_option(label=f"{first.candidate_version} (hgb, run r1)")
+        page.get_by_role("combobox", name="version").select_option(
+            label=f"{first.candidate_version} ({settings.family}, run r1)")
         page.get_by_placeholder("Why go back (required)").fill("June's model flags the wrong engines")
         page.get_by_role("button", name="roll back", exact=True).click()
         expect(page.get_by_text(f"Rolled back: {first.candidate_version} is in production again "
