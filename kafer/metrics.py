@@ -332,3 +332,78 @@ def roc_auc(y_true, p) -> float:
     """ROC-AUC of ``p`` (ties count half), as in :func:`evaluate`."""
     y, prob = _inputs(y_true, p, "roc_auc")
     return _point(y, prob, ())["roc_auc"]
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of p-values for testing several hypotheses at once.
+
+    A hypothesis is rejected at level ``alpha`` when its adjusted p-value is at most ``alpha``; the
+    chance of rejecting any true one is then at most ``alpha``, whatever their dependence (uniformly
+    more powerful than Bonferroni's ``m * p``).
+
+    Parameters
+    ----------
+    p_values : array-like of float
+        One p-value per hypothesis, in any order.
+
+    Returns
+    -------
+    numpy.ndarray
+        The adjusted p-values, in the same order, each at most 1.
+
+    Raises
+    ------
+    ModelError
+        When a p-value is not a number between 0 and 1.
+    """
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1 or not np.all((p >= 0) & (p <= 1)):
+        raise ModelError(f"p-values must be a 1-d sequence of numbers between 0 and 1, not {p_values!r}")
+    order = np.argsort(p, kind="stable")
+    scaled = np.maximum.accumulate((p.size - np.arange(p.size)) * p[order])
+    out = np.empty_like(p)
+    out[order] = np.minimum(scaled, 1.0)
+    return out
+
+
+def proportion(successes: int, trials: int) -> dict:
+    """A share with its 95 % Wilson score interval: ``{"value", "low", "high"}`` (all ``None`` without trials).
+
+    Used where a figure is one share of cars (cars inside the budget, failures the threshold
+    flagged), for which a bootstrap adds nothing but time.
+    """
+    if trials <= 0:
+        return {"value": None, "low": None, "high": None}
+    z = 1.959963984540054
+    share = successes / trials
+    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return {"value": share, "low": max(0.0, centre - half), "high": min(1.0, centre + half)}
+
+
+def threshold_share(flagged: int, cars: int, *, budget: float, tolerance: float) -> dict:
+    """How far the share of cars at or above an operating threshold is from the budget it was set for.
+
+    A threshold is the risk of the last car inside the riskiest ``budget`` of a model's evaluation
+    cars; on later cars like those it flags about ``budget`` of them. The share *drifts far* when
+    it lies outside ``budget * (1 ± tolerance)`` and its 95 % interval leaves out the budget (so a
+    small list's noise is not taken for a drift).
+
+    Parameters
+    ----------
+    flagged, cars : int
+        Cars at or above the threshold, and all cars scored.
+    budget : float
+        The share the threshold was set to flag.
+    tolerance : float
+        Relative distance from the budget still taken as "about the budget".
+
+    Returns
+    -------
+    dict
+        ``value``, ``low``, ``high`` (see :func:`proportion`), ``budget`` and ``far`` (bool).
+    """
+    share = proportion(flagged, cars)
+    far = bool(cars > 0 and abs(share["value"] - budget) > tolerance * budget
+               and not share["low"] <= budget <= share["high"])
+    return {**share, "budget": budget, "far": far}

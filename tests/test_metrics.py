@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from kafer.errors import ModelError
-from kafer.metrics import compare, evaluate, gain_curve, metric_names, threshold_at
+from kafer.metrics import compare, evaluate, gain_curve, holm, metric_names, proportion, threshold_at, threshold_share
 
 BUDGETS = (0.05, 0.10, 0.20)
 
@@ -166,3 +166,24 @@ def test_a_pure_noise_score_has_a_roc_auc_near_one_half():
     rng = np.random.default_rng(18)
     y = (rng.random(5000) < 0.07).astype(int)
     assert abs(evaluate(y, rng.random(5000), budgets=BUDGETS)["roc_auc"] - 0.5) < 0.04
+
+
+def test_holm_adjusts_step_down():
+    assert holm([0.01, 0.04, 0.03, 0.5]).tolist() == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    with pytest.raises(ModelError):
+        holm([1.2])
+
+
+def test_the_threshold_drifts_far_only_beyond_the_tolerance_and_the_noise():
+    assert threshold_share(210, 1000, budget=0.1, tolerance=0.5)["far"]
+    assert not threshold_share(130, 1000, budget=0.1, tolerance=0.5)["far"]  # 30 % over: within the tolerance
+    assert not threshold_share(4, 20, budget=0.1, tolerance=0.5)["far"]  # 20 % of 20 cars: noise
+    assert threshold_share(0, 0, budget=0.1, tolerance=0.5) == {"value": None, "low": None, "high": None,
+                                                                 "budget": 0.1, "far": False}
+
+
+def test_a_share_s_interval_is_wilson_s():
+    share = proportion(7, 70)
+    assert share["value"] == 0.1 and share["low"] == pytest.approx(0.0493, abs=1e-4)
+    assert share["high"] == pytest.approx(0.1923, abs=1e-4)
+    assert proportion(0, 0) == {"value": None, "low": None, "high": None}
