@@ -13,6 +13,8 @@ model). The layers, as the lake's folders show them::
     models/versions/<version>/model.bin          a model artifact, opaque bytes, written first
     models/versions/<version>/training_cars.parquet  the cars it was trained or validated on
     models/versions/<version>/meta.json          its registry entry; marks the version complete
+    models/versions/<version>/scores/<data version>.parquet  its risk for cars of a curated version (a cache)
+    models/versions/<version>/figures/<digest>.json  its figures on one set of scored cars (a cache)
     models/decisions/<id>.json                   one immutable record per decision (id: its sequence number)
     models/PRODUCTION.json                       the production pointer, written last
 
@@ -183,6 +185,11 @@ def current_facts(lake: Lake) -> pa.Table:
     return facts(lake, version)
 
 
+def curated_versions(lake: Lake) -> list[str]:
+    """Every complete curated version (its manifest written), oldest first (ids start with their UTC time)."""
+    return sorted(key[len(_CURATED) + 1:].split("/")[0] for key in lake.list(_CURATED) if key.endswith("/manifest.json"))
+
+
 def save_curated(lake: Lake, version: str, table: pd.DataFrame, manifest: dict, *, facts: pa.Table,
                  held: LockInfo) -> None:
     """Write a new curated version (its table, its facts, its manifest), then move the pointer to it,
@@ -233,6 +240,35 @@ def model_training_cars(lake: Lake, version: str) -> set[str] | None:
 def model_artifact(lake: Lake, version: str) -> bytes:
     """The artifact bytes of ``version``."""
     return lake.read_bytes(f"{_VERSIONS}/{version}/model.bin")
+
+
+def model_scores(lake: Lake, version: str, *, data_version: str | None = None) -> pd.DataFrame | None:
+    """The risk ``version`` gave the cars of ``data_version`` (``KNR``, ``fingerprint``, ``probability``), as
+    cached by :func:`save_model_scores`; without ``data_version``, its newest cached scores; ``None``
+    when there are none."""
+    folder = f"{_VERSIONS}/{version}/scores"
+    if data_version is None:
+        cached = [key for key in lake.list(folder) if key.endswith(".parquet")]
+        return lake.read_table(cached[-1]).to_pandas() if cached else None
+    key = f"{folder}/{data_version}.parquet"
+    return lake.read_table(key).to_pandas() if lake.exists(key) else None
+
+
+def save_model_scores(lake: Lake, version: str, data_version: str, scores: pd.DataFrame) -> None:
+    """Keep the risk ``version`` gave cars of ``data_version``, written once (see :mod:`kafer.monitor`)."""
+    lake.write_table(f"{_VERSIONS}/{version}/scores/{data_version}.parquet",
+                     pa.Table.from_pandas(scores, preserve_index=False))
+
+
+def model_figures(lake: Lake, version: str, digest: str) -> dict | None:
+    """The figures ``version`` scored on the cars, labels and settings ``digest`` names, as cached; ``None`` if never."""
+    key = f"{_VERSIONS}/{version}/figures/{digest}.json"
+    return lake.read_json(key) if lake.exists(key) else None
+
+
+def save_model_figures(lake: Lake, version: str, digest: str, figures: dict) -> None:
+    """Keep the figures ``version`` scored on the cars ``digest`` names, written once (see :mod:`kafer.monitor`)."""
+    lake.write_json(f"{_VERSIONS}/{version}/figures/{digest}.json", figures)
 
 
 def decisions(lake: Lake) -> list[dict]:

@@ -107,6 +107,12 @@ class Settings:
     #: The budget whose threshold is the operating point (confusion matrices, predict's flag).
     operating_budget: float = 0.10
     bootstrap_rounds: int = 1000
+    #: Chance that the track record warns of a model that still keeps its promise (shared by the
+    #: figures tested), and that the drift table calls an unchanged input moved (shared by the inputs).
+    monitor_alpha: float = 0.05
+    #: The share of cars at or above the operating threshold has drifted far from the budget when it
+    #: lies outside ``operating_budget * (1 ± threshold_tolerance)`` (and its interval leaves the budget out).
+    threshold_tolerance: float = 0.5
     #: Model family trained when none is named: ``hgb``, ``keras``, ``ensemble`` (both, their log-odds
     #: stacked with weights fitted on the validation cars), or ``auto`` (every family compared on the
     #: same time-ordered validation cars, the better one kept and the comparison written to the run).
@@ -266,4 +272,6 @@ def _checked(settings: Settings) -> Settings:
                           "between 0 and 1, expected_failure_rate_road_tests must not be negative")
     if not all(0 < b < 1 for b in settings.budgets) or not 0 < settings.operating_budget < 1:
         raise ConfigError("inspection budgets must lie between 0 and 1")
+    if not 0 < settings.monitor_alpha < 1 or settings.threshold_tolerance <= 0:
+        raise ConfigError("monitor_alpha must lie between 0 and 1 and threshold_tolerance must be positive")
     return settings

@@ -222,15 +222,11 @@ def _times(n: float) -> str:
 
 
 def _table_words(column: str, value: float) -> str:
-    if column in _TABLE_WORDS:
-        return f"{value:g} {_TABLE_WORDS[column]}"
     if column == "dwell_min_pre_road":
         return f"{value / 60:.1f} h on the line"
     if column.startswith("dwell_min_"):
         return f"{value:.0f} min in {column.removeprefix('dwell_min_')}"
-    if column.startswith("n_falhas_"):
-        return f"{value:g} defects in {column.removeprefix('n_falhas_')}"
-    return f"{value:g} {column}"
+    return f"{value:g} {column_words(column)}"
 
 
 def input_words(column: str, value: float = 1.0, *, typical: float | None = None, category: str | None = None) -> str:
@@ -270,6 +266,22 @@ def input_words(column: str, value: float = 1.0, *, typical: float | None = None
         return f"passed {column.removeprefix('weekday_at_')} on a {_WEEKDAYS[int(value) % 7]}"
     text = _table_words(column, value)
     return text if typical is None else f"{text} (typical {_table_words(column, typical).split(' ', 1)[0]})"
+
+
+def column_words(column: str) -> str:
+    """What a curated table's column (or a configuration attribute) is, for a table's row:
+    ``NOK screw tightenings``, ``minutes in ZP6``, ``shift at ZP7``, ``engine``."""
+    if column in _TABLE_WORDS:
+        return _TABLE_WORDS[column]
+    if column.startswith("config:"):
+        return _ATTRIBUTE_WORDS.get(column.removeprefix("config:"), column)
+    if column == "dwell_min_pre_road":
+        return "minutes on the line"
+    for prefix, words in (("dwell_min_", "minutes in"), ("n_falhas_", "defects in"), ("shift_at_", "shift at"),
+                          ("weekday_at_", "weekday at")):
+        if column.startswith(prefix):
+            return f"{words} {column.removeprefix(prefix)}"
+    return column
 
 
 def condition_words(column: str, *, above: float | None = None, value: float | None = None,

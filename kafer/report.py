@@ -17,7 +17,7 @@ from .config import Settings
 from .errors import ModelError
 from .metrics import budget_key, gain_curve, inspected, threshold_at
 from .drift import PSI_LARGE, PSI_MODERATE
-from .narrative import interval, metric_label
+from .narrative import FAMILY_WORDS, interval, metric_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -349,32 +349,122 @@ def data_changes_table(changes: pd.DataFrame) -> pd.DataFrame:
     return out.rename_axis("")
 
 
-def drift_table(shift: pd.DataFrame) -> pd.DataFrame:
-    """Per-feature drift (:func:`kafer.drift.drift`) for people: averages then and now, the
-    population stability index and its verdict, largest shift first."""
-    if shift.empty:
-        return pd.DataFrame(columns=["average when production was trained", "average now", "PSI", "shift"])
-    return pd.DataFrame({"average when production was trained": shift["mean_old"].map(lambda v: f"{v:,.2f}"),
-                         "average now": shift["mean_new"].map(lambda v: f"{v:,.2f}"),
-                         "PSI": shift["psi"].map(lambda v: f"{v:.2f}"),
-                         "shift": shift["shift"]}).rename_axis("feature")
+def drift_sentence(record) -> str:
+    """What moved in production's inputs since it was kept (a :class:`kafer.monitor.TrackRecord`), in words."""
+    if record.production is None:
+        return "There is no production model yet, so there are no cars it scored to compare with those it learned from."
+    if record.drift is None:
+        return ("Production has scored no car at its road test since it was kept (or its training cars are no longer "
+                "in the lake), so nothing can be compared yet.")
+    return (f"{record.drift.summary} The population stability index (PSI) says how far a distribution moved: below "
+            f"{PSI_MODERATE} no real shift, up to {PSI_LARGE} moderate, above that large. A model that meets cars unlike "
+            "those it learned from may rank them worse.")
 
 
-def drift_sentence(shift: pd.DataFrame) -> str:
-    """What the drift table says, in one or two sentences."""
-    if shift.empty:
-        return ("There is no production model (or its data is no longer in the lake), so there is nothing to "
-                "compare today's cars with.")
-    moved = shift[shift["shift"] != "none"]
-    explain = (f"The population stability index (PSI) compares each feature's distribution now with when "
-               f"production was trained: below {PSI_MODERATE} no real shift, up to {PSI_LARGE} moderate, above "
-               "that large. A large shift means production now meets cars unlike those it learned from.")
-    if moved.empty:
-        return f"No feature moved: today's cars look like those production learned from. {explain}"
-    large = moved[moved["shift"] == "large"].index.tolist()
-    return (f"{len(moved)} of {len(shift)} features moved"
-            + (f", {len(large)} of them a lot ({', '.join(large[:5])}{'…' if len(large) > 5 else ''})" if large else "")
-            + f". {explain}")
+def drift_table(record) -> pd.DataFrame:
+    """Per feature family, how many of production's inputs moved since it was kept, and which most."""
+    if record.drift is None:
+        return pd.DataFrame(columns=["inputs compared", "moved clearly", "moved most"])
+    families = record.drift.families
+    return pd.DataFrame({"inputs compared": [f"{n:,}" for n in families["inputs"]],
+                         "moved clearly": [f"{n:,}" if n else "none" for n in families["moved"]],
+                         "moved most": families["most"].to_numpy()},
+                        index=pd.Index([FAMILY_WORDS.get(f, f) for f in families.index], name="family"))
+
+
+def drift_inputs_table(record, *, top: int = 12) -> pd.DataFrame:
+    """The inputs that moved (else the ``top`` that moved most): then and now, PSI, the adjusted p-value."""
+    columns = ["family", "then", "now", "PSI", "p (adjusted)", "moved clearly"]
+    if record.drift is None:
+        return pd.DataFrame(columns=columns)
+    inputs = record.drift.inputs
+    shown = inputs[inputs["moved"]] if inputs["moved"].any() else inputs.sort_values("psi", ascending=False).head(top)
+
+    def value(v, share: bool) -> str:
+        if isinstance(v, str):
+            return v
+        return "—" if pd.isna(v) else f"{v:.1%}" if share else f"{v:,.2f}"
+
+    share = shown.index.str.contains(":") & ~shown.index.str.startswith("config:")
+    return pd.DataFrame({"family": shown["family"].to_numpy(),
+                         "then": [value(v, s) for v, s in zip(shown["then"], share)],
+                         "now": [value(v, s) for v, s in zip(shown["now"], share)],
+                         "PSI": ["—" if pd.isna(v) else f"{v:.2f}" for v in shown["psi"]],
+                         "p (adjusted)": ["< 0.001" if v < 0.001 else f"{v:.3f}" for v in shown["p_adjusted"]],
+                         "moved clearly": ["yes" if v else "" for v in shown["moved"]]},
+                        index=pd.Index(shown["what"].to_numpy(), name="input"))
+
+
+def record_chart(record) -> Figure:
+    """Production's track record (a :class:`kafer.monitor.TrackRecord`), and the models' before it.
+
+    Per calendar month of road test: ROC-AUC, recall at the operating budget and the share of cars
+    at or above the operating threshold, each with its 95 % interval; each model's promise as a
+    dashed line over its months; each decision as a vertical line where the data it was made on
+    ended. Months with a sliver of cars (the ends of the data, see
+    :attr:`kafer.monitor.Record.latest_month`) are left to the table: their intervals would hide the rest.
+    """
+    from matplotlib.dates import DateFormatter
+
+    pct = budget_key(record.budget)
+    panels = (("roc_auc", "ROC-AUC"), (f"recall_at_{pct}", f"recall at {pct} %"),
+              ("inside_budget", f"share of cars flagged by the threshold (budget {record.budget:.0%})"))
+    fig, axes = _figure(len(panels), width=5.2, height=3.8)
+    colors = _colors([r.version for r in record.records])
+    for ax, (name, title) in zip(axes, panels):
+        for model in record.records:
+            colour = colors[model.version]
+            label = f"{_short_version(model.version)}{' (production)' if model is record.production else ''}"
+            months = [p for p in model.months if p.triple(name)]
+            when = [pd.Timestamp(f"{p.period}-15") for p in months]
+            values = np.array([p.triple(name) for p in months], dtype=float).reshape(-1, 3)
+            ax.errorbar(when, values[:, 0], yerr=np.abs(values[:, 1:].T - values[:, 0]), fmt="o", color=colour,
+                        capsize=3, label=label)
+            promised = (model.promise.get(name) or {}).get("value")
+            if promised is not None and when:
+                ax.hlines(promised, when[0] - pd.Timedelta(days=15), when[-1] + pd.Timedelta(days=15), colors=colour,
+                          linestyles="--", label=f"promised by {_short_version(model.version)}")
+        for mark in record.marks:
+            if mark.data_end:
+                at = pd.Timestamp(mark.data_end)
+                ax.axvline(at, color="grey", linestyle=":", linewidth=1)
+                ax.annotate(_mark_words(mark), (at, 1), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
+                            va="top", ha="right", color="dimgrey")
+        if name == "inside_budget":
+            ax.axhline(record.budget, color="black", linewidth=0.8)
+            ax.axhspan(record.budget * (1 - record.tolerance), record.budget * (1 + record.tolerance), color="tab:green",
+                       alpha=0.08, label="about the budget")
+        ax.set(title=title, xlabel="month of road test")
+        ax.xaxis.set_major_formatter(DateFormatter("%Y-%m"))
+        ax.tick_params(axis="x", labelrotation=45)
+    handles, labels = axes[0].get_legend_handles_labels()
+    band = dict(zip(*reversed(axes[-1].get_legend_handles_labels())))["about the budget"]
+    fig.legend([*handles, band], [*labels, "about the budget"], loc="outside lower center", ncol=5, fontsize=8)
+    fig.suptitle(f"Track record: {record.headline}" if record.production else "Track record: no model in production")
+    return fig
+
+
+def _short_version(version: str) -> str:
+    """``m20241126T201753.123456Z`` → ``m20241126T2017``: enough to tell a lake's models apart on a chart."""
+    return version[:14]
+
+
+def _mark_words(mark) -> str:
+    if mark.choice == "keep-old":
+        return f"keep old ({_short_version(mark.before or '')})" if mark.before else "keep old"
+    return f"{mark.choice.replace('-', ' ')} → {_short_version(mark.after or '')}"
+
+
+def figure_html(fig: Figure, *, alt: str) -> str:
+    """A figure as an HTML ``<img>`` (PNG inline), for a page built of HTML widgets."""
+    import base64
+    import html
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=96)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{data}" style="max-width:100%">'
 
 
 def importance_chart(drivers) -> Figure:

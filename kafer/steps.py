@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from . import catalog, registry, runrecord
 from .dataset import Split, labelled, time_split
-from .drift import data_summary, drift
+from .drift import data_summary
 from .explain import Drivers, drivers
 from .features import feature_columns
 from .ingest import merge
@@ -108,7 +108,6 @@ class Evaluation:
     comparison: dict
     metrics: dict
     changes: pd.DataFrame
-    drift: pd.DataFrame
     drivers: Drivers
 
     @property
@@ -214,11 +213,8 @@ def evaluate_run(run: Run) -> Evaluation:
     old = None
     if production is not None and catalog.has_features(lake, production["data_version"]):
         old = catalog.features(lake, production["data_version"])
-    shift = pd.DataFrame()
-    if old is not None:
-        shift = drift(old, table, features=[c for c in feature_columns(settings) if c in old.columns])
     return Evaluation(cars["KNR"].to_numpy()[compared], y_true, probabilities, comparison, metrics,
-                      data_changes(old, table), shift, explained)
+                      data_changes(old, table), explained)
 
 
 def data_changes(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:

@@ -1,13 +1,15 @@
-"""Drift between two tables of cars, and their headline counts."""
+"""What moved in the inputs between two sets of cars, and their headline counts."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from kafer.drift import data_summary, drift
+from kafer.drift import data_summary, input_drift
 from kafer.errors import ModelError
+from kafer.facts import FACT_SCHEMA
 
 
 def frame(n: int, *, seed: int, shift: float = 0.0) -> pd.DataFrame:
@@ -17,20 +19,53 @@ def frame(n: int, *, seed: int, shift: float = 0.0) -> pd.DataFrame:
                          "produced_at": pd.Timestamp("2024-04-01") + pd.to_timedelta(rng.integers(0, 9999, n), "min")})
 
 
-def test_drift_finds_a_shifted_feature_and_not_an_unchanged_one():
-    old, new = frame(3000, seed=1), frame(3000, seed=2, shift=2.0)
-    out = drift(old, new, features=["n_nok_id2", "dwell_min_ZP7"])
-    assert list(out.columns) == ["mean_old", "mean_new", "psi", "ks", "shift"]
-    assert out.loc["dwell_min_ZP7", "shift"] == "large" and out.loc["n_nok_id2", "psi"] > 0.25
-    same = drift(old, old, features=["n_nok_id2", "dwell_min_ZP7"])
-    assert (same["psi"] == 0).all() and (same["ks"] == 0).all() and (same["shift"] == "none").all()
-    calm = drift(old, frame(3000, seed=3), features=["n_nok_id2", "dwell_min_ZP7"])
-    assert (calm["psi"] < 0.1).all()
+def facts_of_cars(knr, *, seed: int, engines=("CWL", "DHS"), new_test_share: float = 0.0) -> pa.Table:
+    """Each car's engine, and test 131200 NOK for a third of them (and 999999 NOK for a share)."""
+    rng = np.random.default_rng(seed)
+    rows = [(k, "config", f"MOTOR={engines[rng.integers(len(engines))]}", 1.0) for k in knr]
+    rows += [(k, "nok_test", "131200", 1.0) for k in knr if rng.random() < 1 / 3]
+    rows += [(k, "nok_test", "999999", 1.0) for k in knr if rng.random() < new_test_share]
+    return pa.table(dict(zip(["KNR", "kind", "key", "value"], map(list, zip(*rows)))), schema=FACT_SCHEMA)
 
 
-def test_drift_names_a_missing_feature():
+def cars(n: int, *, seed: int, shift: float = 0.0, start: int = 0) -> pd.DataFrame:
+    return frame(n, seed=seed, shift=shift).assign(KNR=[f"2024-{start + i:07d}" for i in range(n)])
+
+
+def test_input_drift_finds_what_moved_per_family_and_names_what_is_new():
+    old, new = cars(3000, seed=1), cars(3000, seed=2, shift=2.0, start=5000)
+    old_facts = facts_of_cars(old["KNR"], seed=1)
+    new_facts = facts_of_cars(new["KNR"], seed=2, engines=("CWL", "DHS", "CXY"), new_test_share=0.05)
+    out = input_drift(old, new, columns=["n_nok_id2", "dwell_min_ZP7"], old_facts=old_facts, new_facts=new_facts,
+                      facts=[("nok_test", "131200")], attributes=["MOTOR"], alpha=0.05)
+    assert set(out.inputs.index[out.inputs["moved"]]) == {"n_nok_id2", "dwell_min_ZP7", "config:MOTOR"}
+    assert not out.inputs.loc["nok_test:131200", "moved"]
+    assert out.inputs.loc["nok_test:131200", "then"] == pytest.approx(1 / 3, abs=0.03)
+    assert out.families.loc["contract", "moved"] == 2 and out.families.loc["tests", "moved"] == 0
+    assert out.families.loc["configuration", "most"] == "engine"
+    assert out.new_categories[["what", "cars"]].values.tolist()[0][0] == "engine CXY"
+    assert "test 999999 NOK" in out.new_categories["what"].tolist()
+    assert "engine CXY" in out.summary and "moved clearly" in out.summary
+
+
+def test_input_drift_adjusts_for_the_many_inputs_it_looks_at():
+    # 40 unchanged inputs: one of them reaches p < 0.05 by chance more often than not, never after Holm.
+    rng = np.random.default_rng(7)
+    old = pd.DataFrame({f"x{i}": rng.normal(size=2000) for i in range(40)}).assign(KNR=[f"a{i}" for i in range(2000)])
+    new = pd.DataFrame({f"x{i}": rng.normal(size=2000) for i in range(40)}).assign(KNR=[f"b{i}" for i in range(2000)])
+    out = input_drift(old, new, columns=[f"x{i}" for i in range(40)], alpha=0.05)
+    assert (out.inputs["p_adjusted"] >= out.inputs["p_value"]).all()
+    assert not out.inputs["moved"].any() and "none moved clearly" in out.summary
+    assert out.new_categories.empty
+
+
+def test_input_drift_names_a_missing_column_and_needs_cars_on_both_sides():
     with pytest.raises(ModelError, match="n_falhas_ZP5"):
-        drift(frame(10, seed=1), frame(10, seed=2), features=["n_falhas_ZP5"])
+        input_drift(cars(10, seed=1), cars(10, seed=2), columns=["n_falhas_ZP5"])
+    with pytest.raises(ModelError, match="0 new cars"):
+        input_drift(cars(10, seed=1), cars(0, seed=2), columns=["n_nok_id2"])
+    with pytest.raises(ModelError, match="facts"):
+        input_drift(cars(10, seed=1), cars(10, seed=2), columns=[], attributes=["MOTOR"])
 
 
 def test_data_summary_counts_cars_labels_and_the_period():

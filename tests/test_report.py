@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,9 +13,10 @@ from matplotlib.figure import Figure
 
 from kafer.errors import ModelError
 from kafer.metrics import compare, threshold_at
-from kafer.drift import drift
-from kafer.report import (calibration, confusion_matrices, data_changes_table, drift_sentence, drift_table,
-                          metrics_table, ranking_curves, recall_by_budget, report_header, risk_chart)
+from kafer.drift import input_drift
+from kafer.report import (calibration, confusion_matrices, data_changes_table, drift_inputs_table, drift_sentence,
+                          drift_table, figure_html, metrics_table, ranking_curves, recall_by_budget, record_chart,
+                          report_header, risk_chart)
 from kafer.steps import data_changes
 
 BUDGETS = (0.05, 0.10, 0.20)
@@ -160,10 +162,51 @@ def test_data_changes_read_in_people_s_formats():
     assert list(shown.columns) == ["when production was trained", "now"]
     assert shown.loc["cars", "now"] == "12,345" and shown.loc["cars", "when production was trained"] == "2,000"
     assert shown.loc["failure rate", "now"].endswith("%") and shown.loc["first car built", "now"] == "2024-04-01 06:00"
-    shift = drift(old, new.assign(n_nok_id2=new["n_nok_id2"] * 3), features=["n_nok_id2"])
-    assert list(drift_table(shift).columns) == ["average when production was trained", "average now", "PSI", "shift"]
-    assert "1 of 1 features moved, 1 of them a lot (n_nok_id2)" in drift_sentence(shift)
-    assert "PSI" in drift_sentence(shift) and "nothing to compare" in drift_sentence(pd.DataFrame())
+
+
+def test_what_moved_in_production_s_inputs_reads_per_family_in_words():
+    rng = np.random.default_rng(3)
+
+    def cars(n, start, factor=1):
+        return pd.DataFrame({"KNR": [f"2024-{start + i:07d}" for i in range(n)], "n_nok_id2": rng.poisson(2, n) * factor,
+                             "dwell_min_ZP7": rng.gamma(2, 30, n)})
+
+    shift = input_drift(cars(2000, 0), cars(3000, 5000, factor=3), columns=["n_nok_id2", "dwell_min_ZP7"])
+    record = SimpleNamespace(production=object(), drift=shift)
+    families = drift_table(record)
+    assert families.loc["the contract's counts and dwell times"].tolist() == ["2", "1", "NOK screw tightenings"]
+    moved = drift_inputs_table(record)
+    assert moved.index.tolist() == ["NOK screw tightenings"] and moved.iloc[0]["moved clearly"] == "yes"
+    assert "1 moved clearly" in drift_sentence(record) and "PSI" in drift_sentence(record)
+    assert "no production model" in drift_sentence(SimpleNamespace(production=None, drift=None))
+    assert drift_table(SimpleNamespace(production=object(), drift=None)).empty
+
+
+def test_the_track_record_chart_draws_every_month_the_promise_and_each_decision():
+    from kafer.config import load_settings
+    from kafer.monitor import Mark, TrackRecord, judge
+
+    rng = np.random.default_rng(4)
+    n = 1800
+    p = rng.beta(1, 12, n)
+    cars = pd.DataFrame({"KNR": [f"k{i}" for i in range(n)], "label_known": True,
+                         "label_rod": (rng.random(n) < p).astype(int),
+                         "road_test_at": pd.Timestamp("2024-05-01") + pd.to_timedelta(rng.integers(0, 90 * 24, n), "h")})
+    promise = {"roc_auc": {"value": 0.7, "low": 0.65, "high": 0.75},
+               "recall_at_10": {"value": 0.3, "low": 0.2, "high": 0.4}, "operating_threshold": 0.15}
+    record = judge("m20240501T101010.000000Z", cars, p, promise=promise, settings=load_settings(bootstrap_rounds=50))
+    marks = (Mark("2024-05-02T10:00:00", "2024-04-30T22:00:00", "keep-new", "Ana", None, record.version),
+             Mark("2024-06-03T10:00:00", "2024-05-31T22:00:00", "keep-old", "Ana", record.version, record.version))
+    track = TrackRecord("memory://x", "v1", 0.1, 0.5, record, (), marks, None)
+    open_before = plt.get_fignums()
+    fig = record_chart(track)
+    assert len(fig.axes) == 3 and drawn(fig) and plt.get_fignums() == open_before
+    roc = fig.axes[0]
+    assert [c.get_label() for c in roc.containers] == ["m20240501T1010 (production)"]
+    assert len(roc.containers[0].lines[0].get_xdata()) == 3  # May, June, July
+    assert [t.get_text() for t in roc.texts] == ["keep new → m20240501T1010", "keep old (m20240501T1010)"]
+    assert any(line.get_label() == "promised by m20240501T1010" for line in roc.collections)
+    assert figure_html(fig, alt='a "chart"').startswith('<img alt="a &quot;chart&quot;" src="data:image/png;base64,')
 
 
 def test_the_importance_chart_and_the_family_choice():
