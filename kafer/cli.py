@@ -55,10 +55,14 @@ def _day(text: str) -> str:
 
 def cmd_ingest(args) -> int:
     from .ingest import ingest
+    from .monitor import outcome_line
 
     settings, lake = _lake(args, write=True)
     report = ingest(args.paths, lake=lake, settings=settings, progress=_progress())
     print(format_ingest(report))
+    manifest = report["manifest"]
+    print(outcome_line(lake, settings=settings, before=manifest["parent"] if manifest["new_sources"] else
+                       manifest["version"], after=manifest["version"]))
     return 0
 
 
@@ -163,12 +167,20 @@ def cmd_desk(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from .monitor import track_record
     from .registry import status
 
     settings, lake = _lake(args)
     state = status(lake, runs=settings.runs, stale_after=settings.lock_stale_after)
+    track = None
+    if state["production"]:
+        try:
+            record = track_record(lake, settings=settings, earlier=False, drift=False)
+            track = {"alert": record.alert, "headline": record.headline, "why": record.why}
+        except KaferError as exc:
+            track = {"alert": None, "headline": f"cannot be worked out ({exc})", "why": str(exc)}
     if args.json:
-        print(json.dumps(state, indent=2, default=str))
+        print(json.dumps({**state, "track_record": track}, indent=2, default=str))
         return 0
     print(f"Lake: {lake.url}")
     if not (state["production"] or state["candidates"] or state["decisions"] or state["runs"]):
@@ -177,6 +189,8 @@ def cmd_status(args) -> int:
         return 0
     prod = state["production"]
     print(f"Production: {prod['version']} (run {prod['run']}, {prod['family']})" if prod else "Production: none")
+    if track:
+        print(f"Track record: {track['headline']} (kafer monitor)")
     print(f"Pending candidates: {', '.join(c['version'] + ' (run ' + c['run'] + ')' for c in state['candidates']) or 'none'}")
     print("Runs:" if state["runs"] else "Runs: none")
     for r in state["runs"]:
@@ -187,6 +201,52 @@ def cmd_status(args) -> int:
     for d in state["decisions"]:
         print(f"  {d['at']}  {d['choice']:<9} run {d.get('run') or '-'}  by {d['by']}: {d['why']}")
     return 0
+
+
+def cmd_monitor(args) -> int:
+    from .monitor import track_record
+
+    settings, lake = _lake(args)
+    record = track_record(lake, settings=settings)
+    print(json.dumps(record.to_dict(), indent=2, default=str) if args.json else format_monitor(record))
+    return 0
+
+
+def format_monitor(record) -> str:
+    """The track record for a terminal: the warning, production's months beside its promise, the
+    threshold's share, what moved in the inputs, and the models before it."""
+    from .metrics import budget_key
+    from .narrative import interval
+
+    lines = [f"Lake: {record.lake} (curated version {record.data_version})"]
+    if record.production is None:
+        return "\n".join(lines + [record.why])
+    pct = budget_key(record.budget)
+    recall = f"recall_at_{pct}"
+    for model in record.records:
+        spans = ", ".join(f"kept {_short(t.kept_at)} by {t.kept_by}" + (f", left {_short(t.left_at)}" if t.left_at else "")
+                          for t in model.tenures)
+        now = "production" if model is record.production else "earlier production"
+        lines += ["", f"{now.capitalize()} {model.version} ({model.family}; {spans}): {model.check.headline}",
+                  f"  {'month':<11} {'cars':>6} {'failed':>6}  {'ROC-AUC':<22} {'recall at ' + str(pct) + ' %':<22} "
+                  f"{'inside the budget':<22}"]
+        promised = model.promise
+        lines.append(f"  {'promised':<11} {'':>6} {'':>6}  {interval(promised.get('roc_auc')):<22} "
+                     f"{interval(promised.get(recall)):<22} {record.budget:.1%}")
+        for period in (*model.periods, *((model.pooled,) if model.pooled else ())):
+            share = period.inside_budget
+            inside = "—" if not share else (f"{share['value']:.1%} [{share['low']:.1%}, {share['high']:.1%}]"
+                                            + (" far" if share["far"] else ""))
+            lines.append(f"  {period.period:<11} {period.cars:>6,} {period.failures:>6,}  "
+                         f"{interval(period.figures.get('roc_auc')):<22} {interval(period.figures.get(recall)):<22} "
+                         f"{inside}")
+    lines += ["", record.why]
+    if record.drift is not None:
+        lines += ["", record.drift.summary]
+        moved = record.drift.families
+        lines += [f"  {family:<14} {row.moved:>3} of {row.inputs:>3} inputs moved" + (f"; most: {row.most}" if row.most else "")
+                  for family, row in moved.iterrows()]
+    return "\n".join(lines)
 
 
 def _short(iso: str | None) -> str:
@@ -276,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "the lake read, the production model, pending candidates, the runs and the "
             "decision history", runs=True)
     p.add_argument("--json", action="store_true", help="print it as JSON (with the lake's URL under \"lake\")")
+    p = add("monitor", cmd_monitor, "is production keeping its promise? its track record month by month beside "
+            "what its report promised, a warning when it slips, what moved in its inputs")
+    p.add_argument("--json", action="store_true", help="print it as JSON (alert, why, production, periods, …)")
     p = add("predict", cmd_predict, "score every car of an upload with the production model: the ranked "
             "inspection list")
     p.add_argument("paths", nargs="+", metavar="PATH", help=f"{upload}; nothing is added to the lake")

@@ -14,7 +14,7 @@ import os
 import platform
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -43,6 +43,8 @@ class RunResult:
     verdict: str
     recommendation: str
     step_seconds: dict
+    #: Production's track record on the cars that just got their outcome (:func:`kafer.monitor.outcome_line`).
+    track_record: str = ""
 
     def summary(self) -> str:
         """The closing lines: where the report is and how to decide."""
@@ -53,6 +55,7 @@ class RunResult:
             f"Candidate {self.candidate_version} is pending; compared against {vs}.",
             f"Verdict: {self.verdict}",
             f"What the evidence supports: {self.recommendation}",
+            *([self.track_record] if self.track_record else []),
             f"Report: {self.run_dir / runrecord.REPORT}",
             f"Decide: kafer decide {self.run_id} keep-new|keep-old --by NAME --why TEXT"
             "   or on the decision desk: make desk (or kafer desk), or 05_decide.ipynb in make lab",
@@ -170,6 +173,7 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
         When a step fails; the run's manifest is marked failed and no candidate is registered.
     """
     from .ingest import list_upload
+    from .monitor import outcome_line
 
     settings = (settings or load_settings(lake=lake, runs=runs)).replace(family=family)
     settings = settings.replace(lake=absolute_url(settings.lake), runs=str(Path(settings.runs).resolve()))
@@ -182,6 +186,7 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
     store = Lake(settings.lake)
     store.check(write=True)
     timings: dict[str, float] = {}
+    before = catalog.current_version(store)
     with hold(store, RETRAIN_LOCK, purpose=f"retrain {run_id}", details={"run": run_id},
               **settings.lock_options) as held:
         for settled in settle_runs(store, runs_root, stale_after=settings.lock_stale_after, holding=True):
@@ -210,7 +215,7 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
             timings["render"] = round(time.monotonic() - started, 2)
             runrecord.update_manifest(runs_root, run_id, steps=dict(timings))
             step = "register"
-            return finish(run, timings, held=held)
+            result = finish(run, timings, held=held)
         except BaseException as exc:
             failed = exc if isinstance(exc, StepError) else StepError(
                 step, str(exc) if isinstance(exc, KaferError) else f"{type(exc).__name__}: {exc}")
@@ -218,6 +223,7 @@ def retrain(paths: Sequence[str] = (), *, lake: str | None = None, runs: str | N
             if isinstance(exc, (StepError, KeyboardInterrupt, SystemExit)):
                 raise
             raise said from None
+    return replace(result, track_record=outcome_line(store, settings=settings, before=before, after=run.data_version))
 
 
 def _stopped(run: runrecord.Run, timings: dict, failed: StepError) -> KaferError:

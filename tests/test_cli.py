@@ -59,7 +59,7 @@ def test_status_names_the_lake_and_says_plainly_when_it_holds_no_model(tmp_path,
         f"Lake: {lake}", f"The lake {lake} holds no model yet: retrain first (make retrain, or kafer retrain PATH)."]
     assert main(["status", "--json", "--lake", lake]) == 0
     assert json.loads(capsys.readouterr().out) == {"lake": lake, "production": None, "candidates": [],
-                                                   "decisions": [], "runs": []}
+                                                   "decisions": [], "runs": [], "track_record": None}
 
 
 def test_status_with_a_pending_candidate(lake, tmp_path, capsys):

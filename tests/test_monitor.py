@@ -4,11 +4,14 @@ a warning only when the pooled evidence says the model is worse than it promised
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from kafer import catalog, monitor, registry
+from kafer.cli import main
 from kafer.config import load_settings
 from kafer.demo import make_demo_upload
 from kafer.ingest import ingest
@@ -173,6 +176,31 @@ def test_a_model_kept_before_the_record_existed_gets_one(tmp_path, months):
     record = track_record(lake, settings=settings)
     assert record.production.version == version and record.production.pooled.cars > 0
     assert record.production.periods and record.why.startswith(f"Production {version}")
+
+
+def test_monitor_json_status_and_ingest_say_whether_production_keeps_its_promise(kept, capsys, months):
+    settings, version = kept
+    where = ["--lake", settings.lake]
+    assert main(["monitor", "--json", *where]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["production"] == version and out["alert"] in (True, False) and out["why"]
+    period = out["periods"][0]
+    assert set(period) >= {"period", "cars", "failures", "roc_auc", "recall_at_budget"}
+    assert len(period["period"]) == 7 and period["period"][4] == "-"
+    assert len(period["roc_auc"]) == 3 and period["roc_auc"][1] <= period["roc_auc"][0] <= period["roc_auc"][2]
+    assert main(["monitor", *where]) == 0
+    text = capsys.readouterr().out
+    assert f"Production {version}" in text and "since kept" in text and "promised" in text
+    assert main(["status", *where, "--runs", settings.runs]) == 0
+    assert f"Track record: production {version}" in capsys.readouterr().out
+    assert main(["ingest", str(months[2]), *where]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("Track record: on the ") and "just got their outcome" in line and version in line
+
+
+def test_monitor_on_an_empty_lake_says_what_to_do(tmp_path, capsys):
+    assert main(["monitor", "--lake", str(tmp_path / "lake")]) == 1
+    assert "ingest an upload first" in capsys.readouterr().err
 
 
 def test_a_new_month_scores_only_its_own_cars(kept, months, monkeypatch):

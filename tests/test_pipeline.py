@@ -20,6 +20,8 @@ from kafer.demo import make_demo_upload
 from kafer.errors import StepError
 from kafer.ingest import ingest
 from kafer.lake import Lake
+from kafer.metrics import compare
+from kafer.monitor import track_record
 from kafer.pipeline import retrain, run_notebook, step_parameters
 from kafer.runrecord import STEPS, read_manifest, start_run
 
@@ -101,6 +103,26 @@ def test_keep_new_then_keep_old_leaves_the_first_candidate(world, history):
     log = registry.status(lake)["decisions"]
     assert [(d["run"], d["choice"], d["by"], d["why"]) for d in log] == [
         ("r1", "keep-new", "Ana", "first model"), ("r2", "keep-old", "Rui", "difference not clear")]
+
+
+def test_the_track_record_scores_production_as_the_comparison_did(world, history):
+    """r2's report compared r1 on cars r1 scored since it was kept: the record gives them the same risk,
+    and its figures on those cars are the report's."""
+    one, two = history
+    settings = world[3]
+    metrics = json.loads((two.run_dir / "metrics.json").read_text())
+    record = track_record(Lake(settings.lake), settings=settings, data_version=metrics["data_version"])
+    assert record.production.version == one.candidate_version
+    compared = pd.read_csv(two.run_dir / "predictions.csv", dtype={"KNR": str}).query("compared")
+    risk = record.production.cars.set_index("KNR").loc[compared["KNR"], "probability"].to_numpy()
+    assert risk.tolist() == compared["p_production"].tolist()
+    figures = compare(compared["y_true"], risk, budgets=settings.budgets, rounds=settings.bootstrap_rounds,
+                      seed=settings.seed)["candidate"]
+    assert figures == metrics["models"]["production"]["metrics"]
+    html = (two.run_dir / "04_compare.html").read_text()
+    assert "Is production keeping its promise?" in html and f"Production {one.candidate_version}" in html
+    assert two.track_record.startswith("Track record: on the ") and one.candidate_version in two.track_record
+    assert two.track_record in two.summary()
 
 
 def test_production_is_never_scored_on_its_own_training_cars(world, history):
