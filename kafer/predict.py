@@ -28,6 +28,7 @@ from .facts import build_facts
 from .features import build_features, last_checkpoints
 from .ingest import list_upload, read_upload
 from .lake import Lake
+from .metrics import threshold_share
 from .readers import COLUMNS, Progress, schema
 
 
@@ -197,8 +198,8 @@ def ranking_facts(ranked: pd.DataFrame, *, paths: Iterable[str], settings: Setti
     Returns
     -------
     dict
-        ``made_at`` (ISO UTC), ``lake``, ``files`` (names), ``budget``, ``threshold`` (or ``None``)
-        and ``model``: ``version``, ``family``, ``run``, ``data_version``, ``trained_on``, and
+        ``made_at`` (ISO UTC), ``lake``, ``files`` (names), ``budget``, ``threshold`` (or ``None``),
+        ``threshold_tolerance`` and ``model``: ``version``, ``family``, ``run``, ``data_version``, ``trained_on``, and
         ``since``, ``by``, ``why`` of the decision that put it in production (``None`` if unknown).
 
     Raises
@@ -223,6 +224,7 @@ def ranking_facts(ranked: pd.DataFrame, *, paths: Iterable[str], settings: Setti
         "files": [file.replace("\\", "/").rsplit("/", 1)[-1] for file in list_upload(paths).files],
         "budget": settings.operating_budget,
         "threshold": (meta.get("metrics") or {}).get("operating_threshold"),
+        "threshold_tolerance": settings.threshold_tolerance,
         "model": {"version": version, "family": meta.get("family"), "run": meta.get("run"),
                   "data_version": meta.get("data_version"), "trained_on": meta.get("trained_on"),
                   "since": decision.get("at"), "by": decision.get("by"), "why": decision.get("why")},
@@ -235,8 +237,26 @@ def summary(ranked: pd.DataFrame, facts: Mapping) -> str:
     flagged = int(ranked["in_budget"].sum())
     on_line = int((~ranked["at_road_test"]).sum()) if "at_road_test" in ranked else 0
     where = f", {on_line:,} of them still on the line and scored on what is known so far" if on_line else ""
+    note = threshold_note(ranked, facts)
     return (f"{len(ranked):,} cars scored with production model {model['version']} ({model['family']}){where}; "
-            f"{flagged:,} fall in the inspection budget ({_budget_rule(facts)}).")
+            f"{flagged:,} fall in the inspection budget ({_budget_rule(facts)})." + (f" {note}" if note else ""))
+
+
+def threshold_note(ranked: pd.DataFrame, facts: Mapping) -> str | None:
+    """A sentence when the share of this list's cars at their road test that reach the operating threshold
+    drifted far from the budget (:func:`kafer.metrics.threshold_share`), else ``None``."""
+    if facts.get("threshold") is None:
+        return None
+    tested = ranked[ranked["at_road_test"]] if "at_road_test" in ranked else ranked
+    share = threshold_share(int(tested["in_budget"].sum()), len(tested), budget=facts["budget"],
+                            tolerance=facts.get("threshold_tolerance", Settings.threshold_tolerance))
+    if not share["far"]:
+        return None
+    return (f"The threshold flags {_percent(share['value'], 1)} of the {len(tested):,} cars at their road test "
+            f"(95 % interval {_percent(share['low'], 1)} to {_percent(share['high'], 1)}), far from the "
+            f"{_percent(facts['budget'])} it was set for: it no longer means what it meant when the model was "
+            "kept, so the list is longer or shorter than planned. Retrain: a new model sets a new threshold "
+            "(kafer monitor shows the share month by month).")
 
 
 def line_note(ranked: pd.DataFrame) -> str:
@@ -260,11 +280,12 @@ def budget_note(ranked: pd.DataFrame, facts: Mapping) -> str:
         return (f"{flagged:,} of these {n:,} cars{share} are in the inspection budget: the production model "
                 f"recorded no operating threshold, so the budget is the riskiest {budget} of this list, and a "
                 "car's flag depends on which cars are scored with it.")
+    note = threshold_note(ranked, facts)
     return (f"{flagged:,} of these {n:,} cars{share} are in the inspection budget: a car is in it when its risk "
             f"reaches {_percent(facts['threshold'], 1)}, the risk the riskiest {budget} of the production model's "
             "evaluation cars reached. The threshold does not depend on how many cars are scored together, so a "
             f"car's flag is the same in any list; a riskier batch has more than {budget} of its cars in the "
-            "budget, a safer one fewer.")
+            "budget, a safer one fewer." + (f" {note}" if note else ""))
 
 
 def save_ranking(ranked: pd.DataFrame, out: str, *, facts: Mapping) -> str:

@@ -28,7 +28,7 @@ from kafer.metrics import threshold_at
 from kafer.model import train
 from kafer.pipeline import run_notebook
 from kafer.predict import (ABOUT_SHEET, LIST_SHEET, budget_note, output_format, predict_upload, ranking_facts,
-                           ranking_workbook, save_ranking, summary, upload_cars)
+                           ranking_workbook, save_ranking, summary, threshold_note, upload_cars)
 from kafer.report import risk_chart
 from kafer.runrecord import write_json
 
@@ -95,6 +95,17 @@ def test_the_summary_is_one_line_with_the_model_the_count_and_the_threshold(worl
     note = budget_note(ranked, facts)
     assert note.startswith(f"{flagged} of these 200 cars ({flagged / 2:.1f} %) are in the inspection budget")
     assert "does not depend on how many cars are scored together" in note
+
+
+def test_the_list_says_when_its_threshold_flags_far_more_or_fewer_cars_than_the_budget(scored):
+    ranked, facts = scored
+    tested = ranked["at_road_test"].to_numpy()
+    about = ranked.assign(in_budget=tested & (np.cumsum(tested) <= 22))  # 22 of 199: about 10 %
+    assert threshold_note(about, facts) is None and "far from" not in summary(about, facts)
+    many = ranked.assign(in_budget=tested & (np.cumsum(tested) <= 60))  # 60 of 199: 30 %
+    note = threshold_note(many, facts)
+    assert note.startswith("The threshold flags 30.2 % of the 199 cars at their road test") and "far from the 10 %" in note
+    assert summary(many, facts).endswith(note) and budget_note(many, facts).endswith(note)
 
 
 def test_the_workbook_the_plant_opens(world, scored, tmp_path):
