@@ -131,6 +131,7 @@ def run_summary(run_id: str, *, runs: str | os.PathLike) -> dict:
             "drivers": (metrics.get("drivers") or {}).get("summary"),
             "compared_cars": metrics["compared_cars"],
             "compared_positives": metrics["compared_positives"],
+            "budgets": metrics["budgets"],
             "operating_budget": budget,
             "fair": metrics["fair_comparison"],
             "report": report if report.is_file() else None,
@@ -194,6 +195,7 @@ class DecisionPanel:
         import ipywidgets as widgets
 
         settings = load_settings(lake=lake or None, runs=runs or None)
+        self.settings = settings
         self.lake = settings.lake
         self.runs = settings.runs
         self.run_id = requested_run(run_id)
@@ -202,6 +204,8 @@ class DecisionPanel:
         self.said = ""
         wide = widgets.Layout(width="56em")
         self.header = widgets.HTML()
+        self.track = widgets.HTML()
+        self.gain = widgets.HTML()
         self.figures = widgets.HTML()
         self.verdict = widgets.HTML(layout=wide)
         self.show_report = widgets.Button(description="show the full report", disabled=True,
@@ -233,7 +237,7 @@ class DecisionPanel:
                                       self.why, self.buttons])
         self.rolling_back = widgets.VBox([self.rollback_to, self.rollback_why, self.roll_back])
         self.widget = widgets.VBox([
-            self.header, self.figures, self.verdict, self.deciding, self.message,
+            self.header, self.track, self.gain, self.figures, self.verdict, self.deciding, self.message,
             widgets.HTML("<h3>Production and decisions so far</h3>"), self.production, self.history,
             widgets.HTML("<h4>Roll back to an earlier production model</h4>"), self.no_rollback,
             self.rolling_back], layout=widgets.Layout(max_width="84em"))
@@ -255,6 +259,7 @@ class DecisionPanel:
 
     def _load(self) -> None:
         self._refresh_registry()
+        self.track.value = _track_html(self.settings)
         try:
             if self.run_id is None:
                 self.run_id = registry.latest_pending_run(Lake(self.lake))
@@ -270,6 +275,7 @@ class DecisionPanel:
             self._stop(str(exc))
             return
         self.header.value = _header_html(self.summary, pending=self._pending_others())
+        self.gain.value = _gain_html(self.summary, runs=self.runs)
         self.figures.value = _figures_html(self.summary)
         self.verdict.value = _verdict_html(self.summary)
         self.show_report.disabled = self.summary["report"] is None
@@ -436,6 +442,48 @@ def _figures_html(summary: dict) -> str:
     return (f"<h3>Key figures</h3><table style='border-collapse:collapse'><tr>{head}</tr>{''.join(rows)}</table>"
             "<p style='color:#57606a'>Each figure with its 95 % interval in brackets; an interval of the "
             "difference that includes 0 means the difference is not clear.</p>")
+
+
+def _track_html(settings) -> str:
+    """Production's track record: the warning in words above its chart (or why there is none)."""
+    from .monitor import track_record
+    from .report import figure_html, record_chart
+
+    title = "<h3>Is production keeping its promise?</h3>"
+    try:
+        record = track_record(Lake(settings.lake), settings=settings)
+    except (KaferError, OSError) as exc:
+        return f"{title}<p style='color:{_BAD}'>The track record cannot be worked out: {_e(exc)}</p>"
+    if record.production is None:
+        return f"{title}<p>{_e(record.why)}</p>"
+    colour = _BAD if record.alert else _OK if record.production.check.judged else "#57606a"
+    alt = (f"Track record of production {record.production.version}: ROC-AUC, recall at the budget and the share of "
+           "cars inside it per month of road test, with 95 % intervals, the promise as a dashed line, each decision "
+           "marked")
+    return (f"{title}<p style='border-left:4px solid {colour};padding:6px 12px;background:#f6f8fa'>{_e(record.why)}</p>"
+            f"{figure_html(record_chart(record), alt=alt)}")
+
+
+def _gain_html(summary: dict, *, runs) -> str:
+    """Both models' gain curves on the compared cars: share of failures found against share of cars inspected."""
+    import pandas as pd
+
+    from .report import figure_html, recall_by_budget
+
+    path = runrecord.run_dir(runs, summary["run_id"]) / runrecord.PREDICTIONS
+    if not path.is_file():
+        return ""
+    scored = pd.read_csv(path, dtype={"KNR": str})
+    compared = scored[scored["compared"].astype(bool)]
+    probs = {"new model": compared["p_candidate"].to_numpy()}
+    if summary["production"] is not None and compared["p_production"].notna().all():
+        probs["production"] = compared["p_production"].to_numpy()
+    try:
+        chart = recall_by_budget(compared["y_true"].to_numpy(), probs, budgets=summary["budgets"])
+    except KaferError:
+        return ""
+    alt = f"Gain curve of {' and '.join(probs)}: share of road-test failures found against share of cars inspected"
+    return f"<h3>Failures found by inspection budget</h3>{figure_html(chart, alt=alt)}"
 
 
 def _verdict_html(summary: dict) -> str:

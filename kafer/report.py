@@ -404,13 +404,17 @@ def record_chart(record) -> Figure:
     ended. Months with a sliver of cars (the ends of the data, see
     :attr:`kafer.monitor.Record.latest_month`) are left to the table: their intervals would hide the rest.
     """
-    from matplotlib.dates import DateFormatter
+    from matplotlib.dates import DateFormatter, MonthLocator
 
     pct = budget_key(record.budget)
     panels = (("roc_auc", "ROC-AUC"), (f"recall_at_{pct}", f"recall at {pct} %"),
-              ("inside_budget", f"share of cars flagged by the threshold (budget {record.budget:.0%})"))
-    fig, axes = _figure(len(panels), width=5.2, height=3.8)
+              ("inside_budget", f"share flagged by the threshold\n(budget {record.budget:.0%})"))
+    fig, axes = _figure(len(panels), width=3.9, height=3.5)
     colors = _colors([r.version for r in record.records])
+    dates = ([pd.Timestamp(f"{p.period}-15") for r in record.records for p in r.months]
+             + [pd.Timestamp(m.data_end) for m in record.marks if m.data_end])
+    first, last = (min(dates), max(dates)) if dates else (pd.Timestamp.now(), pd.Timestamp.now())
+    spread = max(1, round((last - first).days / 30 / 8))
     for ax, (name, title) in zip(axes, panels):
         for model in record.records:
             colour = colors[model.version]
@@ -434,13 +438,16 @@ def record_chart(record) -> Figure:
             ax.axhline(record.budget, color="black", linewidth=0.8)
             ax.axhspan(record.budget * (1 - record.tolerance), record.budget * (1 + record.tolerance), color="tab:green",
                        alpha=0.08, label="about the budget")
-        ax.set(title=title, xlabel="month of road test")
+        ax.set(title=title, xlabel="month of road test",
+               xlim=(first - pd.Timedelta(days=20), last + pd.Timedelta(days=20)))
+        ax.xaxis.set_major_locator(MonthLocator(interval=spread))
         ax.xaxis.set_major_formatter(DateFormatter("%Y-%m"))
         ax.tick_params(axis="x", labelrotation=45)
     handles, labels = axes[0].get_legend_handles_labels()
     band = dict(zip(*reversed(axes[-1].get_legend_handles_labels())))["about the budget"]
     fig.legend([*handles, band], [*labels, "about the budget"], loc="outside lower center", ncol=5, fontsize=8)
-    fig.suptitle(f"Track record: {record.headline}" if record.production else "Track record: no model in production")
+    fig.suptitle(f"Track record: {record.headline}" if record.production else "Track record: no model in production",
+                 fontsize=10)
     return fig
 
 

@@ -2,8 +2,9 @@
 
 (a) JupyterLab started exactly as ``make lab`` starts it: open the decision notebook, run all, write
 why, click *keep new*, and the registry has the candidate in production (and the committed notebook
-is unchanged after saving). (b) ``kafer desk``: *keep new* on a first run, *keep old* on a second,
-*keep new* on a third, then roll back from the same page. (c) the rendered comparison report names
+is unchanged after saving). (b) ``kafer desk``: *keep new* on a first run, *keep old* on a second (the page shows production's
+track record and both models' gain curves above the tables), *keep new* on a third, then roll back
+from the same page. (c) the rendered comparison report names
 its run and both models. See tests/browser.py for the fixtures and why each selector and wait is
 the one it is.
 """
@@ -22,6 +23,7 @@ from browser import ROOT, VOILA_READY, free_port, lab_args, lab_panel, lab_run_a
 from kafer import registry
 from kafer.config import load_settings
 from kafer.lake import Lake
+from kafer.monitor import track_record
 from kafer.pipeline import retrain
 from worlds import SMALL, quick_retrain
 
@@ -97,6 +99,16 @@ def test_the_desk_keeps_new_keeps_old_and_rolls_back_and_the_report_names_its_ru
         page.goto(server.url + "/")
         expect(page.get_by_role("heading", name=f"Run r2: new model {second} against production model "
                                                 f"{first.candidate_version}")).to_be_visible()
+        expect(page.get_by_role("heading", name="Is production keeping its promise?")).to_be_visible()
+        record = track_record(lake, settings=load_settings(lake=settings.lake), earlier=False, drift=False)
+        expect(page.get_by_text(record.why[:80])).to_be_visible()
+        chart = page.get_by_role("img", name=f"Track record of production {first.candidate_version}")
+        expect(chart).to_be_visible()
+        gain = page.get_by_role("img", name="Gain curve of new model and production")
+        expect(gain).to_be_visible()
+        assert chart.bounding_box()["y"] < gain.bounding_box()["y"] < page.get_by_role(
+            "heading", name="Key figures").bounding_box()["y"], "the charts come above the tables"
+        page.screenshot(path=str(tmp_path / "desk-r2.png"), full_page=True)
         page.get_by_placeholder(WHY).fill("no clear difference")
         page.get_by_role("button", name="keep old", exact=True).click()
         expect(page.get_by_text(f"Kept the old model: {first.candidate_version} stays in production")).to_be_visible()
