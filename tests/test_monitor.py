@@ -107,6 +107,15 @@ def test_the_promise_s_own_uncertainty_is_allowed_for():
     assert not check_promise(pooled, vague, **options).alert
 
 
+def test_a_model_registered_without_a_threshold_is_judged_without_the_budget_s_share():
+    promise = promise_of(*scored_cars(1200, seed=8, strength=1.0))
+    cars, p = scored_cars(3000, seed=9, strength=1.0)
+    record = judge("m1", cars, p, promise=promise, settings=SETTINGS)
+    assert record.threshold is None and record.check.judged and record.threshold_note(budget=0.1) is None
+    assert record.periods[0].to_dict(budget=0.1)["inside_budget"] is None
+    assert record.periods[0].to_dict(budget=0.1)["roc_auc"] is not None
+
+
 def test_too_few_cars_are_not_judged_however_bad_they_look():
     promise = promise_of(*scored_cars(1200, seed=5, strength=1.0))
     cars, p = scored_cars(150, seed=6, strength=0.0)
@@ -196,6 +205,9 @@ def test_monitor_json_status_and_ingest_say_whether_production_keeps_its_promise
     assert main(["ingest", str(months[2]), *where]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("Track record: on the ") and "just got their outcome" in line and version in line
+    assert main(["ingest", str(months[2]), *where]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"Track record: no car production {version} scored got its outcome with these exports")
 
 
 def test_monitor_on_an_empty_lake_says_what_to_do(tmp_path, capsys):
@@ -240,3 +252,17 @@ def test_a_month_from_a_plant_whose_failures_come_from_elsewhere_raises_the_warn
     record = track_record(lake, settings=settings)
     assert record.alert is alert and record.production.check.judged
     assert ("is slipping" in record.why) is alert and f"{record.production.pooled.cars:,} cars" in record.why
+
+
+def test_the_record_says_when_the_threshold_flags_far_more_cars_than_the_budget():
+    promise = promise_of(*scored_cars(1200, seed=10, strength=1.0))
+    months = [scored_cars(3000, seed=20 + m, strength=1.0, month=f"2024-0{m}") for m in (5, 6)]
+    cars, p = pd.concat([c for c, _ in months], ignore_index=True), np.concatenate([q for _, q in months])
+    sliver, q = scored_cars(40, seed=30, strength=1.0, month="2024-07")
+    cars, p = pd.concat([cars, sliver], ignore_index=True), np.concatenate([p, q * 0])
+    record = judge("m1", cars, p, promise={**promise, "operating_threshold": float(np.quantile(p, 0.7))},
+                   settings=SETTINGS)
+    assert [m.period for m in record.months] == ["2024-05", "2024-06"] and record.latest_month.period == "2024-06"
+    note = record.threshold_note(budget=0.1)
+    assert note.startswith("In 2024-06 the operating threshold") and "against a budget of 10%" in note
+    assert record.periods[1].inside_budget["far"] and record.periods[2].period == "2024-07"
