@@ -224,8 +224,8 @@ def format_monitor(record) -> str:
     pct = budget_key(record.budget)
     recall = f"recall_at_{pct}"
     for model in record.records:
-        spans = ", ".join(f"kept {_short(t.kept_at)} by {t.kept_by}" + (f", left {_short(t.left_at)}" if t.left_at else "")
-                          for t in model.tenures)
+        spans = ", ".join(f"kept {_short(t.kept_at)} by {t.kept_by}"
+                          + (f", left {_short(t.left_at)}" if t.left_at else "") for t in model.tenures)
         now = "production" if model is record.production else "earlier production"
         lines += ["", f"{now.capitalize()} {model.version} ({model.family}; {spans}): {model.check.headline}",
                   f"  {'month':<11} {'cars':>6} {'failed':>6}  {'ROC-AUC':<22} {'recall at ' + str(pct) + ' %':<22} "
@@ -243,9 +243,8 @@ def format_monitor(record) -> str:
     lines += ["", record.why]
     if record.drift is not None:
         lines += ["", record.drift.summary]
-        moved = record.drift.families
-        lines += [f"  {family:<14} {row.moved:>3} of {row.inputs:>3} inputs moved" + (f"; most: {row.most}" if row.most else "")
-                  for family, row in moved.iterrows()]
+        lines += [f"  {family:<14} {row.moved:>3} of {row.inputs:>3} inputs moved"
+                  + (f"; most: {row.most}" if row.most else "") for family, row in record.drift.families.iterrows()]
     return "\n".join(lines)
 
 

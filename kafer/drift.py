@@ -84,7 +84,8 @@ class InputDrift:
                     f"{self.alpha:.0%}, with a PSI of at least {PSI_MODERATE}).")
         else:
             per_family = "; ".join(f"{FAMILY_WORDS.get(family, family)}: {', '.join(group['what'].head(3))}"
-                                   + ("…" if len(group) > 3 else "") for family, group in moved.groupby("family", sort=False))
+                                   + ("…" if len(group) > 3 else "")
+                                   for family, group in moved.groupby("family", sort=False))
             text = (f"{looked}; {len(moved):,} moved clearly (adjusted for the number of inputs compared, at "
                     f"{self.alpha:.0%}, with a PSI of at least {PSI_MODERATE}): {per_family}.")
         if len(self.new_categories):

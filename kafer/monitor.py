@@ -29,9 +29,9 @@ only, and models kept before this existed are scored on demand.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
 import hashlib
 import json
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -336,8 +336,10 @@ class Record:
     def months(self) -> tuple[Period, ...]:
         """The periods that are months: at least :data:`MIN_MONTH_SHARE` of the median month's cars at their
         road test (the first and last months of the data are often slivers of a few days)."""
-        sizes = [p.road_tested for p in self.periods]
-        return tuple(p for p in self.periods if p.road_tested >= MIN_MONTH_SHARE * float(np.median(sizes)))
+        if not self.periods:
+            return ()
+        typical = float(np.median([p.road_tested for p in self.periods]))
+        return tuple(p for p in self.periods if p.road_tested >= MIN_MONTH_SHARE * typical)
 
     @property
     def latest_month(self) -> Period | None:

@@ -2,11 +2,11 @@
 
 (a) JupyterLab started exactly as ``make lab`` starts it: open the decision notebook, run all, write
 why, click *keep new*, and the registry has the candidate in production (and the committed notebook
-is unchanged after saving). (b) ``kafer desk``: *keep new* on a first run, *keep old* on a second (the page shows production's
-track record and both models' gain curves above the tables), *keep new* on a third, then roll back
-from the same page. (c) the rendered comparison report names
-its run and both models. See tests/browser.py for the fixtures and why each selector and wait is
-the one it is.
+is unchanged after saving). (b) ``kafer desk``: *keep new* on a first run, *keep old* on a second
+(the page shows production's track record and both models' gain curves above the tables), *keep
+new* on a third, then roll back from the same page. (c) the rendered comparison report names its
+run and both models. See tests/browser.py for the fixtures and why each selector and wait is the
+one it is.
 """
 
 from __future__ import annotations
