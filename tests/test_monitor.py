@@ -5,6 +5,8 @@ a warning only when the pooled evidence says the model is worse than it promised
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -187,8 +189,10 @@ def test_a_model_kept_before_the_record_existed_gets_one(tmp_path, months):
     assert record.production.periods and record.why.startswith(f"Production {version}")
 
 
-def test_monitor_json_status_and_ingest_say_whether_production_keeps_its_promise(kept, capsys, months):
+def test_monitor_json_status_and_ingest_say_whether_production_keeps_its_promise(kept, capsys, months, tmp_path):
     settings, version = kept
+    shutil.copytree(settings.lake, tmp_path / "lake")
+    settings = replace(settings, lake=str(tmp_path / "lake"))
     where = ["--lake", settings.lake]
     assert main(["monitor", "--json", *where]) == 0
     out = json.loads(capsys.readouterr().out)
