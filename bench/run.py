@@ -23,6 +23,9 @@
    one car and 1,000 cars new to the lake, and 2,000 cars the lake holds already.
 6. The one real per-car table (peer-samples/g05): what of the new families it allows, and what
    that gives on a time split.
+7. The track record (``--only monitor``): ``kafer monitor`` on a twelve-month lake; its false-warning
+   rate on independent months drawn like the training month; the months it needs to warn once the
+   plant's failures come from somewhere else.
 
 Uploads are made once by the project's own generator and kept in bench/out/.
 """
@@ -556,11 +559,132 @@ def bench_predict() -> None:
     print(f"  2,000 cars whose every row the lake holds too: {seconds:5.1f} s")
 
 
+#: Where the training months' failures come from, and where a changed plant's do: the
+#: configuration shares nothing with the contract's counts (a tests risk would: NOK counts carry it).
+TRAINED_ON, CHANGES = ("contract",), {"completely (configuration)": ("configuration",),
+                                      "half (contract and configuration)": ("contract", "configuration")}
+
+
+def bench_monitor(cars: int, *, month_cars: int = 2000, trained: int = 5, alike: int = 24, changed: int = 6,
+                  seed: int = 1800) -> None:
+    """The track record: the time of ``kafer monitor`` on a twelve-month lake of ``cars`` a month; the
+    false-warning rate on independent months of ``month_cars`` drawn like the training month, and the
+    months needed to warn after the plant changed."""
+    print(f"\n== Track record: kafer monitor on a twelve-month lake of {cars:,} cars a month")
+    folders = month_uploads(cars, range(1, 14))
+    root = OUT / "monitor-year"
+    shutil.rmtree(root, ignore_errors=True)
+    where = ["--lake", str(root / "lake"), "--runs", str(root / "runs")]
+    retrain_s, _, _ = timed(KAFER + ["retrain", str(folders[0] / "upload"), "--run-id", "r1", *where])
+    timed(KAFER + ["decide", "r1", "keep-new", "--by", "bench", "--why", "first model", *where])
+    for folder in folders[1:12]:
+        timed(KAFER + ["ingest", *map(str, files_of(folder)), "--lake", str(root / "lake")])
+    cold, cold_peak, out = timed(KAFER + ["monitor", "--json", "--lake", str(root / "lake")])
+    record = json.loads(out)
+    warm, _, _ = timed(KAFER + ["monitor", "--lake", str(root / "lake")])
+    ingest_s, _, out = timed(KAFER + ["ingest", *map(str, files_of(folders[12])), "--lake", str(root / "lake")])
+    month, _, _ = timed(KAFER + ["monitor", "--lake", str(root / "lake")])
+    pooled = record["record"]["pooled"]
+    print(f"  retrain on the first month {retrain_s:.0f} s; production judged on {pooled['cars']:,} cars "
+          f"({len(record['periods'])} months) since it was kept: alert {record['alert']}")
+    print(f"  kafer monitor, first time (every car scored, every month bootstrapped): {cold:5.1f} s, peak "
+          f"{cold_peak:,.0f} MB")
+    print(f"  kafer monitor again (scores and figures kept with the model):           {warm:5.1f} s   (bar: seconds)")
+    print(f"  a thirteenth month: kafer ingest {ingest_s:.1f} s, its line: {out.strip().splitlines()[-1][:110]}…")
+    print(f"  kafer monitor after it (the new month's cars and the pooled figures):    {month:5.1f} s")
+    bench_warnings(month_cars, trained=trained, alike=alike, changed=changed, seed=seed)
+
+
+def bench_warnings(cars: int, *, trained: int, alike: int, changed: int, seed: int) -> None:
+    """False warnings on months like the training month, and months to warn once the plant changed.
+
+    Every month is a generator upload of ``cars`` cars with its own seed (20 resultados rows a car: the
+    record reads the per-car table and the facts). Each training month's model is trained and promised
+    as a retrain does (time split, family hgb, the comparison's figures on its evaluation cars), then
+    every other month is judged with :func:`kafer.monitor.judge`, the function ``kafer monitor`` uses.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from kafer.catalog import current_facts, current_features
+    from kafer.config import load_settings
+    from kafer.dataset import labelled, time_split
+    from kafer.demo import make_demo_upload
+    from kafer.features import feature_columns
+    from kafer.ingest import ingest
+    from kafer.lake import Lake
+    from kafer.metrics import compare, proportion, threshold_at
+    from kafer.model import train
+    from kafer.monitor import judge
+
+    plan = ([("trained", i, TRAINED_ON) for i in range(trained)] + [("alike", i, TRAINED_ON) for i in range(alike)]
+            + [(name, i, where) for name, where in CHANGES.items() for i in range(changed)])
+    root = OUT / f"monitor-months-{cars}"
+    settings = load_settings(lake=str(root / "lake"), family="hgb")
+    months = {}
+    for n, (kind, i, where) in enumerate(plan):
+        start = pd.Timestamp("2019-01-01") + pd.DateOffset(months=n)
+        folder = root / f"{kind.split(' ')[0]}-{i}"
+        if not (folder / "truth.csv").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            make_demo_upload(folder, cars=cars, seed=seed + n, start=start.strftime("%Y-%m-%d"), results_per_car=20,
+                             layout="csv", signal_in=where)
+        months[(kind, i)] = pd.read_csv(folder / "truth.csv", dtype={"KNR": str}, usecols=["KNR"])["KNR"]
+    lake = Lake(settings.lake)
+    if not (root / "lake").exists():
+        ingest([str(root / f"{kind.split(' ')[0]}-{i}" / "upload") for kind, i, _ in plan], lake=lake,
+               settings=settings)
+    table, facts = current_features(lake), current_facts(lake)
+    table = table[table["road_test_at"].notna()].set_index("KNR", drop=False)
+    print(f"\n== Track record: false warnings and months to warn ({len(plan)} months of {cars:,} cars, seeds "
+          f"{seed}-{seed + len(plan) - 1}; models trained as a retrain does, family hgb)")
+    alarms, yearly, late = [], [], {name: {0: [], 3: []} for name in CHANGES}
+    for t in range(trained):
+        split = time_split(labelled(table.loc[table["KNR"].isin(months[("trained", t)])].reset_index(drop=True)),
+                           eval_fraction=settings.eval_fraction)
+        model = train(split.train, features=feature_columns(settings), family="hgb", seed=settings.seed, facts=facts,
+                      min_fact_cars=settings.fact_min_cars, max_fact_columns=settings.fact_max_columns)
+        p_eval = model.predict_proba(split.eval, facts)
+        promise = {**compare(split.eval["label_rod"], p_eval, budgets=settings.budgets,
+                             rounds=settings.bootstrap_rounds, seed=settings.seed)["candidate"],
+                   "operating_threshold": threshold_at(p_eval, budget=settings.operating_budget)}
+        risk = pd.Series(model.predict_proba(table, facts), index=table.index)
+
+        def slipped(keys) -> bool:
+            """The warning on the pooled cars of these months since the model was kept."""
+            knr = pd.concat([months[k] for k in keys])
+            cars = table.loc[table["KNR"].isin(knr)].reset_index(drop=True)
+            return judge(f"model {t}", cars, risk.loc[cars["KNR"]].to_numpy(), promise=promise,
+                         settings=settings).check.alert
+
+        own = [slipped([("alike", i)]) for i in range(alike)]
+        alarms += own
+        yearly.append(any(slipped([("alike", i) for i in range(k + 1)]) for k in range(min(12, alike))))
+        for name in CHANGES:
+            for before in late[name]:
+                head = [("alike", i) for i in range(before)]
+                late[name][before].append(next((k + 1 for k in range(changed)
+                                                if slipped(head + [(name, i) for i in range(k + 1)])), None))
+        roc = promise["roc_auc"]
+        print(f"  model {t}: promised ROC-AUC {roc['value']:.3f} [{roc['low']:.3f}, {roc['high']:.3f}] on "
+              f"{len(split.eval):,} cars; false warnings {sum(own)} of {alike} months, in its year "
+              f"{'yes' if yearly[-1] else 'no'}", flush=True)
+    share = proportion(int(np.sum(alarms)), len(alarms))
+    print(f"  false warnings on single months like the training month: {int(np.sum(alarms))} of {len(alarms)} "
+          f"({share['value']:.1%}, 95 % interval {share['low']:.1%} to {share['high']:.1%}; {trained} models x "
+          f"{alike} months)   (bar: 5 %)")
+    print(f"  a false warning in a year of monthly checks (pooled since kept): {sum(yearly)} of {trained} models")
+    for name, waits in late.items():
+        for before, months_to_warn in waits.items():
+            said = ", ".join("not within " + str(changed) if w is None else str(w) for w in months_to_warn)
+            print(f"  plant changed {name}, {before} good months before: months to warn, per model: {said}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cars", type=int, default=6000, help="cars in the month-sized upload")
     parser.add_argument("--only", choices=("ingest", "scale", "history", "quality", "signal", "timerule",
-                                           "families", "ensemble", "predict", "real"))
+                                           "families", "ensemble", "predict", "real", "monitor"))
     parser.add_argument("--parse-only", nargs="+", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--land-only", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--csv-shape", nargs=3, help=argparse.SUPPRESS)
@@ -603,6 +727,8 @@ def main() -> None:
         bench_predict()
     if args.only in (None, "real"):
         bench_real()
+    if args.only in (None, "monitor"):
+        bench_monitor(args.cars)
 
 
 if __name__ == "__main__":
