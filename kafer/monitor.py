@@ -515,7 +515,7 @@ def track_record(lake: Lake, *, settings: Settings, data_version: str | None = N
     current = registry.production(lake)
     versions = list(dict.fromkeys(s.version for s in spans))
     chosen = [v for v in versions if earlier or (current and v == current["version"])]
-    models = {v: load_model(registry.load_artifact(lake, v)) for v in chosen}
+    models = {v: load_model(registry.load_artifact(lake, v), estimators=False) for v in chosen}
     records = {v: _record(lake, models[v], metas[v], [s for s in spans if s.version == v], table, road_tested,
                           data_version=data_version, settings=settings) for v in chosen}
     production = records.get(current["version"]) if current else None
@@ -593,8 +593,9 @@ def scores(lake: Lake, version: str, model: Model, cars: pd.DataFrame, *, data_v
     """The probability the model ``version`` gives each of ``cars`` (rows of the curated table ``data_version``).
 
     A car's score is taken from the model's cached scores when its inputs' fingerprint is unchanged
-    (:func:`fingerprints`), else computed; the scores of ``data_version`` are then cached with the
-    model, written once.
+    (:func:`fingerprints`), else computed (``model`` may come without its estimators: it is then
+    loaded whole, only when some car needs scoring); the scores of ``data_version`` are then cached
+    with the model, written once.
 
     Raises
     ------
@@ -614,6 +615,8 @@ def scores(lake: Lake, version: str, model: Model, cars: pd.DataFrame, *, data_v
         p = known.reindex(pd.MultiIndex.from_arrays([cars["KNR"].astype(str), prints])).to_numpy(dtype=float, copy=True)
     fresh = np.isnan(p)
     if fresh.any():
+        if model.estimator is None:
+            model = load_model(registry.load_artifact(lake, version))
         p[fresh] = model.predict_proba(cars[fresh].reset_index(drop=True), facts)
     if not stored:
         catalog.save_model_scores(lake, version, data_version, pd.DataFrame(

@@ -98,6 +98,10 @@ def test_the_artifact_round_trip_gives_identical_predictions(fitted, data, famil
     loaded = load_model(blob)
     assert loaded.family == family and loaded.features == FEATURES and loaded.meta == model.meta
     np.testing.assert_array_equal(loaded.predict_proba(data[1]), model.predict_proba(data[1]))
+    header = load_model(blob, estimators=False)
+    assert header.estimator is None and header.table_features == model.table_features and header.meta == model.meta
+    with pytest.raises(ModelError, match="loaded without its estimator"):
+        header.predict_proba(data[1])
 
 
 @pytest.mark.parametrize("family", ["hgb", "keras"])
