@@ -192,8 +192,8 @@ def test_a_retrain_stopped_after_registering_while_the_lake_cannot_answer_is_set
     def unreachable(lake, run_id):
         raise LakeError("cannot reach the lake")
 
-    with monkeypatch.context() as lake_down:
-        lake_down.setattr(pipeline, "catalog", SimpleNamespace(run_model=unreachable))  # only as the run stops
+    with monkeypatch.context() as lake_down:  # the registry cannot be asked only as the run stops
+        lake_down.setattr(pipeline, "catalog", SimpleNamespace(**{**vars(catalog), "run_model": unreachable}))
         with pytest.raises(StepError, match="Input/output error"):
             retrain([str(months[1])], settings=settings, run_id="late")
     assert read_manifest(settings.runs, "late")["status"] == "running"
