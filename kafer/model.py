@@ -224,9 +224,16 @@ class Model:
         """
         return _inputs(cars, facts, self.table_features, self.fact_columns)
 
+    @property
+    def predicts(self) -> bool:
+        """Whether its estimators were loaded (see :func:`load_model`'s ``estimators``)."""
+        if self.family == ENSEMBLE:
+            return all(member.predicts for member in self.estimator)
+        return self.estimator is not None
+
     def predict_inputs(self, x: pd.DataFrame) -> np.ndarray:
         """Probabilities from the model's inputs as :meth:`inputs` gives them (permuted or edited at will)."""
-        if self.estimator is None:
+        if not self.predicts:
             raise ModelError(f"this {self.family} model was loaded without its estimator (load_model(..., "
                              "estimators=False)): load it whole to predict")
         if self.family == ENSEMBLE:

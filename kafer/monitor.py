@@ -615,7 +615,7 @@ def scores(lake: Lake, version: str, model: Model, cars: pd.DataFrame, *, data_v
         p = known.reindex(pd.MultiIndex.from_arrays([cars["KNR"].astype(str), prints])).to_numpy(dtype=float, copy=True)
     fresh = np.isnan(p)
     if fresh.any():
-        if model.estimator is None:
+        if not model.predicts:
             model = load_model(registry.load_artifact(lake, version))
         p[fresh] = model.predict_proba(cars[fresh].reset_index(drop=True), facts)
     if not stored:

@@ -99,7 +99,7 @@ def test_the_artifact_round_trip_gives_identical_predictions(fitted, data, famil
     assert loaded.family == family and loaded.features == FEATURES and loaded.meta == model.meta
     np.testing.assert_array_equal(loaded.predict_proba(data[1]), model.predict_proba(data[1]))
     header = load_model(blob, estimators=False)
-    assert header.estimator is None and header.table_features == model.table_features and header.meta == model.meta
+    assert not header.predicts and header.table_features == model.table_features and header.meta == model.meta
     with pytest.raises(ModelError, match="loaded without its estimator"):
         header.predict_proba(data[1])
 
@@ -344,6 +344,7 @@ def test_the_ensemble_stacks_both_families_log_odds_with_weights_fitted_on_the_v
     p = model.predict_proba(test_df, test_facts)
     np.testing.assert_allclose(p, expected, rtol=1e-9)
     np.testing.assert_array_equal(load_model(model.to_bytes()).predict_proba(test_df, test_facts), p)
+    assert model.predicts and not load_model(model.to_bytes(), estimators=False).predicts
     y = test_df["label_rod"]
     best = max(evaluate(y, models[f].predict_proba(test_df, test_facts), budgets=(0.1,))["roc_auc"] for f in models)
     assert evaluate(y, p, budgets=(0.1,))["roc_auc"] > best - 0.02
