@@ -539,8 +539,10 @@ def _stack(logits: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float]
 
     start = np.r_[prior, 0.0]
     found = minimize(loss, start, method="L-BFGS-B", bounds=[(0, None)] * k + [(None, None)])
-    weights = found.x[:k] if found.x[:k].sum() > 1e-3 else prior
-    intercept = found.x[k] if found.x[:k].sum() > 1e-3 else _platt_intercept(logits @ prior, y)
+    if found.x[:k].sum() > 1e-3:
+        weights, intercept = found.x[:k], found.x[k]
+    else:
+        weights, intercept = prior, _platt_intercept(logits @ prior, y)
     return tuple(float(w) for w in weights), float(intercept)
 
 
