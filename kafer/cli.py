@@ -141,11 +141,23 @@ def cmd_retrain(args) -> int:
     return 0
 
 
+def _who(args) -> tuple[str, str]:
+    """Who decides from the command line, and how the log says it was known: ``--by`` when given,
+    else the operating system's user."""
+    from .desk.person import login_name
+
+    if args.by is not None:
+        return args.by, "--by"
+    return login_name(), "os user"
+
+
 def cmd_decide(args) -> int:
     from .decide import decide
 
     settings, _ = _lake(args, write=True)
-    record = decide(args.run, args.choice, by=args.by, why=args.why, lake=settings.lake, runs=settings.runs)
+    by, source = _who(args)
+    record = decide(args.run, args.choice, by=by, by_source=source, why=args.why, lake=settings.lake,
+                    runs=settings.runs)
     print(record.get("message") or json.dumps(record, indent=2))
     return 0
 
@@ -154,7 +166,8 @@ def cmd_rollback(args) -> int:
     from .decide import rollback
 
     settings, _ = _lake(args, write=True)
-    print(rollback(args.to, by=args.by, why=args.why, lake=settings.lake)["message"])
+    by, source = _who(args)
+    print(rollback(args.to, by=by, by_source=source, why=args.why, lake=settings.lake)["message"])
     return 0
 
 
@@ -162,8 +175,56 @@ def cmd_desk(args) -> int:
     from .desk import serve
 
     settings, _ = _lake(args)
-    return serve(settings=settings, port=args.port, open_browser=not args.no_browser, run_id=args.run,
+    return serve(settings=settings, host=args.host, port=args.port, certfile=args.certfile, keyfile=args.keyfile,
+                 insecure_http=args.insecure_http, open_browser=not args.no_browser, run_id=args.run,
                  progress=lambda message: print(message, flush=True))
+
+
+def _password(args, name: str) -> str:
+    """The new password: one line of standard input (``--password-stdin``), else typed twice at a terminal."""
+    import getpass
+
+    from .errors import AccountError
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise AccountError("give the password on standard input with --password-stdin (it is never an argument: "
+                           "arguments show in the process list)")
+    password = getpass.getpass(f"New password for {name}: ")
+    if getpass.getpass("Again: ") != password:
+        raise AccountError("the two passwords differ: nothing was changed")
+    return password
+
+
+def cmd_users(args) -> int:
+    from .desk import accounts
+    from .desk.state import users_file
+
+    path = users_file(load_settings())
+    if args.action == "list":
+        known = accounts.read_accounts(path)
+        if not known:
+            print(f"No desk accounts in {path}: kafer users add NAME --role approver --password-stdin")
+        for account in sorted(known.values(), key=lambda a: a.name):
+            print(f"{account.name:<24} {account.role:<9} added {_short(account.added_at)}, changed "
+                  f"{_short(account.changed_at)}")
+        return 0
+    if args.action == "add":
+        account = accounts.add(path, args.name, role=args.role, password=_password(args, args.name))
+        print(f"Added {account.name} ({account.role}) to {path}.")
+    elif args.action == "passwd":
+        account = accounts.set_password(path, args.name, password=_password(args, args.name))
+        print(f"New password for {account.name}: their earlier sign-ins have ended, and a running desk closes their "
+              "open pages within seconds.")
+    elif args.action == "role":
+        account = accounts.set_role(path, args.name, role=args.role)
+        print(f"{account.name} is now {account.role}: it holds at their next action, and their next page shows it.")
+    else:
+        account = accounts.remove(path, args.name)
+        print(f"Removed {account.name} ({account.role}): a running desk ends their sessions and closes their open "
+              "pages within seconds; their past decisions stay in the log.")
+    return 0
 
 
 def cmd_status(args) -> int:
@@ -199,7 +260,8 @@ def cmd_status(args) -> int:
               + (f"  candidate {r['candidate']}" if r["candidate"] else ""))
     print("Decisions:" if state["decisions"] else "Decisions: none")
     for d in state["decisions"]:
-        print(f"  {d['at']}  {d['choice']:<9} run {d.get('run') or '-'}  by {d['by']}: {d['why']}")
+        known = f" ({d['by_source']})" if d.get("by_source") else ""
+        print(f"  {d['at']}  {d['choice']:<9} run {d.get('run') or '-'}  by {d['by']}{known}: {d['why']}")
     return 0
 
 
@@ -313,25 +375,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", choices=FAMILY_CHOICES, help="model family to train: hgb (gradient boosting), keras "
                    "(neural network), ensemble (both, stacked into one calibrated model) or auto (compare them on "
                    "the same time-ordered validation cars, keep the better) (default: the settings', ensemble)")
-    who = "who decides, e.g. \"Ana Souza\" (logged)"
+    who = ("who decides, logged as given (with \"--by\" as how they were known); default: this computer's user, "
+           "logged as \"os user\"")
     p = add("decide", cmd_decide, "keep the run's new model or the old one (logged)", runs=True)
     p.add_argument("run", metavar="RUN", help="the run whose candidate to decide, e.g. r20241126T201753Z-3fa9 "
                    "(kafer status lists the pending ones)")
     p.add_argument("choice", choices=("keep-new", "keep-old"), help="keep-new: the run's candidate goes into "
                    "production; keep-old: production stays")
-    p.add_argument("--by", required=True, metavar="NAME", help=who)
+    p.add_argument("--by", metavar="NAME", help=who)
     p.add_argument("--why", required=True, metavar="TEXT", help="why, in a sentence, e.g. \"finds 4 more "
                    "failures per 100 cars at 10 %%\" (logged)")
     p = add("rollback", cmd_rollback, "put an earlier model version back in production (logged)", runs=True)
     p.add_argument("--to", required=True, metavar="VERSION", help="a version once in production, e.g. "
                    "m20241026T101500.123456Z (kafer status lists them)")
-    p.add_argument("--by", required=True, metavar="NAME", help=who)
+    p.add_argument("--by", metavar="NAME", help=who)
     p.add_argument("--why", required=True, metavar="TEXT", help="why, in a sentence (logged)")
-    p = add("desk", cmd_desk, "serve the decision page (keep new / keep old / roll back) on 127.0.0.1",
-            runs=True)
-    p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default: 8866)")
+    p = add("desk", cmd_desk, "serve the decision page (keep new / keep old / roll back): on 127.0.0.1 for "
+            "this computer's user, or for the plant's team once people sign in (docs/desk.md)", runs=True)
+    p.add_argument("--host", default="127.0.0.1", metavar="ADDRESS", help="address to listen on (default: "
+                   "127.0.0.1, this computer alone); beyond it only with sign-in set up, and with TLS or "
+                   "--insecure-http")
+    p.add_argument("--port", type=int, default=8866, help="port (default: 8866)")
+    p.add_argument("--certfile", metavar="CERT.pem", help="TLS certificate (PEM): the desk speaks HTTPS")
+    p.add_argument("--keyfile", metavar="KEY.pem", help="the certificate's private key (PEM)")
+    p.add_argument("--insecure-http", action="store_true", help="plain HTTP beyond this computer: only when a proxy "
+                   "in front of the desk terminates TLS")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser; just print the address")
     p.add_argument("--run", metavar="RUN", help="the run to show (default: the newest run waiting for a decision)")
+    p = sub.add_parser("users", help="the desk's local accounts (for a plant without single sign-on)",
+                       description="The desk's local accounts, kept in its users file outside the lake "
+                                   "(desk_state_dir). Passwords are read from standard input, never from arguments.")
+    p.set_defaults(func=cmd_users)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION", title="actions")
+    roles = ("approver", "analyst", "viewer")
+    role_help = ("approver: keep new / keep old / roll back; analyst: bring exports and retrain; viewer: read and "
+                 "download lists")
+    stdin_help = "read the password from one line of standard input (else it is asked twice at the terminal)"
+    q = actions.add_parser("add", help="add an account", description="Add an account (no account exists by default).")
+    q.add_argument("name", metavar="NAME", help="the account's name, e.g. ana.souza")
+    q.add_argument("--role", required=True, choices=roles, help=role_help)
+    q.add_argument("--password-stdin", action="store_true", help=stdin_help)
+    actions.add_parser("list", help="list the accounts and their roles")
+    q = actions.add_parser("remove", help="remove an account: its sessions end, its open pages close")
+    q.add_argument("name", metavar="NAME", help="the account's name")
+    q = actions.add_parser("passwd", help="set a new password: the account's earlier sessions end")
+    q.add_argument("name", metavar="NAME", help="the account's name")
+    q.add_argument("--password-stdin", action="store_true", help=stdin_help)
+    q = actions.add_parser("role", help="give an account another role (it holds at their next action)")
+    q.add_argument("name", metavar="NAME", help="the account's name")
+    q.add_argument("--role", required=True, choices=roles, help=role_help)
     p = add("status", cmd_status, "the lake read, the production model, pending candidates, the runs and the "
             "decision history", runs=True)
     p.add_argument("--json", action="store_true", help="print it as JSON (with the lake's URL under \"lake\")")

@@ -146,6 +146,40 @@ class Settings:
     #: size of its files again); empty for the system's temporary folder.
     staging_dir: str = ""
 
+    # -- The decision desk (kafer desk, kafer users): who signs in, and how it is served -------------
+    #: Folder outside the lake for the desk's users file and cookie secret, written only by the desk's
+    #: administrators (made private, 0700, on first use); empty: ``~/.config/kafer/desk`` of the
+    #: account that runs the desk (``kafer\desk`` under ``%APPDATA%`` on Windows).
+    desk_state_dir: str = ""
+    #: Addresses (or networks, ``10.0.4.0/29``) of the reverse proxies that stand for the plant's
+    #: single sign-on: only a connection from one of them may say who is signed in. Empty: no single
+    #: sign-on (local accounts, else one person on this computer).
+    desk_proxy_addresses: tuple[str, ...] = ()
+    #: Request headers in which the proxy passes the signed-in person's name and their groups.
+    desk_user_header: str = "X-Forwarded-User"
+    desk_groups_header: str = "X-Forwarded-Groups"
+    #: Role (approver, analyst or viewer) of each group the proxy passes; a person in several gets
+    #: the rights of each.
+    desk_group_roles: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: Role of each person by the name the proxy passes, beside or instead of the groups.
+    desk_user_roles: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: Role of a person the proxy signs in whom neither table names: empty refuses them (in words);
+    #: ``viewer`` lets everyone the sign-on admits read the desk.
+    desk_default_role: str = ""
+    #: Desk pages one person may have open at once (each page is a kernel of ~340 MB or more): a page
+    #: beyond it is refused in words until one is closed or left idle long enough to be closed.
+    desk_kernels_per_person: int = 3
+    #: A desk page with no activity for this many minutes is closed (its kernel shut down, even
+    #: with the tab still open); reloading the page opens it again.
+    desk_idle_minutes: float = 60.0
+    #: Hours a sign-in with a local account lasts before the desk asks for the password again.
+    desk_session_hours: float = 12.0
+    #: Seconds an address must wait after a failed sign-in before the next attempt is checked; the
+    #: wait doubles with each further failure from that address, up to ``desk_signin_wait_max``.
+    #: Per address, never per account: nobody can lock an approver out.
+    desk_signin_wait: float = 1.0
+    desk_signin_wait_max: float = 60.0
+
     @property
     def lock_options(self) -> dict:
         """How the lake's locks wait and judge (:func:`kafer.locks.hold`'s keywords)."""
@@ -162,7 +196,7 @@ class Settings:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, Mapping):
-                value = {k: list(v) for k, v in value.items()}
+                value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
@@ -180,7 +214,9 @@ class Settings:
         return _checked(cls().replace(**_typed(dict(values), "a settings snapshot")))
 
 
-_TUPLE_FIELDS = {"post_road_sections", "budgets", "shift_start_hours"}
+_TUPLE_FIELDS = {"post_road_sections", "budgets", "shift_start_hours", "desk_proxy_addresses"}
+#: The desk's roles (what each may do is :mod:`kafer.desk.rights`' business).
+DESK_ROLES = ("approver", "analyst", "viewer")
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -203,6 +239,9 @@ def _typed(values: dict, where: str) -> dict:
     for name in ("zones", "hall_groups"):
         if name in out:
             out[name] = MappingProxyType({str(k): tuple(v) for k, v in out[name].items()})
+    for name in ("desk_group_roles", "desk_user_roles"):
+        if name in out:
+            out[name] = MappingProxyType({str(k): str(v) for k, v in out[name].items()})
     for name in _TUPLE_FIELDS & set(out):
         out[name] = tuple(out[name])
     return out
@@ -217,8 +256,9 @@ def _from_toml(path: Path) -> dict:
     for name in ("lake", "runs"):
         if name in out:
             out[name] = _located(out[name], path.parent)
-    if out.get("staging_dir"):
-        out["staging_dir"] = _located(out["staging_dir"], path.parent)
+    for name in ("staging_dir", "desk_state_dir"):
+        if out.get(name):
+            out[name] = _located(out[name], path.parent)
     return out
 
 
@@ -274,4 +314,40 @@ def _checked(settings: Settings) -> Settings:
         raise ConfigError("inspection budgets must lie between 0 and 1")
     if not 0 < settings.monitor_alpha < 1 or settings.threshold_tolerance <= 0:
         raise ConfigError("monitor_alpha must lie between 0 and 1 and threshold_tolerance must be positive")
+    return _checked_desk(settings)
+
+
+def _checked_desk(settings: Settings) -> Settings:
+    """The desk's block: roles known, proxy addresses real addresses, limits positive."""
+    import ipaddress
+    import re
+
+    for table in ("desk_group_roles", "desk_user_roles"):
+        wrong = {k: v for k, v in getattr(settings, table).items() if v not in DESK_ROLES}
+        if wrong:
+            raise ConfigError(f"{table}: {', '.join(f'{k!r} = {v!r}' for k, v in wrong.items())}: a role is one of "
+                              f"{', '.join(DESK_ROLES)}")
+    if settings.desk_default_role not in ("", *DESK_ROLES):
+        raise ConfigError(f"desk_default_role must be empty (refuse people no table names) or one of "
+                          f"{', '.join(DESK_ROLES)}, not {settings.desk_default_role!r}")
+    for address in settings.desk_proxy_addresses:
+        try:
+            ipaddress.ip_network(str(address), strict=False)
+        except ValueError:
+            raise ConfigError(f"desk_proxy_addresses: {address!r} is not an IP address or network (e.g. 10.0.4.7 "
+                              "or 10.0.4.0/29); name the proxy by its address, not its host name") from None
+    for header in ("desk_user_header", "desk_groups_header"):
+        if not re.fullmatch(r"[A-Za-z0-9-]+", getattr(settings, header)):
+            raise ConfigError(f"{header} must be a header name such as X-Forwarded-User, not "
+                              f"{getattr(settings, header)!r}")
+    if settings.desk_proxy_addresses and not (settings.desk_group_roles or settings.desk_user_roles
+                                              or settings.desk_default_role):
+        raise ConfigError("desk_proxy_addresses is set but nobody the proxy signs in could get a role: set "
+                          "desk_group_roles (group = role), desk_user_roles (name = role) or desk_default_role")
+    if settings.desk_kernels_per_person < 1:
+        raise ConfigError("desk_kernels_per_person must be at least 1")
+    if not (settings.desk_idle_minutes > 0 and settings.desk_session_hours > 0):
+        raise ConfigError("desk_idle_minutes and desk_session_hours must be positive")
+    if not 0 <= settings.desk_signin_wait <= settings.desk_signin_wait_max:
+        raise ConfigError("desk_signin_wait must lie between 0 and desk_signin_wait_max")
     return settings

@@ -6,19 +6,26 @@ models, the figures, the verdict, what the evidence supports, the full report, t
 history) and turns a click into one of those calls. Widgets do nothing headless, so the panel
 holds no logic the functions do not. The same panel is the decision desk (``kafer desk`` serves
 ``notebooks/05_decide.ipynb`` with Voila, code hidden).
+
+Who decides is never typed: the panel asks who acts (:func:`kafer.desk.person.current_person`: the
+person signed in to the desk, else the operating system's user) when it is built, to build only
+the controls their rights allow, and again at every click, which checks the right itself
+(:func:`kafer.desk.rights.require`): a button fires on a widget message whatever the page shows.
 """
 
 from __future__ import annotations
 
-import getpass
 import html
 import os
 from pathlib import Path
+from typing import Callable
 from urllib.parse import parse_qs
 
 from . import registry, runrecord
 from .config import load_settings
-from .errors import DecisionError, KaferError, RunError
+from .desk.person import current_person
+from .desk.rights import Person, allowed, require
+from .errors import DecisionError, KaferError, RightsError, RunError
 from .lake import Lake
 from .narrative import interval, judgements
 
@@ -31,7 +38,7 @@ _OK, _BAD = "#1a7f37", "#b42318"
 
 
 def decide(run_id: str, choice: str, *, by: str, why: str, lake: str | None = None,
-           runs: str | os.PathLike | None = None) -> dict:
+           runs: str | os.PathLike | None = None, by_source: str | None = None) -> dict:
     """Decide a run: ``keep-new`` puts its candidate in production, ``keep-old`` rejects it.
 
     Parameters
@@ -42,6 +49,8 @@ def decide(run_id: str, choice: str, *, by: str, why: str, lake: str | None = No
         Who decides and why; neither may be blank.
     lake, runs : str, optional
         Lake URL and run records folder; the settings' (``KAFER_LAKE``, ``kafer.toml``…) when omitted.
+    by_source : str, optional
+        How ``by`` was known (``desk account``, ``os user``, ``--by``…), logged with it.
 
     Returns
     -------
@@ -58,12 +67,13 @@ def decide(run_id: str, choice: str, *, by: str, why: str, lake: str | None = No
     """
     settings = load_settings(lake=lake, runs=runs)
     record = registry.decide(Lake(settings.lake), run_id, choice, by=by, why=why, runs_dir=settings.runs,
-                             settings=settings)
+                             settings=settings, by_source=by_source)
     return {**record, "message": _outcome(record)}
 
 
-def rollback(to_version: str, *, by: str, why: str, lake: str | None = None) -> dict:
-    """Put a version that was once in production back in production, logged like any decision.
+def rollback(to_version: str, *, by: str, why: str, lake: str | None = None, by_source: str | None = None) -> dict:
+    """Put a version that was once in production back in production, logged like any decision
+    (``by_source`` as in :func:`decide`).
 
     Returns
     -------
@@ -76,7 +86,8 @@ def rollback(to_version: str, *, by: str, why: str, lake: str | None = None) -> 
         When the rollback is refused (blank reason, unknown version, never in production…).
     """
     settings = load_settings(lake=lake)
-    record = registry.rollback(Lake(settings.lake), to_version=to_version, by=by, why=why, settings=settings)
+    record = registry.rollback(Lake(settings.lake), to_version=to_version, by=by, why=why, settings=settings,
+                               by_source=by_source)
     return {**record, "message": f"Rolled back: {record['after']} is in production again (was {record['before']}). "
                                  f"Logged at {record['at']}."}
 
@@ -163,21 +174,14 @@ def requested_run(run_id: str | None) -> str | None:
     return asked[0] if asked else None
 
 
-def login_name() -> str:
-    """Who is at the keyboard, from the operating system (``getpass.getuser``); empty when unknown."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError, ImportError):
-        return ""
-
-
 class DecisionPanel:
     """The decision desk: a run's comparison, what the evidence supports, and the decision.
 
     Display it as a cell's last expression. Clicking *keep new* or *keep old* calls
-    :func:`decide`, and *roll back* calls :func:`rollback`, exactly as the command line does; a
-    refusal or a busy lake shows in ``message`` and changes nothing. After a decision the page
-    says what happened and its buttons are disabled.
+    :func:`decide`, and *roll back* calls :func:`rollback`, exactly as the command line does, in
+    the name of the person acting; a refusal, a right they lack or a busy lake shows in ``message``
+    and changes nothing. After a decision the page says what happened and its buttons are disabled.
+    A person without the approver's rights gets a page without its controls (none is even made).
 
     Parameters
     ----------
@@ -186,14 +190,24 @@ class DecisionPanel:
         run of the newest pending candidate.
     lake, runs : str, optional
         Lake URL and run records folder; the settings' when empty or omitted.
-    user : str, optional
-        Who decides (the ``by`` field's initial value); the login name when empty or omitted.
+    person : callable, optional
+        Returns the :class:`~kafer.desk.rights.Person` acting now; asked when the panel is built
+        and again at every click (default :func:`~kafer.desk.person.current_person`).
     """
 
-    def __init__(self, run_id: str | None, lake: str | None = None, runs: str | os.PathLike | None = None,
-                 user: str | None = None):
+    def __init__(self, run_id: str | None, lake: str | None = None, runs: str | os.PathLike | None = None, *,
+                 person: Callable[[], Person] | None = None):
         import ipywidgets as widgets
 
+        self._person = person or current_person
+        try:
+            self.person = self._person()
+        except RightsError as exc:
+            self.person, refused = None, str(exc)
+        else:
+            refused = "" if allowed(self.person, "read") else str(RightsError(f"{self.person.describe()} may not read "
+                                                                              "the desk"))
+        may_decide, may_roll_back = allowed(self.person, "decide"), allowed(self.person, "rollback")
         settings = load_settings(lake=lake or None, runs=runs or None)
         self.settings = settings
         self.lake = settings.lake
@@ -211,36 +225,49 @@ class DecisionPanel:
         self.show_report = widgets.Button(description="show the full report", disabled=True,
                                           tooltip="the comparison report of this run, below")
         self.report = widgets.HTML()
-        self.by = widgets.Text(value=user or login_name(), description="by",
-                               placeholder="your name (required)")
-        self.why = widgets.Textarea(description="why", placeholder="What in the comparison decides it (required)",
-                                    layout=widgets.Layout(width="56em", height="5em"))
-        self.keep_new = widgets.Button(description="keep new", button_style="success", disabled=True,
-                                       tooltip="the candidate becomes the production model")
-        self.keep_old = widgets.Button(description="keep old", button_style="warning", disabled=True,
-                                       tooltip="production stays; the candidate is rejected")
+        self.who = widgets.HTML(_who_html(self.person))
         self.message = widgets.HTML()
         self.production = widgets.HTML()
         self.history = widgets.HTML()
-        self.rollback_to = widgets.Dropdown(description="version", options=[], disabled=True)
-        self.rollback_why = widgets.Textarea(description="why", placeholder="Why go back (required)",
-                                             layout=widgets.Layout(width="56em", height="3.5em"))
-        self.roll_back = widgets.Button(description="roll back", button_style="danger", disabled=True,
-                                        tooltip="put this earlier production model back in production")
-        self.keep_new.on_click(lambda _button: self._decide("keep-new"))
-        self.keep_old.on_click(lambda _button: self._decide("keep-old"))
-        self.roll_back.on_click(lambda _button: self._rollback())
         self.show_report.on_click(lambda _button: self._report())
-        self.no_rollback = widgets.HTML("<p>No earlier production model to go back to.</p>")
-        self.buttons = widgets.HBox([self.keep_new, self.keep_old])
-        self.deciding = widgets.VBox([self.show_report, self.report, widgets.HTML("<h3>Your decision</h3>"), self.by,
-                                      self.why, self.buttons])
-        self.rolling_back = widgets.VBox([self.rollback_to, self.rollback_why, self.roll_back])
+        self.why = self.keep_new = self.keep_old = self.buttons = None
+        self.rollback_to = self.rollback_why = self.roll_back = self.rolling_back = self.no_rollback = None
+        deciding = [self.show_report, self.report]
+        if may_decide:  # only an approver's page holds the controls (and their widget models) at all
+            self.why = widgets.Textarea(description="why", placeholder="What in the comparison decides it (required)",
+                                        layout=widgets.Layout(width="56em", height="5em"))
+            self.keep_new = widgets.Button(description="keep new", button_style="success", disabled=True,
+                                           tooltip="the candidate becomes the production model")
+            self.keep_old = widgets.Button(description="keep old", button_style="warning", disabled=True,
+                                           tooltip="production stays; the candidate is rejected")
+            self.keep_new.on_click(lambda _button: self._decide("keep-new"))
+            self.keep_old.on_click(lambda _button: self._decide("keep-old"))
+            self.buttons = widgets.HBox([self.keep_new, self.keep_old])
+            deciding += [widgets.HTML("<h3>Your decision</h3>"), self.why, self.buttons]
+        elif self.person is not None:
+            deciding.append(widgets.HTML("<p style='color:#57606a'>You can read this page; keeping a model or rolling "
+                                         "back takes the approver role.</p>"))
+        rolling = []
+        if may_roll_back:
+            self.rollback_to = widgets.Dropdown(description="version", options=[], disabled=True)
+            self.rollback_why = widgets.Textarea(description="why", placeholder="Why go back (required)",
+                                                 layout=widgets.Layout(width="56em", height="3.5em"))
+            self.roll_back = widgets.Button(description="roll back", button_style="danger", disabled=True,
+                                            tooltip="put this earlier production model back in production")
+            self.roll_back.on_click(lambda _button: self._rollback())
+            self.no_rollback = widgets.HTML("<p>No earlier production model to go back to.</p>")
+            self.rolling_back = widgets.VBox([self.rollback_to, self.rollback_why, self.roll_back])
+            rolling = [widgets.HTML("<h4>Roll back to an earlier production model</h4>"), self.no_rollback,
+                       self.rolling_back]
+        self.deciding = widgets.VBox(deciding)
         self.widget = widgets.VBox([
-            self.header, self.track, self.gain, self.figures, self.verdict, self.deciding, self.message,
-            widgets.HTML("<h3>Production and decisions so far</h3>"), self.production, self.history,
-            widgets.HTML("<h4>Roll back to an earlier production model</h4>"), self.no_rollback,
-            self.rolling_back], layout=widgets.Layout(max_width="84em"))
+            self.who, self.header, self.track, self.gain, self.figures, self.verdict, self.deciding, self.message,
+            widgets.HTML("<h3>Production and decisions so far</h3>"), self.production, self.history, *rolling],
+            layout=widgets.Layout(max_width="84em"))
+        if refused:
+            self._stop(refused)
+            _show(self.deciding, shown=False)
+            return
         self._load()
 
     def _repr_mimebundle_(self, **kwargs):
@@ -267,7 +294,7 @@ class DecisionPanel:
                 self.header.value = ("<h2>Nothing to decide</h2><p>No new model waits for a decision in the lake "
                                      f"<code>{html.escape(self.lake)}</code>: retrain first (<code>make retrain</code>)."
                                      " Production and the decisions so far are below.</p>")
-                _show(self.show_report, self.why, self.buttons, shown=False)
+                _show(self.deciding, shown=False)
                 return
             self.summary = run_summary(self.run_id, runs=self.runs)
             earlier = self._earlier()
@@ -285,17 +312,27 @@ class DecisionPanel:
         else:
             self._buttons(enabled=True)
 
+    def _acting(self, right: str, *, nothing: str) -> Person | None:
+        """Who acts now, when they still have ``right``; else the page says why and ``None``."""
+        try:
+            return require(self._person(), right)
+        except RightsError as exc:
+            self._stop(f"{exc}. Nothing was {nothing}.")
+            if self.roll_back is not None:
+                self.roll_back.disabled = True
+            return None
+
     def _decide(self, choice: str) -> None:
+        person = self._acting("decide", nothing="decided")
+        if person is None:
+            return
         if not self.why.value.strip():
             self._say("Write why first (what in the comparison decides it): nothing was decided.", ok=False)
             return
-        if not self.by.value.strip():
-            self._say("Write your name in 'by' first: nothing was decided.", ok=False)
-            return
         self._buttons(enabled=False)
         try:
-            self.record = decide(self.run_id, choice, by=self.by.value, why=self.why.value, lake=self.lake,
-                                 runs=self.runs)
+            self.record = decide(self.run_id, choice, by=person.name, by_source=person.by_source, why=self.why.value,
+                                 lake=self.lake, runs=self.runs)
         except (KaferError, OSError) as exc:
             self._say(str(exc), ok=False)
             self._buttons(enabled=self._still_open())
@@ -304,13 +341,16 @@ class DecisionPanel:
         self._refresh_registry()
 
     def _rollback(self) -> None:
-        if not self.rollback_why.value.strip() or not self.by.value.strip():
-            self._say("Write your name in 'by' and why you roll back first: nothing was rolled back.", ok=False)
+        person = self._acting("rollback", nothing="rolled back")
+        if person is None:
+            return
+        if not self.rollback_why.value.strip():
+            self._say("Write why you roll back first: nothing was rolled back.", ok=False)
             return
         self.roll_back.disabled = True
         try:
-            self.record = rollback(self.rollback_to.value, by=self.by.value, why=self.rollback_why.value,
-                                   lake=self.lake)
+            self.record = rollback(self.rollback_to.value, by=person.name, by_source=person.by_source,
+                                   why=self.rollback_why.value, lake=self.lake)
         except (KaferError, OSError) as exc:
             self._say(str(exc), ok=False)
             self._refresh_registry()
@@ -320,8 +360,12 @@ class DecisionPanel:
         self._refresh_registry()
 
     def _report(self) -> None:
+        if self._acting("read", nothing="shown") is None:
+            return
         page = Path(self.summary["report"]).read_text(encoding="utf-8")
-        self.report.value = (f'<iframe title="comparison report of run {html.escape(self.run_id)}" '
+        # sandbox="" (no allow-scripts, no allow-same-origin): the report's HTML and images show, but no script
+        # of it runs, and it gets an origin of its own: it can reach neither the desk nor its kernel
+        self.report.value = (f'<iframe sandbox="" title="comparison report of run {html.escape(self.run_id)}" '
                              f'srcdoc="{html.escape(page, quote=True)}" '
                              'style="width:100%;min-width:56em;height:70vh;border:1px solid #d0d7de"></iframe>')
         self.show_report.disabled = True
@@ -338,6 +382,8 @@ class DecisionPanel:
             return
         self.production.value = _production_html(current, self.lake)
         self.history.value = _history_html(log)
+        if self.roll_back is None:
+            return
         self.rollback_to.options = [(f"{v['version']} ({v['family']}, run {v['run']})", v["version"])
                                     for v in reversed(earlier)]
         self.rollback_to.value = earlier[-1]["version"] if earlier else None
@@ -363,7 +409,8 @@ class DecisionPanel:
         self._buttons(enabled=False)
 
     def _buttons(self, *, enabled: bool) -> None:
-        self.keep_new.disabled = self.keep_old.disabled = not enabled
+        if self.keep_new is not None:
+            self.keep_new.disabled = self.keep_old.disabled = not enabled
 
     def _say(self, text: str, *, ok: bool) -> None:
         self.said = text
@@ -374,6 +421,18 @@ def _show(*widgets, shown: bool) -> None:
     """Show or hide widgets (hidden ones take no room)."""
     for widget in widgets:
         widget.layout.display = None if shown else "none"
+
+
+def _who_html(person: Person | None) -> str:
+    """Who acts on this page, and (signed in with a desk account) the way to sign out."""
+    if person is None:
+        return ""
+    out = ""
+    if person.source == "account":
+        base = os.environ.get("VOILA_BASE_URL", "/")
+        out = f' · <a href="{html.escape(base.rstrip("/") + "/logout", quote=True)}">sign out</a>'
+    return f"<p style='color:#57606a;text-align:right'>Signed in as <b>{_e(person.name)}</b> " \
+           f"({_e(', '.join(person.roles) or 'no role')}; {_e(person.by_source)}){out}</p>"
 
 
 def _outcome(record: dict) -> str:
@@ -508,11 +567,17 @@ def _history_html(log: list[dict]) -> str:
         return "<p>No decision yet.</p>"
     head = "".join(f"<th style='{_CELL};text-align:left'>{name}</th>"
                    for name in ("when (UTC)", "who", "decision", "run", "production before → after", "why"))
-    rows = "".join(f"<tr><td style='{_WORD}'>{_when(d['at'])}</td><td style='{_CELL}'>{_e(d['by'])}"
+    rows = "".join(f"<tr><td style='{_WORD}'>{_when(d['at'])}</td><td style='{_CELL}'>{_by(d)}"
                    f"</td><td style='{_WORD}'>{_e(d['choice'])}</td><td style='{_WORD}'>{_e(d.get('run'))}</td>"
                    f"<td style='{_CELL}'>{_e(d['before'])} → {_e(d['after'])}</td><td style='{_CELL}'>{_e(d['why'])}</td>"
                    "</tr>" for d in reversed(log))
     return f"<table style='border-collapse:collapse'><tr>{head}</tr>{rows}</table>"
+
+
+def _by(decision: dict) -> str:
+    """Who decided, and how they were known when the log says it."""
+    known = decision.get("by_source")
+    return _e(decision["by"]) + (f" <span style='color:#57606a'>({_e(known)})</span>" if known else "")
 
 
 def _figure(figure: dict, column: str) -> str:

@@ -93,6 +93,18 @@ class DecisionError(RegistryError):
     """A keep-new / keep-old / rollback decision was refused."""
 
 
+class RightsError(KaferError, PermissionError):
+    """The person acting lacks the right for what they asked (deciding takes the approver role…),
+    or is no longer who the desk signed in (account removed, password changed)."""
+
+    exit_code = 3
+
+
+class AccountError(KaferError, ValueError):
+    """The desk's users file or state folder cannot be used as asked (unknown name, weak password,
+    a file others can write…)."""
+
+
 class RunError(KaferError, FileNotFoundError):
     """A run record is missing or incomplete."""
 

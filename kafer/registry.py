@@ -115,7 +115,7 @@ def register_candidate(lake: Lake, *, run_id: str, version: str, artifact: bytes
 
 
 def decide(lake: Lake, run_id: str, choice: str, *, by: str, why: str, runs_dir: str | os.PathLike,
-           settings: Settings | None = None) -> dict:
+           settings: Settings | None = None, by_source: str | None = None) -> dict:
     """Keep a run's candidate (``keep-new``) or the production model (``keep-old``), and log it.
 
     Parameters
@@ -132,12 +132,15 @@ def decide(lake: Lake, run_id: str, choice: str, *, by: str, why: str, runs_dir:
         The folder of run records (for the run's manifest and the hash of its report).
     settings : Settings, optional
         For the lock's timeout; :func:`kafer.config.load_settings` when omitted.
+    by_source : str, optional
+        How ``by`` was known (``desk sign-in (proxy)``, ``desk account``, ``os user``, ``--by``),
+        logged with it; records logged before Käfer said it have none.
 
     Returns
     -------
     dict
-        The decision record as logged: ``id, at, by, why, choice, run, candidate, before, after,
-        report_sha256``.
+        The decision record as logged: ``id, at, by, by_source, why, choice, run, candidate, before,
+        after, report_sha256``.
 
     Raises
     ------
@@ -182,13 +185,14 @@ def decide(lake: Lake, run_id: str, choice: str, *, by: str, why: str, runs_dir:
                                 "choice; retrain to compare against the current production model, or keep-old")
         after = candidate["version"] if choice == "keep-new" else before
         record = _log(lake, held, log, choice, run=run_id, candidate=candidate["version"], before=before, after=after,
-                      by=by, why=why, report_sha256=report_sha256)
+                      by=by, by_source=by_source, why=why, report_sha256=report_sha256)
         if choice == "keep-new":
             catalog.set_production(lake, _pointer(record), held=held)
     return record
 
 
-def rollback(lake: Lake, *, to_version: str, by: str, why: str, settings: Settings | None = None) -> dict:
+def rollback(lake: Lake, *, to_version: str, by: str, why: str, settings: Settings | None = None,
+             by_source: str | None = None) -> dict:
     """Put a version that was once in production back in production, and log it.
 
     Only a superseded version qualifies: a pending candidate is promoted by deciding its run
@@ -203,6 +207,8 @@ def rollback(lake: Lake, *, to_version: str, by: str, why: str, settings: Settin
         Who decides and why; neither may be blank.
     settings : Settings, optional
         For the lock's timeout; :func:`kafer.config.load_settings` when omitted.
+    by_source : str, optional
+        How ``by`` was known, logged with it (see :func:`decide`).
 
     Returns
     -------
@@ -243,7 +249,7 @@ def rollback(lake: Lake, *, to_version: str, by: str, why: str, settings: Settin
             raise DecisionError(f"{to_version} was never in production: run {target['run']} kept the old model "
                                 f"({rejected['by']} at {rejected['at']}); retrain to compare again")
         record = _log(lake, held, log, "rollback", run=None, candidate=None, before=before, after=to_version,
-                      by=by, why=why, report_sha256=None)
+                      by=by, by_source=by_source, why=why, report_sha256=None)
         catalog.set_production(lake, _pointer(record), held=held)
     return record
 
@@ -405,12 +411,13 @@ def _status_of(version: str, current: str | None, log: list[dict]) -> str:
 
 
 def _log(lake: Lake, held: LockInfo, log: list[dict], choice: str, *, run: str | None, candidate: str | None,
-         before: str | None, after: str | None, by: str, why: str, report_sha256: str | None) -> dict:
+         before: str | None, after: str | None, by: str, by_source: str | None, why: str,
+         report_sha256: str | None) -> dict:
     """Append one immutable decision record, numbered after the last of ``log``, and return it."""
     seq = max((d.get("seq") or 0 for d in log), default=0) + 1
-    record = {"seq": seq, "id": f"{seq:06d}", "at": _iso(datetime.now(timezone.utc)), "by": by, "why": why,
-              "choice": choice, "run": run, "candidate": candidate, "before": before, "after": after,
-              "report_sha256": report_sha256}
+    record = {"seq": seq, "id": f"{seq:06d}", "at": _iso(datetime.now(timezone.utc)), "by": by,
+              "by_source": by_source, "why": why, "choice": choice, "run": run, "candidate": candidate,
+              "before": before, "after": after, "report_sha256": report_sha256}
     catalog.save_decision(lake, record, held=held)
     return record
 
