@@ -214,6 +214,7 @@ def cmd_users(args) -> int:
         account = accounts.add(path, args.name, role=args.role, password=_password(args, args.name))
         print(f"Added {account.name} ({account.role}) to {path}.")
     elif args.action == "passwd":
+        accounts.find(path, args.name)  # before asking for a password
         account = accounts.set_password(path, args.name, password=_password(args, args.name))
         print(f"New password for {account.name}: their earlier sign-ins have ended, and a running desk closes their "
               "open pages within seconds.")

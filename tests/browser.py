@@ -73,6 +73,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -220,9 +221,11 @@ def wait_until(predicate: Callable[[], object], *, timeout: float, what: str, in
 
 
 def answers(url: str) -> bool:
-    """Whether an HTTP server answers ``url`` at all (an HTTP error status counts as an answer)."""
+    """Whether an HTTP server answers ``url`` at all (an HTTP error status counts as an answer); over
+    HTTPS without checking the certificate (the tests' own, self-signed)."""
+    context = ssl._create_unverified_context() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=2):
+        with urllib.request.urlopen(url, timeout=2, context=context):
             return True
     except urllib.error.HTTPError:
         return True
@@ -232,7 +235,7 @@ def answers(url: str) -> bool:
 
 @contextlib.contextmanager
 def serving(argv: Sequence[str], *, port: int, ready: str, log: Path, cwd: Path = ROOT,
-            env: dict | None = None, timeout: float = SERVER_TIMEOUT) -> Iterator[Server]:
+            env: dict | None = None, timeout: float = SERVER_TIMEOUT, tls: bool = False) -> Iterator[Server]:
     """Run ``argv`` until the block ends; yield once ``http://127.0.0.1:{port}{ready}`` answers.
 
     Parameters
@@ -249,6 +252,8 @@ def serving(argv: Sequence[str], *, port: int, ready: str, log: Path, cwd: Path 
         Working folder (the project by default) and the complete environment (``os.environ`` by default).
     timeout : float
         Seconds to wait for the first answer.
+    tls : bool
+        The server speaks HTTPS (``https://127.0.0.1:{port}``).
 
     Raises
     ------
@@ -259,7 +264,7 @@ def serving(argv: Sequence[str], *, port: int, ready: str, log: Path, cwd: Path 
     with open(log, "wb") as sink:
         process = subprocess.Popen(list(argv), cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
-    server = Server(process, f"http://127.0.0.1:{port}", log)
+    server = Server(process, f"{'https' if tls else 'http'}://127.0.0.1:{port}", log)
     try:
         def up() -> bool:
             if process.poll() is not None:

@@ -1,6 +1,7 @@
 """The decision functions both the CLI and the panel call, the run summary, and the panel driven by clicks.
 
 Every run here is a real one (tests/worlds.py): its metrics.json is what the real evaluation writes.
+The panel acts for a person (tests/people: ``acting``), asked again at every click.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from kafer import registry
 from kafer.cli import main
 from kafer.config import load_settings
 from kafer.decide import DecisionPanel, decide, requested_run, rollback, run_summary
-from kafer.errors import DecisionError
+from kafer.desk import person as person_module
+from kafer.desk.rights import Person
+from kafer.errors import DecisionError, RightsError
 from kafer.narrative import interval
 from kafer.lake import Lake
 from kafer.locks import hold
@@ -36,6 +39,11 @@ def world(tmp_path, months):
         return quick_retrain(next(uploads), settings=settings, run_id=run_id)
 
     return lake, settings, run
+
+
+def acting(name: str, role: str = "approver", source: str = "account"):
+    """The ``person`` of a panel: ``name`` with ``role``, whoever asks."""
+    return lambda: Person(name, (role,), source)
 
 
 def metrics_of(settings, run_id: str) -> dict:
@@ -72,21 +80,26 @@ def test_decide_refuses_and_changes_nothing(world):
     assert lake_snapshot(lake) == before
 
 
-def test_the_cli_decides_and_rolls_back_through_the_same_functions(world, capsys):
+def test_the_cli_decides_and_rolls_back_through_the_same_functions(world, capsys, monkeypatch):
     lake, settings, run = world
     first = run(RUN1)
+    monkeypatch.setattr(person_module.getpass, "getuser", lambda: "rui")
     where = ["--lake", lake.url, "--runs", settings.runs]
     assert main(["decide", RUN1, "keep-new", "--by", "Ana", "--why", "better", *where]) == 0
     assert f"Kept the new model: {first} is now in production" in capsys.readouterr().out
     assert main(["decide", RUN1, "keep-old", "--by", "Rui", "--why", "again", *where]) == 1
     assert f"run {RUN1} was already decided: keep-new by Ana" in capsys.readouterr().err
     second = run(RUN2)
-    assert main(["decide", RUN2, "keep-new", "--by", "Ana", "--why", "newer", *where]) == 0
-    assert main(["rollback", "--to", first, "--by", "Rui", "--why", "second one misses a hall", *where]) == 0
+    assert main(["decide", RUN2, "keep-new", "--why", "newer", *where]) == 0
+    assert main(["rollback", "--to", first, "--why", "second one misses a hall", *where]) == 0
     assert f"Rolled back: {first} is in production again (was {second})" in capsys.readouterr().out
     assert main(["status", "--json", "--lake", lake.url]) == 0
     state = json.loads(capsys.readouterr().out)
-    assert state["production"]["version"] == first and [d["by"] for d in state["decisions"]] == ["Ana", "Ana", "Rui"]
+    assert state["production"]["version"] == first
+    assert [(d["by"], d["by_source"]) for d in state["decisions"]] == [("Ana", "--by"), ("rui", "os user"),
+                                                                      ("rui", "os user")]
+    assert main(["status", "--lake", lake.url]) == 0
+    assert "keep-new  run r20241026T101500Z-ab12  by Ana (--by): better" in capsys.readouterr().out
 
 
 def test_run_summary_reads_what_the_real_evaluation_wrote(world):
@@ -142,8 +155,9 @@ def test_the_panel_shows_the_run_both_models_the_figures_and_what_to_do(world):
     registry.decide(lake, RUN1, "keep-new", by="Ana", why="first", runs_dir=settings.runs)
     second = run(RUN2)
     metrics = metrics_of(settings, RUN2)
-    panel = DecisionPanel(RUN2, lake=lake.url, runs=settings.runs, user="Rui")
-    assert panel.by.value == "Rui" and panel.why.value == "" and panel_state(panel) == (False, False)
+    panel = DecisionPanel(RUN2, lake=lake.url, runs=settings.runs, person=acting("Rui"))
+    assert panel.why.value == "" and panel_state(panel) == (False, False)
+    assert "Signed in as <b>Rui</b> (approver; desk account)" in panel.who.value and "/logout" in panel.who.value
     assert f"Run {RUN2}" in panel.header.value and first in panel.header.value and second in panel.header.value
     assert metrics["data_version"] in panel.header.value and "cars (" in panel.header.value
     for label in ("ROC-AUC", "PR-AUC", "Brier score", "Recall at 10 %", "Precision at 10 %"):
@@ -160,12 +174,20 @@ def test_the_panel_shows_the_run_both_models_the_figures_and_what_to_do(world):
     assert bundle["text/plain"].startswith(f"Decision on run {RUN2}\n  ROC-AUC: new ")
 
 
-def test_the_panel_prefills_the_login_name_from_the_operating_system(world, monkeypatch):
+def test_outside_the_desk_the_operating_system_user_decides_and_the_log_says_so(world, monkeypatch):
     lake, settings, run = world
-    run(RUN1)
-    monkeypatch.delenv("USER", raising=False)
-    monkeypatch.setattr(decide_module.getpass, "getuser", lambda: "ana.souza")
-    assert DecisionPanel(RUN1, lake=lake.url, runs=settings.runs).by.value == "ana.souza"
+    version = run(RUN1)
+    for name in person_module.VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(person_module.getpass, "getuser", lambda: "ana.souza")
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs)
+    assert "Signed in as <b>ana.souza</b> (approver; os user)" in panel.who.value and "logout" not in panel.who.value
+    assert not [w for w in panel.deciding.children if getattr(w, "description", "") == "by"], "no 'by' field"
+    panel.why.value = "first model"
+    panel.keep_new.click()
+    [logged] = registry.decisions(lake)
+    assert (logged["by"], logged["by_source"], logged["after"]) == ("ana.souza", "os user", version)
+    assert "ana.souza <span style='color:#57606a'>(os user)</span>" in panel.history.value
 
 
 def test_the_run_comes_from_the_page_address_under_voila(monkeypatch):
@@ -175,20 +197,61 @@ def test_the_run_comes_from_the_page_address_under_voila(monkeypatch):
     assert requested_run(None) is None
 
 
-def test_clicking_without_a_reason_or_a_name_refuses_and_changes_nothing(world):
+def test_clicking_without_a_reason_refuses_and_changes_nothing(world):
     lake, settings, run = world
     run(RUN1)
-    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, user="Ana")
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, person=acting("Ana"))
     before = lake_snapshot(lake)
     panel.why.value = "  \n "
     panel.keep_new.click()
     panel.keep_old.click()
     assert "Write why first" in panel.message.value and "nothing was decided" in panel.message.value
-    panel.why.value, panel.by.value = "better", " "
-    panel.keep_new.click()
-    assert "Write your name" in panel.message.value
     assert lake_snapshot(lake) == before and panel.record is None
     assert panel_state(panel) == (False, False)
+
+
+def test_a_viewers_panel_has_no_approver_controls_a_forged_click_changes_nothing_and_the_report_is_sandboxed(world):
+    lake, settings, run = world
+    run(RUN1)
+    report = Path(settings.runs) / RUN1 / "04_compare.html"
+    report.write_text('<h1>Run r1</h1><script>parent.document.title = "owned"</script><img src="data:," alt="chart">',
+                      encoding="utf-8")
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, person=acting("Vic", "viewer"))
+    assert None is panel.keep_new is panel.keep_old is panel.why is panel.roll_back is panel.rollback_to
+    assert "takes the approver role" in panel.deciding.children[-1].value and f"Run {RUN1}" in panel.header.value
+    before = lake_snapshot(lake)
+    panel._decide("keep-new")  # what a widget message forged from the page could reach at most
+    assert lake_snapshot(lake) == before and registry.decisions(lake) == []
+    assert "Vic (viewer, desk account) may not keep a new model or the old one: that takes the approver role" \
+        in panel.message.value and "Nothing was decided" in panel.message.value
+    panel._rollback()
+    assert lake_snapshot(lake) == before and "Nothing was rolled back" in panel.message.value
+    panel.show_report.click()  # reading is a viewer's right
+    frame = panel.report.value
+    assert frame.startswith('<iframe sandbox="" title="comparison report of run') and "allow-" not in frame
+    assert "&lt;script&gt;" in frame and "<script>" not in frame  # the page travels as an escaped srcdoc
+
+
+def test_a_right_withdrawn_after_the_page_was_built_is_refused_at_the_click(world):
+    lake, settings, run = world
+    run(RUN1)
+    roles = ["approver"]
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, person=lambda: Person("Ana", tuple(roles), "account"))
+    assert panel_state(panel) == (False, False)
+    roles[:] = ["viewer"]
+    before = lake_snapshot(lake)
+    panel.why.value = "better"
+    panel.keep_new.click()
+    assert lake_snapshot(lake) == before and registry.decisions(lake) == []
+    assert "Ana (viewer, desk account) may not keep a new model" in panel.message.value
+    assert panel_state(panel) == (True, True)
+
+    def removed():
+        raise RightsError("ana no longer has a desk account: sign in with another")
+
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, person=removed)
+    assert panel.keep_new is None and panel.person is None and panel.summary is None
+    assert "ana no longer has a desk account" in panel.message.value
 
 
 def test_keep_new_click_promotes_exactly_as_the_cli_function(world, monkeypatch):
@@ -201,15 +264,16 @@ def test_keep_new_click_promotes_exactly_as_the_cli_function(world, monkeypatch)
         return decide(*args, **kwargs)
 
     monkeypatch.setattr(decide_module, "decide", spy)
-    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, user="Ana")
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, person=acting("Ana", source="proxy"))
     panel.why.value = "finds 4 more failures per 100 at 10 %"
     panel.keep_new.click()
-    assert calls == [((RUN1, "keep-new"), {"by": "Ana", "why": "finds 4 more failures per 100 at 10 %",
+    assert calls == [((RUN1, "keep-new"), {"by": "Ana", "by_source": "desk sign-in (proxy)",
+                                           "why": "finds 4 more failures per 100 at 10 %",
                                            "lake": lake.url, "runs": settings.runs})]
     assert registry.production(lake)["version"] == version
     [logged] = registry.decisions(lake)
-    assert (logged["by"], logged["why"], logged["choice"], logged["run"]) == (
-        "Ana", "finds 4 more failures per 100 at 10 %", "keep-new", RUN1)
+    assert (logged["by"], logged["by_source"], logged["why"], logged["choice"], logged["run"]) == (
+        "Ana", "desk sign-in (proxy)", "finds 4 more failures per 100 at 10 %", "keep-new", RUN1)
     assert panel.record == {**logged, "message": panel.record["message"]}
     assert f"Kept the new model: {version} is now in production" in panel.message.value
     assert panel_state(panel) == (True, True)
@@ -221,7 +285,7 @@ def test_keep_old_click_then_roll_back_from_the_same_panel(world):
     first = run(RUN1)
     registry.decide(lake, RUN1, "keep-new", by="Ana", why="first", runs_dir=settings.runs)
     run(RUN2)
-    panel = DecisionPanel(RUN2, lake=lake.url, runs=settings.runs, user="Rui")
+    panel = DecisionPanel(RUN2, lake=lake.url, runs=settings.runs, person=acting("Rui"))
     assert panel.roll_back.disabled  # nothing was ever superseded
     panel.why.value = "intervals overlap"
     panel.keep_old.click()
@@ -231,7 +295,7 @@ def test_keep_old_click_then_roll_back_from_the_same_panel(world):
     assert panel_state(panel) == (True, True)
     third = run(RUN3)
     registry.decide(lake, RUN3, "keep-new", by="Ana", why="June", runs_dir=settings.runs)
-    panel = DecisionPanel(None, lake=lake.url, runs=settings.runs, user="Rui")
+    panel = DecisionPanel(None, lake=lake.url, runs=settings.runs, person=acting("Rui"))
     assert "Nothing to decide" in panel.header.value and panel_state(panel) == (True, True)
     assert third in panel.production.value and not panel.roll_back.disabled
     assert panel.rollback_to.value == first
@@ -242,6 +306,7 @@ def test_keep_old_click_then_roll_back_from_the_same_panel(world):
     assert registry.production(lake)["version"] == first
     assert f"Rolled back: {first} is in production again (was {third})" in panel.message.value
     assert registry.decisions(lake)[-1]["why"] == "June's model flags the wrong engines"
+    assert registry.decisions(lake)[-1]["by_source"] == "desk account"
 
 
 def test_rollback_refuses_a_version_never_in_production(world):
@@ -255,7 +320,7 @@ def test_an_already_decided_run_opens_disabled(world):
     lake, settings, run = world
     run(RUN1)
     registry.decide(lake, RUN1, "keep-old", by="Ana", why="not convinced", runs_dir=settings.runs)
-    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, user="Rui")
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, person=acting("Rui"))
     assert panel_state(panel) == (True, True)
     assert f"Run {RUN1} was already decided: keep-old by Ana" in panel.message.value
     assert panel._repr_mimebundle_()["text/plain"].endswith(panel.said) and "already decided" in panel.said
@@ -265,7 +330,7 @@ def test_an_already_decided_run_opens_disabled(world):
 def test_a_decision_made_elsewhere_meanwhile_shows_in_the_message(world):
     lake, settings, run = world
     run(RUN1)
-    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, user="Rui")
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, person=acting("Rui"))
     registry.decide(lake, RUN1, "keep-new", by="Ana", why="from the CLI", runs_dir=settings.runs)
     before = lake_snapshot(lake)
     panel.why.value = "my reason"
@@ -280,7 +345,7 @@ def test_a_busy_lake_shows_in_the_message_and_allows_a_retry(world, tmp_path, mo
     version = run(RUN1)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "kafer.toml").write_text("[kafer]\nlock_timeout = 0.2\n", encoding="utf-8")
-    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, user="Rui")
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, person=acting("Rui"))
     panel.why.value = "better"
     with hold(lake, registry.LOCK, purpose="ingest of the May exports"):
         panel.keep_new.click()
@@ -299,11 +364,11 @@ def test_the_panel_picks_the_latest_pending_run_and_names_the_others(world):
 
 
 def test_the_panel_without_anything_to_decide(lake, tmp_path):
-    panel = DecisionPanel(None, lake=lake.url, runs=str(tmp_path / "runs"), user="Ana")
+    panel = DecisionPanel(None, lake=lake.url, runs=str(tmp_path / "runs"), person=acting("Ana"))
     assert "Nothing to decide" in panel.header.value and panel_state(panel) == (True, True)
     assert "No model is in production" in panel.production.value and "No decision yet" in panel.history.value
 
 
 def test_the_panel_on_a_missing_run_record(lake, tmp_path):
-    panel = DecisionPanel(RUN1, lake=lake.url, runs=str(tmp_path / "runs"), user="Ana")
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=str(tmp_path / "runs"), person=acting("Ana"))
     assert f"run {RUN1} cannot be shown" in panel.message.value and panel_state(panel) == (True, True)

@@ -70,6 +70,17 @@ def read_accounts(path: Path) -> dict[str, Account]:
     return {account.name.casefold(): account for account in accounts}
 
 
+def find(path: Path, name: str) -> Account:
+    """The account named ``name`` (any case).
+
+    Raises
+    ------
+    AccountError
+        When there is no such account (the message lists those there are).
+    """
+    return _known(read_accounts(path), name, path)
+
+
 def add(path: Path, name: str, *, role: str, password: str) -> Account:
     """Add an account.
 
@@ -113,6 +124,7 @@ def set_password(path: Path, name: str, *, password: str) -> Account:
     AccountError
         When there is no such account, or the password is weak.
     """
+    find(path, name)
     _check_password(password, name)
     digest = _hasher().hash(password)
 
