@@ -312,18 +312,18 @@ class DecisionPanel:
         else:
             self._buttons(enabled=True)
 
-    def _acting(self, right: str, *, nothing: str) -> Person | None:
+    def _acting(self, right: str, *, asked: str, nothing: str) -> Person | None:
         """Who acts now, when they still have ``right``; else the page says why and ``None``."""
         try:
             return require(self._person(), right)
         except RightsError as exc:
-            self._stop(f"{exc}. Nothing was {nothing}.")
+            self._stop(f"Your {asked} was refused: {exc}. Nothing was {nothing}.")
             if self.roll_back is not None:
                 self.roll_back.disabled = True
             return None
 
     def _decide(self, choice: str) -> None:
-        person = self._acting("decide", nothing="decided")
+        person = self._acting("decide", asked=choice.replace("-", " "), nothing="decided")
         if person is None:
             return
         if not self.why.value.strip():
@@ -341,7 +341,7 @@ class DecisionPanel:
         self._refresh_registry()
 
     def _rollback(self) -> None:
-        person = self._acting("rollback", nothing="rolled back")
+        person = self._acting("rollback", asked="roll back", nothing="rolled back")
         if person is None:
             return
         if not self.rollback_why.value.strip():
@@ -360,7 +360,7 @@ class DecisionPanel:
         self._refresh_registry()
 
     def _report(self) -> None:
-        if self._acting("read", nothing="shown") is None:
+        if self._acting("read", asked="report", nothing="shown") is None:
             return
         page = Path(self.summary["report"]).read_text(encoding="utf-8")
         # sandbox="" (no allow-scripts, no allow-same-origin): the report's HTML and images show, but no script

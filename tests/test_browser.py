@@ -55,7 +55,7 @@ def test_jupyterlab_as_make_lab_starts_it_decides_keep_new(page, tmp_path, month
         lab_run_all(page, DECIDE.name)
         panel = lab_panel(page, DECIDE.name)
         expect(panel.get_by_role("heading", name="Run r1: new model")).to_be_visible()
-        expect(panel.get_by_role("textbox", name="by")).not_to_have_value("")  # the login name
+        expect(panel.get_by_text("Signed in as")).to_contain_text("(approver; os user)")  # this computer's user
         keep_new = panel.get_by_role("button", name="keep new", exact=True)
         expect(keep_new).to_be_enabled()
         panel.get_by_placeholder(WHY).fill("first model, clearly better than chance")
@@ -82,8 +82,10 @@ def test_the_desk_keeps_new_keeps_old_and_rolls_back_and_the_report_names_its_ru
         assert "DecisionPanel(" not in page.content(), "the desk showed the notebook's code"
         expect(page.get_by_text("What the evidence supports:")).to_be_visible()
         page.get_by_role("button", name="show the full report").click()
+        expect(page.locator("iframe[title='comparison report of run r1']")).to_have_attribute("sandbox", "")
         report = page.frame_locator("iframe[title='comparison report of run r1']")
         expect(report.get_by_text("There is no production model yet.", exact=True)).to_be_visible()
+        expect(report.get_by_role("img").first).to_be_visible()  # its figures are images: no script needed
 
         keep_new = page.get_by_role("button", name="keep new", exact=True)
         keep_new.click()
@@ -93,6 +95,7 @@ def test_the_desk_keeps_new_keeps_old_and_rolls_back_and_the_report_names_its_ru
         keep_new.click()
         expect(page.get_by_text(f"Kept the new model: {first.candidate_version} is now in production")).to_be_visible()
         expect(keep_new).to_be_disabled()
+        expect(page.get_by_role("cell", name="(os user)").first).to_be_visible()  # who, and how the desk knew
         expect(page.get_by_role("button", name="keep old", exact=True)).to_be_disabled()
 
         second = quick_retrain(months[1], settings=settings, run_id="r2")
@@ -130,8 +133,9 @@ def test_the_desk_keeps_new_keeps_old_and_rolls_back_and_the_report_names_its_ru
                                 f"(was {third})")).to_be_visible()
         page.screenshot(path=str(tmp_path / "desk.png"), full_page=True)
     assert registry.production(lake)["version"] == first.candidate_version
-    assert [(d["run"], d["choice"]) for d in registry.decisions(lake)] == [
-        ("r1", "keep-new"), ("r2", "keep-old"), ("r3", "keep-new"), (None, "rollback")]
+    assert [(d["run"], d["choice"], d["by_source"]) for d in registry.decisions(lake)] == [
+        ("r1", "keep-new", "os user"), ("r2", "keep-old", "os user"), ("r3", "keep-new", "os user"),
+        (None, "rollback", "os user")]
 
     page.goto((first.run_dir / "04_compare.html").as_uri())
     expect(page).to_have_title(f"Run r1: new model {first.candidate_version} against no production model (first run)")

@@ -222,10 +222,10 @@ def test_a_viewers_panel_has_no_approver_controls_a_forged_click_changes_nothing
     before = lake_snapshot(lake)
     panel._decide("keep-new")  # what a widget message forged from the page could reach at most
     assert lake_snapshot(lake) == before and registry.decisions(lake) == []
-    assert "Vic (viewer, desk account) may not keep a new model or the old one: that takes the approver role" \
-        in panel.message.value and "Nothing was decided" in panel.message.value
+    assert "Your keep new was refused: Vic (viewer, desk account) may not keep a new model or the old one: that " \
+           "takes the approver role" in panel.message.value and "Nothing was decided" in panel.message.value
     panel._rollback()
-    assert lake_snapshot(lake) == before and "Nothing was rolled back" in panel.message.value
+    assert lake_snapshot(lake) == before and "Your roll back was refused" in panel.message.value
     panel.show_report.click()  # reading is a viewer's right
     frame = panel.report.value
     assert frame.startswith('<iframe sandbox="" title="comparison report of run') and "allow-" not in frame
