@@ -88,6 +88,9 @@ def test_the_desk_keeps_new_keeps_old_and_rolls_back_and_the_report_names_its_ru
         expect(report.get_by_role("img").first).to_be_visible()  # its figures are images: no script needed
 
         keep_new = page.get_by_role("button", name="keep new", exact=True)
+        # The sandboxed report is a frame of its own origin (out of process in Chromium): scrolled to first, or
+        # Playwright's scroll-and-click can land before the page has settled and miss the button.
+        keep_new.scroll_into_view_if_needed()
         keep_new.click()
         expect(page.get_by_text("Write why first")).to_be_visible()
         assert registry.production(lake) is None

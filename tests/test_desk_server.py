@@ -81,6 +81,9 @@ def test_a_second_person_can_neither_attach_to_nor_shut_down_anothers_kernel(des
                        headers={"X-XSRFToken": vic.cookies["_xsrf"]}).status == 403
     assert kernel in kernels_of(desk)
     assert ana.get(f"/api/kernels/{kernel}").status == 200 and ana.websocket(kernel) == 101
+    del ana.cookies["_xsrf"]
+    ana.open_page()  # the page hands out the XSRF cookie its closing beacon sends back
+    assert ana.post(f"/voila/api/shutdown/{kernel}", {"_xsrf": "forged"}).status == 403
     assert ana.post(f"/voila/api/shutdown/{kernel}").status == 204
     wait_until(lambda: kernel not in kernels_of(desk), timeout=60, what="the kernel its owner shut down gone")
 

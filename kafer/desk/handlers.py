@@ -85,6 +85,7 @@ class DeskPageHandler(DeskMixin, TornadoVoilaHandler):
         if manager.pages_of(person.name) >= manager.kernels_per_person:
             raise web.HTTPError(429, f"{person.name} already has {manager.kernels_per_person} desk pages open, the most "
                                      "one person may: close one (pages left idle close by themselves), then reload")
+        self.xsrf_token  # sets the XSRF cookie the page's script sends back when it closes its kernel (a beacon)
         opening = OPENING.set((person, self.kernel_environment(person)))
         try:
             await super().get(path)

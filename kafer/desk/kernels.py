@@ -50,6 +50,7 @@ class DeskKernelManager(AsyncMappingKernelManager):
         super().__init__(**kwargs)
         self._owners: dict[str, Person] = {}
         self._starting: dict[str, int] = {}
+        self._closing: set[str] = set()
 
     def owner(self, kernel_id: str | None) -> Person | None:
         """The person who opened kernel ``kernel_id`` (``None``: no such kernel)."""
@@ -60,9 +61,11 @@ class DeskKernelManager(AsyncMappingKernelManager):
         return dict(self._owners)
 
     def pages_of(self, name: str) -> int:
-        """The kernels ``name`` has running or starting."""
+        """The kernels ``name`` has running or starting (one being shut down, as a page closes, no longer counts:
+        a person reloading their page is not refused while the old page's kernel is still stopping)."""
         key = name.casefold()
-        return sum(p.name.casefold() == key for p in self._owners.values()) + self._starting.get(key, 0)
+        return sum(p.name.casefold() == key for k, p in self._owners.items() if k not in self._closing) + \
+            self._starting.get(key, 0)
 
     async def start_kernel(self, *, kernel_name: str | None = None, path: str | None = None, **kwargs) -> str:
         """Start a page's kernel for the person opening it (:data:`OPENING`), with them in its environment.
@@ -90,6 +93,14 @@ class DeskKernelManager(AsyncMappingKernelManager):
         self._owners[kernel_id] = person
         self.log.info("kafer desk: kernel %s opened for %s", kernel_id, person.describe())
         return kernel_id
+
+    async def shutdown_kernel(self, kernel_id: str, now: bool = False, restart: bool = False) -> None:
+        """Shut a kernel down; while it stops, it no longer counts against its owner's pages."""
+        self._closing.add(kernel_id)
+        try:
+            await super().shutdown_kernel(kernel_id, now=now, restart=restart)
+        finally:
+            self._closing.discard(kernel_id)
 
     def remove_kernel(self, kernel_id: str):
         """Forget the kernel's owner with the kernel (shut down, culled or died)."""
