@@ -26,6 +26,10 @@
 7. The track record (``--only monitor``): ``kafer monitor`` on a twelve-month lake; its false-warning
    rate on independent months drawn like the training month; the months it needs to warn once the
    plant's failures come from somewhere else.
+8. The shared desk (``--only desk``): five people signed in with local accounts, each with the page
+   open, in Chromium: the memory of the desk's server and of each page's kernel (RSS, and PSS, which
+   counts shared pages once), whether the kernels load TensorFlow, and the time from signing in to
+   the page ready, for the default family and for boosting alone.
 
 Uploads are made once by the project's own generator and kept in bench/out/.
 """
@@ -680,11 +684,120 @@ def bench_warnings(cars: int, *, trained: int, alike: int, changed: int, seed: i
             print(f"  plant changed {name}, {before} good months before: months to warn, per model: {said}")
 
 
+#: Chromium as the tests drive it (tests/browser.py): Debian's, headless, no calls out.
+CHROMIUM = os.environ.get("KAFER_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DESK_PEOPLE = ("ana", "bia", "caio", "davi", "eva")
+
+
+def desk_world(family: str | None) -> tuple[Path, dict]:
+    """A desk's world, made once: production kept from one month, the next month's run waiting for a
+    decision (both through ``kafer retrain``, report included), five local accounts, its kafer.toml."""
+    root = OUT / f"desk-{family or 'default'}"
+    lake, runs = root / "lake", root / "runs"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "kafer.toml").write_text(f'[kafer]\ndesk_state_dir = "state"\ndesk_kernels_per_person = 2\n'
+                                     f'desk_signin_wait = 0.0\n', encoding="utf-8")
+    if not (root / "ready").exists():
+        for folder in (lake, runs, root / "state"):
+            shutil.rmtree(folder, ignore_errors=True)
+        where = ["--lake", str(lake), "--runs", str(runs)] + (["--family", family] if family else [])
+        for n, start in enumerate(("2024-04-01", "2024-05-06")):
+            folder = upload(f"desk-month-{n}", cars=2000, seed=31 + n, start=start)
+            timed(KAFER + ["retrain", str(folder / "upload"), *where, "--run-id", f"r{n + 1}"])
+            if n == 0:
+                timed(KAFER + ["decide", "r1", "keep-new", "--why", "benchmark", "--lake", str(lake), "--runs",
+                               str(runs)])
+        for person in DESK_PEOPLE:
+            subprocess.run(KAFER + ["users", "add", person, "--role", "approver" if person == "ana" else "viewer",
+                                    "--password-stdin"], input=f"{person}'s bench password\n", text=True, cwd=root,
+                           check=True, capture_output=True)
+        (root / "ready").touch()
+    return root, {"lake": str(lake), "runs": str(runs)}
+
+
+def desk_memory(server) -> dict:
+    """RSS and PSS (MB) of the desk's server and of each kernel; whether each kernel maps TensorFlow."""
+    import psutil
+
+    root = psutil.Process(server.pid)
+    processes = [root, *root.children(recursive=True)]
+    out = {"server": (0.0, 0.0), "kernels": []}
+    for process in processes:
+        try:
+            line = " ".join(process.cmdline())
+            full = process.memory_full_info()
+            tensorflow = any("tensorflow" in m.path for m in process.memory_maps())
+        except psutil.Error:
+            continue
+        figures = (full.rss / 2**20, full.pss / 2**20)
+        if "ipykernel_launcher" in line:
+            out["kernels"].append((*figures, tensorflow))
+        elif "kafer.desk" in line:
+            out["server"] = figures
+    return out
+
+
+def bench_desk(family: str | None) -> None:
+    """Five people signed in, each with the desk open (see the module's docstring, point 8)."""
+    import psutil
+    from playwright.sync_api import expect, sync_playwright
+
+    root, where = desk_world(family)
+    port = 8870 + (family == "hgb")
+    log = root / "server.log"
+    with open(log, "wb") as sink:
+        server = subprocess.Popen(KAFER + ["desk", "--no-browser", "--port", str(port), "--lake", where["lake"],
+                                           "--runs", where["runs"]], cwd=root, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while b"The decision desk is at" not in log.read_bytes():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the desk did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        desk = next(p for p in psutil.Process(server.pid).children() if "kafer.desk" in " ".join(p.cmdline()))
+        idle = desk_memory(desk)["server"]
+        print(f"\n== The shared desk, family {family or 'default'}: five people signed in, each with the page open")
+        print(f"  machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the start (other work included)")
+        print(f"  server alone: RSS {idle[0]:,.0f} MB, PSS {idle[1]:,.0f} MB")
+        opened = []
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+            pages = []
+            for person in DESK_PEOPLE:
+                page = chromium.new_context().new_page()
+                page.goto(f"http://127.0.0.1:{port}/login")
+                page.get_by_label("Name").fill(person)
+                page.get_by_label("Password").fill(f"{person}'s bench password")
+                started = time.monotonic()
+                page.get_by_role("button", name="Sign in").click()
+                expect(page.get_by_role("heading", name="Production and decisions so far")).to_be_visible(
+                    timeout=300_000)
+                expect(page.get_by_role("heading", name="Run r2: new model")).to_be_visible(timeout=300_000)
+                opened.append(time.monotonic() - started)
+                pages.append(page)
+            memory = desk_memory(desk)
+            chromium.close()
+        kernels = memory["kernels"]
+        rss, pss = sum(k[0] for k in kernels), sum(k[1] for k in kernels)
+        print(f"  sign-in to page ready, one person at a time: {', '.join(f'{t:.1f}' for t in opened)} s "
+              f"(median {sorted(opened)[len(opened) // 2]:.1f} s)")
+        print(f"  {len(kernels)} kernels: RSS {', '.join(f'{k[0]:,.0f}' for k in kernels)} MB; together RSS "
+              f"{rss:,.0f} MB, PSS {pss:,.0f} MB")
+        print(f"  server with five people: RSS {memory['server'][0]:,.0f} MB; desk in all: RSS "
+              f"{rss + memory['server'][0]:,.0f} MB, PSS {pss + memory['server'][1]:,.0f} MB")
+        print(f"  kernels that load TensorFlow: {sum(k[2] for k in kernels)} of {len(kernels)}")
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cars", type=int, default=6000, help="cars in the month-sized upload")
     parser.add_argument("--only", choices=("ingest", "scale", "history", "quality", "signal", "timerule",
-                                           "families", "ensemble", "predict", "real", "monitor"))
+                                           "families", "ensemble", "predict", "real", "monitor", "desk"))
     parser.add_argument("--parse-only", nargs="+", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--land-only", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--csv-shape", nargs=3, help=argparse.SUPPRESS)
@@ -729,6 +842,9 @@ def main() -> None:
         bench_real()
     if args.only in (None, "monitor"):
         bench_monitor(args.cars)
+    if args.only in (None, "desk"):
+        bench_desk(None)
+        bench_desk("hgb")
 
 
 if __name__ == "__main__":

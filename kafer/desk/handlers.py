@@ -29,7 +29,7 @@ from voila.tornado.handler import TornadoVoilaHandler
 
 from ..errors import RightsError
 from .identity import AccountIdentity
-from .kernels import OPENING
+from .kernels import OPENING, PagesCapReached
 from .person import kernel_environment
 from .rights import Person, require
 
@@ -83,8 +83,7 @@ class DeskPageHandler(DeskMixin, TornadoVoilaHandler):
         person = self.require("read")
         manager = self.kernel_manager
         if manager.pages_of(person.name) >= manager.kernels_per_person:
-            raise web.HTTPError(429, f"{person.name} already has {manager.kernels_per_person} desk pages open, the most "
-                                     "one person may: close one (pages left idle close by themselves), then reload")
+            raise PagesCapReached(person, manager.kernels_per_person)
         self.xsrf_token  # sets the XSRF cookie the page's script sends back when it closes its kernel (a beacon)
         opening = OPENING.set((person, self.kernel_environment(person)))
         try:

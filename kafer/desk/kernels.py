@@ -38,7 +38,7 @@ class PagesCapReached(web.HTTPError):
 
     def __init__(self, person: Person, cap: int):
         super().__init__(429, f"{person.name} already has {cap} desk page{'s' if cap > 1 else ''} open, the most one "
-                              "person may: close one (or wait until an idle one is closed), then reload this page")
+                              "person may: close one (pages left idle close by themselves), then reload this page")
 
 
 class DeskKernelManager(AsyncMappingKernelManager):

@@ -29,6 +29,7 @@ from ..config import Settings
 from ..errors import AccountError, KaferError
 from ..pipeline import NOTEBOOKS
 from ..readers import Progress
+from .state import cookie_secret
 
 NOTEBOOK = NOTEBOOKS / "05_decide.ipynb"
 #: A file the server serves without starting a kernel or asking who is signed in: asked for to
@@ -135,6 +136,10 @@ def serve(*, settings: Settings, host: str = "127.0.0.1", port: int = 8866, cert
     """
     mode = check_serving(settings, host=host, certfile=certfile, keyfile=keyfile, insecure_http=insecure_http)
     _check_port(host, port)
+    try:
+        cookie_secret(settings)  # made (or refused) here, in words, rather than in the server's log
+    except AccountError as exc:
+        raise DeskError(str(exc)) from None
     log = Path(settings.runs) / "desk.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "KAFER_LAKE": settings.lake, "KAFER_RUNS": settings.runs,
