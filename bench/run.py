@@ -29,7 +29,9 @@
 8. The shared desk (``--only desk``): five people signed in with local accounts, each with the page
    open, in Chromium: the memory of the desk's server and of each page's kernel (RSS, and PSS, which
    counts shared pages once), whether the kernels load TensorFlow, and the time from signing in to
-   the page ready, for the default family and for boosting alone.
+   the page ready, for the default family and for boosting alone; and for the default family once
+   a month was ingested after the last retrain (production must then score cars it kept no score
+   for: the first page does, and keeps the scores for the others).
 
 Uploads are made once by the project's own generator and kept in bench/out/.
 """
@@ -691,9 +693,21 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 DESK_PEOPLE = ("ana", "bia", "caio", "davi", "eva")
 
 
-def desk_world(family: str | None) -> tuple[Path, dict]:
+def desk_world(family: str | None, *, ingested: bool = False) -> tuple[Path, dict]:
     """A desk's world, made once: production kept from one month, the next month's run waiting for a
-    decision (both through ``kafer retrain``, report included), five local accounts, its kafer.toml."""
+    decision (both through ``kafer retrain``, report included), five local accounts, its kafer.toml;
+    when ``ingested``, a copy of it with a third month ingested after the last retrain."""
+    if ingested:
+        source, _ = desk_world(family)
+        root = OUT / f"desk-{family or 'default'}-ingested"
+        if not (root / "ready").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            shutil.copytree(source, root)
+            (root / "ready").unlink()
+            folder = upload("desk-month-2", cars=2000, seed=33, start="2024-06-03")
+            timed(KAFER + ["ingest", str(folder / "upload"), "--lake", str(root / "lake")])
+            (root / "ready").touch()
+        return root, {"lake": str(root / "lake"), "runs": str(root / "runs")}
     root = OUT / f"desk-{family or 'default'}"
     lake, runs = root / "lake", root / "runs"
     root.mkdir(parents=True, exist_ok=True)
@@ -739,13 +753,13 @@ def desk_memory(server) -> dict:
     return out
 
 
-def bench_desk(family: str | None) -> None:
+def bench_desk(family: str | None, *, ingested: bool = False) -> None:
     """Five people signed in, each with the desk open (see the module's docstring, point 8)."""
     import psutil
     from playwright.sync_api import expect, sync_playwright
 
-    root, where = desk_world(family)
-    port = 8870 + (family == "hgb")
+    root, where = desk_world(family, ingested=ingested)
+    port = 8870 + (family == "hgb") + 2 * ingested
     log = root / "server.log"
     with open(log, "wb") as sink:
         server = subprocess.Popen(KAFER + ["desk", "--no-browser", "--port", str(port), "--lake", where["lake"],
@@ -758,7 +772,8 @@ def bench_desk(family: str | None) -> None:
             time.sleep(0.2)
         desk = next(p for p in psutil.Process(server.pid).children() if "kafer.desk" in " ".join(p.cmdline()))
         idle = desk_memory(desk)["server"]
-        print(f"\n== The shared desk, family {family or 'default'}: five people signed in, each with the page open")
+        print(f"\n== The shared desk, family {family or 'default'}{', a month ingested since the retrain' if ingested else ''}: "
+              "five people signed in, each with the page open")
         print(f"  machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the start (other work included)")
         print(f"  server alone: RSS {idle[0]:,.0f} MB, PSS {idle[1]:,.0f} MB")
         opened = []
@@ -787,7 +802,10 @@ def bench_desk(family: str | None) -> None:
               f"{rss:,.0f} MB, PSS {pss:,.0f} MB")
         print(f"  server with five people: RSS {memory['server'][0]:,.0f} MB; desk in all: RSS "
               f"{rss + memory['server'][0]:,.0f} MB, PSS {pss + memory['server'][1]:,.0f} MB")
-        print(f"  kernels that load TensorFlow: {sum(k[2] for k in kernels)} of {len(kernels)}")
+        with_tf = [k[0] for k in kernels if k[2]]
+        without = [k[0] for k in kernels if not k[2]]
+        print(f"  kernels that load TensorFlow: {len(with_tf)} of {len(kernels)}"
+              + (f" (RSS {max(with_tf):,.0f} MB against {max(without):,.0f} MB without)" if with_tf and without else ""))
     finally:
         server.terminate()
         server.wait(60)
@@ -845,6 +863,7 @@ def main() -> None:
     if args.only in (None, "desk"):
         bench_desk(None)
         bench_desk("hgb")
+        bench_desk(None, ingested=True)
 
 
 if __name__ == "__main__":

@@ -133,6 +133,11 @@ class Visitor:
                 self.cookies[name] = rest.split(";")[0]
         return reply
 
+    @property
+    def signed_in(self) -> bool:
+        """Whether the desk gave this browser a session cookie."""
+        return any(name.startswith("kafer-desk-session") for name in self.cookies)
+
     def get(self, path: str, **options) -> Reply:
         return self.request("GET", path, **options)
 

@@ -22,8 +22,8 @@ from traitlets.config import Configurable
 from kafer.cli import main
 from kafer.config import load_settings
 from kafer.desk import accounts
-from kafer.desk.identity import (SESSION_COOKIE, AccountIdentity, LoopbackIdentity, ProxyIdentity, SignInThrottle,
-                                 sign_in_mode)
+from kafer.desk.identity import (AccountIdentity, LoopbackIdentity, ProxyIdentity, SignInThrottle,
+                                 session_cookie, sign_in_mode)
 from kafer.desk.person import current_person, kernel_environment
 from kafer.desk.rights import ROLES, Person, allowed, require
 from kafer.desk.state import cookie_secret, users_file
@@ -182,13 +182,14 @@ def request(*, peer: str = "127.0.0.1", headers: dict | None = None, cookie: str
                                                  connection=connection))
 
 
-def session_cookie(identity: AccountIdentity, person: Person) -> str:
+def signed_in_cookie(identity: AccountIdentity, person: Person) -> str:
     """The cookie a browser sends back after ``person`` signed in."""
     handler = request()
     identity.set_session(handler, person)
-    morsel = handler._new_cookie[SESSION_COOKIE]
+    morsel = handler._new_cookie[session_cookie(handler)]
     assert morsel["httponly"] and morsel["samesite"] == "Lax" and not morsel["secure"]
-    return f"{SESSION_COOKIE}={morsel.value}"
+    assert session_cookie(handler) == "kafer-desk-session-desk-plant-8866"  # per desk: host and port
+    return f"{session_cookie(handler)}={morsel.value}"
 
 
 def test_the_proxy_is_believed_only_from_its_own_address(settings):
@@ -228,14 +229,14 @@ def test_an_account_session_holds_until_its_password_changes_or_it_is_removed(se
     assert identity.get_user(request()) is None
     ana = identity.check_password("ana", PASSWORD)
     assert ana.roles == ("approver",) and identity.check_password("ana", "wrong password") is None
-    cookie = session_cookie(identity, ana)
+    cookie = signed_in_cookie(identity, ana)
     assert identity.get_user(request(cookie=cookie)).person == ana and identity.still_valid(ana)
     assert identity.get_user(request(cookie=cookie.replace("=", "=x", 1))) is None  # tampered
     accounts.set_role(users, "ana", role="viewer")
     assert identity.get_user(request(cookie=cookie)).person.roles == ("viewer",)  # the role now, same session
     accounts.set_password(users, "ana", password="a new password")
     assert identity.get_user(request(cookie=cookie)) is None and not identity.still_valid(ana)
-    fresh = session_cookie(identity, identity.check_password("ana", "a new password"))
+    fresh = signed_in_cookie(identity, identity.check_password("ana", "a new password"))
     assert identity.get_user(request(cookie=fresh)).person.name == "ana"
     accounts.remove(users, "ana")
     assert identity.get_user(request(cookie=fresh)) is None

@@ -106,10 +106,10 @@ def test_a_wrong_password_is_refused_and_the_next_try_from_that_address_waits(de
     guesser = Visitor(desk.url, source="127.0.0.17")
     refused = guesser.sign_in("ana", "not her password")
     assert refused.status == 401 and "Wrong name or password" in refused.body and "checked after 30 s" in refused.body
-    assert "kafer-desk-session" not in guesser.cookies
+    assert not guesser.signed_in
     right = guesser.sign_in("ana")  # even the right password waits: nothing is checked
     assert right.status == 429 and "Too many failed sign-ins from your address" in right.body
-    assert "kafer-desk-session" not in guesser.cookies and int(right.headers["Retry-After"]) > 20
+    assert not guesser.signed_in and int(right.headers["Retry-After"]) > 20
     elsewhere = Visitor(desk.url, source="127.0.0.18")  # ana herself, from her own computer: not locked out
     assert elsewhere.sign_in("ana").status == 302 and elsewhere.get("/login").location == "/"
     assert guesser.sign_in("nobody-here", "whatever whatever").status == 429
@@ -156,3 +156,30 @@ def test_kafer_desk_refuses_what_would_not_be_safe(tmp_path):
         check_serving(settings, host="0.0.0.0", certfile=str(tmp_path / "cert.pem"), keyfile=str(tmp_path / "key.pem"))
     proxied = settings.replace(desk_proxy_addresses=("10.0.4.7",), desk_default_role="viewer")
     assert check_serving(proxied, host="0.0.0.0", insecure_http=True) == "proxy"
+
+
+def test_stopping_kafer_desk_stops_its_server(tmp_path):
+    """A service manager's SIGTERM to ``kafer desk`` alone (not its process group) stops the server it started."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+
+    import psutil
+
+    settings = desk_world(tmp_path)
+    port = free_port()
+    with open(tmp_path / "desk.out", "wb") as out:
+        desk = subprocess.Popen(desk_argv(settings, port=port), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        wait_until(lambda: b"The decision desk is at" in (tmp_path / "desk.out").read_bytes() or desk.poll() is not None,
+                   timeout=120, what="kafer desk up")
+        [server] = psutil.Process(desk.pid).children()
+        desk.send_signal(signal.SIGTERM)
+        assert desk.wait(60) == 0
+        wait_until(lambda: not server.is_running() or server.status() == psutil.STATUS_ZOMBIE, timeout=60,
+                   what="the desk's server stopped with kafer desk")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(desk.pid, signal.SIGKILL)  # whatever is left of the group, when the test failed

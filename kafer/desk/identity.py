@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +40,14 @@ from .person import login_name
 from .rights import Person
 from .state import users_file
 
-#: The name of the local accounts' session cookie.
+#: The local accounts' session cookie: this prefix and the desk's host and port (cookies are not kept
+#: per port, and two desks on one server must not sign each other's people out).
 SESSION_COOKIE = "kafer-desk-session"
+
+
+def session_cookie(handler) -> str:
+    """The session cookie's name for the desk ``handler`` answers for."""
+    return f"{SESSION_COOKIE}-{re.sub(r'[^A-Za-z0-9]', '-', handler.request.host)}"
 
 
 @dataclass
@@ -183,7 +190,7 @@ class AccountIdentity(DeskIdentity):
         return self._cached[1]
 
     def get_user(self, handler) -> DeskUser | None:
-        cookie = handler.get_secure_cookie(SESSION_COOKIE, max_age_days=self.settings.desk_session_hours / 24)
+        cookie = handler.get_secure_cookie(session_cookie(handler), max_age_days=self.settings.desk_session_hours / 24)
         if not cookie:
             return None
         try:
@@ -207,13 +214,13 @@ class AccountIdentity(DeskIdentity):
 
     def set_session(self, handler, person: Person) -> None:
         """Sign ``person`` in: a signed, HTTP-only session cookie (secure over TLS)."""
-        handler.set_secure_cookie(SESSION_COOKIE, json.dumps({"name": person.name, "generation": person.generation}),
+        handler.set_secure_cookie(session_cookie(handler), json.dumps({"name": person.name, "generation": person.generation}),
                                   expires_days=None, httponly=True, samesite="Lax", path=handler.base_url,
                                   secure=handler.request.protocol == "https")
 
     def clear_session(self, handler) -> None:
         """Sign out: the session cookie is dropped."""
-        handler.clear_cookie(SESSION_COOKIE, path=handler.base_url)
+        handler.clear_cookie(session_cookie(handler), path=handler.base_url)
 
 
 class SignInThrottle:

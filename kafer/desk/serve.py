@@ -15,10 +15,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -151,6 +153,7 @@ def serve(*, settings: Settings, host: str = "127.0.0.1", port: int = 8866, cert
     say = progress or (lambda message: None)
     with open(log, "ab") as sink:
         server = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=NOTEBOOK.parent)
+    stopping = _stop_on_sigterm()
     try:
         _wait_until_up(server, host, port, log, tls=bool(certfile), timeout=ready_timeout)
         url = desk_url(port, run_id, host=host, tls=bool(certfile))
@@ -164,12 +167,26 @@ def serve(*, settings: Settings, host: str = "127.0.0.1", port: int = 8866, cert
     except KeyboardInterrupt:
         return 0
     finally:
+        if stopping is not None:
+            signal.signal(signal.SIGTERM, stopping)
         if server.poll() is None:
             server.terminate()
             try:
                 server.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 server.kill()
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM (a service manager stopping ``kafer desk``) end it like Ctrl-C, so its server is
+    stopped with it instead of left running; the handler it replaced (``None`` off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _login() -> str:
