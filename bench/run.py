@@ -30,8 +30,9 @@
    open, in Chromium: the memory of the desk's server and of each page's kernel (RSS, and PSS, which
    counts shared pages once), whether the kernels load TensorFlow, and the time from signing in to
    the page ready, for the default family and for boosting alone; and for the default family once
-   a month was ingested after the last retrain (production must then score cars it kept no score
-   for: the first page does, and keeps the scores for the others).
+   a month was ingested after the last retrain with production's scores of it not kept (``kafer
+   ingest`` keeps them; a lake an older Käfer fed may not have them): the first page scores those
+   cars, loading TensorFlow, and keeps the scores for the others.
 
 Uploads are made once by the project's own generator and kept in bench/out/.
 """
@@ -707,6 +708,9 @@ def desk_world(family: str | None, *, ingested: bool = False) -> tuple[Path, dic
             folder = upload("desk-month-2", cars=2000, seed=33, start="2024-06-03")
             timed(KAFER + ["ingest", str(folder / "upload"), "--lake", str(root / "lake")])
             (root / "ready").touch()
+        current = json.loads((root / "lake" / "curated" / "CURRENT.json").read_text())["version"]
+        for kept in (root / "lake" / "models" / "versions").glob(f"*/scores/{current}.parquet"):
+            kept.unlink()  # as if nobody had scored the new month yet
         return root, {"lake": str(root / "lake"), "runs": str(root / "runs")}
     root = OUT / f"desk-{family or 'default'}"
     lake, runs = root / "lake", root / "runs"
@@ -772,8 +776,9 @@ def bench_desk(family: str | None, *, ingested: bool = False) -> None:
             time.sleep(0.2)
         desk = next(p for p in psutil.Process(server.pid).children() if "kafer.desk" in " ".join(p.cmdline()))
         idle = desk_memory(desk)["server"]
-        print(f"\n== The shared desk, family {family or 'default'}{', a month ingested since the retrain' if ingested else ''}: "
-              "five people signed in, each with the page open")
+        since = ", a month ingested since the retrain" if ingested else ""
+        print(f"\n== The shared desk, family {family or 'default'}{since}: five people signed in, each with the page "
+              "open")
         print(f"  machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the start (other work included)")
         print(f"  server alone: RSS {idle[0]:,.0f} MB, PSS {idle[1]:,.0f} MB")
         opened = []
@@ -804,8 +809,8 @@ def bench_desk(family: str | None, *, ingested: bool = False) -> None:
               f"{rss + memory['server'][0]:,.0f} MB, PSS {pss + memory['server'][1]:,.0f} MB")
         with_tf = [k[0] for k in kernels if k[2]]
         without = [k[0] for k in kernels if not k[2]]
-        print(f"  kernels that load TensorFlow: {len(with_tf)} of {len(kernels)}"
-              + (f" (RSS {max(with_tf):,.0f} MB against {max(without):,.0f} MB without)" if with_tf and without else ""))
+        cost = f" (RSS {max(with_tf):,.0f} MB against {max(without):,.0f} MB without)" if with_tf and without else ""
+        print(f"  kernels that load TensorFlow: {len(with_tf)} of {len(kernels)}{cost}")
     finally:
         server.terminate()
         server.wait(60)

@@ -39,7 +39,7 @@ _KERNEL_FILE = re.compile(r"kernel-([0-9a-f-]{36})\.json")
 def desk_world(tmp_path: Path, **desk: object):
     """Settings of a desk world in ``tmp_path`` (lake, runs, state folder) and its ``kafer.toml``."""
     values = {"family": "hgb", **SMALL, "desk_state_dir": str(tmp_path / "desk-state"), **desk}
-    lines = ["[kafer]"] + [f"{name} = {json.dumps(value)}" for name, value in values.items() if not isinstance(value, dict)]
+    lines = ["[kafer]"] + [f"{name} = {json.dumps(v)}" for name, v in values.items() if not isinstance(v, dict)]
     lines += [line for name, value in values.items() if isinstance(value, dict)
               for line in [f"[kafer.{name}]", *(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in value.items())]]
     (tmp_path / "kafer.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -106,11 +106,11 @@ class Visitor:
 
     def request(self, method: str, path: str, *, form: dict | None = None, headers: dict | None = None) -> Reply:
         url = urlparse(self.base)
+        where = {"host": url.hostname, "port": url.port, "timeout": 300, "source_address": (self.source, 0)}
         if url.scheme == "https":
-            connection = http.client.HTTPSConnection(url.hostname, url.port, timeout=300, source_address=(self.source, 0),
-                                                     context=ssl._create_unverified_context())
+            connection = http.client.HTTPSConnection(**where, context=ssl._create_unverified_context())
         else:
-            connection = http.client.HTTPConnection(url.hostname, url.port, timeout=300, source_address=(self.source, 0))
+            connection = http.client.HTTPConnection(**where)
         sent = {**self.headers, **(headers or {})}
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())

@@ -173,8 +173,9 @@ def test_stopping_kafer_desk_stops_its_server(tmp_path):
         desk = subprocess.Popen(desk_argv(settings, port=port), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        wait_until(lambda: b"The decision desk is at" in (tmp_path / "desk.out").read_bytes() or desk.poll() is not None,
-                   timeout=120, what="kafer desk up")
+        said = tmp_path / "desk.out"
+        wait_until(lambda: b"The decision desk is at" in said.read_bytes() or desk.poll() is not None, timeout=120,
+                   what="kafer desk up")
         [server] = psutil.Process(desk.pid).children()
         desk.send_signal(signal.SIGTERM)
         assert desk.wait(60) == 0

@@ -214,9 +214,9 @@ class AccountIdentity(DeskIdentity):
 
     def set_session(self, handler, person: Person) -> None:
         """Sign ``person`` in: a signed, HTTP-only session cookie (secure over TLS)."""
-        handler.set_secure_cookie(session_cookie(handler), json.dumps({"name": person.name, "generation": person.generation}),
-                                  expires_days=None, httponly=True, samesite="Lax", path=handler.base_url,
-                                  secure=handler.request.protocol == "https")
+        session = json.dumps({"name": person.name, "generation": person.generation})
+        handler.set_secure_cookie(session_cookie(handler), session, expires_days=None, httponly=True, samesite="Lax",
+                                  path=handler.base_url, secure=handler.request.protocol == "https")
 
     def clear_session(self, handler) -> None:
         """Sign out: the session cookie is dropped."""

@@ -207,8 +207,8 @@ def _check_port(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise DeskError(f"port {port} on {host} cannot be used ({exc.strerror}; another desk?): choose another with "
-                            "--port, e.g. kafer desk --port 8867") from None
+            raise DeskError(f"port {port} on {host} cannot be used ({exc.strerror}; another desk?): choose another "
+                            "with --port, e.g. kafer desk --port 8867") from None
 
 
 def _local(host: str) -> str:
