@@ -205,8 +205,7 @@ class DecisionPanel:
         except RightsError as exc:
             self.person, refused = None, str(exc)
         else:
-            refused = "" if allowed(self.person, "read") else str(RightsError(f"{self.person.describe()} may not read "
-                                                                              "the desk"))
+            refused = "" if allowed(self.person, "read") else f"{self.person.describe()} may not read the desk"
         may_decide, may_roll_back = allowed(self.person, "decide"), allowed(self.person, "rollback")
         settings = load_settings(lake=lake or None, runs=runs or None)
         self.settings = settings

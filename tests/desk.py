@@ -13,6 +13,7 @@ visitor do not slow another.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
 import http.client
 import json
@@ -155,12 +156,13 @@ class Visitor:
         assert reply.status == 200, (reply.status, reply.location, reply.body[-500:])
         return re.search(r'"kernelId": "([0-9a-f-]{36})"', reply.body).group(1)
 
-    def websocket(self, kernel_id: str) -> int:
-        """Connect to a kernel's websocket as the page would: 101 when it opens, else the refusal's status."""
+    def websocket(self, kernel_id: str, *, origin: str | None = None) -> int:
+        """Connect to a kernel's websocket as the page would (from ``origin``, the desk's own by default):
+        101 when it opens, else the refusal's status."""
         from tornado import httpclient, websocket
 
         url = self.base.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels?session_id=test"
-        headers = {"Origin": self.base, **({"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        headers = {"Origin": origin or self.base, **({"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
                                             if self.cookies else {}), **self.headers}
 
         async def connect() -> int:
@@ -173,7 +175,10 @@ class Visitor:
             socket.close()
             return 101
 
-        return asyncio.run(connect())
+        # In a thread of its own: Playwright's sync API (the browser tests, same session) keeps an event loop
+        # running in this one, and asyncio.run refuses to start another inside it.
+        with concurrent.futures.ThreadPoolExecutor(1) as thread:
+            return thread.submit(lambda: asyncio.run(connect())).result()
 
 
 def kernels_of(server) -> set[str]:

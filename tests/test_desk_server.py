@@ -81,6 +81,7 @@ def test_a_second_person_can_neither_attach_to_nor_shut_down_anothers_kernel(des
                        headers={"X-XSRFToken": vic.cookies["_xsrf"]}).status == 403
     assert kernel in kernels_of(desk)
     assert ana.get(f"/api/kernels/{kernel}").status == 200 and ana.websocket(kernel) == 101
+    assert ana.websocket(kernel, origin="https://elsewhere.example") == 403  # her cookie, another site's page
     del ana.cookies["_xsrf"]
     ana.open_page()  # the page hands out the XSRF cookie its closing beacon sends back
     assert ana.post(f"/voila/api/shutdown/{kernel}", {"_xsrf": "forged"}).status == 403
