@@ -84,7 +84,8 @@ def format_ingest(report: dict) -> str:
         files = files.assign(**{c: files[c].map(lambda n: "" if pd.isna(n) else number(n))
                                 for c in ("rows", "cars") if c in files})
         with pd.option_context("display.width", 160, "display.max_colwidth", 50):
-            lines = [tr("Received:"), files.rename(columns=lambda c: tr(_FILE_COLUMNS.get(c, c))).to_string(index=False)]
+            shown = files.rename(columns=lambda c: tr(_FILE_COLUMNS.get(c, c)))
+            lines = [tr("Received:"), shown.to_string(index=False)]
     manifest = report["manifest"]
     already = [r["name"] for r in report.get("landed", []) if r["already_in_lake"]]
     if already:

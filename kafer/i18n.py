@@ -310,9 +310,8 @@ def catalog_problems(language: str, messages: list[Marked] | None = None) -> lis
     problems = [f"{m.file}:{m.line}: {m.problem}" for m in messages if m.problem]
     wanted = {m.id: m for m in messages if not m.problem}
     for key, where in wanted.items():
-        entry = catalog.get(key[0] if isinstance(key, tuple) else key)
-        texts = [] if entry is None or entry.fuzzy else \
-            [t for t in (entry.string if isinstance(entry.string, tuple) else (entry.string,))]
+        entry = catalog.get(_key(key))
+        texts = [] if entry is None or entry.fuzzy else list(_forms(entry.string))
         if not texts or not all(texts):
             problems.append(f"{where.file}:{where.line}: no {language} translation of {key!r}")
             continue
@@ -325,10 +324,20 @@ def catalog_problems(language: str, messages: list[Marked] | None = None) -> lis
             wrong = [t for t in texts if placeholders(t) != expected]
         problems += [f"{where.file}:{where.line}: the {language} translation {text!r} of {key!r} has placeholders "
                      f"{sorted(placeholders(text))}, its id {sorted(expected)}" for text in wrong]
-    ids = {key[0] if isinstance(key, tuple) else key for key in wanted}
+    ids = {_key(key) for key in wanted}
     problems += [f"{catalog_path(language)}: {entry.id!r} is marked nowhere in the code any more"
-                 for entry in catalog if entry.id and (entry.id[0] if isinstance(entry.id, tuple) else entry.id) not in ids]
+                 for entry in catalog if entry.id and _key(entry.id) not in ids]
     return problems
+
+
+def _key(message_id: str | tuple[str, ...]) -> str:
+    """How a catalog finds a message: by its id, or a plural message by its singular."""
+    return message_id[0] if isinstance(message_id, tuple) else message_id
+
+
+def _forms(text: str | tuple[str, ...]) -> tuple[str, ...]:
+    """A translation's texts: one, or one per plural form."""
+    return text if isinstance(text, tuple) else (text,)
 
 
 def update_catalog(language: str) -> Path:
@@ -338,13 +347,12 @@ def update_catalog(language: str) -> Path:
 
     catalog = read_catalog(language)
     marked = [m for m in marked_messages() if not m.problem]
-    keep = {m.id[0] if isinstance(m.id, tuple) else m.id for m in marked}
+    keep = {_key(m.id) for m in marked}
     for entry in list(catalog):
-        if entry.id and (entry.id[0] if isinstance(entry.id, tuple) else entry.id) not in keep:
+        if entry.id and _key(entry.id) not in keep:
             catalog.delete(entry.id)
     for m in marked:
-        key = m.id[0] if isinstance(m.id, tuple) else m.id
-        if catalog.get(key) is None:
+        if catalog.get(_key(m.id)) is None:
             catalog.add(m.id, ("", "") if isinstance(m.id, tuple) else "", locations=[(m.file, m.line)])
     path = catalog_path(language)
     with open(path, "wb") as fh:

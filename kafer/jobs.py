@@ -16,7 +16,8 @@ Two retrains never run at once: a start is refused, in words naming who, while a
 anyone else (a ``kafer retrain`` from a terminal) holds the lake's retrain lock. A job whose process
 died without writing its outcome (killed, the machine stopped) is settled by the first reader from
 its run's record (:mod:`kafer.runrecord`, :mod:`kafer.recovery`): succeeded when its new model
-reached the registry, else failed in the step it died in.
+reached the registry, else failed in the step it died in. Whether a job's process lives is asked
+of this machine's process table, so the runs folder holding the jobs is the desk machine's own.
 
 Under a service manager, let the desk's stop leave its jobs running (systemd: ``KillMode=process``;
 its default kills every process the service started, jobs included).
@@ -210,10 +211,9 @@ def _launch(folder: Path, record: dict) -> subprocess.Popen:
                                     stdin=subprocess.DEVNULL, stdout=summary, stderr=progress,
                                     start_new_session=True, close_fds=True)
         except OSError as exc:
-            _update(folder, state="failed", finished_at=utc_now_iso(),
-                    error=tr("the retrain's process could not be started ({problem})", problem=exc.strerror or exc))
-            raise JobError(tr("the retrain's process could not be started ({problem})",
-                              problem=exc.strerror or exc)) from None
+            why = tr("the retrain's process could not be started ({problem})", problem=exc.strerror or exc)
+            _update(folder, state="failed", finished_at=utc_now_iso(), error=why)
+            raise JobError(why) from None
 
 
 def _process(pid: int | None = None) -> dict:

@@ -41,7 +41,8 @@ def test_the_catalog_check_finds_a_missing_a_stale_and_a_wrong_translation(tmp_p
         'msgid "gone"\nmsgstr "sumiu"\n\n'
         '#, fuzzy\nmsgid "sheets"\nmsgstr "planilhas"\n', encoding="utf-8")
     monkeypatch.setattr(i18n, "LOCALES", tmp_path)
-    problems = catalog_problems("pt-BR", [Marked("row {row}", "kafer/errors.py", 3), Marked("sheets", "kafer/cli.py", 9),
+    problems = catalog_problems("pt-BR", [Marked("row {row}", "kafer/errors.py", 3),
+                                          Marked("sheets", "kafer/cli.py", 9),
                                           Marked("", "kafer/x.py", 5, "tr() needs a literal message id")])
     assert any("'linha {linha}'" in p and "placeholders" in p for p in problems)
     assert any("no pt-BR translation of 'sheets'" in p for p in problems)  # a fuzzy one reads in English
@@ -154,8 +155,8 @@ def test_kafer_speaks_portuguese_with_brazilian_numbers_when_the_plant_says_so(t
     table = re.search(r"Tabela curada v\S+: ([\d.]+) carros, ([\d.]+) com rótulo conhecido, ([\d.]+) falhas na "
                       r"rodagem \((\d+,\d)\u00a0%\)", done.stdout)
     assert table and table.group(1) == "400", done.stdout
-    rows = re.findall(r"(\d{2}/\d{2}/\d{4} \d{2}:\d{2}) a \d{2}/\d{2}/\d{4} \d{2}:\d{2}  \((\d{1,3}(?:\.\d{3})+) linhas "
-                      r"no lago\)", done.stdout)
+    rows = re.findall(r"(\d{2}/\d{2}/\d{4} \d{2}:\d{2}) a \d{2}/\d{2}/\d{4} \d{2}:\d{2}  "
+                      r"\((\d{1,3}(?:\.\d{3})+) linhas no lago\)", done.stdout)
     assert len(rows) == 3, done.stdout  # resultados, falhas and status, thousands grouped with points
 
     bad = project / "FALHAS_bad.csv"

