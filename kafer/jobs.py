@@ -371,13 +371,23 @@ def _update(folder: Path, **changes) -> dict:
 
 
 def _alive(record: dict) -> bool:
-    """Whether the job's process lives (one that has not started yet does, for a minute)."""
+    """Whether the job lives: its process (one not started yet does, for a minute), or its run, which
+    holds the lake's retrain lock until the last thread of a killed process is gone (its main thread
+    shows dead before)."""
+    from .recovery import running_run
+
     process = record.get("process")
     if not process:
         started = record.get("started_at")
         age = time.time() - _epoch(started) if started else _LAUNCH_SECONDS + 1
-        return age <= _LAUNCH_SECONDS
-    return judge_holder(process, age=0.0, stale_after=float("inf"))[0] == "alive"
+        if age <= _LAUNCH_SECONDS:
+            return True
+    elif judge_holder(process, age=0.0, stale_after=float("inf"))[0] == "alive":
+        return True
+    try:
+        return running_run(Lake(record["lake"]), stale_after=record.get("stale_after", 120.0)) == record["job"]
+    except KaferError:
+        return False
 
 
 def _epoch(iso: str) -> float:
