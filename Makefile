@@ -20,7 +20,7 @@ WHERE   = $(if $(LAKE),--lake $(LAKE)) $(if $(RUNS),--runs $(RUNS))
 DEMO   := demo
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test retrain ingest demo-data bench lab desk clean
+.PHONY: setup test retrain ingest demo-data bench lab desk messages clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,11 @@ lab: setup
 
 desk: setup
 	$(BIN)/kafer desk $(WHERE) $(DESK_ARGS)
+
+# The translations (kafer/locales): add the messages the code marks and a catalog lacks, untranslated, and
+# say what is still to translate.
+messages: setup
+	$(BIN)/python -c 'import sys; from kafer.i18n import main; sys.exit(main(["--update"]))'
 
 clean:
 	rm -rf $(or $(LAKE),lake) $(or $(RUNS),runs)/*/ $(DEMO) .pytest_cache

@@ -26,6 +26,9 @@
 7. The track record (``--only monitor``): ``kafer monitor`` on a twelve-month lake; its false-warning
    rate on independent months drawn like the training month; the months it needs to warn once the
    plant's failures come from somewhere else.
+8. A month through the desk's upload library (``--only uploads``): the month-sized upload received in
+   1 MiB pieces (time, peak memory of the receiving process), the unpacked-size checks alone, and the
+   check with ingest's reader (in the process, and in a child process as a server would run it).
 
 Uploads are made once by the project's own generator and kept in bench/out/.
 """
@@ -680,14 +683,93 @@ def bench_warnings(cars: int, *, trained: int, alike: int, changed: int, seed: i
             print(f"  plant changed {name}, {before} good months before: months to warn, per model: {said}")
 
 
+def bench_uploads(cars: int) -> None:
+    """A month received in 1 MiB pieces, its unpacked sizes counted, its files read by the check; each
+    in a child process of its own, so that its time and peak memory are its own."""
+    folder = upload(f"month-{cars}", cars=cars, seed=11) / "upload"
+    files = files_of(folder.parent)
+    size = sum(p.stat().st_size for p in files)
+    print(f"\n== Uploads through the library: a month of {cars:,} cars, {len(files)} files, {size / 1e6:,.1f} MB, "
+          "in 1 MiB pieces")
+    runs = OUT / "runs-uploads"
+    shutil.rmtree(runs, ignore_errors=True)
+    seconds, peak, said = timed([sys.executable, __file__, "--receive-upload", str(runs), *map(str, files)])
+    upload_id, unpack_seconds = said.split()
+    pieces = sum(-(-p.stat().st_size // (1 << 20)) for p in files)
+    print(f"  received in {pieces:,} pieces: {seconds:6.1f} s ({size / 1e6 / seconds:,.0f} MB/s), "
+          f"peak memory {peak:,.0f} MB (the whole process, Python and Käfer's imports included)")
+    print(f"  of which the unpacked-size checks of the whole files: {float(unpack_seconds):6.1f} s")
+    seconds, peak, said = timed([sys.executable, __file__, "--unpacked", *map(str, files)])
+    unpacked = sum(map(int, said.split()))
+    print(f"  the unpacked-size checks alone: {seconds:6.1f} s for {unpacked / 1e9:,.2f} GB unpacked "
+          f"({unpacked / size:.1f} x the files), peak {peak:,.0f} MB")
+    seconds, peak, _ = timed([sys.executable, __file__, "--check-upload", str(runs), upload_id])
+    print(f"  the check with ingest's reader, in the process: {seconds:6.1f} s, peak {peak:,.0f} MB")
+    seconds, _, said = timed([sys.executable, __file__, "--check-upload", str(runs), upload_id, "isolated"])
+    print(f"  again in a child process (as a server would): {seconds:6.1f} s, the calling process's own peak "
+          f"{float(said):,.0f} MB")
+    shutil.rmtree(runs, ignore_errors=True)
+
+
+def receive_upload(runs: str, files: list[str]) -> None:
+    """Send ``files`` through :mod:`kafer.uploads` in 1 MiB pieces; print the upload's id and the
+    seconds spent counting unpacked sizes."""
+    from kafer import uploads
+    from kafer.config import load_settings
+
+    settings = load_settings(runs=runs, lake=str(Path(runs) / "lake"))
+    counting = {"seconds": 0.0}
+    measured = uploads.unpacked_size
+
+    def unpacked_size(*args, **kwargs):
+        started = time.monotonic()
+        try:
+            return measured(*args, **kwargs)
+        finally:
+            counting["seconds"] += time.monotonic() - started
+
+    uploads.unpacked_size = unpacked_size
+    paths = [Path(f) for f in files]
+    upload = uploads.open_upload({p.name: p.stat().st_size for p in paths}, by="bench", settings=settings)
+    for path in paths:
+        with open(path, "rb") as fh:
+            offset = 0
+            while piece := fh.read(uploads.PIECE_BYTES):
+                state = uploads.receive_piece(upload.upload_id, path.name, offset, piece, by="bench",
+                                              settings=settings)
+                offset += len(piece)
+    assert state.state == "received", state
+    print(upload.upload_id, counting["seconds"])
+
+
+def check_upload(runs: str, upload_id: str, isolated: bool) -> None:
+    """Check a received upload (in a child process when ``isolated``); print this process's peak MB."""
+    from kafer import uploads
+    from kafer.config import load_settings
+
+    settings = load_settings(runs=runs, lake=str(Path(runs) / "lake"))
+    if isolated:  # check it again: a ready upload is made whole-again for the second pass
+        record = json.loads((uploads.uploads_folder(settings) / upload_id / uploads.RECORD).read_text())
+        record["state"] = "received"
+        (uploads.uploads_folder(settings) / upload_id / uploads.RECORD).write_text(json.dumps(record))
+    state = uploads.check_upload(upload_id, by="bench", settings=settings, isolated=isolated)
+    assert state.state == "ready", state
+    import resource
+
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # this process alone, not its child
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cars", type=int, default=6000, help="cars in the month-sized upload")
     parser.add_argument("--only", choices=("ingest", "scale", "history", "quality", "signal", "timerule",
-                                           "families", "ensemble", "predict", "real", "monitor"))
+                                           "families", "ensemble", "predict", "real", "monitor", "uploads"))
     parser.add_argument("--parse-only", nargs="+", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--land-only", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--csv-shape", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--receive-upload", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--unpacked", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--check-upload", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--compare-lakes", nargs=2, metavar="LAKE",
                         help="only say whether two lakes hold the same per-car table, facts and landed rows")
     args = parser.parse_args()
@@ -698,6 +780,17 @@ def main() -> None:
         return
     if args.parse_only:
         print(parse_only(args.parse_only))
+        return
+    if args.receive_upload:
+        receive_upload(args.receive_upload[0], args.receive_upload[1:])
+        return
+    if args.unpacked:
+        from kafer.uploads import unpacked_size
+
+        print(*(unpacked_size(f, name=f, limit=1 << 62) or os.path.getsize(f) for f in args.unpacked))
+        return
+    if args.check_upload:
+        check_upload(args.check_upload[0], args.check_upload[1], len(args.check_upload) > 2)
         return
     if args.land_only:
         land_only(args.land_only[0], args.land_only[1:])
@@ -729,6 +822,8 @@ def main() -> None:
         bench_real()
     if args.only in (None, "monitor"):
         bench_monitor(args.cars)
+    if args.only in (None, "uploads"):
+        bench_uploads(args.cars)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from .config import FAMILY_CHOICES, load_settings
 from .errors import KaferError
+from .i18n import datetime, mark, ntr, number, percent, tr, using
 
 
 def _progress():
@@ -66,6 +67,11 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+#: The columns of an ingest's table of files (:func:`kafer.ingest.upload_summary`), as people read them.
+_FILE_COLUMNS = {"file": mark("file"), "kind": mark("kind"), "format": mark("format"), "sheets": mark("sheets"),
+                 "rows": mark("rows"), "cars": mark("cars"), "period": mark("period"), "note": mark("note")}
+
+
 def format_ingest(report: dict) -> str:
     """The analyst's summary of an ingest: files, kinds, sheets, rows, cars, periods, problems."""
     import pandas as pd
@@ -74,29 +80,38 @@ def format_ingest(report: dict) -> str:
 
     lines = []
     if "files" in report:
+        files = report["files"]
+        files = files.assign(**{c: files[c].map(lambda n: "" if pd.isna(n) else number(n))
+                                for c in ("rows", "cars") if c in files})
         with pd.option_context("display.width", 160, "display.max_colwidth", 50):
-            lines = ["Received:", report["files"].to_string(index=False)]
+            shown = files.rename(columns=lambda c: tr(_FILE_COLUMNS.get(c, c)))
+            lines = [tr("Received:"), shown.to_string(index=False)]
     manifest = report["manifest"]
     already = [r["name"] for r in report.get("landed", []) if r["already_in_lake"]]
     if already:
-        lines.append(f"Already in the lake (same bytes), nothing to add: {', '.join(already)}")
+        lines.append(tr("Already in the lake (same bytes), nothing to add: {files}", files=", ".join(already)))
     if manifest.get("rebuilt"):
-        lines.append(f"Every car was rebuilt from the raw zone (feature definitions {manifest['feature_definitions']}).")
+        lines.append(tr("Every car was rebuilt from the raw zone (feature definitions {definitions}).",
+                        definitions=manifest["feature_definitions"]))
     if manifest["new_sources"] or manifest.get("rebuilt"):
-        lines.append(f"Curated table {manifest['version']}: {manifest['cars']:,} cars, "
-                     f"{manifest['labelled_cars']:,} with a known label, {manifest['positives']:,} road-test failures"
-                     + (f" ({manifest['label_rate']:.1%})" if manifest["label_rate"] is not None else ""))
+        lines.append(tr("Curated table {version}: {cars} cars, {known} with a known label, {failures} road-test "
+                        "failures", version=manifest["version"], cars=number(manifest["cars"]),
+                        known=number(manifest["labelled_cars"]), failures=number(manifest["positives"]))
+                     + (f" ({percent(manifest['label_rate'])})" if manifest["label_rate"] is not None else ""))
     else:
-        lines.append(f"Nothing new: the curated table stays at {manifest['version']}.")
+        lines.append(tr("Nothing new: the curated table stays at {version}.", version=manifest["version"]))
     for kind, (start, end) in manifest["periods"].items():
-        lines.append(f"  {kind:<10} {start[:16]} to {end[:16]}  ({manifest['rows'][kind]:,} rows in the lake)")
+        lines.append(f"  {kind:<10} " + tr("{start} to {end}  ({rows} rows in the lake)", start=datetime(start),
+                                           end=datetime(end), rows=number(manifest["rows"][kind])))
     unknown = manifest["cars"] - manifest["labelled_cars"]
     if unknown:
-        lines.append(f"Note: {unknown:,} cars were road-tested outside the period the falhas cover (or not yet): "
-                     "their label is unknown and they are not used to train or evaluate.")
-    lines += [f"Note: {filtered_note(f)}" for f in manifest.get("filtered_falhas", [])]
+        lines.append(ntr("Note: {count} car was road-tested outside the period the falhas cover (or not yet): its "
+                         "label is unknown and it is not used to train or evaluate.",
+                         "Note: {count} cars were road-tested outside the period the falhas cover (or not yet): "
+                         "their label is unknown and they are not used to train or evaluate.", unknown))
+    lines += [tr("Note: {note}", note=filtered_note(f)) for f in manifest.get("filtered_falhas", [])]
     if "falhas" not in manifest["periods"]:
-        lines.append("Problem: no falhas export in the lake, so no car has a known label yet.")
+        lines.append(tr("Problem: no falhas export in the lake, so no car has a known label yet."))
     return "\n".join(lines)
 
 
@@ -350,6 +365,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        language = load_settings().language
+    except KaferError:
+        language = None  # the command itself says what is wrong with the settings
+    with using(language, environ=True):
+        return _run(args)
+
+
+def _run(args) -> int:
+    """Run the command; a user's mistake is one line in the plant's language and an exit code."""
+    try:
         code = args.func(args)
         sys.stdout.flush()
         return code
@@ -359,16 +384,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except KaferError as exc:
-        print(f"kafer {args.command}: error: {exc}", file=sys.stderr)
+        print(tr("kafer {command}: error: {message}", command=args.command, message=exc), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"kafer {args.command}: interrupted", file=sys.stderr)
+        print(tr("kafer {command}: interrupted", command=args.command), file=sys.stderr)
         return 130
     except Exception as exc:  # the CLI is the one place that catches broadly
         if os.environ.get("KAFER_DEBUG"):
             raise
-        print(f"kafer {args.command}: internal error: {type(exc).__name__}: {exc}\n"
-              "This is a bug in Käfer; run again with KAFER_DEBUG=1 to see where.", file=sys.stderr)
+        print(tr("kafer {command}: internal error: {kind}: {message}\nThis is a bug in Käfer; run again with "
+                 "KAFER_DEBUG=1 to see where.", command=args.command, kind=type(exc).__name__, message=exc),
+              file=sys.stderr)
         return 70
 
 

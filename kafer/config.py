@@ -1,6 +1,6 @@
 """The one typed place for settings: zones, halls, thresholds, where the lake and runs live.
 
-Precedence: defaults < the project's ``kafer.toml`` < environment (``KAFER_LAKE``, ``KAFER_RUNS``)
+Precedence: defaults < the project's ``kafer.toml`` < environment (``KAFER_LAKE``, ``KAFER_RUNS``, ``KAFER_LANG``)
 < explicit arguments. The project folder is found the way git finds its root: the nearest folder,
 from the working folder up, that holds ``kafer.toml`` or ``pyproject.toml``. So the CLI, papermill
 and a notebook opened in JupyterLab from ``notebooks/`` all find the same lake: ``<project>/lake``
@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from .errors import ConfigError
+from .i18n import language_code
 
 try:  # Python 3.11+
     import tomllib
@@ -146,6 +147,25 @@ class Settings:
     #: size of its files again); empty for the system's temporary folder.
     staging_dir: str = ""
 
+    # -- The plant's language, and uploads received through the desk (issue 26: kafer.i18n, kafer.uploads) --
+    #: Language of messages, numbers and dates: ``en`` or ``pt-BR`` (1.234,5; 06/12/2026). ``KAFER_LANG``
+    #: overrides it; the desk lets each person choose their own.
+    language: str = "en"
+    #: Folder where the desk's uploads arrive in pieces, one folder per upload, outside the lake and the
+    #: notebooks; empty for ``<runs>/uploads`` (on disk beside the run records: a system temporary
+    #: folder may be memory, and a month is 60-125 MB).
+    upload_dir: str = ""
+    #: Largest file, and largest upload (all its files), a person may send, in MB (10^6 bytes): refused
+    #: when announced, before a byte is written. A month's largest file is about 65 MB, a month 60-125 MB.
+    upload_max_file_mb: float = 300.0
+    upload_max_mb: float = 800.0
+    #: Largest unpacked size of one workbook (its zip's content) or csv.gz, in MB: measured by unpacking
+    #: it as a stream, before it is read, so that a zip or gzip bomb is refused before it fills memory
+    #: or the disk. A month's files unpack 10-14 times (a 63 MB workbook: 866 MB).
+    upload_max_unpacked_mb: float = 4000.0
+    #: Hours an upload lives after its last piece (or its check) before it is removed.
+    upload_expire_hours: float = 24.0
+
     @property
     def lock_options(self) -> dict:
         """How the lake's locks wait and judge (:func:`kafer.locks.hold`'s keywords)."""
@@ -217,8 +237,9 @@ def _from_toml(path: Path) -> dict:
     for name in ("lake", "runs"):
         if name in out:
             out[name] = _located(out[name], path.parent)
-    if out.get("staging_dir"):
-        out["staging_dir"] = _located(out["staging_dir"], path.parent)
+    for name in ("staging_dir", "upload_dir"):
+        if out.get(name):
+            out[name] = _located(out[name], path.parent)
     return out
 
 
@@ -253,6 +274,7 @@ def load_settings(*, config_file: str | os.PathLike | None = None, **overrides) 
     given = {name: os.environ.get(f"KAFER_{name.upper()}") for name in ("lake", "runs")}
     given.update({name: value for name in ("lake", "runs") if (value := overrides.pop(name, None))})
     settings = settings.replace(**{name: _located(value, cwd) for name, value in given.items() if value})
+    settings = settings.replace(language=os.environ.get("KAFER_LANG") or None)
     return _checked(settings.replace(**{k: v for k, v in overrides.items() if v != ""}))
 
 
@@ -274,4 +296,10 @@ def _checked(settings: Settings) -> Settings:
         raise ConfigError("inspection budgets must lie between 0 and 1")
     if not 0 < settings.monitor_alpha < 1 or settings.threshold_tolerance <= 0:
         raise ConfigError("monitor_alpha must lie between 0 and 1 and threshold_tolerance must be positive")
+    settings = settings.replace(language=language_code(settings.language))
+    caps = (settings.upload_max_file_mb, settings.upload_max_mb, settings.upload_max_unpacked_mb,
+            settings.upload_expire_hours)
+    if not all(cap > 0 for cap in caps) or settings.upload_max_file_mb > settings.upload_max_mb:
+        raise ConfigError("upload_max_file_mb, upload_max_mb, upload_max_unpacked_mb and upload_expire_hours must be "
+                          "positive, and upload_max_file_mb at most upload_max_mb")
     return settings
