@@ -14,8 +14,8 @@ import time
 from typing import Sequence
 
 from .config import FAMILY_CHOICES, load_settings
+from .errors import KaferError, OutputError
 from .watch import WATCH_FORMATS
-from .errors import KaferError
 
 
 def _progress():
@@ -279,10 +279,12 @@ def cmd_lists(args) -> int:
     settings, lake = _lake(args)
     found = issued_lists(lake, settings=settings)
     if args.html:
-        from pathlib import Path
-
-        Path(args.html).write_text(f"<!doctype html><meta charset=\"utf-8\"><title>Shadow verdict</title>"
-                                   f"{found.verdict.html}", encoding="utf-8")
+        page = f"<!doctype html><meta charset=\"utf-8\"><title>Shadow verdict</title>{found.verdict.html}"
+        try:
+            with open(args.html, "w", encoding="utf-8") as out:
+                out.write(page)
+        except OSError as exc:
+            raise OutputError(f"cannot write the verdict to {args.html}: {exc.strerror or exc}") from None
     print(json.dumps(found.to_dict(), indent=2, default=str) if args.json else format_lists(found))
     return 0
 

@@ -141,9 +141,9 @@ def draft_list(ranked: pd.DataFrame, *, facts: Mapping, settings: Settings, by: 
     shadow = settings.shadow if shadow is None else bool(shadow)
     seed = secrets.randbits(32)
     audit = audit_draw(ranked, share=settings.audit_share, seed=seed)
-    at = ranked.columns.get_loc("in_budget") + 1 if "in_budget" in ranked else len(ranked.columns)
     marked = ranked.drop(columns="audit", errors="ignore")
-    marked.insert(min(at, len(marked.columns)), "audit", audit)
+    marked.insert(marked.columns.get_loc("in_budget") + 1 if "in_budget" in marked else len(marked.columns),
+                  "audit", audit)
     tested = marked["at_road_test"].to_numpy(dtype=bool) if "at_road_test" in marked else np.ones(len(marked), bool)
     end = _data_end(marked)
     model = facts["model"]
@@ -199,10 +199,26 @@ def issue(draft: Draft, *, lake: Lake, write: Callable[[], str] | None = None, o
     A list is issued only when it is recorded: when the record cannot be written, the file just
     written to the local path ``out`` is removed again, and the error raised.
 
+    Parameters
+    ----------
+    draft : Draft
+        The list and its record (:func:`draft_list`).
+    lake : Lake
+        Where it is recorded.
+    write : callable, optional
+        Writes ``draft.ranked`` where inspectors read it and says so (``None``: it is only recorded).
+    out : str
+        The file ``write`` writes, removed again if the record fails (a local path; empty: none).
+
     Returns
     -------
     str
         What ``write`` said, then the list's id and its audit and shadow in one sentence.
+
+    Raises
+    ------
+    LakeError
+        When the record cannot be written (nothing is left where inspectors read).
     """
     said = write() if write is not None else ""
     try:

@@ -456,8 +456,9 @@ def about_rows(ranked: pd.DataFrame, facts: Mapping) -> list[tuple[str, object]]
         rows += [("List", f"{issued['id']}, recorded in the lake by {issued['by']}"),
                  ("Acted on", "yes" if issued["acted_on"] else "no: a shadow list, recorded to measure what acting "
                                                               "on the lists would find; pick cars as before"),
-                 ("Audit", f"{issued['audit']:,} cars picked at random whatever their risk ({_percent(issued['audit_share'], 1)} "
-                           f"of the cars at their road test, seed {issued['audit_seed']}): blue rows, Audit pick yes"
+                 ("Audit", f"{issued['audit']:,} cars picked at random whatever their risk "
+                           f"({_percent(issued['audit_share'], 1)} of the cars at their road test, seed "
+                           f"{issued['audit_seed']}): blue rows, Audit pick yes"
                   if issued["audit_share"] else "none (audit_share is 0)")]
     files = facts.get("files") or []
     rows += [("Upload files" if i == 0 else "", name) for i, name in enumerate(files)]

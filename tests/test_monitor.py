@@ -346,3 +346,14 @@ def test_a_retrain_neither_trains_nor_judges_on_cars_a_list_shaped(acted_on, tmp
     assert not predictions.loc[predictions["compared"], "KNR"].isin(flagged).any()
     from kafer.report import report_header
     assert "**Outcomes shaped by the inspection lists:**" in report_header(metrics)
+
+
+def test_the_comparison_says_when_too_few_cars_are_left_once_the_shaped_ones_are_out():
+    from kafer.steps import fair_cars
+
+    cars = pd.DataFrame({"KNR": [f"k{i}" for i in range(300)], "label_rod": [int(i % 10 == 0) for i in range(300)]})
+    shaped = np.arange(300) < 120
+    fair = fair_cars(cars, {"k299"}, min_cars=200, min_failures=10, shaped=shaped)
+    assert (fair["cars"], fair["seen"], fair["shaped"]) == (179, 1, 120) and not fair["mask"][:120].any()
+    assert not fair["possible"] and "and 120 were flagged on inspection lists that were acted on" in fair["why"]
+    assert fair_cars(cars, {"k299"}, min_cars=150, min_failures=10, shaped=shaped)["possible"]

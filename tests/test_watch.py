@@ -32,6 +32,22 @@ def look(settings, inbox, out, **options) -> list[str]:
     return said
 
 
+def looks(count: int, settings, inbox, out, *, every: float) -> list[str]:
+    """What a running watch says over ``count`` looks (it is stopped, as by Ctrl-C, while it waits after the last)."""
+    seen, waits = [], []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        if len(waits) == count:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        watch(str(inbox), str(out), settings=settings, by="watcher", settle=0.0, every=every, say=seen.append,
+              sleep=sleep)
+    assert waits == [every] * count
+    return seen
+
+
 def test_a_new_export_is_scored_once_and_its_list_written_and_recorded(folders):
     settings, inbox, out = folders
     [said] = look(settings, inbox, out)
@@ -67,15 +83,7 @@ def test_an_export_still_being_copied_waits(folders):
 def test_a_broken_file_is_reported_once_and_left_alone_and_the_others_are_scored(folders):
     settings, inbox, out = folders
     (inbox / "STATUS_broken.csv").write_text("KNR,STATUS,DATA\n")
-    seen, looks = [], []
-
-    def sleep(seconds):
-        looks.append(seconds)
-        if len(looks) == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        watch(str(inbox), str(out), settings=settings, by="watcher", settle=0.0, every=5, say=seen.append, sleep=sleep)
+    seen = looks(3, settings, inbox, out, every=5)
     assert seen[0].startswith(f"Watching {inbox} every 5 s")
     assert seen[1].startswith("Refused, left alone until it changes: STATUS_broken.csv: ")
     assert "recorded in the lake" in seen[2] and len(seen) == 3, "the third look says nothing"
@@ -85,16 +93,7 @@ def test_a_broken_file_is_reported_once_and_left_alone_and_the_others_are_scored
 
 def test_a_watch_without_a_production_model_keeps_looking(folders, tmp_path):
     settings, inbox, out = folders
-    empty = settings.replace(lake=str(tmp_path / "empty-lake"))
-    seen, looks = [], []
-
-    def sleep(seconds):
-        looks.append(seconds)
-        if len(looks) == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        watch(str(inbox), str(out), settings=empty, by="w", settle=0.0, every=1, say=seen.append, sleep=sleep)
+    seen = looks(2, settings.replace(lake=str(tmp_path / "empty-lake")), inbox, out, every=1)
     assert [line.startswith("Cannot score now (the lake ") for line in seen[1:]] == [True, True]
     assert "has no production model yet" in seen[1] and not list(out.iterdir())
 
