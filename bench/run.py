@@ -835,7 +835,8 @@ def bench_lists(cars: int, *, seed: int = 2700, shares: tuple[float, ...] = (0.0
         def said(check, judged) -> str:
             roc = judged.pooled.figures.get("roc_auc") if judged.pooled else None
             shown_roc = "—" if not roc else f"{roc['value']:.3f} [{roc['low']:.3f}, {roc['high']:.3f}]"
-            return f"{'SLIPPING' if check.alert else 'keeps its promise'} (ROC-AUC {shown_roc} on {judged.pooled.cars:,} cars)"
+            verdict = "SLIPPING" if check.alert else "keeps its promise"
+            return f"{verdict} (ROC-AUC {shown_roc} on {judged.pooled.cars:,} cars)"
 
         promised = production["metrics"]["roc_auc"]
         print(f"  track record, lists acted on ({fixed_share:.0%} of treated failures prevented; promised ROC-AUC "

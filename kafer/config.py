@@ -313,5 +313,6 @@ def _checked(settings: Settings) -> Settings:
         except ValueError:
             raise ConfigError(f"shadow_from must be a day written YYYY-MM-DD, not {settings.shadow_from!r}") from None
     if not settings.person_key_file:
-        raise ConfigError("person_key_file must name a file outside the lake for the key that pseudonymizes people's ids")
+        raise ConfigError("person_key_file must name a file outside the lake, for the key that pseudonymizes "
+                          "people's ids")
     return settings

@@ -312,7 +312,8 @@ def list_outcome(cars: pd.DataFrame, labels: pd.DataFrame, *, acted_on: bool) ->
     return {"known": int(known.sum()), "flagged_known": int((known & flagged).sum()),
             "flagged_failures": int((failed & flagged).sum()), "other_failures": int((failed & ~flagged).sum()),
             "audit_known": int((known & audit).sum()), "audit_failures": int((failed & audit).sum()),
-            "reference": ("its unflagged audit cars" if acted_on else "its unflagged cars") if reference.any() else None,
+            "reference": (("its unflagged audit cars" if acted_on else "its unflagged cars")
+                          if reference.any() else None),
             "lift_over_random": None if lift is None else [lift["value"], lift["low"], lift["high"]]}
 
 
@@ -422,49 +423,52 @@ def shadow_verdict(records: Sequence[Mapping], frames: Mapping[str, pd.DataFrame
                        "--shadow) and issue the lists for the weeks you chose; then the verdict compares the failures "
                        f"their flagged cars hold with random picking, against the bar set before (now {plan['bar']:g} "
                        "times random picking, its 95 % interval included).", **plan)
-    first = shadow[0]["shadow"]
+    first = shadow[0]["shadow"]  # the plan recorded before the shadow began
     plan = {"bar": first["bar"], "weeks": first["weeks"], "min_failures": first.get("min_failures", plan["min_failures"])}
     start = dt.date.fromisoformat(first["from"]) if first.get("from") else _day(shadow[0])
     end = start + dt.timedelta(weeks=plan["weeks"])
+    last = end - dt.timedelta(days=1)
     inside = [r for r in shadow if start <= _day(r) < end]
-    changed = [f"{name} {settings_value:g} (now) instead of {plan_value:g}" for name, settings_value, plan_value in
-               (("shadow_bar", settings.shadow_bar, plan["bar"]), ("shadow_weeks", settings.shadow_weeks, plan["weeks"]))
-               if settings_value != plan_value]
-    note = (f"The settings say {', '.join(changed)}: the verdict keeps the plan recorded with the shadow's first "
-            "list, set before the shadow began; set shadow_from to start a new shadow with a new plan.") if changed else None
     cars = pooled_cars([frames[r["id"]] for r in inside]) if inside and frames else pd.DataFrame()
-    outcome = list_outcome(cars, labels, acted_on=False) if len(cars) else None
-    known = outcome["known"] if outcome else 0
-    failures = (outcome["flagged_failures"] + outcome["other_failures"]) if outcome else 0
-    lift = outcome["lift_over_random"] if outcome else None
+    outcome = (list_outcome(cars, labels, acted_on=False) if len(cars) else None) or {}
+    known, found = outcome.get("known", 0), outcome.get("flagged_failures", 0)
+    failures, lift = found + outcome.get("other_failures", 0), outcome.get("lift_over_random")
     base = dict(**plan, start=start.isoformat(), end=end.isoformat(), lists=len(inside), cars=int(len(cars)),
-                known=known, failures=failures, flagged_failures=outcome["flagged_failures"] if outcome else 0,
-                lift=lift, models=tuple(dict.fromkeys(r["model"] for r in inside)), note=note)
+                known=known, failures=failures, flagged_failures=found, lift=lift,
+                models=tuple(dict.fromkeys(r["model"] for r in inside)), note=_plan_changed(settings, plan))
     last_day = max(_day(r) for r in records)
-    over = max(last_day, today or dt.date.today()) >= end
-    running = "" if lift is None else (f" So far the flagged cars hold {_lift_text(lift)} times the failures of as "
-                                       "many cars picked at random.")
-    if not over:
-        days = (last_day - start).days + 1
-        return Verdict("not yet", f"Not yet: the shadow runs {plan['weeks']} weeks, from {start} to {end - dt.timedelta(days=1)}; "
-                       f"its lists cover {max(days, 0)} days so far.{running}", **base)
+    if max(last_day, today or dt.date.today()) < end:
+        running = "" if lift is None else (f" So far the flagged cars hold {_lift_text(lift)} times the failures of "
+                                           "as many cars picked at random.")
+        return Verdict("not yet", f"Not yet: the shadow runs {plan['weeks']} weeks, from {start} to {last}; its lists "
+                       f"cover {max((last_day - start).days + 1, 0)} days so far.{running}", **base)
     if failures < plan["min_failures"] or lift is None:
-        return Verdict("not yet", f"Not yet: {known:,} of the {len(cars):,} cars the shadow listed have their road-test "
-                       f"outcome in the lake, {failures:,} of them failed; the verdict needs {plan['min_failures']:,} "
-                       "failures among them. Ingest the falhas exports that cover their road tests (kafer ingest).",
-                       **base)
-    said = (f"over the {plan['weeks']} weeks from {start} to {end - dt.timedelta(days=1)}, the flagged cars of "
-            f"{len(inside):,} lists held {base['flagged_failures']:,} of the {failures:,} road-test failures among "
-            f"{known:,} cars with their outcome: {_lift_text(lift)} times what as many cars picked at random would find "
-            "(95 % interval)")
+        return Verdict("not yet", f"Not yet: {known:,} of the {len(cars):,} cars the shadow listed have their "
+                       f"road-test outcome in the lake, {failures:,} of them failed; the verdict needs "
+                       f"{plan['min_failures']:,} failures among them. Ingest the falhas exports that cover their road "
+                       "tests (kafer ingest).", **base)
+    said = (f"over the {plan['weeks']} weeks from {start} to {last}, the flagged cars of {len(inside):,} lists held "
+            f"{found:,} of the {failures:,} road-test failures among {known:,} cars with their outcome: "
+            f"{_lift_text(lift)} times what as many cars picked at random would find (95 % interval)")
     if lift[1] >= plan["bar"]:
-        return Verdict("go", f"Go: {said}. Even the low end of the interval reaches the bar of {plan['bar']:g} set before "
-                       "the shadow began: acting on the list finds more failures than random picking. Set shadow = "
-                       "false to act on the lists (keep the audit share: it keeps the lift measurable).", **base)
+        return Verdict("go", f"Go: {said}. Even the low end of the interval reaches the bar of {plan['bar']:g} set "
+                       "before the shadow began: acting on the list finds more failures than random picking. Set "
+                       "shadow = false to act on the lists (keep the audit share: it keeps the lift measurable).",
+                       **base)
     return Verdict("no-go", f"No-go: {said}. The low end of the interval, {lift[1]:.2f}, stays below the bar of "
                    f"{plan['bar']:g} set before the shadow began: the shadow has not shown that acting on the list "
                    "finds that many more failures than random picking. Keep picking cars as before; retrain, then "
                    "run another shadow.", **base)
+
+
+def _plan_changed(settings: Settings, plan: Mapping) -> str | None:
+    """A sentence when the settings now say another bar or length than the shadow's recorded plan."""
+    pairs = (("shadow_bar", settings.shadow_bar, plan["bar"]), ("shadow_weeks", settings.shadow_weeks, plan["weeks"]))
+    changed = [f"{name} {now:g} (now) instead of {then:g}" for name, now, then in pairs if now != then]
+    if not changed:
+        return None
+    return (f"The settings say {', '.join(changed)}: the verdict keeps the plan recorded with the shadow's first list, "
+            "set before the shadow began; set shadow_from to start a new shadow with a new plan.")
 
 
 # -- reading the record ------------------------------------------------------------------------------

@@ -645,9 +645,9 @@ def judged_without_lists(cars: pd.DataFrame, p: np.ndarray, listed: np.ndarray, 
     keep = known & ~listed & (np.asarray(p) < threshold)
     return cars.assign(label_known=keep), {**below, "operating_threshold": threshold}, (
         f"{flagged}: their outcome says what the inspection did, not what the model foresaw, so they are left out. So "
-        f"that the others are not its safest cars judged against a promise made on all, it is judged on its cars below "
-        f"its operating threshold ({threshold * 100:.1f} %; {int(keep.sum()):,} with an outcome), against what it did below "
-        f"that threshold on its evaluation cars (ROC-AUC {interval(below.get('roc_auc'))}).")
+        "that the others are not its safest cars judged against a promise made on all, it is judged on its cars below "
+        f"its operating threshold ({threshold * 100:.1f} %; {int(keep.sum()):,} with an outcome), against what it did "
+        f"below that threshold on its evaluation cars (ROC-AUC {interval(below.get('roc_auc'))}).")
 
 
 def _promise_below(lake: Lake, model: Model, meta: Mapping, *, settings: Settings) -> dict | None:

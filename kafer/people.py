@@ -98,22 +98,22 @@ def person_key(settings: Settings, lake: Lake) -> bytes:
     """
     path = Path(settings.person_key_file).expanduser()
     if lake.is_local and _inside(path, Path(lake.root)):
-        raise ConfigError(f"person_key_file {path} lies inside the lake {lake.url}: the key that pseudonymizes people's "
-                          "ids must live outside it; set person_key_file in kafer.toml to a file elsewhere")
+        raise ConfigError(f"person_key_file {path} lies inside the lake {lake.url}: the key that pseudonymizes "
+                          "people's ids must live outside it; set person_key_file in kafer.toml to a file elsewhere")
     known = catalog.person_key_fingerprint(lake)
     if not path.exists() and known is not None:
         raise ConfigError(f"the lake {lake.url} holds people's ids pseudonymized with a key made elsewhere "
-                          f"(fingerprint {known['fingerprint']}), and this machine has none at {path}: copy the key file "
-                          "from the machine that made it there (mode 0600), or set person_key_file to where it is")
+                          f"(fingerprint {known['fingerprint']}), and this machine has none at {path}: copy the key "
+                          "file from the machine that made it there (mode 0600), or set person_key_file to where it is")
     key = _read_or_make(path)
-    print_ = fingerprint(key)
+    mine = fingerprint(key)
     if known is None:
         try:
-            catalog.save_person_key_fingerprint(lake, {"fingerprint": print_, "method": METHOD, "made_at": utc_now_iso()})
+            catalog.save_person_key_fingerprint(lake, {"fingerprint": mine, "method": METHOD, "made_at": utc_now_iso()})
         except LakeError:  # another machine's first key won the race
             known = catalog.person_key_fingerprint(lake)
-    if known is not None and known["fingerprint"] != print_:
-        raise ConfigError(f"the key at {path} (fingerprint {print_}) is not the one the lake {lake.url} pseudonymized "
+    if known is not None and known["fingerprint"] != mine:
+        raise ConfigError(f"the key at {path} (fingerprint {mine}) is not the one the lake {lake.url} pseudonymized "
                           f"people's ids with (fingerprint {known['fingerprint']}): copy that key file here, or set "
                           "person_key_file to it; lands with another key would give one person two pseudonyms")
     return key

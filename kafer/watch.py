@@ -10,7 +10,8 @@ and recorded in the lake (:func:`kafer.predict.issue_ranking`).
 A file is known by its content: the lake's list records name the SHA-256 of every file they scored,
 so an unchanged file is never scored twice, across restarts and machines; a file whose content
 changed is scored again. A file refused (a broken export) is reported once and left alone until it
-changes; the export's other files are scored at the next look. ``--once`` scores what is new and ends: the same command run by a timer (cron, systemd).
+changes; the export's other files are scored at the next look. ``--once`` scores what is new and
+ends: the same command run by a timer (cron, systemd).
 """
 
 from __future__ import annotations

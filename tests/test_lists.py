@@ -181,8 +181,10 @@ def test_without_a_shadow_list_the_verdict_says_how_to_run_one():
 
 
 def test_a_car_listed_twice_counts_once_from_its_first_list_at_the_road_test():
-    first = pd.DataFrame({"KNR": ["a", "b", "c"], "in_budget": [False, True, False], "at_road_test": [False, True, False]})
-    second = pd.DataFrame({"KNR": ["a", "b", "c"], "in_budget": [True, False, False], "at_road_test": [True, True, False]})
+    first = pd.DataFrame({"KNR": ["a", "b", "c"], "in_budget": [False, True, False],
+                          "at_road_test": [False, True, False]})
+    second = pd.DataFrame({"KNR": ["a", "b", "c"], "in_budget": [True, False, False],
+                           "at_road_test": [True, True, False]})
     pooled = pooled_cars([first, second]).set_index("KNR")
     assert pooled.loc["a", "in_budget"] and pooled.loc["b", "in_budget"], "a from the second list, b from the first"
     assert list(pooled.index) == ["a", "b", "c"]
