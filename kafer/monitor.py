@@ -664,9 +664,9 @@ def _promise_below(lake: Lake, model: Model, meta: Mapping, *, settings: Setting
     if cached is not None:
         return cached or None
     table = catalog.features(lake, data_version)
-    trained = registry.training_cars(lake, version, table=table)
+    left_out = registry.training_cars(lake, version, table=table) | set(lists.shaped_as_of(lake, data_version)["KNR"])
     cars = labelled(table)
-    cars = cars[~cars["KNR"].astype(str).isin(trained)].reset_index(drop=True)
+    cars = cars[~cars["KNR"].astype(str).isin(left_out)].reset_index(drop=True)  # its evaluation cars, as compared
     p = scores(lake, version, model, cars, data_version=data_version) if len(cars) else np.empty(0)
     below = p < threshold
     y = cars["label_rod"].to_numpy(dtype=int)[below]
