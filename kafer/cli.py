@@ -111,10 +111,11 @@ def cmd_rebuild(args) -> int:
 
 
 def cmd_features(args) -> int:
-    from .catalog import current_features
+    from .catalog import current_features, current_version
+    from .lists import with_shaped
 
     _, lake = _lake(args)
-    table = current_features(lake)
+    table = with_shaped(current_features(lake), lake, current_version(lake))
     table.to_csv(args.out, index=False)
     print(f"{len(table):,} cars written to {args.out}")
     return 0
@@ -345,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help=upload)
     add("rebuild", cmd_rebuild, "rebuild every car's features from the raw zone into a new curated version (after "
         "the feature definitions changed; ingest does it by itself then)")
-    p = add("features", cmd_features, "write the current per-car table as CSV")
+    p = add("features", cmd_features, "write the current per-car table as CSV (with shaped_by_list: the acted-on "
+            "inspection list that flagged a car, whose outcome it shaped)")
     p.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write, e.g. features.csv")
     p = sub.add_parser("demo-data", help="write a realistic synthetic upload in the plant's layouts",
                        description="Write a realistic synthetic upload in the plant's layouts, and the true "

@@ -357,3 +357,13 @@ def test_the_comparison_says_when_too_few_cars_are_left_once_the_shaped_ones_are
     assert (fair["cars"], fair["seen"], fair["shaped"]) == (179, 1, 120) and not fair["mask"][:120].any()
     assert not fair["possible"] and "and 120 were flagged on inspection lists that were acted on" in fair["why"]
     assert fair_cars(cars, {"k299"}, min_cars=150, min_failures=10, shaped=shaped)["possible"]
+
+
+def test_the_per_car_table_carries_the_mark_of_the_list_that_shaped_a_car(acted_on, tmp_path, capsys):
+    settings, flagged = acted_on
+    out = tmp_path / "features.csv"
+    assert main(["features", "--lake", settings.lake, "--out", str(out)]) == 0
+    table = pd.read_csv(out, dtype={"KNR": str, "shaped_by_list": str}, keep_default_na=False)
+    [list_id] = {r["id"] for r in catalog.list_records(Lake(settings.lake))}
+    assert set(table.loc[table["shaped_by_list"] != "", "KNR"]) == flagged
+    assert set(table["shaped_by_list"]) == {"", list_id}
