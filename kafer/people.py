@@ -187,6 +187,8 @@ def pseudonymize_lake(lake: Lake, *, settings: Settings, progress: Callable[[str
         if not todo:
             return f"The lake {lake.url} holds no person's id in clear: nothing to do."
         key = person_key(settings, lake)
+        if settings.staging_dir:
+            os.makedirs(settings.staging_dir, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="kafer-people-", dir=settings.staging_dir or None) as folder:
             for record in todo:
                 if progress:
