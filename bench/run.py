@@ -29,6 +29,9 @@
 8. A month through the desk's upload library (``--only uploads``): the month-sized upload received in
    1 MiB pieces (time, peak memory of the receiving process), the unpacked-size checks alone, and the
    check with ingest's reader (in the process, and in a child process as a server would run it).
+9. Inspection lists (``--only lists``): a shadow month of daily lists through ``kafer predict --watch``,
+   then the go/no-go verdict; the lift over random of lists acted on, with and without an audit share;
+   the track record once the lists were acted on and their cars fixed, with and without the correction.
 
 Uploads are made once by the project's own generator and kept in bench/out/.
 """
@@ -757,13 +760,218 @@ def check_upload(runs: str, upload_id: str, isolated: bool) -> None:
     import resource
 
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # this process alone, not its child
+def daily_exports(month: Path, folder: Path) -> list[Path]:
+    """The month's exports cut as the plant's daily exports of the cars road-tested that day: for each day,
+    every row of those cars up to the day's end (one csv per kind in ``folder/<day>``), oldest day first."""
+    import pandas as pd
+
+    from kafer.readers import read_export
+
+    rows: dict[str, list] = {}
+    for path in files_of(month):
+        export = read_export(path.read_bytes(), path.name)
+        rows.setdefault(export.kind, []).append(export.table.to_pandas())
+    tables = {kind: pd.concat(parts, ignore_index=True) for kind, parts in rows.items()}
+    status = tables["status"]
+    road = status[status["STATUS"] == "G710"].groupby("KNR")["DATA"].min().dt.normalize()
+    days = []
+    for day, cars in road.groupby(road):
+        target = folder / f"{day:%Y-%m-%d}"
+        target.mkdir(parents=True, exist_ok=True)
+        end = day + pd.Timedelta(days=1)
+        for kind, table in tables.items():
+            cut = table[table["KNR"].isin(cars.index) & (table["DATA"] < end)]
+            cut.assign(DATA=cut["DATA"].dt.strftime("%Y-%m-%d %H:%M:%S")).to_csv(target / f"{kind}.csv", index=False)
+        days.append(target)
+    return days
+
+
+def bench_lists(cars: int, *, seed: int = 2700, shares: tuple[float, ...] = (0.0, 0.02, 0.05, 0.10),
+                fixed_share: float = 0.7) -> None:
+    """A shadow month of daily lists, then its go/no-go verdict; the lift over random of lists acted on, with and
+    without an audit share, their flagged and audit cars fixed before the road test (each failure prevented with
+    chance ``fixed_share``); what the track record says then, with and without the correction."""
+    import numpy as np
+    import pandas as pd
+
+    from kafer import catalog, registry
+    from kafer.config import load_settings
+    from kafer.demo import make_demo_upload
+    from kafer.ingest import ingest
+    from kafer.lake import Lake
+    from kafer.lists import issued_lists, list_outcome, pooled_cars
+    from kafer.monitor import judge, judged_without_lists, track_record
+    from kafer.predict import issue_ranking, predict_upload, ranking_facts
+    from kafer.watch import watch
+
+    root = OUT / f"lists-{cars}"
+    month = dict(cars=cars, seed=seed + 1, start="2024-04-01", results_per_car=20, layout="csv")
+    if not (root / "shadow-month" / "truth.csv").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        make_demo_upload(root / "training-month", cars=cars, seed=seed, start="2024-03-01", results_per_car=20,
+                         layout="csv")
+        make_demo_upload(root / "shadow-month", **month)
+    base = root / "base"
+    if not (base / "runs").exists():
+        where = ["--lake", str(base / "lake"), "--runs", str(base / "runs")]
+        timed(KAFER + ["retrain", str(root / "training-month" / "upload"), "--family", "hgb", "--run-id", "r1", *where])
+        timed(KAFER + ["decide", "r1", "keep-new", "--by", "bench", "--why", "the lists' model", *where])
+    days = daily_exports(root / "shadow-month", root / "days") if not (root / "days").exists() else \
+        sorted(p for p in (root / "days").iterdir() if p.is_dir())
+    print(f"\n== Inspection lists: a month of {cars:,} cars road-tested over {len(days)} days, one list a day "
+          f"(each day's export holds the cars road-tested that day), production trained on the month before (hgb)")
+
+    def lake_copy(name: str, **options):
+        folder = root / name
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(base / "lake", folder / "lake")
+        settings = load_settings(lake=str(folder / "lake"), runs=str(base / "runs"), **options)
+        return settings, Lake(settings.lake)
+
+    # the shadow: every daily export dropped into a watched inbox, scored once, its list recorded (not acted on)
+    settings, lake = lake_copy("shadow", shadow=True)
+    inbox, out = root / "shadow" / "inbox", root / "shadow" / "lists"
+    inbox.mkdir(), out.mkdir()
+    started = time.monotonic()
+    for day in days:
+        for path in day.iterdir():
+            shutil.copy(path, inbox / f"{day.name}-{path.name}")
+        watch(str(inbox), str(out), settings=settings, by="bench", once=True, settle=0.0, say=lambda line: None)
+    per_list = (time.monotonic() - started) / len(days)
+    ingest([str(root / "shadow-month" / "upload")], lake=lake, settings=settings)
+    seconds, _, out_json = timed(KAFER + ["lists", "--json", "--lake", settings.lake])
+    shown = json.loads(out_json)
+    verdict = shown["verdict"]
+    print(f"  {len(shown['lists'])} lists recorded through kafer predict --watch ({per_list:.1f} s a list, scoring "
+          f"included); kafer lists --json {seconds:.1f} s")
+    weekly = {}
+    for item in shown["lists"]:
+        week = pd.Timestamp(item["data_end"]).strftime("%G-W%V")
+        o = item["outcome"] or {}
+        acc = weekly.setdefault(week, [0, 0, 0, 0])
+        acc[0] += 1
+        acc[1] += o.get("known", 0)
+        acc[2] += o.get("flagged_failures", 0)
+        acc[3] += o.get("other_failures", 0)
+    for week, (n, known, found, other) in weekly.items():
+        print(f"  {week}: {n} lists, {known:,} cars with their outcome, failures {found} among the flagged / "
+              f"{other} among the rest")
+    lift = verdict["lift"]
+    print(f"  shadow verdict ({verdict['start']} to {verdict['end']}, bar {verdict['bar']:g}): "
+          f"{verdict['decision'].upper()}: lift over random {lift[0]:.2f} [{lift[1]:.2f}, {lift[2]:.2f}] on "
+          f"{verdict['known']:,} cars, {verdict['failures']} failures ({verdict['flagged_failures']} flagged)")
+    print(f"  in words: {verdict['words']}")
+    truth = pd.read_csv(root / "shadow-month" / "truth.csv", dtype={"KNR": str}).set_index("KNR")
+    inside = [item for item in shown["lists"] if verdict["start"] <= item["data_end"][:10] < verdict["end"]]
+    judged = pooled_cars([catalog.list_cars(lake, item["id"]) for item in inside])
+    judged = judged[judged["KNR"].isin(set(catalog.current_features(lake).query("label_known")["KNR"]))]
+    p_true = truth.loc[judged["KNR"], "p_true"].to_numpy()
+    flag = judged["in_budget"].to_numpy()
+    print(f"  the truth behind it, on the same {len(judged):,} cars: the flagged cars' true failure chance "
+          f"{p_true[flag].mean():.1%} against {p_true.mean():.1%} for all, a true lift of "
+          f"{p_true[flag].mean() / p_true.mean():.2f}")
+    replay_lifts(judged.assign(p_true=p_true), shares=shares, fixed_share=fixed_share, seed=seed)
+    ranked = {day.name: predict_upload([str(day)], settings=settings) for day in days}
+    production = registry.production(lake)
+
+    # acted on: each share's lists, their flagged and audit cars fixed before the road test
+    for share in shares:
+        settings, lake = lake_copy(f"acted-{share:g}", shadow=False, audit_share=share)
+        treated = set()
+        for day in days:
+            paths = [str(day)]
+            issue_ranking(ranked[day.name], "", facts=ranking_facts(ranked[day.name], paths=paths, settings=settings),
+                          settings=settings, by="bench", source="command line", paths=paths)
+        for item in catalog.list_records(lake):
+            listed = catalog.list_cars(lake, item["id"])
+            treated |= set(listed.loc[listed["in_budget"] | listed["audit"], "KNR"])
+        replay = root / f"acted-{share:g}" / "month"
+        make_demo_upload(replay, **month, fixed=treated, fixed_share=fixed_share)
+        ingest([str(replay / "upload")], lake=lake, settings=settings)
+        found = issued_lists(lake, settings=settings)
+        frames = pd.concat([catalog.list_cars(lake, item["id"]) for item in found.lists]).drop_duplicates("KNR")
+        labels = catalog.current_features(lake)
+        measured = list_outcome(frames, labels, acted_on=True)
+        naive = list_outcome(frames, labels, acted_on=False)
+        lift, wrong = measured["lift_over_random"], naive["lift_over_random"]
+        print(f"  acted on, audit share {share:.0%} ({measured['audit_known']} audit cars with an outcome, "
+              f"{measured['audit_failures']} failed): lift over random "
+              + ("cannot be measured (no audit car)" if lift is None else
+                 f"{lift[0]:.2f} [{lift[1]:.2f}, {lift[2]:.2f}]")
+              + f"; against the unflagged cars not inspected (what a shadow computes) {wrong[0]:.2f} "
+                f"[{wrong[1]:.2f}, {wrong[2]:.2f}]")
+        if share != max(shares):
+            continue
+        record = track_record(lake, settings=settings, drift=False)
+        corrected = record.production
+        table = labels.set_index("KNR")
+        every = corrected.cars.assign(label_known=table.loc[corrected.cars["KNR"], "label_known"].to_numpy())
+        plain = judge(corrected.version, every, corrected.cars["probability"].to_numpy(),
+                      promise=production["metrics"], settings=settings)
+
+        def said(check, judged) -> str:
+            roc = judged.pooled.figures.get("roc_auc") if judged.pooled else None
+            shown_roc = "—" if not roc else f"{roc['value']:.3f} [{roc['low']:.3f}, {roc['high']:.3f}]"
+            verdict = "SLIPPING" if check.alert else "keeps its promise"
+            return f"{verdict} (ROC-AUC {shown_roc} on {judged.pooled.cars:,} cars)"
+
+        promised = production["metrics"]["roc_auc"]
+        print(f"  track record, lists acted on ({fixed_share:.0%} of treated failures prevented; promised ROC-AUC "
+              f"{promised['value']:.3f}): without the correction {said(plain.check, plain)}; with it "
+              f"{said(corrected.check, corrected)}, against {corrected.promise['roc_auc']['value']:.3f} promised "
+              f"below the threshold")
+        unshaped = track_record(Lake(str(root / "shadow" / "lake")), settings=settings, drift=False).production
+        cars, p = unshaped.cars, unshaped.cars["probability"].to_numpy()
+        kept, promise, _ = judged_without_lists(cars, p, np.zeros(len(cars), dtype=bool),
+                                                promise=production["metrics"], below=corrected.promise)
+        below = judge(unshaped.version, kept, p, promise=promise, settings=settings)
+        print(f"  the same month in the shadow (no outcome shaped): {said(unshaped.check, unshaped)}; judged below "
+              f"the threshold as the correction does, {said(below.check, below)}")
+
+
+def replay_lifts(cars, *, shares: tuple[float, ...], fixed_share: float, seed: int, rounds: int = 400) -> None:
+    """The lift's estimate and interval over ``rounds`` replays of the shadow's outcomes, drawn from the true
+    chances (``cars``: ``in_budget``, ``p_true``): in the shadow, and acted on with each audit share (the flagged
+    and audit cars' failures each prevented with chance ``fixed_share``)."""
+    import numpy as np
+
+    from kafer.lists import lift_over_random
+
+    rng = np.random.default_rng(seed)
+    flagged, p = cars["in_budget"].to_numpy(dtype=bool), cars["p_true"].to_numpy()
+    truth = p[flagged].mean() / p.mean()
+    print(f"  {rounds} replays of these cars' outcomes from their true chances (true lift {truth:.2f}):")
+    for share in (None, *shares):
+        values, held, widths = [], 0, []
+        for _ in range(rounds):
+            failed = rng.random(len(p)) < p
+            audit = rng.random(len(p)) < (share or 0)
+            if share is not None:
+                failed &= ~((flagged | audit) & (rng.random(len(p)) < fixed_share))
+            reference = ~flagged & (audit if share is not None else True)
+            lift = lift_over_random(int((failed & flagged).sum()), int(flagged.sum()),
+                                    int((failed & reference).sum()), int(reference.sum()), share=flagged.mean())
+            if lift is None:
+                continue
+            values.append(lift["value"])
+            held += lift["low"] <= truth <= lift["high"]
+            widths.append(lift["high"] - lift["low"])
+        what = "in the shadow" if share is None else f"acted on, audit share {share:.0%}"
+        if not values:
+            print(f"    {what}: cannot be measured in any replay")
+            continue
+        print(f"    {what}: median estimate {np.median(values):.2f} (middle 90 % {np.quantile(values, 0.05):.2f} to "
+              f"{np.quantile(values, 0.95):.2f}), the 95 % interval held the true lift in {held / rounds:.0%} of the "
+              f"replays, median width {np.median(widths):.2f}" + ("" if len(values) == rounds else
+                                                                   f"; measurable in {len(values)} of {rounds}"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cars", type=int, default=6000, help="cars in the month-sized upload")
     parser.add_argument("--only", choices=("ingest", "scale", "history", "quality", "signal", "timerule",
-                                           "families", "ensemble", "predict", "real", "monitor", "uploads"))
+                                           "families", "ensemble", "predict", "real", "monitor", "uploads",
+                                           "lists"))
     parser.add_argument("--parse-only", nargs="+", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--land-only", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--csv-shape", nargs=3, help=argparse.SUPPRESS)
@@ -824,6 +1032,8 @@ def main() -> None:
         bench_monitor(args.cars)
     if args.only in (None, "uploads"):
         bench_uploads(args.cars)
+    if args.only in (None, "lists"):
+        bench_lists(args.cars)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Code elsewhere never builds a key; it asks for a dataset here (Kedro's ``DataCatalog`` is the
 model). The layers, as the lake's folders show them::
 
-    raw/files/<sha256>.<ext>                     each accepted file, byte for byte
-    raw/rows/<kind>/<sha256>.parquet             its normalized rows, sorted by KNR
+    raw/files/<sha256>.<ext>                     each accepted file, byte for byte (but those holding people's ids)
+    raw/rows/<kind>/<sha256>.parquet             its normalized rows, sorted by KNR, people's ids pseudonymized
     raw/index/<sha256>.json                      its record (name, kind, sheets, rows, cars, period), written last
     curated/features/<version>/features.parquet  an immutable per-car table
     curated/features/<version>/facts.parquet     the same cars' facts, long (KNR, kind, key, value)
@@ -17,8 +17,12 @@ model). The layers, as the lake's folders show them::
     models/versions/<version>/figures/<digest>.json  its figures on one set of scored cars (a cache)
     models/decisions/<id>.json                   one immutable record per decision (id: its sequence number)
     models/PRODUCTION.json                       the production pointer, written last
+    lists/cars/<id>.parquet                      an inspection list's cars: risk, rank, flag, audit, stage
+    lists/records/<id>.json                      its record (when, by whom, model, budget, files), written last
+    people/key.json                              the fingerprint of the key that pseudonymizes people's ids
 
-Data keys are written once; only the two pointers are ever replaced. The writes that make
+Data keys are written once; only the two pointers are ever replaced (and, once, by ``kafer
+pseudonymize``, the raw records of files an older Käfer landed with people's ids in clear). The writes that make
 something exist or current (a version's entry, a decision, a pointer) take the lock their writer
 holds (:class:`kafer.locks.LockInfo`) and verify it first: a writer whose lock was taken over
 writes none of them.
@@ -40,6 +44,9 @@ _CURRENT = "curated/CURRENT.json"
 _VERSIONS = "models/versions"
 _DECISIONS = "models/decisions"
 _PRODUCTION = "models/PRODUCTION.json"
+_LIST_CARS = "lists/cars"
+_LIST_RECORDS = "lists/records"
+_PERSON_KEY = "people/key.json"
 
 
 # -- raw zone ------------------------------------------------------------------------------------
@@ -61,15 +68,29 @@ def raw_records(lake: Lake) -> list[dict]:
     return [lake.read_json(key) for key in lake.list(_RAW_INDEX) if key.endswith(".json")]
 
 
-def save_raw_from(lake: Lake, record: dict, *, original: str, rows: str) -> None:
+def save_raw_from(lake: Lake, record: dict, *, original: str | None, rows: str) -> None:
     """Land one file from local files, streamed rather than held in memory: its original bytes
-    (the file ``original``), its rows (the Parquet file ``rows``, sorted by KNR then DATA, zstd,
-    row groups of 256,000 rows, see :func:`kafer.staging.sort_rows_file`), then its record
+    (the file ``original``; ``None`` for a file whose bytes are not kept, its record's
+    ``keys["file"]`` then ``None``), its rows (the Parquet file ``rows``, sorted by KNR then DATA,
+    zstd, row groups of 256,000 rows, see :func:`kafer.staging.sort_rows_file`), then its record
     (which makes it landed)."""
     keys = record["keys"]
-    lake.write_file(keys["file"], original)
+    if original is not None:
+        lake.write_file(keys["file"], original)
     lake.write_file(keys["rows"], rows)
     lake.write_json(keys["index"], record)
+
+
+def replace_raw_rows(lake: Lake, record: dict, *, rows: str, held: LockInfo) -> None:
+    """Give a landed file new rows (the Parquet file ``rows``, under ``record["keys"]["rows"]``, a key
+    its old record does not name), then replace its record with ``record``, still holding the lake's
+    lock ``held``; the old rows and original bytes are then the caller's to remove.
+
+    The one change of the raw zone: people's ids an older Käfer landed in clear are replaced by their
+    pseudonyms (:mod:`kafer.people`). The record is replaced whole, last, as a pointer is."""
+    lake.write_file(record["keys"]["rows"], rows)
+    held.verify()
+    lake.write_pointer(record["keys"]["index"], record)
 
 
 def raw_rows(lake: Lake, records: list[dict], *, cars: pa.Array | None = None,
@@ -294,3 +315,35 @@ def set_production(lake: Lake, pointer: dict, *, held: LockInfo) -> None:
     """Replace the production pointer atomically, still holding the registry lock ``held``."""
     held.verify()
     lake.write_pointer(_PRODUCTION, pointer)
+
+
+# -- inspection lists ----------------------------------------------------------------------------
+
+def save_list(lake: Lake, record: dict, cars: pd.DataFrame) -> None:
+    """Record one inspection list: its cars, then its record (which makes it issued); both written once.
+
+    A list's id is new (:func:`kafer.lists.new_list_id`), so writers never meet: no lock is taken."""
+    lake.write_table(f"{_LIST_CARS}/{record['id']}.parquet", pa.Table.from_pandas(cars, preserve_index=False))
+    lake.write_json(f"{_LIST_RECORDS}/{record['id']}.json", record)
+
+
+def list_records(lake: Lake) -> list[dict]:
+    """The record of every list issued, oldest first (ids start with their UTC time)."""
+    return [lake.read_json(key) for key in lake.list(_LIST_RECORDS) if key.endswith(".json")]
+
+
+def list_cars(lake: Lake, list_id: str) -> pd.DataFrame:
+    """The cars of the list ``list_id`` as recorded."""
+    return lake.read_table(f"{_LIST_CARS}/{list_id}.parquet").to_pandas()
+
+
+# -- people --------------------------------------------------------------------------------------
+
+def person_key_fingerprint(lake: Lake) -> dict | None:
+    """The fingerprint of the key the lake's people's ids were pseudonymized with, or ``None`` before the first."""
+    return lake.read_json(_PERSON_KEY) if lake.exists(_PERSON_KEY) else None
+
+
+def save_person_key_fingerprint(lake: Lake, record: dict) -> None:
+    """Keep the key's fingerprint, written once: a second key can never take the lake over."""
+    lake.write_json(_PERSON_KEY, record)

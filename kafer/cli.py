@@ -14,8 +14,9 @@ import time
 from typing import Sequence
 
 from .config import FAMILY_CHOICES, load_settings
-from .errors import KaferError
+from .errors import KaferError, OutputError
 from .i18n import datetime, mark, ntr, number, percent, tr, using
+from .watch import WATCH_FORMATS
 
 
 def _progress():
@@ -125,10 +126,11 @@ def cmd_rebuild(args) -> int:
 
 
 def cmd_features(args) -> int:
-    from .catalog import current_features
+    from .catalog import current_features, current_version
+    from .lists import with_shaped
 
     _, lake = _lake(args)
-    table = current_features(lake)
+    table = with_shaped(current_features(lake), lake, current_version(lake))
     table.to_csv(args.out, index=False)
     print(f"{len(table):,} cars written to {args.out}")
     return 0
@@ -268,12 +270,71 @@ def _short(iso: str | None) -> str:
 
 
 def cmd_predict(args) -> int:
-    from .predict import output_format, predict_upload, ranking_facts, save_ranking
+    from .predict import issue_ranking, output_format, predict_upload, ranking_facts
 
-    settings, _ = _lake(args)
+    settings, _ = _lake(args, write=True)
+    if args.watch:
+        from .watch import watch
+
+        if args.paths:
+            raise KaferError("kafer predict --watch FOLDER scores what lands in FOLDER: name no other upload")
+        return watch(args.watch, args.out, settings=settings, by=args.by, fmt=args.format, shadow=args.shadow,
+                     settle=args.settle, every=args.every, once=args.once,
+                     say=lambda line: print(line, flush=True), progress=_progress())
     output_format(args.out)
     scored = predict_upload(args.paths, settings=settings, progress=_progress())
-    print(save_ranking(scored, args.out, facts=ranking_facts(scored, paths=args.paths, settings=settings)))
+    facts = ranking_facts(scored, paths=args.paths, settings=settings)
+    print(issue_ranking(scored, args.out, facts=facts, settings=settings, by=args.by, source="command line",
+                        paths=args.paths, shadow=args.shadow))
+    return 0
+
+
+def cmd_lists(args) -> int:
+    from .lists import issued_lists
+
+    settings, lake = _lake(args)
+    found = issued_lists(lake, settings=settings)
+    if args.html:
+        page = f"<!doctype html><meta charset=\"utf-8\"><title>Shadow verdict</title>{found.verdict.html}"
+        try:
+            with open(args.html, "w", encoding="utf-8") as out:
+                out.write(page)
+        except OSError as exc:
+            raise OutputError(f"cannot write the verdict to {args.html}: {exc.strerror or exc}") from None
+    print(json.dumps(found.to_dict(), indent=2, default=str) if args.json else format_lists(found))
+    return 0
+
+
+def format_lists(found) -> str:
+    """The lists issued, oldest first, with their outcome, then the shadow's verdict, for a terminal."""
+    lines = [f"Lake: {found.lake} (labels of curated version {found.data_version or 'none yet'})"]
+    if not found.lists:
+        lines.append("No inspection list issued yet (kafer predict PATHS --out FILE issues and records one).")
+    else:
+        lines.append(f"  {'list':<34} {'made (UTC)':<16} {'by':<10} {'model':<26} {'acted on':<8} {'cars':>6} "
+                     f"{'flagged':>7} {'audit':>5} {'known':>6} {'failures':>11}  lift over random [95 %]")
+    for item in found.lists:
+        outcome = item["outcome"]
+        lift = (outcome or {}).get("lift_over_random")
+        failures = "—" if outcome is None else f"{outcome['flagged_failures']} / {outcome['other_failures']}"
+        lines.append(f"  {item['id']:<34} {_short(item['at']):<16} {str(item['by'])[:10]:<10} {item['model']:<26} "
+                     f"{'yes' if item['acted_on'] else 'shadow':<8} {item['cars']:>6,} {item['flagged']:>7,} "
+                     f"{item['audit']:>5,} {(outcome or {}).get('known', 0):>6,} {failures:>11}  "
+                     + ("—" if lift is None else f"{lift[0]:.2f} [{lift[1]:.2f}, {lift[2]:.2f}]"))
+    if found.lists:
+        lines.append("  failures: among the flagged cars / among the rest, of the cars whose outcome the lake knows")
+    verdict = found.verdict
+    lines += ["", f"Shadow verdict: {verdict.decision.upper()}. {verdict.words}"]
+    if verdict.note:
+        lines.append(verdict.note)
+    return "\n".join(lines)
+
+
+def cmd_pseudonymize(args) -> int:
+    from .people import pseudonymize_lake
+
+    settings, lake = _lake(args, write=True)
+    print(pseudonymize_lake(lake, settings=settings, progress=_progress()))
     return 0
 
 
@@ -300,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help=upload)
     add("rebuild", cmd_rebuild, "rebuild every car's features from the raw zone into a new curated version (after "
         "the feature definitions changed; ingest does it by itself then)")
-    p = add("features", cmd_features, "write the current per-car table as CSV")
+    p = add("features", cmd_features, "write the current per-car table as CSV (with shaped_by_list: the acted-on "
+            "inspection list that flagged a car, whose outcome it shaped)")
     p.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write, e.g. features.csv")
     p = sub.add_parser("demo-data", help="write a realistic synthetic upload in the plant's layouts",
                        description="Write a realistic synthetic upload in the plant's layouts, and the true "
@@ -354,11 +416,36 @@ def build_parser() -> argparse.ArgumentParser:
             "what its report promised, a warning when it slips, what moved in its inputs")
     p.add_argument("--json", action="store_true", help="print it as JSON (alert, why, production, periods, …)")
     p = add("predict", cmd_predict, "score every car of an upload with the production model: the ranked "
-            "inspection list")
-    p.add_argument("paths", nargs="+", metavar="PATH", help=f"{upload}; nothing is added to the lake")
+            "inspection list, recorded in the lake")
+    p.add_argument("paths", nargs="*", metavar="PATH", help=f"{upload}; none are added to the lake (the list is "
+                   "recorded there)")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the ranked list: a workbook "
-                   "(ranked.xlsx: riskiest first, cars in the inspection budget filled, a sheet on the model) "
-                   "or CSV (ranked.csv)")
+                   "(ranked.xlsx: riskiest first, cars in the inspection budget filled, audit picks in blue, a sheet "
+                   "on the model) or CSV (ranked.csv); with --watch, the folder the lists are written into")
+    p.add_argument("--by", metavar="NAME", help="who issues the list, recorded with it (default: this machine's "
+                   "login)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--shadow", dest="shadow", action="store_const", const=True, default=None,
+                      help="a shadow list: recorded as not acted on, to measure what acting on it would find "
+                           "(default: the setting shadow)")
+    mode.add_argument("--acted-on", dest="shadow", action="store_const", const=False,
+                      help="a list inspectors act on, whatever the setting shadow says")
+    p.add_argument("--watch", metavar="FOLDER", help="score each new export landing in FOLDER once, write its list "
+                   "into the --out folder and record it; runs until stopped (Ctrl-C)")
+    p.add_argument("--once", action="store_true", help="with --watch: look once and end (for a timer)")
+    p.add_argument("--format", choices=WATCH_FORMATS, default="xlsx", help="with --watch: the lists' format "
+                   "(default: xlsx)")
+    p.add_argument("--settle", type=float, default=60.0, metavar="SECONDS", help="with --watch: take an export once "
+                   "no file of it changed for this long (default: 60)")
+    p.add_argument("--every", type=float, default=60.0, metavar="SECONDS", help="with --watch: seconds between two "
+                   "looks (default: 60)")
+    p = add("lists", cmd_lists, "every inspection list issued, oldest first, with its outcome once the road tests "
+            "are in, and the shadow's go/no-go verdict")
+    p.add_argument("--json", action="store_true", help="print it as JSON ({\"lists\": [{\"id\", \"at\", \"model\", "
+                   "\"budget\", \"cars\", \"flagged\", \"acted_on\", \"audit\", \"outcome\"}], \"verdict\": {…}})")
+    p.add_argument("--html", metavar="FILE", help="also write the go/no-go verdict as a page, e.g. verdict.html")
+    add("pseudonymize", cmd_pseudonymize, "replace people's ids (falhas USUARIO) that an older Käfer landed in clear "
+        "by their keyed pseudonyms, and remove the original files holding them; once, on a lake from before")
     return parser
 
 

@@ -11,6 +11,7 @@ the environment relative to the working folder. Nothing is read at import time.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +166,31 @@ class Settings:
     upload_max_unpacked_mb: float = 4000.0
     #: Hours an upload lives after its last piece (or its check) before it is removed.
     upload_expire_hours: float = 24.0
+    # -- Inspection lists: their record, the audit share, the shadow and its bar; people's ids --
+    #: Share of each inspection list's cars at their road test picked at random for the extended
+    #: inspection whatever their risk (the audit), marked on the list and in its record: what the
+    #: list misses, and its lift over random picking, can then be measured on cars it did not choose
+    #: even once the list is acted on. 0 picks none.
+    audit_share: float = 0.02
+    #: Lists are made and recorded but marked not acted on (the shadow): inspectors keep picking
+    #: cars as before, and the lists' outcomes say whether acting on them would pay. ``kafer predict
+    #: --shadow`` / ``--acted-on`` decide for one list.
+    shadow: bool = False
+    #: The shadow's first day (plant time, YYYY-MM-DD); empty: the day of the first shadow list's data.
+    shadow_from: str = ""
+    #: Weeks of lists the shadow runs before its go/no-go verdict.
+    shadow_weeks: int = 4
+    #: The go/no-go bar, set before the shadow begins: the list goes ahead when the low end of the 95 %
+    #: interval of its lift over random picking (failures found among its flagged cars against the same
+    #: number picked at random) reaches it. Each shadow list records the bar it was made under; the
+    #: verdict keeps the one of the shadow's first list.
+    shadow_bar: float = 2.0
+    #: Fewest road-test failures among the shadow's cars with a known outcome before a verdict.
+    shadow_min_failures: int = 20
+    #: The secret key that pseudonymizes people's ids (falhas USUARIO) when they are landed: a file
+    #: outside the lake, made on first use (mode 0600). Every machine that lands exports into one
+    #: lake needs the same key (copy the file); the lake keeps its fingerprint to check it.
+    person_key_file: str = ".kafer/person-ids.key"
 
     @property
     def lock_options(self) -> dict:
@@ -237,7 +263,7 @@ def _from_toml(path: Path) -> dict:
     for name in ("lake", "runs"):
         if name in out:
             out[name] = _located(out[name], path.parent)
-    for name in ("staging_dir", "upload_dir"):
+    for name in ("staging_dir", "upload_dir", "person_key_file"):
         if out.get(name):
             out[name] = _located(out[name], path.parent)
     return out
@@ -266,7 +292,8 @@ def load_settings(*, config_file: str | os.PathLike | None = None, **overrides) 
         When the settings file is unreadable, names an unknown setting, or a value is out of range.
     """
     root = project_root()
-    settings = Settings(lake=str(root / "lake"), runs=str(root / "runs"))
+    settings = Settings(lake=str(root / "lake"), runs=str(root / "runs"),
+                        person_key_file=str(root / Settings.person_key_file))
     path = Path(config_file) if config_file else root / CONFIG_FILE
     if config_file or path.is_file():
         settings = settings.replace(**_from_toml(path))
@@ -302,4 +329,16 @@ def _checked(settings: Settings) -> Settings:
     if not all(cap > 0 for cap in caps) or settings.upload_max_file_mb > settings.upload_max_mb:
         raise ConfigError("upload_max_file_mb, upload_max_mb, upload_max_unpacked_mb and upload_expire_hours must be "
                           "positive, and upload_max_file_mb at most upload_max_mb")
+    if not 0 <= settings.audit_share < 1:
+        raise ConfigError(f"audit_share must lie between 0 (no audit) and 1, not {settings.audit_share}")
+    if settings.shadow_weeks < 1 or settings.shadow_bar <= 0 or settings.shadow_min_failures < 1:
+        raise ConfigError("shadow_weeks and shadow_min_failures must be at least 1 and shadow_bar positive")
+    if settings.shadow_from:
+        try:
+            dt.date.fromisoformat(settings.shadow_from)
+        except ValueError:
+            raise ConfigError(f"shadow_from must be a day written YYYY-MM-DD, not {settings.shadow_from!r}") from None
+    if not settings.person_key_file:
+        raise ConfigError("person_key_file must name a file outside the lake, for the key that pseudonymizes "
+                          "people's ids")
     return settings

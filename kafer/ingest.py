@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import catalog
+from . import catalog, people
 from .config import Settings
 from .errors import LakeError, UploadError
 from .facts import build_facts
@@ -210,6 +210,12 @@ def _land(received: Sequence[Received], *, lake: Lake, settings: Settings,
     changed = [r.name for r in received if r.export is not None and not unchanged(r.export.original)]
     if changed:
         raise UploadError("changed on disk since it was checked: upload it again", file=changed[0])
+    clear = people.clear_records(lake)
+    if clear:
+        raise LakeError(f"the lake {lake.url} holds people's ids in clear ({len(clear)} falhas file"
+                        f"{'s' if len(clear) != 1 else ''} landed by an older Käfer, e.g. {clear[0]['name']}): run "
+                        "`kafer pseudonymize` once, then ingest again")
+    key = None
     records = []
     for item in received:
         if item.duplicate_of or item.ignored:
@@ -229,7 +235,12 @@ def _land(received: Sequence[Received], *, lake: Lake, settings: Settings,
                 "landed_at": utc_now_iso(),
                 "keys": catalog.raw_keys(sha256=export.sha256, kind=export.kind, fmt=export.format),
             }
-            catalog.save_raw_from(lake, record, original=export.original.path, rows=export.rows_path)
+            original, rows = export.original.path, export.rows_path
+            if people.holds_people(export.kind):  # its original bytes name people: only its rows are kept
+                key = key or people.person_key(settings, lake)
+                original, rows = None, people.pseudonymize_file(rows, export.kind, key, folder=export.staging.path)
+                record.update(people=people.METHOD, keys={**record["keys"], "file": None})
+            catalog.save_raw_from(lake, record, original=original, rows=rows)
             records.append({**record, "already_in_lake": False})
         else:
             records.append({**record, "already_in_lake": True})
@@ -239,7 +250,7 @@ def _land(received: Sequence[Received], *, lake: Lake, settings: Settings,
 def landed_summary(records: Sequence[dict]) -> pd.DataFrame:
     """One line per distinct file of the upload: what the raw zone holds for it."""
     return pd.DataFrame([{"file": r["name"], "kind": r["kind"], "rows": r["rows"], "cars": r["cars"],
-                          "raw key": r["keys"]["file"],
+                          "raw key": r["keys"]["file"] or r["keys"]["rows"],
                           "state": "already in the lake" if r["already_in_lake"] else "landed"} for r in records],
                         columns=["file", "kind", "rows", "cars", "raw key", "state"])
 
@@ -316,13 +327,14 @@ def _merge(*, lake: Lake, settings: Settings, held: LockInfo, progress: Progress
     if manifest is not None and manifest.get("feature_definitions") != feature_definitions(settings):
         return _rebuild(lake, settings, manifest, held, progress)
     merged = {s["sha256"] for s in manifest["sources"]} if manifest else set()
-    new = sorted((r for r in catalog.raw_records(lake) if r["sha256"] not in merged),
-                 key=lambda r: (r["landed_at"], r["name"]))
+    records = catalog.raw_records(lake)
+    new = sorted((r for r in records if r["sha256"] not in merged), key=lambda r: (r["landed_at"], r["name"]))
     if not new:
         if manifest is None:
             raise LakeError(f"the lake {lake.url} holds no landed file to merge: ingest an upload first")
         return {**manifest, "new_sources": []}
-    sources = (manifest["sources"] if manifest else []) + new
+    latest = {r["sha256"]: r for r in records}  # a record pseudonymized since names its new rows
+    sources = ([latest.get(s["sha256"], s) for s in manifest["sources"]] if manifest else []) + new
     touched = pa.array(sorted(set().union(*(catalog.raw_cars(lake, r) for r in new))), pa.string())
     if progress:
         progress(f"rebuilding the features of {len(touched):,} cars from all their rows in the lake")

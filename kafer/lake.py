@@ -187,6 +187,14 @@ class Lake:
             if not created and not self._holds(path, local):
                 raise LakeError(f"refusing to overwrite {key!r} in the lake {self.url}: lake data is immutable")
 
+    def remove(self, key: str) -> None:
+        """Delete a data key, if it exists. Lake data is immutable: this is only for erasing what must
+        not stay (people's ids in clear, see :mod:`kafer.people`)."""
+        path = self.path(key)
+        with self._io("remove", key):
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(path)
+
     def _create_from(self, path: str, local: str) -> bool:
         """Upload ``local`` to ``path`` only when absent (an object store); True when this call created it."""
         return self._created(path, lambda **mode: self.fs.put_file(local, path, **mode))

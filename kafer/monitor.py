@@ -17,6 +17,11 @@ p-values are adjusted together (Holm), and production is flagged only when at le
 most ``monitor_alpha`` and the pooled cars reach ``min_compare_cars`` and ``min_compare_failures``.
 No single month is ever tested on its own.
 
+Once inspectors act on the lists, a car an acted-on list flagged has an outcome the list shaped
+(:func:`kafer.lists.shaped_cars`, read as the judged curated version was made): such cars are never
+judged, and a model judged on any of them is judged on its cars below its operating threshold
+against what it did below it on its evaluation cars (:func:`judged_without_lists`).
+
 Beside the figures: the share of cars at or above the model's operating threshold each month
 (:func:`kafer.metrics.threshold_share`), and what moved in its inputs between its training cars and
 the cars it scored since (:func:`kafer.drift.input_drift`).
@@ -39,8 +44,9 @@ import pandas as pd
 import pyarrow as pa
 from scipy.stats import norm
 
-from . import catalog, registry
+from . import catalog, lists, registry
 from .config import Settings
+from .dataset import labelled
 from .drift import InputDrift, input_drift
 from .errors import KaferError, LakeError
 from .facts import CONFIG_ATTRIBUTES
@@ -326,6 +332,8 @@ class Record:
     periods: tuple[Period, ...]
     pooled: Period | None
     check: Check
+    #: Which cars it is judged on when acted-on lists shaped some outcomes (:func:`judged_without_lists`).
+    judged_on: str | None = None
 
     @property
     def span(self) -> str:
@@ -368,7 +376,7 @@ class Record:
                 "tests": [{"figure": name, "promised": _triple(row.promised), "now": _triple(row.now),
                            "difference": row.difference, "p_value": row.p_value, "p_adjusted": row.p_adjusted,
                            "slipped": bool(row.slipped)} for name, row in self.check.tests.iterrows()],
-                "threshold_note": self.threshold_note(budget=budget),
+                "threshold_note": self.threshold_note(budget=budget), "judged_on": self.judged_on,
                 "periods": [p.to_dict(budget=budget) for p in self.periods]}
 
 
@@ -451,8 +459,8 @@ class TrackRecord:
         if self.production is None:
             return (f"No model is in production in the lake {self.lake} yet: there is no promise to keep. Keep one "
                     "first (kafer decide RUN keep-new --by NAME --why TEXT, or the decision desk).")
-        note = self.production.threshold_note(budget=self.budget)
-        return self.production.check.why + (f" {note}" if note else "")
+        notes = [n for n in (self.production.judged_on, self.production.threshold_note(budget=self.budget)) if n]
+        return " ".join([self.production.check.why, *notes])
 
     @property
     def headline(self) -> str:
@@ -507,6 +515,7 @@ def track_record(lake: Lake, *, settings: Settings, data_version: str | None = N
         raise LakeError(f"the lake {lake.url} holds no curated table yet: ingest an upload first "
                         "(kafer ingest FOLDER)")
     table = catalog.features(lake, data_version)
+    shaped = frozenset(lists.shaped_as_of(lake, data_version)["KNR"])
     log = registry.decisions(lake)
     metas = {m["version"]: m for m in registry.versions(lake)}
     boundaries = [_boundary(lake, record, metas) for record in log]
@@ -517,7 +526,7 @@ def track_record(lake: Lake, *, settings: Settings, data_version: str | None = N
     chosen = [v for v in versions if earlier or (current and v == current["version"])]
     models = {v: load_model(registry.load_artifact(lake, v), estimators=False) for v in chosen}
     records = {v: _record(lake, models[v], metas[v], [s for s in spans if s.version == v], table, road_tested,
-                          data_version=data_version, settings=settings) for v in chosen}
+                          data_version=data_version, settings=settings, shaped=shaped) for v in chosen}
     production = records.get(current["version"]) if current else None
     marks = tuple(Mark(record["at"], _data_end(lake, boundary), record["choice"], record["by"], record["before"],
                        record["after"]) for record, boundary in zip(log, boundaries))
@@ -556,12 +565,18 @@ def _data_end(lake: Lake, version: str | None) -> str | None:
 
 
 def _record(lake: Lake, model: Model, meta: Mapping, spans: list[Tenure], table: pd.DataFrame,
-            road_tested: Mapping[str, frozenset], *, data_version: str, settings: Settings) -> Record:
+            road_tested: Mapping[str, frozenset], *, data_version: str, settings: Settings,
+            shaped: frozenset = frozenset()) -> Record:
     version = meta["version"]
     inside = tenure_cars(table, spans, road_tested=road_tested)
     trained = registry.training_cars(lake, version, table=table)
     cars = table[inside & ~table["KNR"].astype(str).isin(trained).to_numpy()].reset_index(drop=True)
     p = scores(lake, version, model, cars, data_version=data_version) if len(cars) else np.empty(0)
+    promise, judged_on = meta.get("metrics") or {}, None
+    listed = cars["KNR"].astype(str).isin(shaped).to_numpy()
+    if listed.any():
+        below = _promise_below(lake, model, meta, settings=settings)
+        cars, promise, judged_on = judged_without_lists(cars, p, listed, promise=promise, below=below)
 
     def measure(name: str, cars: pd.DataFrame, p: np.ndarray, *, threshold: float | None, settings: Settings) -> Period:
         """:func:`period_figures`, kept with the model: the bootstrap of a month is run once."""
@@ -573,8 +588,94 @@ def _record(lake: Lake, model: Model, meta: Mapping, spans: list[Tenure], table:
         catalog.save_model_figures(lake, version, digest, asdict(figures))
         return figures
 
-    return judge(version, cars, p, promise=meta.get("metrics") or {}, settings=settings, family=meta.get("family"),
-                 spans=spans, measure=measure)
+    record = judge(version, cars, p, promise=promise, settings=settings, family=meta.get("family"), spans=spans,
+                   measure=measure)
+    if judged_on is None:
+        return record
+
+    def unflagged(period: Period) -> Period:  # no judged car reached the threshold: what the flag found is unknown
+        return replace(period, recall_at_threshold=None, precision_at_threshold=None)
+
+    return replace(record, periods=tuple(map(unflagged, record.periods)), judged_on=judged_on,
+                   pooled=unflagged(record.pooled) if record.pooled else None)
+
+
+def judged_without_lists(cars: pd.DataFrame, p: np.ndarray, listed: np.ndarray, *, promise: Mapping,
+                         below: Mapping | None) -> tuple[pd.DataFrame, Mapping, str]:
+    """The documented correction for cars whose outcome an acted-on list shaped (pure).
+
+    A car flagged on a list that was acted on was inspected because the model chose it: its outcome
+    says what the inspection did (a fault fixed before the road test, or found by a harder test),
+    not what the model foresaw, so it is never judged. Leaving those cars out alone would judge the
+    model on its safest cars against a promise measured on all of them, which it cannot keep; so the
+    model is judged on its cars below its operating threshold, against what it did below that
+    threshold on its evaluation cars (``below``). Cars are left out by their ``label_known`` (they
+    still count among the cars scored at their road test, for the threshold's share).
+
+    Parameters
+    ----------
+    cars : pandas.DataFrame
+        The cars the model is judged on (``label_known``).
+    p : numpy.ndarray
+        Its probabilities for them.
+    listed : numpy.ndarray of bool
+        Whether an acted-on list flagged each car.
+    promise : dict
+        Its registry entry's ``metrics`` (``operating_threshold``).
+    below : dict or None
+        Its figures on its evaluation cars below its operating threshold (:func:`kafer.metrics.compare`'s);
+        ``None`` when they cannot be worked out (no threshold, or its training data is gone).
+
+    Returns
+    -------
+    cars, promise, words
+        The cars with the left-out ones not known, the promise to judge them against, and which cars
+        are judged, in words.
+    """
+    known = cars["label_known"].fillna(False).astype(bool).to_numpy()
+    threshold = promise.get("operating_threshold")
+    flagged = f"Inspection lists that were acted on flagged {int((listed & known).sum()):,} of the cars with an outcome"
+    if threshold is None or below is None:
+        keep = known & ~listed
+        return cars.assign(label_known=keep), promise, (
+            f"{flagged}: their outcome says what the inspection did, not what the model foresaw, so they are left "
+            f"out, and it is judged on the other {int(keep.sum()):,}. Its promise was measured on all its evaluation "
+            "cars and cannot be restricted alike (its registry entry records no operating threshold, or its training "
+            "data is gone): on cars the list left it reads low.")
+    keep = known & ~listed & (np.asarray(p) < threshold)
+    return cars.assign(label_known=keep), {**below, "operating_threshold": threshold}, (
+        f"{flagged}: their outcome says what the inspection did, not what the model foresaw, so they are left out. So "
+        "that the others are not its safest cars judged against a promise made on all, it is judged on its cars below "
+        f"its operating threshold ({threshold * 100:.1f} %; {int(keep.sum()):,} with an outcome), against what it did "
+        f"below that threshold on its evaluation cars (ROC-AUC {interval(below.get('roc_auc'))}).")
+
+
+def _promise_below(lake: Lake, model: Model, meta: Mapping, *, settings: Settings) -> dict | None:
+    """A model's figures on its evaluation cars below its operating threshold, kept with the model; ``None``
+    without a threshold, without its training data, or when those cars hold a single class."""
+    version, data_version = meta["version"], meta.get("data_version")
+    threshold = (meta.get("metrics") or {}).get("operating_threshold")
+    if threshold is None or not data_version or not catalog.has_features(lake, data_version):
+        return None
+    digest = hashlib.sha256(json.dumps({"below": threshold, "data_version": data_version,
+                                        "budgets": list(settings.budgets), "rounds": settings.bootstrap_rounds,
+                                        "seed": settings.seed}, sort_keys=True).encode()).hexdigest()
+    cached = catalog.model_figures(lake, version, digest)
+    if cached is not None:
+        return cached or None
+    table = catalog.features(lake, data_version)
+    left_out = registry.training_cars(lake, version, table=table) | set(lists.shaped_as_of(lake, data_version)["KNR"])
+    cars = labelled(table)
+    cars = cars[~cars["KNR"].astype(str).isin(left_out)].reset_index(drop=True)  # its evaluation cars, as compared
+    p = scores(lake, version, model, cars, data_version=data_version) if len(cars) else np.empty(0)
+    below = p < threshold
+    y = cars["label_rod"].to_numpy(dtype=int)[below]
+    figures = {}
+    if 0 < y.sum() < y.size:
+        figures = compare(y, p[below], budgets=settings.budgets, rounds=settings.bootstrap_rounds,
+                          seed=settings.seed)["candidate"]
+    catalog.save_model_figures(lake, version, digest, figures)
+    return figures or None
 
 
 def _digest(cars: pd.DataFrame, p: np.ndarray, *, threshold: float | None, settings: Settings) -> str:

@@ -288,6 +288,36 @@ def budget_note(ranked: pd.DataFrame, facts: Mapping) -> str:
             "budget, a safer one fewer." + (f" {note}" if note else ""))
 
 
+def issue_ranking(ranked: pd.DataFrame, out: str, *, facts: Mapping, settings: Settings, by: str | None,
+                  source: str, paths: Iterable[str], shadow: bool | None = None) -> str:
+    """Issue the ranked list: mark its audit cars, write it to ``out`` (when given) and record it in the
+    settings' lake (:mod:`kafer.lists`); say what was done. What every path that issues a list calls.
+
+    Parameters
+    ----------
+    by : str or None
+        Who issues it (blank: this machine's login); the desk passes the signed-in person.
+    source : str
+        One of :data:`kafer.lists.SOURCES`.
+    paths : iterable of str
+        The upload scored, whose files (and their SHA-256) the record names.
+    shadow : bool, optional
+        A shadow list, recorded as not acted on (``None``: the setting's).
+
+    Raises
+    ------
+    OutputError
+        When ``out`` cannot be written (nothing is recorded then).
+    """
+    from . import lists
+
+    draft = lists.draft_list(ranked, facts=facts, settings=settings, by=by, source=source,
+                             files=lists.upload_files(paths), shadow=shadow)
+    shown = {**facts, "list": draft.record}
+    return lists.issue(draft, lake=Lake(settings.lake), out=out,
+                       write=lambda: save_ranking(draft.ranked, out, facts=shown))
+
+
 def save_ranking(ranked: pd.DataFrame, out: str, *, facts: Mapping) -> str:
     """Write the ranked list to ``out`` (workbook or CSV, by its suffix) when given; say what was done.
 
@@ -316,6 +346,7 @@ _SHOWN = {
     "KNR": ("KNR", "@"),
     "probability": ("Road-test risk", "0.0 %"),
     "in_budget": ("In inspection budget", "@"),
+    "audit": ("Audit pick (random)", "@"),
     "reasons": ("Why (what raises its risk most)", "@"),
     "model_version": ("Model version", "@"),
     "at_road_test": ("At the road test", "@"),
@@ -326,8 +357,8 @@ _SHOWN = {
 #: Widest a column of the list gets, in characters; longer text wraps (its row grows by lines of
 #: ``_LINE_HEIGHT`` points). The second sheet's text is cut into rows of at most ``_ABOUT_WIDTH``.
 _MAX_WIDTH, _LINE_HEIGHT, _ABOUT_WIDTH = 60, 15, 90
-#: Fill of the rows of the cars in the inspection budget.
-_HIGHLIGHT = "FFFFC7CE"
+#: Fill of the rows of the cars in the inspection budget, and of the other cars the audit picked.
+_HIGHLIGHT, _AUDIT = "FFFFC7CE", "FFDDEBF7"
 #: Names of the workbook's sheets.
 LIST_SHEET, ABOUT_SHEET = "Inspection list", "About this list"
 
@@ -357,6 +388,9 @@ def ranking_workbook(ranked: pd.DataFrame, facts: Mapping):
     values = {c: ranked[c].tolist() if c in ("rank", "probability") else _as_text(ranked[c]).tolist()
               for c in columns}
     bold, fill = Font(name="Calibri", size=11, bold=True), PatternFill("solid", fgColor=_HIGHLIGHT)
+    audited = ranked["audit"].to_numpy(dtype=bool) if "audit" in ranked else np.zeros(len(ranked), dtype=bool)
+    fills = [fill if flagged else PatternFill("solid", fgColor=_AUDIT) if audit else None
+             for flagged, audit in zip(ranked["in_budget"].to_numpy(dtype=bool), audited)]
     top, wrapped = Alignment(vertical="top"), Alignment(wrap_text=True, vertical="top")
     centered = Alignment(horizontal="center", vertical="top")
     numbers = {"rank": len(f"{len(ranked):,}"), "probability": len("100.0 %")}
@@ -373,11 +407,11 @@ def ranking_workbook(ranked: pd.DataFrame, facts: Mapping):
     _fit_to_page_width(sheet)
     sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{len(ranked) + 1}"
     sheet.append([_cell(sheet, _SHOWN.get(c, (c,))[0], font=bold) for c in columns])
-    for r, flagged in enumerate(ranked["in_budget"].to_numpy(dtype=bool)):
+    for r, row_fill in enumerate(fills):
         lines = max((len(textwrap.wrap(values[c][r], _MAX_WIDTH - 2)) for c in long), default=1)
         if lines > 1:  # readers do not grow a row for wrapped text on their own
             sheet.row_dimensions[r + 2].height = _LINE_HEIGHT * lines
-        sheet.append([_cell(sheet, values[c][r], number_format=formats[j], fill=fill if flagged else None,
+        sheet.append([_cell(sheet, values[c][r], number_format=formats[j], fill=row_fill,
                             alignment=alignments[j]) for j, c in enumerate(columns)])
     about = book.create_sheet(ABOUT_SHEET)
     about.column_dimensions["A"].width = 24
@@ -417,6 +451,15 @@ def about_rows(ranked: pd.DataFrame, facts: Mapping) -> list[tuple[str, object]]
          else "none recorded: the riskiest share of this list is the budget"),
         ("Lake", facts.get("lake") or "unknown"),
     ]
+    issued = facts.get("list")
+    if issued:
+        rows += [("List", f"{issued['id']}, recorded in the lake by {issued['by']}"),
+                 ("Acted on", "yes" if issued["acted_on"] else "no: a shadow list, recorded to measure what acting "
+                                                              "on the lists would find; pick cars as before"),
+                 ("Audit", f"{issued['audit']:,} cars picked at random whatever their risk "
+                           f"({_percent(issued['audit_share'], 1)} of the cars at their road test, seed "
+                           f"{issued['audit_seed']}): blue rows, Audit pick yes"
+                  if issued["audit_share"] else "none (audit_share is 0)")]
     files = facts.get("files") or []
     rows += [("Upload files" if i == 0 else "", name) for i, name in enumerate(files)]
     rows += [("How to read this list" if i == 0 else "", line) for i, line in enumerate(_reading(ranked, facts))]

@@ -321,6 +321,15 @@ def report_header(metrics: Mapping) -> str:
     elif fair.get("seen_by_production"):
         lines += ["", f"{fair['seen_by_production']:,} evaluation cars were left out because production was "
                       "trained on them: both models are judged only on cars neither has seen."]
+    shaped = metrics.get("shaped_by_lists") or {}
+    if shaped.get("training") or shaped.get("evaluation"):
+        lines += ["", f"**Outcomes shaped by the inspection lists:** {shaped.get('training', 0):,} training cars and "
+                      f"{shaped.get('evaluation', 0):,} evaluation cars were flagged on lists that were acted on, so "
+                      "their outcome says what the inspection did (a fault fixed before the road test, or found by a "
+                      "harder test), not what the car would have done. The new model was not trained on them and "
+                      "neither model is judged on them; the operating threshold is still set from every evaluation "
+                      "car's risk. The comparison is then made on cars production did not flag, where both models "
+                      "rank less well than on all cars (docs/monitoring.md)."]
     return "\n".join(lines)
 
 

@@ -270,3 +270,100 @@ def test_the_record_says_when_the_threshold_flags_far_more_cars_than_the_budget(
     note = record.threshold_note(budget=0.1)
     assert note.startswith("In 2024-06 the operating threshold") and "against a budget of 10%" in note
     assert record.periods[1].inside_budget["far"] and record.periods[2].period == "2024-07"
+
+
+# -- outcomes shaped by acted-on lists ---------------------------------------------------------------
+
+def test_cars_an_acted_on_list_flagged_are_left_out_and_the_rest_judged_below_the_threshold():
+    cars, p = scored_cars(400, seed=11, strength=1.0)
+    listed = np.zeros(400, dtype=bool)
+    listed[:30] = True
+    below = {"roc_auc": {"value": 0.6, "low": 0.55, "high": 0.65}}
+    kept, promise, words = monitor.judged_without_lists(cars, p, listed, promise={"operating_threshold": 0.1},
+                                                        below=below)
+    assert kept["label_known"].tolist() == list(~listed & (p < 0.1))
+    assert promise == {**below, "operating_threshold": 0.1}
+    assert words.startswith("Inspection lists that were acted on flagged 30 of the cars with an outcome")
+    assert "below its operating threshold (10.0 %" in words and "ROC-AUC 0.600 [0.550, 0.650]" in words
+    kept, promise, words = monitor.judged_without_lists(cars, p, listed, promise={}, below=None)
+    assert kept["label_known"].tolist() == list(~listed) and promise == {} and "reads low" in words
+
+
+@pytest.fixture(scope="module")
+def acted_on(tmp_path_factory, plants):
+    """April's model kept; an acted-on list over May, whose flagged cars were then fixed before their road
+    test: the same May drawn again with every one of their failures prevented, then ingested."""
+    from kafer.predict import issue_ranking, predict_upload, ranking_facts
+
+    root = tmp_path_factory.mktemp("acted")
+    settings = load_settings(lake=str(root / "lake"), runs=str(root / "runs"), family="hgb")
+    lake = Lake(settings.lake)
+    quick_retrain(plants["trained"], settings=settings, run_id="r1")
+    registry.decide(lake, "r1", "keep-new", by="Ana", why="first", runs_dir=settings.runs, settings=settings)
+    upload = [str(plants["alike"])]
+    ranked = predict_upload(upload, settings=settings)
+    issue_ranking(ranked, "", facts=ranking_facts(ranked, paths=upload, settings=settings), settings=settings,
+                  by="Ana", source="command line", paths=upload, shadow=False)
+    flagged = set(ranked.loc[ranked["in_budget"], "KNR"])
+    fixed = make_demo_upload(root / "fixed", cars=2500, seed=42, start="2024-04-01", results_per_car=20,
+                             layout="csv", signal_in=("contract",), fixed=flagged).folder
+    ingest([str(fixed)], lake=lake, settings=settings)
+    return settings, flagged
+
+
+def test_a_list_acted_on_does_not_read_as_slipping_once_its_cars_are_left_out(acted_on):
+    settings, flagged = acted_on
+    lake = Lake(settings.lake)
+    record = track_record(lake, settings=settings)
+    production = record.production
+    assert production.judged_on.startswith("Inspection lists that were acted on flagged")
+    judged = production.cars[production.cars["label_known"]]
+    assert not judged["KNR"].isin(flagged).any() and (judged["probability"] < production.threshold).all()
+    assert production.check.judged and not record.alert and production.judged_on in record.why
+    assert production.periods[0].recall_at_threshold is None
+    table = catalog.current_features(lake).set_index("KNR")
+    every = production.cars.assign(label_known=table.loc[production.cars["KNR"], "label_known"].to_numpy())
+    without = judge(production.version, every, production.cars["probability"].to_numpy(),
+                    promise=registry.production(lake)["metrics"], settings=settings)
+    assert without.check.alert, "judged on every car, the fixed failures read as a model that slipped"
+
+
+def test_a_retrain_neither_trains_nor_judges_on_cars_a_list_shaped(acted_on, tmp_path):
+    import json as json_
+
+    settings, flagged = acted_on
+    shutil.copytree(settings.lake, tmp_path / "lake")
+    settings = replace(settings, lake=str(tmp_path / "lake"), runs=str(tmp_path / "runs"))
+    quick_retrain(None, settings=settings, run_id="r2")
+    metrics = json_.loads((tmp_path / "runs" / "r2" / "metrics.json").read_text())
+    table = catalog.current_features(Lake(settings.lake))
+    labelled = set(table.loc[table["label_known"], "KNR"])
+    shaped = metrics["shaped_by_lists"]
+    assert shaped["training"] + shaped["evaluation"] == len(flagged & labelled) > 0
+    trained = set(pd.read_csv(tmp_path / "runs" / "r2" / "training_cars.csv", dtype=str)["KNR"])
+    assert not trained & flagged
+    predictions = pd.read_csv(tmp_path / "runs" / "r2" / "predictions.csv", dtype={"KNR": str})
+    assert not predictions.loc[predictions["compared"], "KNR"].isin(flagged).any()
+    from kafer.report import report_header
+    assert "**Outcomes shaped by the inspection lists:**" in report_header(metrics)
+
+
+def test_the_comparison_says_when_too_few_cars_are_left_once_the_shaped_ones_are_out():
+    from kafer.steps import fair_cars
+
+    cars = pd.DataFrame({"KNR": [f"k{i}" for i in range(300)], "label_rod": [int(i % 10 == 0) for i in range(300)]})
+    shaped = np.arange(300) < 120
+    fair = fair_cars(cars, {"k299"}, min_cars=200, min_failures=10, shaped=shaped)
+    assert (fair["cars"], fair["seen"], fair["shaped"]) == (179, 1, 120) and not fair["mask"][:120].any()
+    assert not fair["possible"] and "and 120 were flagged on inspection lists that were acted on" in fair["why"]
+    assert fair_cars(cars, {"k299"}, min_cars=150, min_failures=10, shaped=shaped)["possible"]
+
+
+def test_the_per_car_table_carries_the_mark_of_the_list_that_shaped_a_car(acted_on, tmp_path, capsys):
+    settings, flagged = acted_on
+    out = tmp_path / "features.csv"
+    assert main(["features", "--lake", settings.lake, "--out", str(out)]) == 0
+    table = pd.read_csv(out, dtype={"KNR": str, "shaped_by_list": str}, keep_default_na=False)
+    [list_id] = {r["id"] for r in catalog.list_records(Lake(settings.lake))}
+    assert set(table.loc[table["shaped_by_list"] != "", "KNR"]) == flagged
+    assert set(table["shaped_by_list"]) == {"", list_id}

@@ -90,7 +90,9 @@ NOT_TABLE = {"lake", "runs", "merge_batch_cars", "eval_fraction", "min_compare_c
              "seed", "lock_timeout", "lock_stale_after", "single_machine", "sheet_rows", "dates_from",
              "dates_ahead_days", "staging_dir", "monitor_alpha", "threshold_tolerance",
              "language", "upload_dir", "upload_max_file_mb", "upload_max_mb", "upload_max_unpacked_mb",
-             "upload_expire_hours"}
+             "upload_expire_hours",
+             "audit_share", "shadow", "shadow_from", "shadow_weeks", "shadow_bar", "shadow_min_failures",
+             "person_key_file"}
 CHANGED = {"zones": {"ZP5": ("R640",)}, "hall_groups": {"ZP5": ("ZP5", "ZP5A")}, "road_test_code": "G720",
            "label_hall": "AGUA", "post_road_sections": ("SECTION_ZP8_", "SECTION_ROL_"), "falhas_gap_hours": 48.0,
            "shift_start_hours": (5, 13, 21), "label_maturity_hours": 240.0, "filtered_falhas_chance": 0.01,
