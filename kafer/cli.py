@@ -347,8 +347,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warnings_as_lines(command: str):
+    """Show Käfer's own warnings as one line each on stderr (``kafer CMD: warning: …``), others as Python does."""
+    import warnings
+
+    from .errors import KaferWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, KaferWarning):
+            print(f"kafer {command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _warnings_as_lines(args.command)
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         code = args.func(args)
         sys.stdout.flush()

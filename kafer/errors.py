@@ -104,3 +104,13 @@ class StepError(KaferError, RuntimeError):
         self.step = step
         self.cause = cause
         super().__init__(f"step {step!r} failed: {cause}")
+
+
+class KaferWarning(UserWarning):
+    """Root of the warnings Käfer gives on purpose: the work goes on, and the message says what the
+    user should know (the CLI prints it as one line)."""
+
+
+class LockReachWarning(KaferWarning):
+    """A local lake's locks were taken without knowing whether they reach other machines (the
+    system does not say which file system holds the folder)."""
