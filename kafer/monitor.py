@@ -10,16 +10,23 @@ bootstrap, budgets, rounds and seed as the comparison (:func:`kafer.metrics.comp
 figure here equals what ``04_compare`` computes for that model on those cars. Production periods
 come from the decision log; a model rolled back to is judged over all its periods.
 
-The warning is earned: for each of ROC-AUC, PR-AUC and recall at every budget, a one-sided test
-that the pooled figure since the model was kept is below the promised one, each side's standard
-error read from its 95 % interval (the promise was measured on a finite set of cars too); the
-p-values are adjusted together (Holm), and production is flagged only when at least one stays at
-most ``monitor_alpha`` and the pooled cars reach ``min_compare_cars`` and ``min_compare_failures``.
-No single month is ever tested on its own.
+The warning is earned, and speaks only of what the inspection list loses: for ROC-AUC (how well
+the cars that fail are ranked above the others) and recall at every budget (how many of the
+failures the riskiest cars hold), a one-sided test that the pooled figure since the model was kept
+is below the promised one, each side's standard error read from its 95 % interval (the promise
+was measured on a finite set of cars too); the p-values are adjusted together (Holm), and
+production is flagged only when at least one stays at most ``monitor_alpha`` and the pooled cars
+reach ``min_compare_cars`` and ``min_compare_failures``. No single month is ever tested on its
+own. PR-AUC and precision are on the record as figures, never tested: they fall and rise with how
+often the plant fails however well the model ranks (at a budget, precision over the failure rate is
+recall over the budget: nothing the recall does not say already).
 
-Beside the figures: the share of cars at or above the model's operating threshold each month
-(:func:`kafer.metrics.threshold_share`), and what moved in its inputs between its training cars and
-the cars it scored since (:func:`kafer.drift.input_drift`).
+A change of how often the plant fails is news of its own (:func:`failure_rate_news`): the share of
+the cars road-tested since the model was kept that failed, against the share of the cars it learned
+from, tested two-sided. Beside the figures: the share of cars at or above the model's operating
+threshold each month (:func:`kafer.metrics.threshold_share`), read together with that news (fewer
+risky cars in a plant that fails less often is no fault of the model), and what moved in its inputs
+between its training cars and the cars it scored since (:func:`kafer.drift.input_drift`).
 
 Scores are computed once per model and car and kept with the model
 (:func:`kafer.catalog.save_model_scores`, one immutable key per curated version): a car's score is
@@ -59,8 +66,8 @@ _CHANGES = ("keep-new", "rollback")
 
 
 def watched(budgets: Sequence[float]) -> tuple[str, ...]:
-    """The figures the warning tests: ROC-AUC, PR-AUC and recall at every budget."""
-    return ("roc_auc", "pr_auc") + tuple(f"recall_at_{budget_key(b)}" for b in budgets)
+    """The figures the warning tests: ROC-AUC and recall at every budget (what the inspection list loses)."""
+    return ("roc_auc",) + tuple(f"recall_at_{budget_key(b)}" for b in budgets)
 
 
 @dataclass(frozen=True)
@@ -294,10 +301,11 @@ def check_promise(pooled: Period | None, promise: Mapping, *, version: str, budg
     said = "; ".join(f"{metric_label(name)} {interval(row.now)} against {interval(row.promised)} promised "
                      f"({number(-row.difference, 3)} lower; one-sided p {_p(row.p_adjusted)} allowing for the "
                      f"{len(tests)} figures tested)" for name, row in slipped.iterrows())
+    lost = ("finds fewer of the road-test failures among the cars it puts first" if any(
+        name.startswith("recall_at_") for name in slipped.index) else "ranks the cars that fail less well")
     why = (f"Production {version} is slipping: on {on}, it does clearly worse than its report promised when it "
-           f"was kept. {said}. It finds fewer road-test failures than it did: retrain with the latest exports "
-           "(kafer retrain EXPORTS, or make retrain DATA=EXPORTS); the comparison will tell whether a new model "
-           "does better.")
+           f"was kept. {said}. It {lost} than it did: retrain with the latest exports (kafer retrain EXPORTS, or "
+           "make retrain DATA=EXPORTS); the comparison will tell whether a new model does better.")
     first = slipped.iloc[0]
     return Check(True, True, tests, why, f"SLIPPING: {metric_label(slipped.index[0])} "
                  f"{number(first.now['value'], 3)} against {number(first.promised['value'], 3)} promised on "
@@ -309,12 +317,94 @@ def _p(value: float) -> str:
 
 
 @dataclass(frozen=True)
+class RateNews:
+    """How often the plant fails now against when a model learned: the share of road tests that failed.
+
+    ``then_*`` count the cars the model learned from (its training cars), ``now_*`` the labelled cars
+    it was judged on (since it was kept, or in one month). ``p_value`` is two-sided (two proportions);
+    ``moved`` is ``"less"`` or ``"more"`` when it is at most the test's level, else ``None``.
+    """
+
+    then_cars: int
+    then_failures: int
+    now_cars: int
+    now_failures: int
+    p_value: float
+    moved: str | None
+
+    @property
+    def then(self) -> float:
+        """The failure rate of the cars the model learned from."""
+        return self.then_failures / self.then_cars
+
+    @property
+    def now(self) -> float:
+        """The failure rate of the cars it was judged on."""
+        return self.now_failures / self.now_cars
+
+    @property
+    def change(self) -> str:
+        """``7.0 % → 3.4 %``."""
+        return f"{self.then:.1%} → {self.now:.1%}"
+
+    def words(self, *, since: str = "since it was kept") -> str | None:
+        """The news in words when the plant clearly fails more or less often, else ``None``."""
+        if self.moved is None:
+            return None
+        then = (f"{self.now:.1%} of the {self.now_cars:,} cars road-tested {since} failed their road test, against "
+                f"{self.then:.1%} of the {self.then_cars:,} cars the model learned from ({self.change}; two-sided p "
+                f"{_p(self.p_value)})")
+        if self.moved == "less":
+            return (f"The plant fails less often: {then}. That is news of the plant, not of the model: with fewer "
+                    "failures to find, PR-AUC and precision fall however well the model ranks (they are shown, not "
+                    "tested), and the inspection list holds fewer failures.")
+        return (f"The plant fails more often: {then}. That is news of the plant, not of the model: with more failures, "
+                "PR-AUC and precision rise however well the model ranks (they are shown, not tested), and a list of "
+                "the same length can hold a smaller share of all failures.")
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the counts, both rates, ``p_value``, ``moved`` and the news in words."""
+        return {"then": {"cars": self.then_cars, "failures": self.then_failures, "rate": self.then},
+                "now": {"cars": self.now_cars, "failures": self.now_failures, "rate": self.now},
+                "p_value": self.p_value, "moved": self.moved, "news": self.words()}
+
+
+def failure_rate_news(learned: Mapping | None, now: Period | None, *, alpha: float) -> RateNews | None:
+    """Whether the plant fails more or less often than on the cars a model learned from.
+
+    Parameters
+    ----------
+    learned : dict or None
+        The model's ``trained_on`` (``cars``, ``positives``); ``None`` when it recorded none.
+    now : Period or None
+        The cars it was judged on (their ``cars`` and ``failures``).
+    alpha : float
+        Level of the two-sided test of two proportions: the rate moved when its p-value is at most this.
+
+    Returns
+    -------
+    RateNews or None
+        ``None`` when either side has no labelled car.
+    """
+    if not learned or not learned.get("cars") or now is None or not now.cars:
+        return None
+    n0, k0, n1, k1 = int(learned["cars"]), int(learned["positives"]), now.cars, now.failures
+    pooled = (k0 + k1) / (n0 + n1)
+    spread = np.sqrt(pooled * (1 - pooled) * (1 / n0 + 1 / n1))
+    gap = k1 / n1 - k0 / n0
+    p = float(2 * norm.sf(abs(gap) / spread)) if spread > 0 else 1.0
+    return RateNews(n0, k0, n1, k1, p, ("less" if gap < 0 else "more") if p <= alpha else None)
+
+
+@dataclass(frozen=True)
 class Record:
     """One model's track record over the time it was in production.
 
     ``cars`` holds every car it was judged on (``KNR``, ``road_test_at``, ``label_known``,
     ``label_rod``, ``probability``); ``periods`` one :class:`Period` per calendar month of road test;
-    ``pooled`` all of them together; ``check`` the warning.
+    ``pooled`` all of them together; ``check`` the warning; ``learned`` the cars and failures it
+    learned from (its ``trained_on``), against which :attr:`rate` tells whether the plant fails more
+    or less often now, at the level ``alpha``.
     """
 
     version: str
@@ -326,6 +416,13 @@ class Record:
     periods: tuple[Period, ...]
     pooled: Period | None
     check: Check
+    learned: Mapping | None = None
+    alpha: float = 0.05
+
+    @property
+    def rate(self) -> RateNews | None:
+        """How often the plant fails since the model was kept against the cars it learned from."""
+        return failure_rate_news(self.learned, self.pooled, alpha=self.alpha)
 
     @property
     def span(self) -> str:
@@ -352,16 +449,37 @@ class Record:
         if latest is None or not latest.inside_budget or not latest.inside_budget["far"]:
             return None
         share = latest.inside_budget
-        return (f"In {latest.period} the operating threshold ({self.threshold:.1%}) flagged "
-                f"{share['value']:.1%} [{share['low']:.1%}, {share['high']:.1%}] of the {latest.road_tested:,} cars "
-                f"at their road test, against a budget of {budget:.0%}: the threshold no longer means what it meant "
-                "when the model was kept. Inspect the flagged cars knowing the list is longer or shorter than planned, "
-                "and retrain: a new model sets a new threshold.")
+        fewer = share["value"] < budget
+        said = (f"In {latest.period} the operating threshold ({self.threshold:.1%}) flagged {share['value']:.1%} "
+                f"[{share['low']:.1%}, {share['high']:.1%}] of the {latest.road_tested:,} cars at their road test, "
+                f"{'fewer' if fewer else 'more'} than the budget of {budget:.0%} it was set for: "
+                f"{'fewer' if fewer else 'more'} cars look as risky as the riskiest {budget:.0%} did when the model "
+                "was kept")
+        month = failure_rate_news(self.learned, latest, alpha=self.alpha)
+        retrain = ("A retrain sets a threshold on the latest cars; its comparison says whether the new model ranks "
+                   "better.")
+        if month is not None and month.moved == ("less" if fewer else "more"):
+            why = (f", and the plant fails {month.moved} often too ({month.change} of road tests that month): the "
+                   "threshold follows the plant, this is no fault of the model.")
+        elif month is not None:
+            why = (f", while the plant fails about as often as when the model learned ({month.change} of road tests "
+                   f"that month): the cars' inputs moved (what moved in them is below). {retrain}")
+        else:
+            why = f" (what moved in its inputs is below). {retrain}"
+        use = (f" The flagged list is shorter than planned: to use the whole budget, inspect the riskiest {budget:.0%} "
+               "by rank (kafer predict ranks every car), the flagged ones first." if fewer else
+               f" The flagged list is longer than planned: when the inspectors cannot test every flagged car, test "
+               f"the riskiest {budget:.0%} by rank first.")
+        return said + why + use
 
     def to_dict(self, *, budget: float) -> dict:
         """JSON-ready."""
+        rate = self.rate
         return {"version": self.version, "family": self.family, "alert": self.check.alert,
                 "judged": self.check.judged, "why": self.check.why,
+                "learned_from": ({"cars": int(self.learned["cars"]), "failures": int(self.learned["positives"])}
+                                 if self.learned else None),
+                "failure_rate": rate.to_dict() if rate else None,
                 "tenures": [asdict(t) for t in self.tenures], "threshold": self.threshold,
                 "promise": {name: _triple(f) for name, f in self.promise.items() if isinstance(f, Mapping)},
                 "pooled": self.pooled.to_dict(budget=budget) if self.pooled else None,
@@ -388,7 +506,8 @@ Measure = Callable[..., Period]
 
 
 def judge(version: str, cars: pd.DataFrame, p: np.ndarray, *, promise: Mapping, settings: Settings,
-          family: str | None = None, spans: Sequence[Tenure] = (), measure: Measure = period_figures) -> Record:
+          family: str | None = None, spans: Sequence[Tenure] = (), measure: Measure = period_figures,
+          learned: Mapping | None = None) -> Record:
     """A model's track record from its scores on the cars it is judged on (pure).
 
     Parameters
@@ -407,6 +526,9 @@ def judge(version: str, cars: pd.DataFrame, p: np.ndarray, *, promise: Mapping, 
         When it was in production (kept in the record).
     measure : callable
         :func:`period_figures`, or a function that gives what it would (a cache of it).
+    learned : dict, optional
+        The cars it learned from, its ``trained_on`` (``cars``, ``positives``): the failure rate the
+        plant's is set against (:func:`failure_rate_news`).
 
     Returns
     -------
@@ -424,7 +546,8 @@ def judge(version: str, cars: pd.DataFrame, p: np.ndarray, *, promise: Mapping, 
                           budget=settings.operating_budget, alpha=settings.monitor_alpha,
                           min_cars=settings.min_compare_cars, min_failures=settings.min_compare_failures,
                           span=_span(periods))
-    return Record(version, family, tuple(spans), promise, threshold, scored, periods, pooled, check)
+    return Record(version, family, tuple(spans), promise, threshold, scored, periods, pooled, check, learned,
+                  settings.monitor_alpha)
 
 
 @dataclass(frozen=True)
@@ -447,20 +570,33 @@ class TrackRecord:
 
     @property
     def why(self) -> str:
-        """The warning (or its absence) in words, with the threshold's drift when it drifted far."""
+        """The warning (or its absence) in words, then the failure-rate news when the plant clearly fails
+        more or less often, then the threshold's share when it drifted far from the budget."""
         if self.production is None:
             return (f"No model is in production in the lake {self.lake} yet: there is no promise to keep. Keep one "
                     "first (kafer decide RUN keep-new --by NAME --why TEXT, or the decision desk).")
-        note = self.production.threshold_note(budget=self.budget)
-        return self.production.check.why + (f" {note}" if note else "")
+        rate = self.production.rate
+        parts = (self.production.check.why, rate.words() if rate else None,
+                 self.production.threshold_note(budget=self.budget))
+        return " ".join(part for part in parts if part)
+
+    @property
+    def news(self) -> str | None:
+        """The failure-rate news in words (``None`` when the plant fails about as often as when production learned)."""
+        rate = self.production.rate if self.production else None
+        return rate.words() if rate else None
 
     @property
     def headline(self) -> str:
-        """One line: production, and whether it keeps its promise."""
+        """One line: production, whether it keeps its promise, and whether the plant fails more or less often."""
         if self.production is None:
             return "no model in production"
-        note = "; its threshold drifted far from the budget" if self.production.threshold_note(budget=self.budget) else ""
-        return f"production {self.production.version} {self.production.check.headline}{note}"
+        rate = self.production.rate
+        moved = f"; the plant fails {rate.moved} often ({rate.change})" if rate and rate.moved else ""
+        latest = self.production.latest_month
+        note = (f"; its threshold flags {'fewer' if latest.inside_budget['value'] < self.budget else 'more'} cars "
+                "than the budget" if self.production.threshold_note(budget=self.budget) else "")
+        return f"production {self.production.version} {self.production.check.headline}{moved}{note}"
 
     @property
     def records(self) -> tuple[Record, ...]:
@@ -468,9 +604,11 @@ class TrackRecord:
         return self.earlier + ((self.production,) if self.production else ())
 
     def to_dict(self) -> dict:
-        """JSON-ready: ``alert``, ``why``, ``production`` (its version), ``periods`` (its months) and the rest."""
+        """JSON-ready: ``alert``, ``why``, ``production`` (its version), ``failure_rate`` (then, now, whether it
+        moved, the news in words), ``periods`` (its months) and the rest."""
         record = self.production.to_dict(budget=self.budget) if self.production else None
         return {"alert": self.alert, "why": self.why, "production": self.production.version if self.production else None,
+                "failure_rate": record["failure_rate"] if record else None,
                 "lake": self.lake, "data_version": self.data_version, "budget": self.budget,
                 "periods": record["periods"] if record else [], "record": record,
                 "earlier": [r.to_dict(budget=self.budget) for r in self.earlier],
@@ -574,7 +712,7 @@ def _record(lake: Lake, model: Model, meta: Mapping, spans: list[Tenure], table:
         return figures
 
     return judge(version, cars, p, promise=meta.get("metrics") or {}, settings=settings, family=meta.get("family"),
-                 spans=spans, measure=measure)
+                 spans=spans, measure=measure, learned=meta.get("trained_on"))
 
 
 def _digest(cars: pd.DataFrame, p: np.ndarray, *, threshold: float | None, settings: Settings) -> str:
