@@ -11,6 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from kafer.config import load_settings
+from kafer.errors import ConfigError
 from kafer.features import FalhasPeriod, build_features, label_coverage, merge_periods
 from kafer.predict import rank
 from kafer.readers import COLUMNS, schema
@@ -134,8 +136,14 @@ def test_an_export_is_judged_by_the_rate_of_the_other_exports_never_its_own(sett
     assert found["rate"] == pytest.approx((70 + 1000 * settings.expected_failure_rate) / 2000)
 
 
-def test_the_analyst_overrules_the_rule_by_naming_an_export(settings):
-    complete = settings.replace(falhas_complete=("month",))
+def test_the_analyst_overrules_the_rule_by_naming_an_export(settings, tmp_path):
+    toml = tmp_path / "kafer.toml"
+    toml.write_text('falhas_complete = ["month"]\n', encoding="utf-8")
+    complete = load_settings(config_file=toml)
+    assert complete.falhas_complete == ("month",)
     assert left_out((3000, 210), (3000, 0), complete) == []
     [named] = left_out((3000, 210), (3000, 105), settings.replace(falhas_filtered=("month",)))
     assert named["named"] and named["failures"] == 105
+    toml.write_text('falhas_complete = ["month"]\nfalhas_filtered = ["month"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="falhas_complete and falhas_filtered both name month"):
+        load_settings(config_file=toml)
