@@ -176,9 +176,11 @@ def cmd_status(args) -> int:
     if state["production"]:
         try:
             record = track_record(lake, settings=settings, earlier=False, drift=False)
-            track = {"alert": record.alert, "headline": record.headline, "why": record.why}
+            rate = record.production.rate if record.production else None
+            track = {"alert": record.alert, "headline": record.headline, "why": record.why,
+                     "failure_rate": rate.to_dict() if rate else None}
         except KaferError as exc:
-            track = {"alert": None, "headline": f"cannot be worked out ({exc})", "why": str(exc)}
+            track = {"alert": None, "headline": f"cannot be worked out ({exc})", "why": str(exc), "failure_rate": None}
     if args.json:
         print(json.dumps({**state, "track_record": track}, indent=2, default=str))
         return 0

@@ -268,6 +268,8 @@ def test_monitor_json_status_and_ingest_say_whether_production_keeps_its_promise
     assert f"learned on  {learned['cars']:>6,} {learned['positives']:>6,} {out['failure_rate']['then']['rate']:>6.1%}" in text
     assert main(["status", *where, "--runs", settings.runs]) == 0
     assert f"Track record: production {version}" in capsys.readouterr().out
+    assert main(["status", "--json", *where, "--runs", settings.runs]) == 0
+    assert json.loads(capsys.readouterr().out)["track_record"]["failure_rate"] == out["failure_rate"]
     assert main(["ingest", str(months[2]), *where]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("Track record: on the ") and "just got their outcome" in line and version in line
