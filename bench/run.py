@@ -602,11 +602,12 @@ def bench_warnings(cars: int = 2000, *, trained: int = 5, alike: int = 24, chang
     record reads the per-car table and the facts). Each training month's model is trained and promised
     as a retrain does (time split, family hgb, the comparison's figures on its evaluation cars), then
     every other month is judged with :func:`kafer.monitor.judge`, the function ``kafer monitor`` uses.
-    A month failing half as often is a like month with half its failing cars left out at random, one
-    failing twice as often a like month with the failing cars of the next like month added: the
-    model's scores of the failing and of the other cars are drawn as before, so it ranks them as
-    well as before. Each is also judged as before this issue (PR-AUC tested beside ROC-AUC and the
-    recalls), and the failure-rate news is counted.
+    A month failing half as often is a like month with the cars of the next like month that passed
+    their road test added, one failing twice as often a like month with half its cars that passed
+    left out at random: the model's scores of the failing and of the other cars are drawn as before,
+    so it ranks them as well as before, and its failures (what the tests' uncertainty rests on) are
+    the like month's own. Each is also judged as before this issue (PR-AUC tested beside ROC-AUC and
+    the recalls), and the failure-rate news is counted.
     """
     from unittest import mock
 
@@ -644,15 +645,16 @@ def bench_warnings(cars: int = 2000, *, trained: int = 5, alike: int = 24, chang
                settings=settings)
     table, facts = current_features(lake), current_facts(lake)
     table = table[table["road_test_at"].notna()].set_index("KNR", drop=False)
-    known = table["label_known"].fillna(False).astype(bool) & (table["label_rod"] == 1)
+    passed = table["label_known"].fillna(False).astype(bool) & (table["label_rod"] == 0)
     rng = np.random.default_rng(seed)
     rated = {"halved": [], "doubled": []}
     for i in range(alike):
-        failing = table.loc[table["KNR"].isin(months[("alike", i)]) & known, "KNR"]
-        dropped = set(rng.choice(failing.to_numpy(), size=len(failing) // 2, replace=False))
-        rated["halved"].append(months[("alike", i)][~months[("alike", i)].isin(dropped)])
-        extra = table.loc[table["KNR"].isin(months[("alike", (i + 1) % alike)]) & known, "KNR"]
-        rated["doubled"].append(pd.concat([months[("alike", i)], extra], ignore_index=True))
+        month = months[("alike", i)]
+        others = table.loc[table["KNR"].isin(months[("alike", (i + 1) % alike)]) & passed, "KNR"]
+        rated["halved"].append(pd.concat([month, others], ignore_index=True))
+        own = table.loc[table["KNR"].isin(month) & passed, "KNR"].to_numpy()
+        dropped = set(rng.choice(own, size=len(own) // 2, replace=False))
+        rated["doubled"].append(month[~month.isin(dropped)])
     print(f"\n== Track record: false warnings, failure-rate news and months to warn ({len(plan)} months of {cars:,} "
           f"cars, seeds {seed}-{seed + len(plan) - 1}; models trained as a retrain does, family hgb)")
     before = ("roc_auc", "pr_auc")

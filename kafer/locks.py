@@ -322,12 +322,11 @@ class LockReach:
 
     ``checked`` is false where the mounts cannot be read (not Linux): then nothing is known.
     ``problem`` says why the locks would stay on this machine (``None``: they reach every machine
-    that can open the folder). ``mount`` names the file system and where it is mounted.
+    that can open the folder).
     """
 
     checked: bool
     problem: str | None = None
-    mount: str = ""
 
 
 def lock_reach(path: str, *, mountinfo: str | None = None) -> LockReach:
@@ -360,19 +359,18 @@ def lock_reach(path: str, *, mountinfo: str | None = None) -> LockReach:
     if best is None:
         return LockReach(False)
     point, kind, source, options = best
-    mount = f"{kind} {source} mounted on {point}"
     if kind in LOCAL_FILE_SYSTEMS:
-        return LockReach(True, None, mount)
+        return LockReach(True)
     if kind in SHARED_LOCK_FILE_SYSTEMS:
         local = sorted(options & LOCAL_LOCKS.get(kind, set()))
         if kind == "lustre" and "flock" not in options:
             local = local or ["without flock"]
         if not local:
-            return LockReach(True, None, mount)
+            return LockReach(True)
         return LockReach(True, f"{_KIND_WORDS.get(kind, kind)} ({source} mounted on {point}, option {local[0]}) "
-                               "whose locks stay on this machine", mount)
+                               "whose locks stay on this machine")
     return LockReach(True, f"{_KIND_WORDS.get(kind, f'a {kind} mount')} ({source} mounted on {point}), whose "
-                           "locks are not known to reach other machines", mount)
+                           "locks are not known to reach other machines")
 
 
 _KIND_WORDS = {"nfs": "an NFS share", "nfs4": "an NFS share", "cifs": "an SMB share", "smb3": "an SMB share",
