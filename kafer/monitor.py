@@ -347,18 +347,18 @@ class RateNews:
         """``7.0 % → 3.4 %``."""
         return f"{self.then:.1%} → {self.now:.1%}"
 
-    def words(self, *, since: str = "since it was kept") -> str | None:
+    def words(self) -> str | None:
         """The news in words when the plant clearly fails more or less often, else ``None``."""
         if self.moved is None:
             return None
-        then = (f"{self.now:.1%} of the {self.now_cars:,} cars road-tested {since} failed their road test, against "
-                f"{self.then:.1%} of the {self.then_cars:,} cars the model learned from ({self.change}; two-sided p "
-                f"{_p(self.p_value)})")
+        counts = (f"{self.now:.1%} of the {self.now_cars:,} cars road-tested since it was kept failed their road test, "
+                  f"against {self.then:.1%} of the {self.then_cars:,} cars the model learned from ({self.change}; "
+                  f"two-sided p {_p(self.p_value)})")
         if self.moved == "less":
-            return (f"The plant fails less often: {then}. That is news of the plant, not of the model: with fewer "
+            return (f"The plant fails less often: {counts}. That is news of the plant, not of the model: with fewer "
                     "failures to find, PR-AUC and precision fall however well the model ranks (they are shown, not "
                     "tested), and the inspection list holds fewer failures.")
-        return (f"The plant fails more often: {then}. That is news of the plant, not of the model: with more failures, "
+        return (f"The plant fails more often: {counts}. That is news of the plant, not of the model: with more failures, "
                 "PR-AUC and precision rise however well the model ranks (they are shown, not tested), and a list of "
                 "the same length can hold a smaller share of all failures.")
 
