@@ -159,7 +159,9 @@ class Period:
     road test, labelled or not, of which ``inside_budget`` is the share at or above the operating
     threshold (:func:`kafer.metrics.threshold_share`). ``figures`` are :func:`kafer.metrics.compare`'s
     (empty when the cars hold a single class); ``recall_at_threshold`` and
-    ``precision_at_threshold`` are what the inspection list's flag delivered.
+    ``precision_at_threshold`` are what the inspection list's flag delivered. ``at_rate`` holds the
+    same figures counted at another failure rate (``{"rate", "figures"}``: the failing cars and the
+    others weighted to it, see :func:`kafer.metrics.compare`), when asked for.
     """
 
     period: str
@@ -170,6 +172,7 @@ class Period:
     inside_budget: Mapping | None = None
     recall_at_threshold: Mapping | None = None
     precision_at_threshold: Mapping | None = None
+    at_rate: Mapping | None = None
 
     def triple(self, name: str) -> list | None:
         """A figure as ``[point, low, high]``; ``None`` when undefined."""
@@ -187,11 +190,14 @@ class Period:
                 "inside_budget": self.triple("inside_budget"),
                 "threshold_far": bool(self.inside_budget and self.inside_budget.get("far")),
                 "recall_at_threshold": self.triple("recall_at_threshold"),
-                "precision_at_threshold": self.triple("precision_at_threshold")}
+                "precision_at_threshold": self.triple("precision_at_threshold"),
+                "at_rate": None if not self.at_rate else {
+                    "rate": self.at_rate["rate"],
+                    "figures": {name: _triple(f) for name, f in self.at_rate["figures"].items()}}}
 
 
 def period_figures(period: str, cars: pd.DataFrame, p: np.ndarray, *, threshold: float | None,
-                   settings: Settings) -> Period:
+                   settings: Settings, at_rate: float | None = None) -> Period:
     """One :class:`Period`: the comparison's figures on the labelled cars, the threshold's share on all.
 
     Parameters
@@ -207,27 +213,32 @@ def period_figures(period: str, cars: pd.DataFrame, p: np.ndarray, *, threshold:
     settings : Settings
         ``budgets``, ``bootstrap_rounds``, ``seed`` (as the comparison uses them), ``operating_budget``
         and ``threshold_tolerance``.
+    at_rate : float, optional
+        Count the figures at this failure rate too (:attr:`Period.at_rate`).
     """
     known = cars["label_known"].fillna(False).astype(bool).to_numpy()
     y, q = cars["label_rod"].to_numpy(dtype=int)[known], p[known]
-    figures = {}
+    figures, counted = {}, None
     if 0 < y.sum() < y.size:
-        figures = compare(y, q, budgets=settings.budgets, rounds=settings.bootstrap_rounds,
-                          seed=settings.seed)["candidate"]
+        options = {"budgets": settings.budgets, "rounds": settings.bootstrap_rounds, "seed": settings.seed}
+        figures = compare(y, q, **options)["candidate"]
+        if at_rate is not None:
+            counted = {"rate": at_rate, "figures": compare(y, q, **options, at_rate=at_rate)["candidate"]}
     flag = None if threshold is None else p >= threshold
     return Period(
         period, int(y.size), int(y.sum()), int(len(cars)), figures,
         None if flag is None else threshold_share(int(flag.sum()), int(flag.size), budget=settings.operating_budget,
                                                   tolerance=settings.threshold_tolerance),
         None if flag is None else proportion(int((flag[known] & (y == 1)).sum()), int(y.sum())),
-        None if flag is None else proportion(int((flag[known] & (y == 1)).sum()), int(flag[known].sum())))
+        None if flag is None else proportion(int((flag[known] & (y == 1)).sum()), int(flag[known].sum())), counted)
 
 
 @dataclass(frozen=True)
 class Check:
     """Whether a model is worse now than it promised: the warning, and the test behind it.
 
-    ``tests`` is indexed by figure: ``promised`` and ``now`` (``{"value", "low", "high"}``),
+    ``tests`` is indexed by figure: ``promised`` and ``now`` (``{"value", "low", "high"}``; a recall
+    counted at the promise's failure rate, ``at_rate``, when the pooled figures hold it),
     ``difference`` (now minus promised), ``p_value`` (one-sided: now is below the promise),
     ``p_adjusted`` (Holm, over the figures tested) and ``slipped``. ``judged`` is false while too
     few cars have their outcome.
@@ -247,7 +258,10 @@ def check_promise(pooled: Period | None, promise: Mapping, *, version: str, budg
     Parameters
     ----------
     pooled : Period or None
-        The model's figures on every car it was judged on (``None``: no car yet).
+        The model's figures on every car it was judged on (``None``: no car yet). When it holds them
+        counted at the promise's failure rate (:attr:`Period.at_rate`), the recalls are tested so: at
+        a budget, a plant failing more often leaves a smaller share of its failures inside the list
+        however well the model ranks, and one failing less often a larger share.
     promise : dict
         Its registry entry's ``metrics``: ``{figure: {"value", "low", "high"}}``.
     version : str
@@ -267,17 +281,21 @@ def check_promise(pooled: Period | None, promise: Mapping, *, version: str, budg
     -------
     Check
     """
-    columns = ["promised", "now", "difference", "p_value", "p_adjusted", "slipped"]
+    columns = ["promised", "now", "at_rate", "difference", "p_value", "p_adjusted", "slipped"]
     cars, failures = (pooled.cars, pooled.failures) if pooled else (0, 0)
+    counted = (pooled.at_rate if pooled else None) or {"rate": None, "figures": {}}
     rows = []
     for name in watched(budgets):
-        then, now = promise.get(name), (pooled.figures.get(name) if pooled else None)
+        recall = name.startswith("recall_at_") and name in counted["figures"]
+        then = promise.get(name)
+        now = counted["figures"][name] if recall else (pooled.figures.get(name) if pooled else None)
         if not then or not now or None in (then.get("low"), then.get("high"), now.get("low"), now.get("high")):
             continue
         spread = np.hypot((then["high"] - then["low"]) / (2 * _Z95), (now["high"] - now["low"]) / (2 * _Z95))
         gap = now["value"] - then["value"]
         p = float(norm.cdf(gap / spread)) if spread > 0 else float(gap >= 0)
-        rows.append({"figure": name, "promised": then, "now": now, "difference": gap, "p_value": p})
+        rows.append({"figure": name, "promised": then, "now": now, "at_rate": counted["rate"] if recall else None,
+                     "difference": gap, "p_value": p})
     tests = pd.DataFrame(rows, columns=["figure", *columns[:-2]]).set_index("figure")
     tests["p_adjusted"] = holm(tests["p_value"].to_numpy()) if len(tests) else []
     tests["slipped"] = tests["p_adjusted"] <= alpha
@@ -298,9 +316,12 @@ def check_promise(pooled: Period | None, promise: Mapping, *, version: str, budg
         return Check(False, True, tests, why, f"keeps its promise ({cars:,} cars since kept; "
                      f"{metric_label(tests.index[0])} {number(head.now['value'], 3)}, promised "
                      f"{number(head.promised['value'], 3)})")
-    said = "; ".join(f"{metric_label(name)} {interval(row.now)} against {interval(row.promised)} promised "
-                     f"({number(-row.difference, 3)} lower; one-sided p {_p(row.p_adjusted)} allowing for the "
-                     f"{len(tests)} figures tested)" for name, row in slipped.iterrows())
+    said = "; ".join(f"{metric_label(name)} {interval(row.now)}"
+                     + (f" (counted at the {row.at_rate:.1%} failure rate of the promise)" if pd.notna(row.at_rate)
+                        else "")
+                     + f" against {interval(row.promised)} promised ({number(-row.difference, 3)} lower; one-sided p "
+                     f"{_p(row.p_adjusted)} allowing for the {len(tests)} figures tested)"
+                     for name, row in slipped.iterrows())
     lost = ("finds fewer of the road-test failures among the cars it puts first" if any(
         name.startswith("recall_at_") for name in slipped.index) else "ranks the cars that fail less well")
     why = (f"Production {version} is slipping: on {on}, it does clearly worse than its report promised when it "
@@ -314,6 +335,21 @@ def check_promise(pooled: Period | None, promise: Mapping, *, version: str, budg
 
 def _p(value: float) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def promised_rate(promise: Mapping, budgets: Sequence[float]) -> float | None:
+    """The failure rate of the cars a promise was measured on, read off its figures.
+
+    At a budget ``b``, precision over recall is the failures over the ``ceil(b * n)`` cars inspected,
+    so the rate is ``b`` times their ratio (to within one car of the budget); ``None`` when no budget
+    has both figures and a recall above 0.
+    """
+    for budget in budgets:
+        recall = (promise.get(f"recall_at_{budget_key(budget)}") or {}).get("value")
+        precision = (promise.get(f"precision_at_{budget_key(budget)}") or {}).get("value")
+        if recall and precision is not None and 0 < precision * budget / recall < 1:
+            return float(precision * budget / recall)
+    return None
 
 
 @dataclass(frozen=True)
@@ -484,7 +520,7 @@ class Record:
                 "promise": {name: _triple(f) for name, f in self.promise.items() if isinstance(f, Mapping)},
                 "pooled": self.pooled.to_dict(budget=budget) if self.pooled else None,
                 "tests": [{"figure": name, "promised": _triple(row.promised), "now": _triple(row.now),
-                           "difference": row.difference, "p_value": row.p_value, "p_adjusted": row.p_adjusted,
+                           "at_rate": None if pd.isna(row.at_rate) else row.at_rate, "difference": row.difference, "p_value": row.p_value, "p_adjusted": row.p_adjusted,
                            "slipped": bool(row.slipped)} for name, row in self.check.tests.iterrows()],
                 "threshold_note": self.threshold_note(budget=budget),
                 "periods": [p.to_dict(budget=budget) for p in self.periods]}
@@ -541,7 +577,7 @@ def judge(version: str, cars: pd.DataFrame, p: np.ndarray, *, promise: Mapping, 
     periods = tuple(measure(name, scored[month == name], scored.loc[month == name, "probability"].to_numpy(),
                             threshold=threshold, settings=settings) for name in sorted(month.unique()))
     pooled = (measure("since kept", scored, scored["probability"].to_numpy(), threshold=threshold,
-                      settings=settings) if len(scored) else None)
+                      settings=settings, at_rate=promised_rate(promise, settings.budgets)) if len(scored) else None)
     check = check_promise(pooled, promise, version=version, budgets=settings.budgets,
                           budget=settings.operating_budget, alpha=settings.monitor_alpha,
                           min_cars=settings.min_compare_cars, min_failures=settings.min_compare_failures,
@@ -701,13 +737,14 @@ def _record(lake: Lake, model: Model, meta: Mapping, spans: list[Tenure], table:
     cars = table[inside & ~table["KNR"].astype(str).isin(trained).to_numpy()].reset_index(drop=True)
     p = scores(lake, version, model, cars, data_version=data_version) if len(cars) else np.empty(0)
 
-    def measure(name: str, cars: pd.DataFrame, p: np.ndarray, *, threshold: float | None, settings: Settings) -> Period:
+    def measure(name: str, cars: pd.DataFrame, p: np.ndarray, *, threshold: float | None, settings: Settings,
+                at_rate: float | None = None) -> Period:
         """:func:`period_figures`, kept with the model: the bootstrap of a month is run once."""
-        digest = _digest(cars, p, threshold=threshold, settings=settings)
+        digest = _digest(cars, p, threshold=threshold, settings=settings, at_rate=at_rate)
         cached = catalog.model_figures(lake, version, digest)
         if cached is not None:
             return Period(**{**cached, "period": name})
-        figures = period_figures(name, cars, p, threshold=threshold, settings=settings)
+        figures = period_figures(name, cars, p, threshold=threshold, settings=settings, at_rate=at_rate)
         catalog.save_model_figures(lake, version, digest, asdict(figures))
         return figures
 
@@ -715,9 +752,10 @@ def _record(lake: Lake, model: Model, meta: Mapping, spans: list[Tenure], table:
                  spans=spans, measure=measure, learned=meta.get("trained_on"))
 
 
-def _digest(cars: pd.DataFrame, p: np.ndarray, *, threshold: float | None, settings: Settings) -> str:
+def _digest(cars: pd.DataFrame, p: np.ndarray, *, threshold: float | None, settings: Settings,
+            at_rate: float | None = None) -> str:
     """What a period's figures depend on: its cars, their labels and scores, and the settings used."""
-    digest = hashlib.sha256(json.dumps({"threshold": threshold, "budgets": list(settings.budgets),
+    digest = hashlib.sha256(json.dumps({"threshold": threshold, "at_rate": at_rate, "budgets": list(settings.budgets),
                                         "rounds": settings.bootstrap_rounds, "seed": settings.seed,
                                         "operating_budget": settings.operating_budget,
                                         "tolerance": settings.threshold_tolerance}, sort_keys=True).encode())

@@ -21,8 +21,8 @@ from kafer.ingest import ingest
 from kafer.lake import Lake
 from kafer.metrics import compare
 from kafer.model import Model, load_model
-from kafer.monitor import (_Z95, Period, Tenure, TrackRecord, check_promise, judge, period_figures, tenure_cars,
-                           tenures, track_record)
+from kafer.monitor import (_Z95, Period, Tenure, TrackRecord, check_promise, judge, period_figures, promised_rate,
+                           tenure_cars, tenures, track_record)
 from worlds import SMALL, quick_retrain
 
 SETTINGS = load_settings(bootstrap_rounds=200)
@@ -127,6 +127,29 @@ def test_the_warning_is_one_sided_adjusted_by_holm_and_needs_its_failures():
     assert not few.judged and not few.alert and "19 road-test failures" in few.why and "cannot say yet" in few.why
 
 
+def test_recall_is_tested_as_counted_at_the_failure_rate_of_the_promise():
+    """Twice the failures at the same ranking leave a smaller share of them inside a 10 % list: counted at
+    the promise's rate the recall is what it promised, and nothing slipped."""
+    promise = {name: figure(0.5) for name in ("roc_auc", "recall_at_10")}
+    plain = {"roc_auc": figure(0.5), "recall_at_10": figure(0.45)}  # 5 standard errors lower
+    pooled = Period("since kept", 5000, 700, 5000, plain, at_rate={"rate": 0.07, "figures": {
+        "roc_auc": figure(0.4), "recall_at_10": figure(0.5)}})
+    options = {"version": "m1", "budgets": (0.1,), "budget": 0.1, "alpha": 0.05, "min_cars": 200, "min_failures": 20}
+    check = check_promise(pooled, promise, **options)
+    assert not check.alert and check.tests.loc["recall_at_10", "now"] == figure(0.5)
+    assert check.tests.loc["roc_auc", "now"] == figure(0.5) and check.tests["at_rate"].fillna(0).tolist() == [0, 0.07]
+    slipped = check_promise(replace(pooled, at_rate=None), promise, **options)
+    assert slipped.alert and "recall at 10" in slipped.why.lower() and "counted at" not in slipped.why
+
+
+def test_the_failure_rate_of_a_promise_is_read_off_its_figures():
+    for seed, rate in ((3, 1.0), (4, 2.0)):
+        cars, p = scored_cars(1200, seed=seed, strength=1.0, rate=rate)
+        found = promised_rate(promise_of(cars, p), SETTINGS.budgets)
+        assert found == pytest.approx(cars["label_rod"].mean(), abs=1 / 1200)
+    assert promised_rate({"roc_auc": figure(0.7)}, SETTINGS.budgets) is None
+
+
 def test_a_plant_failing_half_or_twice_as_often_with_the_same_ranking_is_news_not_a_warning():
     """PR-AUC falls with the failure rate however well the model ranks: it is shown, never tested; the
     change of rate is said in its own words, on the record, in its JSON and in the status line."""
@@ -136,6 +159,8 @@ def test_a_plant_failing_half_or_twice_as_often_with_the_same_ranking_is_news_no
         cars, p = scored_cars(6000, seed=4, strength=1.0, rate=rate)
         record = judge("m1", cars, p, promise=promise, settings=SETTINGS, learned=learned)
         assert record.check.judged and not record.check.alert and "pr_auc" not in record.check.tests.index
+        assert record.pooled.at_rate["rate"] == promised_rate(promise, SETTINGS.budgets)
+        assert record.check.tests.loc["recall_at_10", "now"] == record.pooled.at_rate["figures"]["recall_at_10"]
         fell = record.pooled.figures["pr_auc"]["high"] < promise["pr_auc"]["low"]
         assert fell is (rate < 1) and (record.pooled.figures["pr_auc"]["low"] > promise["pr_auc"]["high"]) is (rate > 1)
         news = record.rate
