@@ -24,8 +24,9 @@
 6. The one real per-car table (peer-samples/g05): what of the new families it allows, and what
    that gives on a time split.
 7. The track record (``--only monitor``): ``kafer monitor`` on a twelve-month lake; its false-warning
-   rate on independent months drawn like the training month; the months it needs to warn once the
-   plant's failures come from somewhere else.
+   rate on independent months drawn like the training month, and on such months whose plant fails
+   half or twice as often with the ranking unchanged; the months it needs to warn once the plant's
+   failures come from somewhere else. ``--only warnings``: these figures alone.
 8. A month through the desk's upload library (``--only uploads``): the month-sized upload received in
    1 MiB pieces (time, peak memory of the receiving process), the unpacked-size checks alone, and the
    check with ingest's reader (in the process, and in a child process as a server would run it).
@@ -571,11 +572,9 @@ TRAINED_ON, CHANGES = ("contract",), {"completely (configuration)": ("configurat
                                       "half (contract and configuration)": ("contract", "configuration")}
 
 
-def bench_monitor(cars: int, *, month_cars: int = 2000, trained: int = 5, alike: int = 24, changed: int = 6,
-                  seed: int = 1800) -> None:
-    """The track record: the time of ``kafer monitor`` on a twelve-month lake of ``cars`` a month; the
-    false-warning rate on independent months of ``month_cars`` drawn like the training month, and the
-    months needed to warn after the plant changed."""
+def bench_monitor(cars: int) -> None:
+    """The track record: the time of ``kafer monitor`` on a twelve-month lake of ``cars`` a month, then
+    :func:`bench_warnings`."""
     print(f"\n== Track record: kafer monitor on a twelve-month lake of {cars:,} cars a month")
     folders = month_uploads(cars, range(1, 14))
     root = OUT / "monitor-year"
@@ -598,20 +597,30 @@ def bench_monitor(cars: int, *, month_cars: int = 2000, trained: int = 5, alike:
     print(f"  kafer monitor again (scores and figures kept with the model):           {warm:5.1f} s   (bar: seconds)")
     print(f"  a thirteenth month: kafer ingest {ingest_s:.1f} s, its line: {out.strip().splitlines()[-1][:110]}…")
     print(f"  kafer monitor after it (the new month's cars and the pooled figures):    {month:5.1f} s")
-    bench_warnings(month_cars, trained=trained, alike=alike, changed=changed, seed=seed)
+    bench_warnings()
 
 
-def bench_warnings(cars: int, *, trained: int, alike: int, changed: int, seed: int) -> None:
-    """False warnings on months like the training month, and months to warn once the plant changed.
+def bench_warnings(cars: int = 2000, *, trained: int = 5, alike: int = 24, changed: int = 6, seed: int = 1800) -> None:
+    """False warnings on months like the training month, on such months whose plant fails half or twice
+    as often with the ranking unchanged, and months to warn once the plant changed.
 
     Every month is a generator upload of ``cars`` cars with its own seed (20 resultados rows a car: the
     record reads the per-car table and the facts). Each training month's model is trained and promised
     as a retrain does (time split, family hgb, the comparison's figures on its evaluation cars), then
     every other month is judged with :func:`kafer.monitor.judge`, the function ``kafer monitor`` uses.
+    A month failing half as often is a like month with the cars of the next like month that passed
+    their road test added, one failing twice as often a like month with half its cars that passed
+    left out at random: the model's scores of the failing and of the other cars are drawn as before,
+    so it ranks them as well as before, and its failures (what the tests' uncertainty rests on) are
+    the like month's own. Each is also judged as before this issue (PR-AUC tested beside ROC-AUC and
+    the recalls), and the failure-rate news is counted.
     """
+    from unittest import mock
+
     import numpy as np
     import pandas as pd
 
+    from kafer import monitor
     from kafer.catalog import current_facts, current_features
     from kafer.config import load_settings
     from kafer.dataset import labelled, time_split
@@ -619,9 +628,9 @@ def bench_warnings(cars: int, *, trained: int, alike: int, changed: int, seed: i
     from kafer.features import feature_columns
     from kafer.ingest import ingest
     from kafer.lake import Lake
-    from kafer.metrics import compare, proportion, threshold_at
+    from kafer.metrics import budget_key, compare, proportion, threshold_at
     from kafer.model import train
-    from kafer.monitor import judge
+    from kafer.monitor import check_promise, judge
 
     plan = ([("trained", i, TRAINED_ON) for i in range(trained)] + [("alike", i, TRAINED_ON) for i in range(alike)]
             + [(name, i, where) for name, where in CHANGES.items() for i in range(changed)])
@@ -642,9 +651,30 @@ def bench_warnings(cars: int, *, trained: int, alike: int, changed: int, seed: i
                settings=settings)
     table, facts = current_features(lake), current_facts(lake)
     table = table[table["road_test_at"].notna()].set_index("KNR", drop=False)
-    print(f"\n== Track record: false warnings and months to warn ({len(plan)} months of {cars:,} cars, seeds "
-          f"{seed}-{seed + len(plan) - 1}; models trained as a retrain does, family hgb)")
-    alarms, yearly, late = [], [], {name: {0: [], 3: []} for name in CHANGES}
+    passed = table["label_known"].fillna(False).astype(bool) & (table["label_rod"] == 0)
+    rng = np.random.default_rng(seed)
+    rated = {"halved": [], "doubled": []}
+    for i in range(alike):
+        month = months[("alike", i)]
+        others = table.loc[table["KNR"].isin(months[("alike", (i + 1) % alike)]) & passed, "KNR"]
+        rated["halved"].append(pd.concat([month, others], ignore_index=True))
+        own = table.loc[table["KNR"].isin(month) & passed, "KNR"].to_numpy()
+        dropped = set(rng.choice(own, size=len(own) // 2, replace=False))
+        rated["doubled"].append(month[~month.isin(dropped)])
+    print(f"\n== Track record: false warnings, failure-rate news and months to warn ({len(plan)} months of {cars:,} "
+          f"cars, seeds {seed}-{seed + len(plan) - 1}; models trained as a retrain does, family hgb)")
+    before = ("roc_auc", "pr_auc")
+
+    def with_pr_auc(record, promise) -> bool:
+        """The warning as it was before PR-AUC left the test."""
+        tested = lambda budgets: before + tuple(f"recall_at_{budget_key(b)}" for b in budgets)  # noqa: E731
+        with mock.patch.object(monitor, "watched", tested):
+            return check_promise(record.pooled, promise, version="", budgets=settings.budgets,
+                                 budget=settings.operating_budget, alpha=settings.monitor_alpha,
+                                 min_cars=settings.min_compare_cars, min_failures=settings.min_compare_failures).alert
+
+    counts = {name: {"alert": [], "before": [], "news": [], "rate": []} for name in ("alike", "halved", "doubled")}
+    yearly, late = [], {name: {0: [], 3: []} for name in CHANGES}
     for t in range(trained):
         split = time_split(labelled(table.loc[table["KNR"].isin(months[("trained", t)])].reset_index(drop=True)),
                            eval_fraction=settings.eval_fraction)
@@ -656,34 +686,54 @@ def bench_warnings(cars: int, *, trained: int, alike: int, changed: int, seed: i
                    "operating_threshold": threshold_at(p_eval, budget=settings.operating_budget)}
         risk = pd.Series(model.predict_proba(table, facts), index=table.index)
 
+        def record_of(knr: pd.Series):
+            """The record on these cars, as if they were road-tested since the model was kept."""
+            cars = table.loc[table["KNR"].isin(knr)].reset_index(drop=True)
+            return judge(f"model {t}", cars, risk.loc[cars["KNR"]].to_numpy(), promise=promise, settings=settings,
+                         learned=model.meta["trained_on"])
+
         def slipped(keys) -> bool:
             """The warning on the pooled cars of these months since the model was kept."""
-            knr = pd.concat([months[k] for k in keys])
-            cars = table.loc[table["KNR"].isin(knr)].reset_index(drop=True)
-            return judge(f"model {t}", cars, risk.loc[cars["KNR"]].to_numpy(), promise=promise,
-                         settings=settings).check.alert
+            return record_of(pd.concat([months[k] for k in keys])).check.alert
 
-        own = [slipped([("alike", i)]) for i in range(alike)]
-        alarms += own
+        own = {"alike": [months[("alike", i)] for i in range(alike)], **rated}
+        for name, sets in own.items():
+            for knr in sets:
+                record = record_of(knr)
+                counts[name]["alert"].append(record.check.alert)
+                counts[name]["before"].append(with_pr_auc(record, promise))
+                counts[name]["news"].append(record.rate.moved if record.rate else None)
+                counts[name]["rate"].append(record.rate.now if record.rate else np.nan)
         yearly.append(any(slipped([("alike", i) for i in range(k + 1)]) for k in range(min(12, alike))))
         for name in CHANGES:
-            for before in late[name]:
-                head = [("alike", i) for i in range(before)]
-                late[name][before].append(next((k + 1 for k in range(changed)
-                                                if slipped(head + [(name, i) for i in range(k + 1)])), None))
+            for good in late[name]:
+                head = [("alike", i) for i in range(good)]
+                late[name][good].append(next((k + 1 for k in range(changed)
+                                              if slipped(head + [(name, i) for i in range(k + 1)])), None))
         roc = promise["roc_auc"]
         print(f"  model {t}: promised ROC-AUC {roc['value']:.3f} [{roc['low']:.3f}, {roc['high']:.3f}] on "
-              f"{len(split.eval):,} cars; false warnings {sum(own)} of {alike} months, in its year "
-              f"{'yes' if yearly[-1] else 'no'}", flush=True)
-    share = proportion(int(np.sum(alarms)), len(alarms))
-    print(f"  false warnings on single months like the training month: {int(np.sum(alarms))} of {len(alarms)} "
-          f"({share['value']:.1%}, 95 % interval {share['low']:.1%} to {share['high']:.1%}; {trained} models x "
-          f"{alike} months)   (bar: 5 %)")
+              f"{len(split.eval):,} cars, learned at {model.meta['trained_on']['positives'] / len(split.train):.1%}; "
+              f"false warnings on like months {sum(counts['alike']['alert'][-alike:])} of {alike}, failing half as "
+              f"often {sum(counts['halved']['alert'][-alike:])}, twice as often "
+              f"{sum(counts['doubled']['alert'][-alike:])}; in its year {'yes' if yearly[-1] else 'no'}", flush=True)
+
+    def share(flags: list) -> str:
+        found = proportion(int(np.sum(flags)), len(flags))
+        return (f"{int(np.sum(flags))} of {len(flags)} ({found['value']:.1%}, 95 % interval {found['low']:.1%} to "
+                f"{found['high']:.1%})")
+
+    for name, words in (("alike", "like the training month"), ("halved", "whose plant fails half as often"),
+                        ("doubled", "whose plant fails twice as often")):
+        seen = counts[name]
+        moved = [m is not None for m in seen["news"]]
+        print(f"  single months {words} (failure rate {np.nanmean(seen['rate']):.1%}): false warnings "
+              f"{share(seen['alert'])}   (bar: 5 %, as on like months); with PR-AUC tested as before: "
+              f"{share(seen['before'])}; news that the plant fails more or less often: {share(moved)}")
     print(f"  a false warning in a year of monthly checks (pooled since kept): {sum(yearly)} of {trained} models")
     for name, waits in late.items():
-        for before, months_to_warn in waits.items():
+        for good, months_to_warn in waits.items():
             said = ", ".join("not within " + str(changed) if w is None else str(w) for w in months_to_warn)
-            print(f"  plant changed {name}, {before} good months before: months to warn, per model: {said}")
+            print(f"  plant changed {name}, {good} good months before: months to warn, per model: {said}")
 
 
 def bench_uploads(cars: int) -> None:
@@ -971,7 +1021,8 @@ def main() -> None:
     parser.add_argument("--cars", type=int, default=6000, help="cars in the month-sized upload")
     parser.add_argument("--only", choices=("ingest", "scale", "history", "quality", "signal", "timerule",
                                            "families", "ensemble", "predict", "real", "monitor", "uploads",
-                                           "lists"))
+                                           "lists",
+                                           "warnings"))
     parser.add_argument("--parse-only", nargs="+", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--land-only", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--csv-shape", nargs=3, help=argparse.SUPPRESS)
@@ -1034,6 +1085,8 @@ def main() -> None:
         bench_uploads(args.cars)
     if args.only in (None, "lists"):
         bench_lists(args.cars)
+    if args.only == "warnings":
+        bench_warnings()
 
 
 if __name__ == "__main__":

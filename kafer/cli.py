@@ -193,9 +193,11 @@ def cmd_status(args) -> int:
     if state["production"]:
         try:
             record = track_record(lake, settings=settings, earlier=False, drift=False)
-            track = {"alert": record.alert, "headline": record.headline, "why": record.why}
+            rate = record.production.rate if record.production else None
+            track = {"alert": record.alert, "headline": record.headline, "why": record.why,
+                     "failure_rate": rate.to_dict() if rate else None}
         except KaferError as exc:
-            track = {"alert": None, "headline": f"cannot be worked out ({exc})", "why": str(exc)}
+            track = {"alert": None, "headline": f"cannot be worked out ({exc})", "why": str(exc), "failure_rate": None}
     if args.json:
         print(json.dumps({**state, "track_record": track}, indent=2, default=str))
         return 0
@@ -230,8 +232,9 @@ def cmd_monitor(args) -> int:
 
 
 def format_monitor(record) -> str:
-    """The track record for a terminal: the warning, production's months beside its promise, the
-    threshold's share, what moved in the inputs, and the models before it."""
+    """The track record for a terminal: the warning, production's months (and the failure rate) beside
+    its promise and the cars it learned on, the failure-rate news, the threshold's share, what moved in
+    the inputs, and the models before it."""
     from .metrics import budget_key
     from .narrative import interval
 
@@ -245,16 +248,20 @@ def format_monitor(record) -> str:
                           + (f", left {_short(t.left_at)}" if t.left_at else "") for t in model.tenures)
         now = "production" if model is record.production else "earlier production"
         lines += ["", f"{now.capitalize()} {model.version} ({model.family}; {spans}): {model.check.headline}",
-                  f"  {'month':<11} {'cars':>6} {'failed':>6}  {'ROC-AUC':<22} {'recall at ' + str(pct) + ' %':<22} "
-                  f"{'inside the budget':<22}"]
-        promised = model.promise
-        lines.append(f"  {'promised':<11} {'':>6} {'':>6}  {interval(promised.get('roc_auc')):<22} "
+                  f"  {'month':<11} {'cars':>6} {'failed':>6} {'rate':>6}  {'ROC-AUC':<22} "
+                  f"{'recall at ' + str(pct) + ' %':<22} {'inside the budget':<22}"]
+        learned, promised = model.learned, model.promise
+        if learned and learned.get("cars"):
+            lines.append(f"  {'learned on':<11} {learned['cars']:>6,} {learned['positives']:>6,} "
+                         f"{learned['positives'] / learned['cars']:>6.1%}")
+        lines.append(f"  {'promised':<11} {'':>6} {'':>6} {'':>6}  {interval(promised.get('roc_auc')):<22} "
                      f"{interval(promised.get(recall)):<22} {record.budget:.1%}")
         for period in (*model.periods, *((model.pooled,) if model.pooled else ())):
             share = period.inside_budget
             inside = "—" if not share else (f"{share['value']:.1%} [{share['low']:.1%}, {share['high']:.1%}]"
                                             + (" far" if share["far"] else ""))
-            lines.append(f"  {period.period:<11} {period.cars:>6,} {period.failures:>6,}  "
+            rate = f"{period.failures / period.cars:.1%}" if period.cars else "—"
+            lines.append(f"  {period.period:<11} {period.cars:>6,} {period.failures:>6,} {rate:>6}  "
                          f"{interval(period.figures.get('roc_auc')):<22} {interval(period.figures.get(recall)):<22} "
                          f"{inside}")
     lines += ["", record.why]
@@ -449,8 +456,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warnings_as_lines(command: str):
+    """Show Käfer's own warnings as one line each on stderr (``kafer CMD: warning: …``), others as Python does."""
+    import warnings
+
+    from .errors import KaferWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, KaferWarning):
+            print(f"kafer {command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _warnings_as_lines(args.command)
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         language = load_settings().language
     except KaferError:

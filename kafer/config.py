@@ -82,14 +82,15 @@ class Settings:
     #: A road test must lie this many hours before the end of the falhas period for its label to be
     #: known: a defect found on the road can be logged after the export was cut.
     label_maturity_hours: float = 24.0
-    #: A falhas export exported for some halls only holds (almost) no road-test defect: counting its
+    #: A falhas export cut by hall holds defects of other halls and no road-test defect: counting its
     #: period would make its cars known negatives. An export is taken as filtered, its period making
-    #: no label known, when a complete export would show as few failures among its period's road tests
-    #: less often than ``filtered_falhas_chance`` (binomial, at the failure rate the lake has seen)
-    #: and its own rate is below ``filtered_falhas_rate_share`` of that rate (so a month that is
-    #: merely better than usual is never taken for a filtered one).
+    #: no label known, when it holds defects of other halls and its road-test failures are absent or
+    #: implausibly few: below ``filtered_falhas_rate_share`` of the failure rate the lake's other
+    #: exports show, and fewer than a complete export would show with a chance of
+    #: ``filtered_falhas_chance`` (binomial, at that rate). A tenth: the real exports show 6-8 %, a
+    #: month that fails half or a quarter as often keeps its labels (docs/data.md says why).
     filtered_falhas_chance: float = 0.05
-    filtered_falhas_rate_share: float = 0.5
+    filtered_falhas_rate_share: float = 0.1
     #: The failure rate assumed before the lake has seen many road tests (DATA.md: 6-8 %, its low end
     #: so that a complete export is not taken as filtered); the rate the lake has seen is pulled
     #: towards it with the weight of ``expected_failure_rate_road_tests`` road tests.
@@ -116,8 +117,9 @@ class Settings:
     #: lies outside ``operating_budget * (1 ± threshold_tolerance)`` (and its interval leaves the budget out).
     threshold_tolerance: float = 0.5
     #: Model family trained when none is named: ``hgb``, ``keras``, ``ensemble`` (both, their log-odds
-    #: stacked with weights fitted on the validation cars), or ``auto`` (every family compared on the
-    #: same time-ordered validation cars, the better one kept and the comparison written to the run).
+    #: stacked with weights fitted on the latest training cars, which neither learned on), or ``auto``
+    #: (every family compared on the same time-ordered validation cars, the better one kept and the
+    #: comparison written to the run).
     family: str = "ensemble"
     #: A column learned from the data (a test's NOKs, a defect text, a station, a repeated checkpoint,
     #: a configuration category) is used only when at least this many training cars have it.
@@ -191,6 +193,13 @@ class Settings:
     #: outside the lake, made on first use (mode 0600). Every machine that lands exports into one
     #: lake needs the same key (copy the file); the lake keeps its fingerprint to check it.
     person_key_file: str = ".kafer/person-ids.key"
+    # -- which falhas exports make labels known (the analyst's word over the filtered-falhas rule) --
+    #: Falhas exports (file names as ingest lists them) taken as complete whatever they hold: their
+    #: periods make labels known even when the rule would take them as cut by hall.
+    falhas_complete: tuple[str, ...] = ()
+    #: Falhas exports taken as filtered (cut by hall, or otherwise incomplete) whatever they hold:
+    #: their periods make no label known.
+    falhas_filtered: tuple[str, ...] = ()
 
     @property
     def lock_options(self) -> dict:
@@ -226,7 +235,7 @@ class Settings:
         return _checked(cls().replace(**_typed(dict(values), "a settings snapshot")))
 
 
-_TUPLE_FIELDS = {"post_road_sections", "budgets", "shift_start_hours"}
+_TUPLE_FIELDS = {"post_road_sections", "budgets", "shift_start_hours", "falhas_complete", "falhas_filtered"}
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -319,6 +328,10 @@ def _checked(settings: Settings) -> Settings:
     if not all(0 < share < 1 for share in shares) or settings.expected_failure_rate_road_tests < 0:
         raise ConfigError("filtered_falhas_chance, filtered_falhas_rate_share and expected_failure_rate must lie "
                           "between 0 and 1, expected_failure_rate_road_tests must not be negative")
+    both = sorted(set(settings.falhas_complete) & set(settings.falhas_filtered))
+    if both:
+        raise ConfigError(f"falhas_complete and falhas_filtered both name {', '.join(both)}: say whether it is "
+                          "complete or filtered in one of them only")
     if not all(0 < b < 1 for b in settings.budgets) or not 0 < settings.operating_budget < 1:
         raise ConfigError("inspection budgets must lie between 0 and 1")
     if not 0 < settings.monitor_alpha < 1 or settings.threshold_tolerance <= 0:

@@ -122,3 +122,13 @@ class SessionError(KaferError, LookupError):
 
 class OwnerError(KaferError, PermissionError):
     """A person acted on what belongs to another person (an upload session is written by its owner only)."""
+
+
+class KaferWarning(UserWarning):
+    """Root of the warnings Käfer gives on purpose: the work goes on, and the message says what the
+    user should know (the CLI prints it as one line)."""
+
+
+class LockReachWarning(KaferWarning):
+    """A local lake's locks were taken without knowing whether they reach other machines (the
+    system does not say which file system holds the folder)."""

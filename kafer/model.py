@@ -15,12 +15,16 @@ Two families share one preprocessing and one artifact format:
 
 - ``ensemble`` (the default): both of the above, trained alike; a car's probability is a logistic
   function of a weighted sum of the two members' log-odds, the non-negative weights and the
-  intercept fitted on the validation cars (stacking). Where one family sees what the other misses
-  (boosting splits on categories and rare facts, the network adds smooth effects of the counts)
-  the sum ranks better than either; where one sees nothing its weight falls towards 0.
+  intercept fitted on cars neither member saw (stacking): the latest 15 % of each class of the
+  training cars are held out for the stack, and the members learn and stop early on the others. A
+  stack fitted on the members' own validation cars would favour whichever member tuned itself to
+  those cars most. Where one family sees what the other misses (boosting splits on categories and
+  rare facts, the network adds smooth effects of the counts) the sum ranks better than either;
+  where one sees nothing its weight falls towards 0.
 
 Both stop early on the same validation cars: the latest 15 % of the training failures and the
-latest 15 % of the other training cars, by production time. Taking the latest cars mirrors how
+latest 15 % of the other training cars, by production time (in an ensemble, of the cars not held
+out for the stack). Taking the latest cars mirrors how
 a model is used (on cars built after those it learned from); taking them per class guarantees
 failures among them even in small trainings. Class weighting shifts a network's probabilities
 upwards, so the network's scores are recalibrated on those validation cars (Platt scaling,
@@ -456,7 +460,10 @@ def train(train_df: pd.DataFrame, *, features: Sequence[str], family: str, seed:
         raise ModelError(f"model family must be one of {', '.join(FAMILIES)}, not {family!r}")
     chosen = _params(family, params)
     y = _labels(train_df)
-    fit, val = _validation_split(train_df, y)
+    if family == ENSEMBLE:
+        fit, val, held = _stacking_split(train_df, y)
+    else:
+        fit, val = _validation_split(train_df, y)
     fact_columns = None
     if facts is not None:
         fact_columns = FactColumns.fit(facts, train_df["KNR"].astype(str).to_numpy(), min_cars=min_fact_cars,
@@ -490,12 +497,13 @@ def train(train_df: pd.DataFrame, *, features: Sequence[str], family: str, seed:
     if family != ENSEMBLE:
         return member(family, chosen)
     members = tuple(member(name, chosen[name]) for name in MEMBERS)
-    validation = inputs.iloc[np.nonzero(val)[0]]
-    logits = np.column_stack([_logit(m.predict_inputs(validation)) for m in members])
-    weights, intercept = _stack(logits, y[val])
+    unseen = inputs.iloc[np.nonzero(held)[0]]
+    logits = np.column_stack([_logit(m.predict_inputs(unseen)) for m in members])
+    weights, intercept = _stack(logits, y[held])
     meta = {"family": family, **shared, "params": {name: _json_params(chosen[name]) for name in MEMBERS},
             "fitted": {name: m.meta["fitted"] for name, m in zip(MEMBERS, members)},
-            "stack": {"weights": dict(zip(MEMBERS, weights)), "intercept": intercept},
+            "stack": {"weights": dict(zip(MEMBERS, weights)), "intercept": intercept,
+                      "cars": int(held.sum()), "positives": int(y[held].sum())},
             "versions": _versions(family)}
     return Model(family, preprocessing, members, (*weights, intercept), meta, fact_columns)
 
@@ -525,8 +533,8 @@ def _stack(logits: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float]
     """Non-negative weights of the members' log-odds, and an intercept, that make the weighted sum a
     calibrated log-odds on ``y`` (logistic regression, a small L2 penalty towards equal weights of 1/k).
 
-    Non-negative: a member is trusted or ignored, never turned upside down. When the validation cars
-    show no ranking at all, the weights stay equal and only the intercept is fitted.
+    Non-negative: a member is trusted or ignored, never turned upside down. When the cars show no
+    ranking at all, the weights stay equal and only the intercept is fitted.
     """
     from scipy.optimize import minimize
 
@@ -663,6 +671,30 @@ def _validation_split(train_df: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray
         of_class = order[y[order] == label]
         val[of_class[len(of_class) - math.ceil(VALIDATION_FRACTION * len(of_class)):]] = True
     return ~val, val
+
+
+def _stacking_split(train_df: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boolean masks of an ensemble's cars: those its members fit on, their validation cars (early
+    stopping, the network's calibration) and the cars the stack is fitted on, which neither member
+    saw: per class, the latest :data:`VALIDATION_FRACTION` of the training cars are held out for the
+    stack, and the members split the others as a single family splits all of them.
+
+    Raises
+    ------
+    ModelError
+        When a class has fewer than 3 cars: each of the three parts needs one.
+    """
+    counts = np.bincount(y, minlength=2)
+    if counts.min() < 3:
+        raise ModelError(f"the {len(y)} training cars hold {counts[1]} road-test failure(s) and {counts[0]} cars "
+                         "without one; the ensemble needs at least 3 of each (its members learn, stop and are "
+                         "stacked on different cars): train on more months of labelled cars, or family hgb")
+    rest, held = _validation_split(train_df, y)
+    kept = np.nonzero(rest)[0]
+    fit_rest, val_rest = _validation_split(train_df.iloc[kept], y[kept])
+    fit, val = np.zeros(len(y), dtype=bool), np.zeros(len(y), dtype=bool)
+    fit[kept[fit_rest]], val[kept[val_rest]] = True, True
+    return fit, val, held
 
 
 def _fit_preprocessing(inputs: pd.DataFrame, numeric: tuple[str, ...], categorical: tuple[str, ...] = (),

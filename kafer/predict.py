@@ -252,11 +252,17 @@ def threshold_note(ranked: pd.DataFrame, facts: Mapping) -> str | None:
                             tolerance=facts.get("threshold_tolerance", Settings.threshold_tolerance))
     if not share["far"]:
         return None
+    fewer = share["value"] < facts["budget"]
+    budget = _percent(facts["budget"])
+    use = (f"the list is shorter than planned: to use the whole budget, test the riskiest {budget} of the list by rank, "
+           "the flagged cars first" if fewer else f"the list is longer than planned: when the inspectors cannot test "
+           f"every flagged car, test the riskiest {budget} by rank first")
     return (f"The threshold flags {_percent(share['value'], 1)} of the {len(tested):,} cars at their road test "
-            f"(95 % interval {_percent(share['low'], 1)} to {_percent(share['high'], 1)}), far from the "
-            f"{_percent(facts['budget'])} it was set for: it no longer means what it meant when the model was "
-            "kept, so the list is longer or shorter than planned. Retrain: a new model sets a new threshold "
-            "(kafer monitor shows the share month by month).")
+            f"(95 % interval {_percent(share['low'], 1)} to {_percent(share['high'], 1)}), far from the {budget} it was "
+            f"set for: {'fewer' if fewer else 'more'} cars look as risky as the riskiest {budget} did when the model "
+            f"was kept, so {use}. A plant that fails {'less' if fewer else 'more'} often does this as well as inputs "
+            "that moved; kafer monitor tells which (how often the plant fails, what moved in the inputs) and "
+            "whether a retrain is due.")
 
 
 def line_note(ranked: pd.DataFrame) -> str:

@@ -36,8 +36,8 @@ from .errors import DecisionError, LakeError, RegistryError, RunError
 from .lake import Lake, utc_stamp
 from .locks import LockInfo, hold
 from .model import read_meta
-from .recovery import running_run, settle_runs
-from .runrecord import died_in, list_runs, run_lake, state_of
+from .recovery import listed_runs, settle_runs
+from .runrecord import died_in, run_lake, state_of
 
 #: Name of the lake lock every registry change holds.
 LOCK = "registry"
@@ -328,9 +328,9 @@ def status(lake: Lake, *, runs: str | os.PathLike | None = None, stale_after: fl
     """
     runs_of_lake = []
     if runs is not None:
-        alive = running_run(lake, stale_after=stale_after)
+        manifests, alive = listed_runs(lake, runs, stale_after=stale_after)
         registered = {m["run"]: m["version"] for m in catalog.model_metas(lake)}
-        for manifest in list_runs(runs):
+        for manifest in manifests:
             run_id = manifest["run_id"]
             if run_lake(runs, run_id) != lake.url:
                 continue

@@ -574,8 +574,10 @@ def family_choice_note(metrics: Mapping) -> str:
     cars = f" ({choice['cars']:,} cars, {choice['failures']:,} failures)" if "cars" in choice else ""
     stack = metrics["models"]["candidate"].get("stack")
     weights = "" if not stack else (" It adds its members' log-odds with the weights " + ", ".join(
-        f"{name} {weight:.2f}" for name, weight in stack["weights"].items()) + ", fitted on the validation cars "
-        "(0: that member is ignored).")
+        f"{name} {weight:.2f}" for name, weight in stack["weights"].items()) + (
+        f", fitted on the latest {stack['cars']:,} training cars ({stack['positives']:,} failures), which neither "
+        "member learned or stopped on" if "cars" in stack else ", fitted on the validation cars") + " (0: that "
+        "member is ignored).")
     return f"The new model is `{family}`; the family was chosen by: {rule}{cars}.{weights}"
 
 

@@ -179,6 +179,9 @@ def test_too_few_failures_are_refused(data):
     table = data[0].assign(label_rod=np.r_[1, np.zeros(499, dtype=int)])
     with pytest.raises(ModelError, match="at least 2 failures"):
         train(table, features=FEATURES, family="hgb", seed=0)
+    two = data[0].assign(label_rod=np.r_[1, 1, np.zeros(498, dtype=int)])
+    with pytest.raises(ModelError, match="2 road-test failure.*the ensemble needs at least 3 of each"):
+        train(two, features=FEATURES, family="ensemble", seed=0)
 
 
 def test_an_unknown_family_or_parameter_is_refused(data):
@@ -326,17 +329,53 @@ def test_a_configuration_with_more_categories_than_boosting_takes_keeps_the_most
     assert np.isfinite(model.predict_proba(table.head(50), facts)).all()
 
 
-def test_the_ensemble_stacks_both_families_log_odds_with_weights_fitted_on_the_validation_cars(factual):
-    """Its probability is the logistic of the members' weighted log-odds; it round-trips; it ranks
-    at least about as well as the better member and stays calibrated on average."""
+def latest_per_class(table: pd.DataFrame, share: float) -> np.ndarray:
+    """Whether each car is among the latest ``share`` of its class (failures, the others) by production time."""
+    order = table.sort_values(["produced_at", "KNR"], kind="stable").index
+    latest = np.zeros(len(table), dtype=bool)
+    for label in (0, 1):
+        of_class = order[table.loc[order, "label_rod"].to_numpy() == label]
+        latest[table.index.get_indexer(of_class[len(of_class) - int(np.ceil(share * len(of_class))):])] = True
+    return latest
+
+
+def test_the_ensemble_stacks_both_families_log_odds_with_weights_fitted_on_cars_neither_member_saw(factual,
+                                                                                                     monkeypatch):
+    """Its probability is the logistic of the members' weighted log-odds, the weights fitted on the latest
+    15 % of each class, which neither member learned or stopped on; it round-trips; it ranks at least
+    about as well as the better member and stays calibrated on average."""
+    import kafer.model as fitting
+
     models, (train_df, facts), (test_df, test_facts) = factual
+    seen = {}
+    stack, fit_hgb = fitting._stack, fitting._fit_hgb
+
+    def stacked(logits, y):
+        seen["stack"] = logits, y
+        return stack(logits, y)
+
+    def boosted(x_fit, y_fit, x_val, y_val, **options):
+        seen["members"] = len(y_fit), len(y_val)
+        return fit_hgb(x_fit, y_fit, x_val, y_val, **options)
+
+    monkeypatch.setattr(fitting, "_stack", stacked)
+    monkeypatch.setattr(fitting, "_fit_hgb", boosted)
     model = train(train_df, features=FEATURES, family="ensemble", seed=7, facts=facts, min_fact_cars=20,
                   params={"keras": {"max_epochs": 60, "patience": 10}})
     hgb, keras = model.estimator
     assert (hgb.family, keras.family) == ("hgb", "keras")
     weights, intercept = np.asarray(model.calibration[:2]), model.calibration[2]
     assert (weights >= 0).all() and weights.sum() > 0
-    assert model.meta["stack"] == {"weights": {"hgb": weights[0], "keras": weights[1]}, "intercept": intercept}
+    train_df = train_df.reset_index(drop=True)
+    held = latest_per_class(train_df, 0.15)
+    assert model.meta["stack"] == {"weights": {"hgb": weights[0], "keras": weights[1]}, "intercept": intercept,
+                                   "cars": held.sum(), "positives": train_df.loc[held, "label_rod"].sum()}
+    unseen = model.inputs(train_df[held], facts)
+    np.testing.assert_allclose(seen["stack"][0], np.column_stack(
+        [np.log(p / (1 - p)) for p in (hgb.predict_inputs(unseen), keras.predict_inputs(unseen))]), rtol=1e-6)
+    np.testing.assert_array_equal(seen["stack"][1], train_df.loc[held, "label_rod"].to_numpy())
+    validated = latest_per_class(train_df[~held].reset_index(drop=True), 0.15)
+    assert seen["members"] == ((~validated).sum(), validated.sum()) and len(train_df) - held.sum() == len(validated)
     x = model.inputs(test_df, test_facts)
     logit = lambda p: np.log(p / (1 - p))  # noqa: E731
     expected = 1 / (1 + np.exp(-(weights[0] * logit(hgb.predict_inputs(x)) + weights[1] * logit(keras.predict_inputs(x))

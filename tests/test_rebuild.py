@@ -96,7 +96,8 @@ NOT_TABLE = {"lake", "runs", "merge_batch_cars", "eval_fraction", "min_compare_c
 CHANGED = {"zones": {"ZP5": ("R640",)}, "hall_groups": {"ZP5": ("ZP5", "ZP5A")}, "road_test_code": "G720",
            "label_hall": "AGUA", "post_road_sections": ("SECTION_ZP8_", "SECTION_ROL_"), "falhas_gap_hours": 48.0,
            "shift_start_hours": (5, 13, 21), "label_maturity_hours": 240.0, "filtered_falhas_chance": 0.01,
-           "filtered_falhas_rate_share": 0.25, "expected_failure_rate": 0.08, "expected_failure_rate_road_tests": 10}
+           "filtered_falhas_rate_share": 0.25, "expected_failure_rate": 0.08, "expected_failure_rate_road_tests": 10,
+           "falhas_complete": ("FALHAS_06_2024.csv",), "falhas_filtered": ("FALHAS_07_2024.csv",)}
 
 
 def test_every_setting_that_shapes_a_label_or_a_feature_versions_the_table(settings):
