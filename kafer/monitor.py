@@ -458,10 +458,10 @@ class Record:
     periods: tuple[Period, ...]
     pooled: Period | None
     check: Check
-    #: Which cars it is judged on when acted-on lists shaped some outcomes (:func:`judged_without_lists`).
-    judged_on: str | None = None
     learned: Mapping | None = None
     alpha: float = 0.05
+    #: Which cars it is judged on when acted-on lists shaped some outcomes (:func:`judged_without_lists`).
+    judged_on: str | None = None
 
     @property
     def rate(self) -> RateNews | None:
