@@ -479,10 +479,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.showwarning = _warnings_as_lines(args.command)
-        return _run(args)
+        return _in_language(args)
 
 
-def _run(args) -> int:
+def _in_language(args) -> int:
+    """Run the command in the plant's language (its settings' ``language``, else ``KAFER_LANG``)."""
     try:
         language = load_settings().language
     except KaferError:

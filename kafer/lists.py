@@ -548,7 +548,7 @@ def with_shaped(table: pd.DataFrame, lake: Lake, data_version: str) -> pd.DataFr
     """A curated table with ``shaped_by_list``: the acted-on list that flagged each car (empty for none),
     as the version sees the lists (:func:`shaped_as_of`); the mark the per-car table carries when it is read."""
     shaped = shaped_as_of(lake, data_version).set_index("KNR")["list"]
-    return table.assign(shaped_by_list=table["KNR"].map(shaped).fillna("").to_numpy())
+    return table.assign(shaped_by_list=table["KNR"].map(shaped).astype(object).fillna("").to_numpy())
 
 
 def shaped_as_of(lake: Lake, data_version: str) -> pd.DataFrame:
