@@ -92,7 +92,7 @@ def test_the_artifact_round_trip_gives_identical_predictions(fitted, data, famil
     with zipfile.ZipFile(io.BytesIO(blob)) as archive:
         names = set(archive.namelist())
         meta = json.loads(archive.read("meta.json"))
-    assert "meta.json" in names and len(names) == 2
+    assert names == {"meta.json", f"{family}.npz", f"{family}.json"}
     assert meta["family"] == family and meta["features"] == list(FEATURES)
     assert meta["preprocessing"]["features"] == list(FEATURES)
     loaded = load_model(blob)
@@ -262,29 +262,13 @@ def test_facts_and_categories_are_learned_and_kept_in_the_artifact(factual, fami
 
 def test_boosting_splits_categories_natively_and_the_network_gets_them_one_hot(factual):
     models, (train_df, facts), _ = factual
-    assert models["hgb"].estimator.is_categorical_.tolist() == [False] * (len(FEATURES) + 2) + [True]
+    trees = models["hgb"].estimator
+    categorical = trees.category >= 0
+    assert categorical.any() and set(trees.feature[categorical]) == {models["hgb"].features.index("config:MOTOR")}
     assert {"nok_test:131200", "config:MOTOR"} <= set(models["hgb"].used_inputs())
     x = models["keras"].inputs(train_df.head(5), facts)
     assert models["keras"].preprocessing.scaled(x).shape == (5, len(FEATURES) + 2 + 4)
     assert models["keras"].used_inputs() == models["keras"].features
-
-
-def test_an_artifact_of_format_1_still_scores(fitted, data):
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(fitted["hgb"].to_bytes())) as source, zipfile.ZipFile(buffer, "w") as target:
-        for name in source.namelist():
-            blob = source.read(name)
-            if name == "meta.json":
-                meta = json.loads(blob)
-                meta.update(format=1, fact_columns=None)
-                for key in ("categorical", "levels"):
-                    meta["preprocessing"].pop(key)
-                del meta["fact_columns"]
-                blob = json.dumps(meta).encode()
-            target.writestr(name, blob)
-    old = load_model(buffer.getvalue())
-    assert old.fact_columns is None
-    np.testing.assert_array_equal(old.predict_proba(data[1]), fitted["hgb"].predict_proba(data[1]))
 
 
 def test_families_are_compared_on_the_same_latest_training_cars(factual):
@@ -365,3 +349,46 @@ def test_stacking_ignores_a_member_that_ranks_nothing_and_never_reverses_one():
     noise = rng.normal(size=(3000, 2))
     flat, intercept = _stack(noise * 0, y)
     assert flat == (0.5, 0.5) and 1 / (1 + np.exp(-intercept)) == pytest.approx(y.mean(), abs=1e-3)
+
+
+def test_the_network_scores_in_numpy_what_keras_gives_to_float32_rounding(data, monkeypatch):
+    """A trained network with a category one-hot: Keras's inference pass (dropout off) then the
+    calibration, against the model's NumPy pass; Keras with dropout on gives something else."""
+    import kafer.model as module
+
+    networks = []
+    fit = module._fit_keras
+
+    def kept(*args, **kwargs):
+        network, fitted = fit(*args, **kwargs)
+        networks.append(network)
+        return network, fitted
+
+    monkeypatch.setattr(module, "_fit_keras", kept)
+    train_df, facts = with_facts(pd.concat([data[0], cars(800, seed=4)], ignore_index=True), seed=1)
+    test_df, test_facts = with_facts(data[1], seed=2)
+    model = train(train_df, features=FEATURES, family="keras", seed=7, facts=facts, params=FAST_KERAS)
+    assert "config:MOTOR" in model.preprocessing.categorical and model.calibration != (1.0, 0.0)
+    x = model.inputs(test_df, test_facts)
+    scaled = model.preprocessing.scaled(x).astype(np.float32)
+    assert scaled.shape[1] == len(model.preprocessing.features) + 4  # DHS, CWL, CWS, other
+    (network,) = networks
+    by_keras = np.asarray(network(scaled, training=False), dtype=float)[:, 0]
+    slope, intercept = model.calibration
+    expected = 1 / (1 + np.exp(-(slope * np.log(by_keras / (1 - by_keras)) + intercept)))
+    np.testing.assert_allclose(model.predict_inputs(x), expected, rtol=2e-6)
+    dropped = np.asarray(network(scaled, training=True), dtype=float)[:, 0]
+    assert not np.allclose(dropped, by_keras, rtol=1e-3)
+
+
+def test_scoring_a_network_or_an_ensemble_never_imports_tensorflow(factual, tmp_path):
+    models, _, (test_df, test_facts) = factual
+    (tmp_path / "model.bin").write_bytes(models["keras"].to_bytes())
+    test_df.to_parquet(tmp_path / "cars.parquet")
+    test_facts.to_pandas().to_parquet(tmp_path / "facts.parquet")
+    code = ("import sys, pandas as pd, pyarrow as pa; from kafer.model import load_model; "
+            f"m = load_model(open({str(tmp_path / 'model.bin')!r}, 'rb').read()); "
+            f"p = m.predict_proba(pd.read_parquet({str(tmp_path / 'cars.parquet')!r}), "
+            f"pa.Table.from_pandas(pd.read_parquet({str(tmp_path / 'facts.parquet')!r}), preserve_index=False)); "
+            "assert len(p) and 'tensorflow' not in sys.modules and 'keras' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
