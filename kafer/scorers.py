@@ -19,7 +19,7 @@ nor scikit-learn. Pure: arrays in, arrays out; no I/O.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -78,6 +78,12 @@ class Trees:
         """The input columns some split reads."""
         split = self.left != np.arange(self.left.size)
         return frozenset(int(f) for f in np.unique(self.feature[split]))
+
+    def compact(self) -> tuple[np.ndarray, "Trees"]:
+        """The input columns some split reads (sorted), and these trees reading only them, in that
+        order: editing any other column cannot change a score, and copies of the cars stay small."""
+        columns = np.array(sorted(self.used), dtype=np.int64)
+        return columns, replace(self, feature=np.searchsorted(columns, self.feature).astype(np.int32))
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         """The log-odds of each row of ``x`` (inputs in the model's order, missing values NaN)."""
@@ -289,11 +295,25 @@ class Network:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The network's output (its last unit, a probability) for each row of ``x``, as float64."""
-        out = np.asarray(x, dtype=np.float32)
-        for kernel, bias, activation in zip(self.weights, self.biases, self.activations):
+        return self.predict_from_first(self.first(x))
+
+    def first(self, x: np.ndarray) -> np.ndarray:
+        """The first layer's sums (before its activation) for each row of ``x``, in float32.
+
+        Changing one input of a row changes them by that input's change times its row of the first
+        kernel: :meth:`kafer.model.Model.predict_edits` scores edited cars from them that way.
+        """
+        out = np.asarray(x, dtype=np.float32) @ self.weights[0]
+        out += self.biases[0]
+        return out
+
+    def predict_from_first(self, first: np.ndarray) -> np.ndarray:
+        """The network's output from the first layer's sums (:meth:`first`), as float64."""
+        out = _activated(np.asarray(first, dtype=np.float32), self.activations[0])
+        for kernel, bias, activation in zip(self.weights[1:], self.biases[1:], self.activations[1:]):
             out = out @ kernel
             out += bias
-            out = np.maximum(out, np.float32(0)) if activation == "relu" else _sigmoid32(out)
+            out = _activated(out, activation)
         return out[:, 0].astype(np.float64)
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
@@ -370,8 +390,10 @@ class Network:
                                inputs=int(weights[0].shape[0]) if weights else 0)
 
 
-def _sigmoid32(z: np.ndarray) -> np.ndarray:
-    """The logistic function in float32, without overflow for large negative ``z``."""
+def _activated(z: np.ndarray, activation: str) -> np.ndarray:
+    """``relu`` or ``sigmoid`` of float32 sums, in float32 (the logistic without overflow for large ``|z|``)."""
+    if activation == "relu":
+        return np.maximum(z, np.float32(0))
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(np.float32)
 

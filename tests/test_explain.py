@@ -57,8 +57,8 @@ def test_permutation_importance_finds_the_input_that_matters_and_only_it():
     x = pd.DataFrame({"a": rng.normal(size=2000), "b": rng.normal(size=2000), "c": rng.normal(size=2000)})
     y = (rng.random(2000) < 1 / (1 + np.exp(-(-2.5 + 1.5 * x["a"])))).astype(int)
 
-    def predict(frame):
-        return 1 / (1 + np.exp(-(frame["a"] + 0.3 * frame["b"]).to_numpy()))
+    def predict(values):
+        return 1 / (1 + np.exp(-(values[:, 0] + 0.3 * values[:, 1])))
 
     table = permutation_importance(predict, x, y, {"signal": ["a"], "noise": ["b", "c"]}, rounds=300, seed=1)
     assert table.loc["signal", "stands_out"] and table.loc["signal", "low"] > 0.1
@@ -127,8 +127,8 @@ def test_standing_out_allows_for_every_group_looked_at():
     x = pd.DataFrame({"a": rng.normal(size=800), "b": rng.normal(size=800)})
     y = (rng.random(800) < 1 / (1 + np.exp(-(-2.5 + 0.4 * x["a"])))).astype(int)
 
-    def predict(frame):
-        return 1 / (1 + np.exp(-(-2.5 + 0.5 * frame["a"].to_numpy())))
+    def predict(values):
+        return 1 / (1 + np.exp(-(-2.5 + 0.5 * values[:, 0])))
 
     alone, among = (permutation_importance(predict, x, y, {"a": ["a"]}, rounds=1000, seed=0, comparisons=k)
                     for k in (1, 40))
