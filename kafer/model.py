@@ -63,7 +63,7 @@ from .dataset import production_order
 from .errors import ModelError
 from .facts import FactColumns
 from .features import META_COLUMNS, family_of
-from .scorers import Network, Trees, load_arrays, save_arrays
+from .scorers import Network, Trees, load_arrays, probability, save_arrays
 
 #: Share of each class among the training cars, latest first, kept to stop training and calibrate.
 VALIDATION_FRACTION = 0.15
@@ -250,7 +250,7 @@ class Model:
         ModelError
             When a table column is missing or not numeric, or the model uses facts and none are given.
         """
-        return _inputs(cars, facts, self.table_features, self.fact_columns)
+        return _inputs(cars, facts, self.table_features, self.fact_columns)[list(self.features)]
 
     @property
     def predicts(self) -> bool:
@@ -359,22 +359,26 @@ _EDITS = 50_000
 
 
 def _edited_trees(model: Model, raw: np.ndarray):
-    """For a boosting model: a function scoring a block of edits of the cars ``raw``."""
+    """For a boosting model: a function scoring a block of edits of the cars ``raw``; an edit of an
+    input no tree reads keeps its car's score."""
     columns, trees = model.estimator.compact()
     base = model.preprocessing.matrix_of(raw)[:, columns]
-    where = np.full(raw.shape[1] if raw.ndim == 2 else 0, -1)
+    unedited = trees.raw(base)
+    where = np.full(raw.shape[1], -1)
     where[columns] = np.arange(columns.size)
     numeric = len(model.preprocessing.features)
     medians = np.asarray(model.preprocessing.medians)
 
     def score(rows, cols, values):
-        edited = base[rows]
-        read = where[cols] >= 0
-        filled = values.copy()
-        fill = read & (cols < numeric) & ~np.isfinite(values)
-        filled[fill] = medians[cols[fill]]
-        edited[np.nonzero(read)[0], where[cols[read]]] = filled[read]
-        return trees.predict(edited)
+        out = unedited[rows]
+        read = np.nonzero(where[cols] >= 0)[0]
+        edited = base[rows[read]]
+        filled = values[read].copy()
+        fill = (cols[read] < numeric) & ~np.isfinite(filled)
+        filled[fill] = medians[cols[read][fill]]
+        edited[np.arange(read.size), where[cols[read]]] = filled
+        out[read] = trees.raw(edited)
+        return probability(out)
 
     return score
 

@@ -99,18 +99,19 @@ class Trees:
         return out
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """The probability of a road-test failure for each row of ``x`` (scikit-learn's logistic, bit for bit)."""
-        from scipy.special import expit
-
-        return expit(self.raw(x))
+        """The probability of a road-test failure for each row of ``x``."""
+        return probability(self.raw(x))
 
     def _leaves(self, x: np.ndarray) -> np.ndarray:
         """The leaf each row reaches in each tree: shape (rows, trees)."""
-        rows = np.arange(len(x))[:, None]
-        node = np.broadcast_to(self.roots, (len(x), self.roots.size)).copy()
+        n, width = x.shape
+        flat = np.ascontiguousarray(x).ravel()
+        start = (np.arange(n) * width)[:, None]
+        children = np.column_stack([self.right, self.left]).ravel()  # node i: right at 2i, left at 2i + 1
+        node = np.broadcast_to(self.roots, (n, self.roots.size)).copy()
         codes = self.goes_left.shape[1]
         for _ in range(self.depth):
-            value = x[rows, self.feature[node]]
+            value = flat[start + self.feature[node]]
             missing = np.isnan(value)
             go = np.where(missing, self.missing_left[node], value <= self.threshold[node])
             split = self.category[node]
@@ -120,7 +121,7 @@ class Trees:
                 known = ~missing[at] & (code >= 0) & (code < codes) & (code == np.floor(code))
                 go[at] = np.where(known, self.goes_left[split[at], np.where(known, code, 0).astype(np.intp)],
                                   self.missing_left[node[at]])
-            node = np.where(go, self.left[node], self.right[node])
+            node = children[2 * node + go]
         return node
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
@@ -388,6 +389,13 @@ class Network:
                                 "layers": [{"units": int(w.shape[1]), "activation": a}
                                            for w, a in zip(weights, activations)]},
                                inputs=int(weights[0].shape[0]) if weights else 0)
+
+
+def probability(log_odds: np.ndarray) -> np.ndarray:
+    """The logistic function as scikit-learn's boosting applies it (``scipy.special.expit``, bit for bit)."""
+    from scipy.special import expit
+
+    return expit(log_odds)
 
 
 def _activated(z: np.ndarray, activation: str) -> np.ndarray:

@@ -416,3 +416,23 @@ def test_edits_score_as_the_edited_cars_do(factual, family):
     else:
         np.testing.assert_allclose(fast, slow, rtol=1e-5)
     assert not np.allclose(slow, model.predict_values(raw)[rows])
+
+
+def test_inputs_come_in_the_models_order_after_a_round_trip(data):
+    """Three configuration attributes: the artifact's JSON sorts them (COR, MODELO, MOTOR) while the model
+    was trained MODELO first; a loaded model's inputs still come in its features' order, as arrays read them."""
+    import pyarrow as pa
+
+    train_df, facts = with_facts(data[0], seed=1)
+    n = len(train_df)
+    more = pa.table({"KNR": np.tile(train_df["KNR"].to_numpy(), 2), "kind": ["config"] * (2 * n),
+                     "key": [f"COR={c}" for c in np.where(np.arange(n) % 3 == 0, "BRANCO", "PRETO")]
+                     + [f"MODELO={m}" for m in np.where(np.arange(n) % 4 == 0, "Q3", "TCROSS")],
+                     "value": np.ones(2 * n)})
+    facts = pa.concat_tables([facts, more])
+    model = train(train_df, features=FEATURES, family="hgb", seed=7, facts=facts)
+    loaded = load_model(model.to_bytes())
+    assert loaded.fact_columns.categorical != loaded.preprocessing.categorical  # the JSON's order differs
+    x = loaded.inputs(train_df, facts)
+    assert list(x.columns) == list(loaded.features)
+    np.testing.assert_array_equal(loaded.predict_values(x.to_numpy(dtype=float)), model.predict_proba(train_df, facts))
