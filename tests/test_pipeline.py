@@ -80,6 +80,10 @@ def test_a_retrain_leaves_a_complete_and_true_record(world, history):
     assert metrics["models"]["candidate"]["family_choice"]["chosen"] == "ensemble" == metrics["models"]["candidate"]["family"]
     assert "What drives the risk" in html and run_summary("r1", runs=world[3].runs)["drivers"] == drivers["summary"]
     assert "The settings this run used" in html and "label_maturity_hours" in html
+    for notebook in folder.glob("0*.ipynb"):  # quiet reports: no library's log line among the outputs
+        said = [o for c in json.loads(notebook.read_text())["cells"] for o in c.get("outputs", [])
+                if o.get("name") == "stderr" or "absl" in json.dumps(o) or "oneDNN" in json.dumps(o)]
+        assert said == [], f"{notebook.name} shows {said[:1]}"
 
 
 def test_keep_new_then_keep_old_leaves_the_first_candidate(world, history):
@@ -203,6 +207,49 @@ def test_decide_and_predict_notebooks_run_and_kernel_noise_stays_out_of_the_term
     assert "already decided" in (tmp_path / "05_decide.ipynb").read_text()
     assert "IPKernelApp" not in capfd.readouterr().err
     assert (tmp_path / "kernel.log").exists()
+
+
+#: Runs a command or notebooks' cells in a fresh interpreter, then fails if TensorFlow or Keras was imported.
+_WITHOUT_TENSORFLOW = """
+import json, sys
+from kafer.cli import main
+kind, args = sys.argv[1], sys.argv[2:]
+if kind == "cli":
+    assert main(args) == 0
+else:
+    import matplotlib
+    matplotlib.use("Agg")
+    for path, parameters in zip(args[::2], args[1::2]):
+        names = json.loads(parameters)
+        for cell in json.load(open(path))["cells"]:
+            if cell["cell_type"] == "code" and "parameters" not in cell["metadata"].get("tags", []):
+                exec("".join(cell["source"]), names)
+started = sorted(name for name in ("tensorflow", "keras") if name in sys.modules)
+assert not started, f"{kind} {args[:2]} imported {started}"
+"""
+
+
+def test_scoring_never_starts_tensorflow_and_says_only_kaefers_words(world, history, tmp_path):
+    """Production is an ensemble (a network inside): kafer predict, kafer monitor, the desk's notebook and
+    06_predict score it without importing TensorFlow, and the terminal shows Käfer's progress only."""
+    import subprocess
+    import sys
+
+    from kafer.pipeline import NOTEBOOKS
+
+    root, first, second, settings = world
+    assert registry.production(Lake(settings.lake))["family"] == "ensemble"
+    runs = [["cli", "predict", str(second.folder), "--lake", settings.lake, "--out", str(tmp_path / "r.csv")],
+            ["cli", "monitor", "--lake", settings.lake],
+            ["cells", str(NOTEBOOKS / "05_decide.ipynb"), json.dumps({"run_id": "r1", "lake": settings.lake,
+                                                                     "runs": settings.runs, "user": "Ana"}),
+             str(NOTEBOOKS / "06_predict.ipynb"), json.dumps({"upload": [str(second.folder)], "lake": settings.lake,
+                                                              "out": ""})]]
+    for args in runs:
+        done = subprocess.run([sys.executable, "-c", _WITHOUT_TENSORFLOW, *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        noise = [line for line in done.stderr.splitlines() if line and not line.startswith("  ")]
+        assert noise == [], noise[:3]
 
 
 def test_a_failing_step_marks_the_run_failed_and_leaves_no_candidate(tmp_path):
