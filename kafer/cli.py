@@ -253,10 +253,25 @@ def _short(iso: str | None) -> str:
 
 
 def cmd_predict(args) -> int:
-    from .predict import output_format, predict_upload, ranking_facts, save_ranking
+    from .errors import OutputError, UploadError
+    from .predict import car_lines, output_format, predict_cars, predict_upload, ranking_facts, save_ranking
 
     settings, _ = _lake(args)
+    if args.car and args.paths:
+        raise UploadError("score either an upload's exports (PATH …) or cars the lake holds (--car KNR), not both")
     output_format(args.out)
+    if args.car:
+        scored = predict_cars(args.car, settings=settings, progress=_progress())
+        facts = ranking_facts(scored, paths=[], settings=settings)
+        print(car_lines(scored, facts))
+        if args.out:
+            print(save_ranking(scored, args.out, facts=facts))
+        return 0
+    if not args.paths:
+        raise UploadError("nothing to score: name the exports (kafer predict EXPORTS --out ranked.xlsx) or cars the "
+                          "lake holds (kafer predict --car KNR)")
+    if not args.out:
+        raise OutputError("name where to write the ranked list: --out ranked.xlsx (the workbook) or --out ranked.csv")
     scored = predict_upload(args.paths, settings=settings, progress=_progress())
     print(save_ranking(scored, args.out, facts=ranking_facts(scored, paths=args.paths, settings=settings)))
     return 0
@@ -339,11 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
             "what its report promised, a warning when it slips, what moved in its inputs")
     p.add_argument("--json", action="store_true", help="print it as JSON (alert, why, production, periods, …)")
     p = add("predict", cmd_predict, "score every car of an upload with the production model: the ranked "
-            "inspection list")
-    p.add_argument("paths", nargs="+", metavar="PATH", help=f"{upload}; nothing is added to the lake")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the ranked list: a workbook "
+            "inspection list; or cars the lake holds, by their KNR (--car)")
+    p.add_argument("paths", nargs="*", metavar="PATH", help=f"{upload}; nothing is added to the lake")
+    p.add_argument("--out", metavar="FILE", help="where to write the ranked list: a workbook "
                    "(ranked.xlsx: riskiest first, cars in the inspection budget filled, a sheet on the model) "
-                   "or CSV (ranked.csv)")
+                   "or CSV (ranked.csv); needed with PATH, optional with --car")
+    p.add_argument("--car", action="append", metavar="KNR", help="a car the lake holds, e.g. 2024-1516075 (repeat "
+                   "for more): its risk as known at its road test (or so far), whether it is in the inspection "
+                   "budget, and why")
     return parser
 
 

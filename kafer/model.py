@@ -523,23 +523,30 @@ def _read_estimator(family: str, blob: bytes, description: Mapping, *, inputs: i
     return kind.from_arrays(load_arrays(blob), description, inputs=inputs)
 
 
-def library_differences(meta: Mapping) -> str | None:
+def library_differences(meta: Mapping, *, name: str) -> str | None:
     """In words, how the libraries a model's scores depend on differ from this Käfer's; ``None`` when
     they do not.
 
     A format-3 model is arrays scored by Käfer's own code (:mod:`kafer.scorers`), so only Käfer's
     and NumPy's versions bear on its scores; scikit-learn and TensorFlow only trained it.
+
+    Parameters
+    ----------
+    meta : dict
+        The model's record (:attr:`Model.meta`), whose ``versions`` it was built with.
+    name : str
+        How the words call the model, e.g. ``production model m2024…``.
     """
     recorded = meta.get("versions") or {}
     here = _installed(SCORING_LIBRARIES)
-    differ = [f"{name} {recorded[name]} (here {here[name]})" for name in SCORING_LIBRARIES
-              if recorded.get(name) and recorded[name] != here[name]]
+    differ = [f"{library} {recorded[library]} (here {here[library]})" for library in SCORING_LIBRARIES
+              if recorded.get(library) and recorded[library] != here[library]]
     if not differ:
         return None
-    return (f"model {meta.get('version') or meta.get('family', '')} was built with other library versions than "
-            f"this Käfer runs: {', '.join(differ)}. Its trees and weights are read as saved (no code in them runs) "
-            "and scored by Käfer's own NumPy code, so its scores stay those it was judged on unless that code or "
-            "NumPy's arithmetic changed; if its track record (kafer monitor) looks off, retrain.")
+    return (f"{name} was built with other versions of the libraries its scores rest on: {', '.join(differ)}. "
+            "Its trees and weights are read as saved (nothing in them runs) and scored by Käfer's own NumPy code, "
+            "so its scores stay those it was judged on unless that code or NumPy's arithmetic changed; if its track "
+            "record (kafer monitor) looks off, retrain.")
 
 
 def _installed(names: Sequence[str]) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -207,6 +208,44 @@ def test_decide_and_predict_notebooks_run_and_kernel_noise_stays_out_of_the_term
     assert "already decided" in (tmp_path / "05_decide.ipynb").read_text()
     assert "IPKernelApp" not in capfd.readouterr().err
     assert (tmp_path / "kernel.log").exists()
+
+
+def test_predict_cars_the_lake_holds_by_their_knr(world, history, tmp_path, capsys):
+    """kafer predict --car: each car as the lake's curated version knows it, the production model's risk,
+    whether it reaches the bar, where it is and why; a KNR the lake lacks, or a malformed one, is refused."""
+    from kafer.model import load_model
+
+    root, first, second, settings = world
+    lake = Lake(settings.lake)
+    table = catalog.current_features(lake)
+    tested = table.loc[table["road_test_at"].notna(), "KNR"].astype(str).tolist()[:2]
+    on_line = table.loc[table["road_test_at"].isna(), "KNR"].astype(str).tolist()[:1]
+    asked = tested + on_line
+    out = tmp_path / "cars.csv"
+    assert main(["predict", *[a for k in asked for a in ("--car", k)], "--lake", settings.lake,
+                 "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    production = registry.production(lake)
+    model = load_model(registry.load_artifact(lake, production["version"]))
+    rows = table[table["KNR"].astype(str).isin(asked)]
+    risk = dict(zip(rows["KNR"].astype(str), model.predict_proba(rows, catalog.current_facts(lake))))
+    ranked = pd.read_csv(out, dtype={"KNR": str})
+    assert sorted(ranked["KNR"]) == sorted(asked) and ranked["rank"].tolist() == list(range(1, len(asked) + 1))
+    np.testing.assert_allclose(ranked["probability"], [risk[k] for k in ranked["KNR"]], rtol=1e-12)
+    threshold = production["metrics"]["operating_threshold"]
+    for knr in asked:
+        line = next(line for line in said.splitlines() if knr in line)
+        assert f"risk {risk[knr] * 100:.1f} %" in line
+        assert ("not in the inspection budget" in line) == (risk[knr] < threshold)
+        assert ("at its road test" in line) == (knr in tested) and ("risk so far" in line) == (knr in on_line)
+    assert said.count("Why: ") == len(asked) and f"{threshold * 100:.1f} %" in said
+    assert main(["predict", "--car", "2099-0000001", "--lake", settings.lake]) == 2
+    err = capsys.readouterr().err
+    assert "2099-0000001 is not in the lake" in err and "check the number" in err and "Traceback" not in err
+    assert main(["predict", "--car", "20991", "--lake", settings.lake]) == 2
+    assert "'20991' is not a KNR" in capsys.readouterr().err
+    assert main(["predict", str(second.folder), "--car", tested[0], "--lake", settings.lake]) == 2
+    assert "not both" in capsys.readouterr().err
 
 
 #: Runs a command or notebooks' cells in a fresh interpreter, then fails if TensorFlow or Keras was imported.
