@@ -277,6 +277,15 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    from .convert import conversion_summary, convert_models
+
+    settings, lake = _lake(args, write=True)
+    done = convert_models(lake, by=args.by, settings=settings, progress=lambda message: print(message, flush=True))
+    print(conversion_summary(done))
+    return 1 if any(c.outcome == "refused" for c in done) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kafer", description="Road-test failure risk for each car built, retrained safely: a person keeps the "
@@ -362,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--car", action="append", metavar="KNR", help="a car the lake holds, e.g. 2024-1516075 (repeat "
                    "for more): its risk as known at its road test (or so far), whether it is in the inspection "
                    "budget, and why")
+    p = add("models", cmd_models, "administer the lake's kept models: `convert` rewrites those an older Käfer kept "
+            "(a pickle, a .keras file) as arrays that load without running code, keeping their record")
+    p.add_argument("action", choices=("convert",), help="convert: every model version whose artifact an older Käfer "
+                   "wrote, checked to score as before; once, after upgrading")
+    p.add_argument("--by", metavar="NAME", help="who converts (recorded; default: the login name)")
     return parser
 
 

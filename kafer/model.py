@@ -479,43 +479,86 @@ def load_model(data: bytes, *, estimators: bool = True) -> Model:
         When the bytes are not a Käfer model artifact, its estimators cannot be read, or they are of
         an older format (pickled) and ``estimators`` is true.
     """
+    parts = artifact_parts(data)
+    if parts.format in PICKLED_FORMATS:
+        if estimators:
+            raise ModelError(f"this {parts.family} model was kept by an older Käfer, whose artifacts hold a pickle that "
+                             f"would run code when read: it is not loaded; an administrator converts the lake's "
+                             f"models once with `{CONVERT}` (kafer models convert --lake URL), then it scores as before")
+    elif parts.format != FORMAT:
+        raise ModelError(f"model artifact format {parts.format} is not one this Käfer reads ({FORMAT}, or "
+                         f"{' and '.join(map(str, PICKLED_FORMATS))} once converted): it was made by a newer Käfer; "
+                         "install that Käfer or retrain")
+    read = {}
+    if estimators:
+        prep = parts.preprocessing
+        width = {"hgb": len(prep.features) + len(prep.categorical), "keras": len(prep.features) + sum(prep.levels)}
+        for family in parts.families:
+            npz, described = _ARRAYS[family]
+            try:
+                description = json.loads(parts.files[described].decode("utf-8"))
+                blob = parts.files[npz]
+            except (KeyError, ValueError) as exc:
+                raise ModelError(f"the {family} estimator of this artifact is missing or unreadable ({exc!r})") from None
+            read[family] = _read_estimator(family, blob, description, inputs=width[family])
+    return assemble(parts, read)
+
+
+@dataclass(frozen=True)
+class ArtifactParts:
+    """What an artifact holds, read without running anything: its record, preprocessing, calibration,
+    fact columns, format, and its other files as bytes (estimators, unread)."""
+
+    family: str
+    meta: dict
+    members: tuple[dict, ...]
+    preprocessing: Preprocessing
+    calibration: tuple[float, ...]
+    fact_columns: FactColumns | None
+    format: int
+    files: Mapping[str, bytes]
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The families of its estimators: the model's, or its members'."""
+        return tuple(m["family"] for m in self.members) if self.members else (self.family,)
+
+
+def artifact_parts(data: bytes) -> ArtifactParts:
+    """The parts of an artifact of any format (:class:`ArtifactParts`).
+
+    Raises
+    ------
+    ModelError
+        When the bytes are not a Käfer model artifact.
+    """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             meta = json.loads(archive.read(_META).decode("utf-8"))
-            family = meta["family"]
-            members = meta.pop("members", None) or [meta]
-            kept = meta.pop("preprocessing")
-            calibration = meta.pop("calibration")
-            version = meta.pop("format")
-            columns = meta.pop("fact_columns", None)
-            preprocessing = Preprocessing.from_dict(kept)
-            fact_columns = FactColumns.from_dict(columns) if columns else None
-            blobs = {}
-            if estimators and version == FORMAT:
-                blobs = {m["family"]: (archive.read(_ARRAYS[m["family"]][0]),
-                                       json.loads(archive.read(_ARRAYS[m["family"]][1]).decode("utf-8")))
-                         for m in members}
+            files = {name: archive.read(name) for name in archive.namelist() if name != _META}
+        family = meta["family"]
+        members = tuple(meta.pop("members", None) or ())
+        preprocessing = Preprocessing.from_dict(meta.pop("preprocessing"))
+        calibration = tuple(float(c) for c in meta.pop("calibration"))
+        version = meta.pop("format")
+        columns = meta.pop("fact_columns", None)
+        fact_columns = FactColumns.from_dict(columns) if columns else None
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise ModelError(f"not a Käfer model artifact ({exc!r}): save models with Model.to_bytes") from None
-    if version in PICKLED_FORMATS:
-        if estimators:
-            raise ModelError(f"this {family} model was kept by an older Käfer, whose artifacts hold a pickle that "
-                             f"would run code when read: it is not loaded; an administrator converts the lake's "
-                             f"models once with `{CONVERT}` (kafer models convert --lake URL), then it scores as before")
-    elif version != FORMAT:
-        raise ModelError(f"model artifact format {version} is not one this Käfer reads ({FORMAT}, or "
-                         f"{' and '.join(map(str, PICKLED_FORMATS))} once converted): it was made by a newer Käfer; "
-                         "install that Käfer or retrain")
-    width = {"hgb": len(preprocessing.features) + len(preprocessing.categorical),
-             "keras": len(preprocessing.features) + sum(preprocessing.levels)}
-    read = {name: _read_estimator(name, blob, description, inputs=width[name])
-            for name, (blob, description) in blobs.items()}
-    calibration = tuple(float(c) for c in calibration)
-    if family != ENSEMBLE:
-        return Model(family, preprocessing, read.get(family), calibration, meta, fact_columns)
-    parts = tuple(Model(m["family"], preprocessing, read.get(m["family"]),
-                        tuple(float(c) for c in m.pop("calibration")), m, fact_columns) for m in members)
-    return Model(family, preprocessing, parts, calibration, meta, fact_columns)
+    return ArtifactParts(family, meta, members, preprocessing, calibration, fact_columns, version, files)
+
+
+def assemble(parts: ArtifactParts, estimators: Mapping[str, Any], *, meta: Mapping | None = None) -> Model:
+    """The model of ``parts`` with ``estimators`` (per family; a family left out is not loaded), its
+    record ``meta`` when given (else the artifact's)."""
+    meta = dict(parts.meta if meta is None else meta)
+    if parts.family != ENSEMBLE:
+        return Model(parts.family, parts.preprocessing, estimators.get(parts.family), parts.calibration, meta,
+                     parts.fact_columns)
+    members = tuple(Model(m["family"], parts.preprocessing, estimators.get(m["family"]),
+                          tuple(float(c) for c in m["calibration"]), {k: v for k, v in m.items() if k != "calibration"},
+                          parts.fact_columns) for m in parts.members)
+    return Model(parts.family, parts.preprocessing, members, parts.calibration, meta, parts.fact_columns)
 
 
 def _read_estimator(family: str, blob: bytes, description: Mapping, *, inputs: int) -> Trees | Network:
