@@ -204,9 +204,17 @@ def cmd_status(args) -> int:
 
 
 def cmd_monitor(args) -> int:
+    from . import registry
+    from .model import library_differences, read_meta
     from .monitor import track_record
 
     settings, lake = _lake(args)
+    production = registry.production(lake)
+    if production is not None:
+        note = library_differences(read_meta(registry.load_artifact(lake, production["version"])),
+                                   name=f"production model {production['version']}")
+        if note:
+            print(f"  {note}", file=sys.stderr)
     record = track_record(lake, settings=settings)
     print(json.dumps(record.to_dict(), indent=2, default=str) if args.json else format_monitor(record))
     return 0

@@ -436,3 +436,14 @@ def test_inputs_come_in_the_models_order_after_a_round_trip(data):
     x = loaded.inputs(train_df, facts)
     assert list(x.columns) == list(loaded.features)
     np.testing.assert_array_equal(loaded.predict_values(x.to_numpy(dtype=float)), model.predict_proba(train_df, facts))
+
+
+def test_a_model_built_with_other_libraries_says_so_in_words(fitted):
+    from kafer.model import library_differences
+
+    meta = fitted["hgb"].meta
+    assert library_differences(meta, name="production model m1") is None
+    older = {**meta, "versions": {**meta["versions"], "numpy": "1.26.0", "scikit-learn": "0.0.1"}}
+    note = library_differences(older, name="production model m1")
+    assert note.startswith("production model m1 was built with other versions") and f"numpy 1.26.0 (here {np.__version__})" in note
+    assert "scikit-learn" not in note  # it only trained the model: its arrays are scored by Käfer's own code
