@@ -783,7 +783,6 @@ def main() -> None:
         land_only(args.land_only[0], args.land_only[1:])
         return
     OUT.mkdir(exist_ok=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.only in (None, "ingest"):
         bench_ingest(args.cars)
     if args.only in (None, "scale"):
