@@ -6,8 +6,8 @@ what a model keeps, and what scores cars, is what this module makes of them:
 - :class:`Trees`: every tree of a ``HistGradientBoostingClassifier`` as node arrays (the input a
   split reads, its threshold, where a missing value goes, which categories go left, the leaves'
   values) and the baseline log-odds. Scored for all trees and cars at once, it gives the
-  classifier's own probabilities (checked when it is made, and tested), categorical splits and
-  missing values included.
+  classifier's own log-odds bit for bit and its probabilities to the last bit (checked when it is
+  made, and tested), categorical splits and missing values included.
 - :class:`Network`: each dense layer's weights, bias and activation; the inference pass (dropout
   off) in float32, as Keras computes it.
 
@@ -99,7 +99,7 @@ class Trees:
         return out
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """The probability of a road-test failure for each row of ``x``."""
+        """The probability of a road-test failure for each row of ``x`` (:func:`probability` of :meth:`raw`)."""
         return probability(self.raw(x))
 
     def _leaves(self, x: np.ndarray) -> np.ndarray:
@@ -392,10 +392,16 @@ class Network:
 
 
 def probability(log_odds: np.ndarray) -> np.ndarray:
-    """The logistic function as scikit-learn's boosting applies it (``scipy.special.expit``, bit for bit)."""
-    from scipy.special import expit
+    """The logistic function of float64 log-odds, without overflow for large ``|log_odds|``.
 
-    return expit(log_odds)
+    scikit-learn applies ``scipy.special.expit``, whose ``exp`` is the C library's; NumPy's may differ
+    from it in the last bit, so a probability can differ from scikit-learn's by one unit in the last
+    place (2e-16) while the log-odds are equal bit for bit. Importing SciPy's special functions would
+    cost scoring a car about a second.
+    """
+    z = np.asarray(log_odds, dtype=np.float64)
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def _activated(z: np.ndarray, activation: str) -> np.ndarray:

@@ -35,7 +35,7 @@ def boosting():
     return estimator, x
 
 
-def test_the_trees_give_scikit_learns_probabilities_bit_for_bit(boosting):
+def test_the_trees_give_scikit_learns_log_odds_bit_for_bit_and_its_probabilities_to_the_last_bit(boosting):
     estimator, x = boosting
     trees = Trees.from_sklearn(estimator)
     assert (trees.category >= 0).any(), "the world must make categorical splits"
@@ -44,7 +44,8 @@ def test_the_trees_give_scikit_learns_probabilities_bit_for_bit(boosting):
                     [0.0, 0.0, 0.0, 0.0, -1.0, 2.5],        # a negative and a fractional code
                     [9.0, -9.0, 0.0, 0.0, 11.0, 12.0]])
     cars = np.vstack([x, odd])
-    np.testing.assert_array_equal(trees.predict(cars), estimator.predict_proba(cars)[:, 1])
+    np.testing.assert_array_equal(trees.raw(cars), estimator._raw_predict(cars)[:, 0])
+    np.testing.assert_allclose(trees.predict(cars), estimator.predict_proba(cars)[:, 1], rtol=0, atol=4e-16)
     assert trees.used == frozenset(range(6))
 
 
