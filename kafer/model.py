@@ -484,7 +484,7 @@ def load_model(data: bytes, *, estimators: bool = True) -> Model:
         if estimators:
             raise ModelError(f"this {parts.family} model was kept by an older Käfer, whose artifacts hold a pickle that "
                              f"would run code when read: it is not loaded; an administrator converts the lake's "
-                             f"models once with `{CONVERT}` (kafer models convert --lake URL), then it scores as before")
+                             f"models once with `{CONVERT} --lake URL`, then it scores as before")
     elif parts.format != FORMAT:
         raise ModelError(f"model artifact format {parts.format} is not one this Käfer reads ({FORMAT}, or "
                          f"{' and '.join(map(str, PICKLED_FORMATS))} once converted): it was made by a newer Käfer; "
