@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "r20241126T201753Z-3fa9)")
     p.add_argument("--family", choices=FAMILY_CHOICES, help="model family to train: hgb (gradient boosting), keras "
                    "(neural network), ensemble (both, stacked into one calibrated model) or auto (compare them on "
-                   "the same time-ordered validation cars, keep the better) (default: the settings', ensemble)")
+                   "the same time-ordered validation cars, keep the better) (default: the settings', hgb)")
     who = "who decides, e.g. \"Ana Souza\" (logged)"
     p = add("decide", cmd_decide, "keep the run's new model or the old one (logged)", runs=True)
     p.add_argument("run", metavar="RUN", help="the run whose candidate to decide, e.g. r20241126T201753Z-3fa9 "

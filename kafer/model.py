@@ -2,7 +2,7 @@
 
 Two families share one preprocessing and one artifact format:
 
-- ``hgb``: scikit-learn's histogram gradient boosting on the (median-imputed) feature values,
+- ``hgb`` (the default): scikit-learn's histogram gradient boosting on the (median-imputed) feature values,
   regularized for a weak signal: small steps, four leaves per tree, L2 penalty, early stopping on
   the validation loss, at least 20 cars per leaf (a fact needs a leaf of its own: with 40, the facts
   20 to 40 training cars have, as many kept ones do in a 2,000-car upload, could never be split on).
@@ -13,7 +13,7 @@ Two families share one preprocessing and one artifact format:
   Training is seeded and TensorFlow's ops made deterministic, so the same cars, parameters and
   seed give the same network (this sets the process's global random seeds).
 
-- ``ensemble`` (the default): both of the above, trained alike; a car's probability is a logistic
+- ``ensemble``: both of the above, trained alike; a car's probability is a logistic
   function of a weighted sum of the two members' log-odds, the non-negative weights and the
   intercept fitted on the validation cars (stacking). Where one family sees what the other misses
   (boosting splits on categories and rare facts, the network adds smooth effects of the counts)

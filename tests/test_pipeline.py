@@ -36,7 +36,8 @@ def world(tmp_path_factory):
     first = make_demo_upload(root / "first", cars=500, seed=1, results_per_car=30, sheet_rows=2000)
     second = make_demo_upload(root / "second", cars=300, seed=2, results_per_car=30, sheet_rows=2000,
                               start="2024-05-06")
-    settings = load_settings(lake=str(root / "lake"), runs=str(root / "runs"), **SMALL)
+    # The ensemble, one setting away from the default: its network must score without TensorFlow.
+    settings = load_settings(lake=str(root / "lake"), runs=str(root / "runs"), family="ensemble", **SMALL)
     return root, first, second, settings
 
 
