@@ -26,7 +26,8 @@ import numpy as np
 
 from .errors import ModelError
 
-#: Tree nodes times cars scored at once: bounds the memory of one block of the traversal.
+#: Tree nodes times cars scored at once: bounds the memory of one block of the traversal (the
+#: decisions of every split for every car, the node each car is at in every tree).
 _BLOCK = 1 << 21
 #: Activations a network's layers may have.
 ACTIVATIONS = ("relu", "sigmoid")
@@ -89,7 +90,7 @@ class Trees:
         """The log-odds of each row of ``x`` (inputs in the model's order, missing values NaN)."""
         x = np.asarray(x, dtype=np.float64)
         out = np.empty(len(x))
-        step = max(1, _BLOCK // max(1, self.roots.size))
+        step = max(1, _BLOCK // max(1, self.roots.size, self.left.size))
         for start in range(0, len(x), step):
             block = x[start:start + step]
             leaves = self._leaves(block)
@@ -103,25 +104,32 @@ class Trees:
         return probability(self.raw(x))
 
     def _leaves(self, x: np.ndarray) -> np.ndarray:
-        """The leaf each row reaches in each tree: shape (rows, trees)."""
-        n, width = x.shape
-        flat = np.ascontiguousarray(x).ravel()
-        start = (np.arange(n) * width)[:, None]
+        """The leaf each row reaches in each tree: shape (rows, trees).
+
+        Every split's decision for every row is taken first, in one pass over the split nodes; the
+        walk down the trees then only looks decisions up, one level at a time for all trees at once.
+        """
+        n = len(x)
+        ids = np.arange(self.left.size)
+        split = np.nonzero(self.left != ids)[0]
+        value = x[:, self.feature[split]]
+        missing = np.isnan(value)
+        go = np.where(missing, self.missing_left[split], value <= self.threshold[split])
+        category = self.category[split]
+        at = np.nonzero(category >= 0)[0]
+        if at.size:
+            code, codes = value[:, at], self.goes_left.shape[1]
+            known = ~missing[:, at] & (code >= 0) & (code < codes) & (code == np.floor(code))
+            go[:, at] = np.where(known, self.goes_left[category[at], np.where(known, code, 0).astype(np.intp)],
+                                 self.missing_left[split[at]])
+        decision = np.zeros(self.left.size, dtype=np.intp)  # a node's column of ``go`` (a leaf's: any)
+        decision[split] = np.arange(split.size)
+        flat = go.ravel()
+        start = (np.arange(n) * max(1, split.size))[:, None]
         children = np.column_stack([self.right, self.left]).ravel()  # node i: right at 2i, left at 2i + 1
         node = np.broadcast_to(self.roots, (n, self.roots.size)).copy()
-        codes = self.goes_left.shape[1]
         for _ in range(self.depth):
-            value = flat[start + self.feature[node]]
-            missing = np.isnan(value)
-            go = np.where(missing, self.missing_left[node], value <= self.threshold[node])
-            split = self.category[node]
-            at = np.nonzero(split >= 0)
-            if at[0].size:
-                code = value[at]
-                known = ~missing[at] & (code >= 0) & (code < codes) & (code == np.floor(code))
-                go[at] = np.where(known, self.goes_left[split[at], np.where(known, code, 0).astype(np.intp)],
-                                  self.missing_left[node[at]])
-            node = children[2 * node + go]
+            node = children[2 * node + flat[start + decision[node]]]
         return node
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict]:
