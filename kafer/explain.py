@@ -38,6 +38,9 @@ Predict = Callable[[np.ndarray], np.ndarray]
 #: Probabilities of edited cars: ``edit(values, rows, columns, new)`` scores, for each ``e``, car
 #: ``rows[e]`` of ``values`` with its input ``columns[e]`` set to ``new[e]``.
 Edit = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+#: Probabilities of a set of cars with a group of inputs shuffled: ``shuffled(columns, order)``, car ``i``
+#: taking car ``order[i]``'s values of the inputs at positions ``columns``.
+Shuffled = Callable[[Sequence[int], np.ndarray], np.ndarray]
 
 #: Shuffles of each group; their mean fall in ROC-AUC is the importance.
 REPEATS = 5
@@ -55,7 +58,7 @@ def _shuffled(values: np.ndarray, columns: Sequence[int], order: np.ndarray) -> 
 
 def permutation_importance(predict: Predict, inputs: pd.DataFrame, y_true, groups: Mapping[str, Sequence[str]], *,
                            repeats: int = REPEATS, rounds: int = 1000, seed: int = 0, alpha: float = 0.05,
-                           comparisons: int | None = None) -> pd.DataFrame:
+                           comparisons: int | None = None, shuffled: Shuffled | None = None) -> pd.DataFrame:
     """The fall in ROC-AUC when each group of inputs is shuffled among the cars, with intervals.
 
     Parameters
@@ -76,6 +79,9 @@ def permutation_importance(predict: Predict, inputs: pd.DataFrame, y_true, group
         Error rate of the "stands out" judgement, shared by ``comparisons`` groups.
     comparisons : int, optional
         How many groups were looked at to pick these (default: ``len(groups)``).
+    shuffled : callable, optional
+        Probabilities of these cars with a group shuffled (:data:`Shuffled`, e.g.
+        :meth:`kafer.model.Model.shuffler`); by default ``predict`` scores shuffled copies.
 
     Returns
     -------
@@ -98,7 +104,7 @@ def permutation_importance(predict: Predict, inputs: pd.DataFrame, y_true, group
     scores = [predict(values)]
     for columns in groups.values():
         at = [inputs.columns.get_loc(c) for c in columns]
-        scores += [predict(_shuffled(values, at, order)) for order in orders]
+        scores += [shuffled(at, order) if shuffled else predict(_shuffled(values, at, order)) for order in orders]
     resampled = auc_rounds(y_true, scores, rounds=rounds, seed=seed)
     points = np.array([roc_auc(y_true, s) for s in scores])
     level = 100 * alpha / max(1, comparisons or len(groups))
@@ -212,8 +218,11 @@ def drivers(model, cars: pd.DataFrame, facts, y_true, *, rounds: int = 1000, see
     groups = {f: [c for c in x.columns if family_of[c] == f] for f in FEATURE_FAMILIES}
     groups = {f: columns for f, columns in groups.items() if columns}
     reacting = {f: [c for c in columns if c in used] for f, columns in groups.items()}
+    values = x.to_numpy(dtype=float)
+    shuffled = model.shuffler(values)
     families = permutation_importance(model.predict_values, x, y, {f: c for f, c in reacting.items() if c},
-                                      repeats=repeats, rounds=rounds, seed=seed, comparisons=len(groups))
+                                      repeats=repeats, rounds=rounds, seed=seed, comparisons=len(groups),
+                                      shuffled=shuffled)
     unused = pd.DataFrame([{"group": f, "importance": 0.0, "low": 0.0, "high": 0.0, "stands_out": False}
                            for f, c in reacting.items() if not c], columns=families.reset_index().columns)
     families = pd.concat([families.reset_index(), unused]).set_index("group").loc[list(groups)]
@@ -222,8 +231,9 @@ def drivers(model, cars: pd.DataFrame, facts, y_true, *, rounds: int = 1000, see
                    seed=seed)
     strongest = [c for c in first.index[:top] if first[c] > 0]
     single = permutation_importance(model.predict_values, x, y, {c: [c] for c in strongest}, repeats=repeats,
-                                    rounds=rounds, seed=seed, comparisons=len(x.columns)) if strongest else None
-    p = model.predict_values(x.to_numpy(dtype=float))
+                                    rounds=rounds, seed=seed, comparisons=len(x.columns),
+                                    shuffled=shuffled) if strongest else None
+    p = model.predict_values(values)
     typical = dict(zip(model.preprocessing.features, model.preprocessing.medians))
     rows = []
     for column in strongest:

@@ -447,3 +447,25 @@ def test_a_model_built_with_other_libraries_says_so_in_words(fitted):
     note = library_differences(older, name="production model m1")
     assert note.startswith("production model m1 was built with other versions") and f"numpy 1.26.0 (here {np.__version__})" in note
     assert "scikit-learn" not in note  # it only trained the model: its arrays are scored by Käfer's own code
+
+
+@pytest.mark.parametrize("family", ["hgb", "keras"])
+def test_a_shuffled_group_scores_as_the_shuffled_copies_do(factual, family):
+    """Model.shuffler gives what scoring shuffled copies gives: for a group with a category, a single
+    number, and a group of inputs no tree reads (whose shuffle leaves the trees' scores as they are)."""
+    models, _, (test_df, test_facts) = factual
+    model = models[family]
+    raw = model.preprocessing.raw(model.inputs(test_df, test_facts))
+    shuffled = model.shuffler(raw)
+    order = np.random.default_rng(3).permutation(len(raw))
+    unread = [i for i, name in enumerate(model.features) if name not in models["hgb"].used_inputs()]
+    for columns in ([model.features.index("config:MOTOR"), 0], [model.features.index("nok_test:131200")], unread):
+        copy = raw.copy()
+        copy[:, columns] = raw[np.ix_(order, columns)]
+        fast, slow = shuffled(columns, order), model.predict_values(copy)
+        if family == "hgb":
+            np.testing.assert_array_equal(fast, slow)
+        else:
+            np.testing.assert_allclose(fast, slow, rtol=1e-5)
+    assert unread and not np.allclose(shuffled([model.features.index("nok_test:131200")], order),
+                                      model.predict_values(raw))
