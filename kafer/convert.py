@@ -194,7 +194,11 @@ def _old_estimator(family: str, parts: ArtifactParts) -> Any:
                              f"(this Käfer in a venv with `pip install scikit-learn=={made_with}`), or retrain")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return _TrustedUnpickler(io.BytesIO(blob)).load()
+            try:
+                return _TrustedUnpickler(io.BytesIO(blob)).load()
+            except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
+                    ValueError) as exc:
+                raise ModelError(f"its boosting pickle cannot be read ({exc!r}): retrain") from None
     from .model import _tensorflow
 
     keras, _ = _tensorflow()
