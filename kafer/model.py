@@ -125,20 +125,14 @@ class Preprocessing:
         """The inputs of ``df`` as they are: the numeric ones, then the category codes (NaN: missing)."""
         return _numeric(df, self.features + self.categorical)
 
-    def values(self, df: pd.DataFrame) -> np.ndarray:
-        """The numeric inputs of ``df``, gaps filled with the training medians."""
-        return self._filled(_numeric(df, self.features))
-
-    def codes(self, df: pd.DataFrame) -> np.ndarray:
-        """The category inputs of ``df`` as codes (NaN: missing)."""
-        return _numeric(df, self.categorical)
-
     def matrix(self, df: pd.DataFrame) -> np.ndarray:
-        """The boosting model's input: :meth:`values`, then :meth:`codes`."""
+        """The boosting model's input: the numeric inputs, gaps filled with the training medians, then the
+        category codes."""
         return self.matrix_of(self.raw(df))
 
     def scaled(self, df: pd.DataFrame) -> np.ndarray:
-        """The network's input: signed ``log1p`` of :meth:`values`, standardized, then the categories one-hot."""
+        """The network's input: signed ``log1p`` of the numeric inputs (gaps filled with the training
+        medians), standardized, then the categories one-hot."""
         return self.scaled_of(self.raw(df))
 
     def matrix_of(self, raw: np.ndarray) -> np.ndarray:
@@ -643,8 +637,7 @@ def library_differences(meta: Mapping, *, name: str) -> str | None:
 def _installed(names: Sequence[str]) -> dict[str, str]:
     from . import __version__
 
-    known = {"kafer": __version__, "numpy": np.__version__, "python": platform.python_version()}
-    return {name: known[name] for name in names}
+    return {name: {"kafer": __version__, "numpy": np.__version__}[name] for name in names}
 
 
 def train(train_df: pd.DataFrame, *, features: Sequence[str], family: str, seed: int,
