@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from kafer import catalog, registry, runrecord
@@ -102,7 +103,7 @@ def old_lake(tmp_path_factory, months):
     production = kept_by_main(lake, settings, settings.runs, run_id="r1", artifact=old_artifact(model, estimators),
                               model=model, cars=table, keep=True)
     cars = catalog.current_features(lake)
-    catalog.save_model_scores(lake, production, catalog.current_version(lake), __import__("pandas").DataFrame(
+    catalog.save_model_scores(lake, production, catalog.current_version(lake), pd.DataFrame(
         {"KNR": cars["KNR"].astype(str), "fingerprint": fingerprints(cars, facts, columns=model.table_features),
          "probability": model.predict_proba(cars, facts)}))
     planted = root / "ran"
