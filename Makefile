@@ -39,6 +39,9 @@ COMPILE  = $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --python-versio
 setup: $(RUNTIME)
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "The lock files are \
+	resolved for CPython 3.11 and $(PYTHON) is $$($(PYTHON) -V 2>&1): install Python 3.11 and run again with \
+	PYTHON=python3.11." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
 # The runtime from its lock (hashes checked), then Käfer itself, editable, built without fetching anything.
