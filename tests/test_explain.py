@@ -134,3 +134,20 @@ def test_standing_out_allows_for_every_group_looked_at():
                     for k in (1, 40))
     assert alone.loc["a", "importance"] == among.loc["a", "importance"] > 0.05
     assert alone.loc["a", "stands_out"] and not among.loc["a", "stands_out"]
+
+
+def test_each_reason_adds_what_scoring_the_car_without_that_fact_takes_away(planted):
+    """The reasons are exact: a fact's share is the car's probability minus that of a copy of the car with
+    the fact set back to typical, scored whole (as the reasons were before edits were scored in place)."""
+    model, cars, facts = planted
+    found = reasons(model, cars, facts)
+    x = model.inputs(cars, facts)
+    values = x.to_numpy(dtype=float)
+    row = {k: i for i, k in enumerate(cars["KNR"].astype(str))}
+    typical = {c: 0.0 if (":" in c or c in model.preprocessing.categorical)
+               else dict(zip(model.preprocessing.features, model.preprocessing.medians))[c] for c in x.columns}
+    copies = np.array([values[row[r.KNR]] for r in found.itertuples()])
+    for i, r in enumerate(found.itertuples()):
+        copies[i, x.columns.get_loc(r.input)] = typical[r.input]
+    expected = model.predict_values(values)[[row[k] for k in found["KNR"]]] - model.predict_values(copies)
+    np.testing.assert_array_equal(found["adds"].to_numpy(), expected)
