@@ -16,11 +16,15 @@
    the risk planted in the contract's counts, the configuration, the tests NOK, the route or the
    defect texts, the same share, which feature families the comparison says stand out, and
    whether the planted one is among them, on month-sized uploads (6,000 cars).
-4. Families compared on the same time-ordered validation cars (``--family auto``) per placement.
+4. Families compared on the same time-ordered validation cars (``--family auto``) per placement;
+   ``--only ensemble``: hgb against the ensemble on held-out uploads, paired differences with intervals.
    What is known at the road test (``--only timerule``): the demo, each placement's held-out upload and
    pure chance, with every row of a car in its features and with only its rows before its road test.
-5. Scoring speed with the production model, reasons included, each car's rows in the lake read too:
-   one car and 1,000 cars new to the lake, and 2,000 cars the lake holds already.
+5. What people wait for, the default family (hgb) and the ensemble side by side (``--only costs``):
+   ``kafer predict`` of one new car, of 2,000 new cars and ``--car`` of one car the lake holds, whole
+   commands, reasons included; ``03_retrain`` and ``04_compare`` on the demo and a month-sized upload;
+   peak memory of each. ``--only install``: the time and ``.venv`` size of ``make retrain``'s and
+   ``make test``'s installs from the lock files.
 6. The one real per-car table (peer-samples/g05): what of the new families it allows, and what
    that gives on a time split.
 7. The track record (``--only monitor``): ``kafer monitor`` on a twelve-month lake; its false-warning
@@ -377,7 +381,7 @@ def bench_signal(cars: int, seeds: tuple[int, ...]) -> None:
 
 
 def in_process_share(folder: Path, name: str, *, time_rule: bool = True,
-                     families: tuple[str, ...] = ("auto",)) -> dict:
+                     families: tuple[str, ...] = ("auto",), paired: bool = False) -> dict:
     """Ingest, train each of ``families`` (``auto``: the better of hgb and keras, the default before the
     ensemble) and evaluate in this
     process; per family the share of the way to the truth. Without ``time_rule`` every row of a car
@@ -412,12 +416,19 @@ def in_process_share(folder: Path, name: str, *, time_rule: bool = True,
     y = split.eval["label_rod"].to_numpy()
     oracle = auc(y, truth.loc[split.eval["KNR"], "p_true"].to_numpy())
     out = {"oracle": oracle, "cars": len(y), "failures": int(y.sum())}
+    scores = {}
     for family in families:
         chosen = select_family(split.train, families=("hgb", "keras"), **options)["chosen"] if family == "auto" \
             else family
-        model_auc = auc(y, train(split.train, family=chosen, **options).predict_proba(split.eval, facts))
+        scores[family] = train(split.train, family=chosen, **options).predict_proba(split.eval, facts)
+        model_auc = auc(y, scores[family])
         out[family] = {"auc": model_auc, "family": chosen,
                        "share": (model_auc - 0.5) / (oracle - 0.5) if oracle > 0.5 else float("nan")}
+    if paired:
+        from kafer.metrics import compare
+
+        out["difference"] = compare(y, scores[families[1]], scores[families[0]], budgets=(0.1,),
+                                    rounds=settings.bootstrap_rounds, seed=settings.seed)["difference"]
     shutil.rmtree(lake, ignore_errors=True)
     return out
 
@@ -449,23 +460,35 @@ def bench_time_rule(seed: int) -> None:
 
 
 def bench_ensemble(cars: int, seeds: tuple[int, ...]) -> None:
-    """The default family before (``auto``: the better of hgb and keras) and after (``ensemble``: both
-    stacked) on the same uploads, seeds no development run looked at, in-process."""
-    print(f"\n== The default family before (auto) and after (ensemble): {cars:,} cars, seeds "
-          f"{', '.join(map(str, seeds))}, never looked at while choosing")
-    print(f"  {'placement':<34} {'seed':>5} {'fail':>4} {'truth':>6} {'auto (kept)':>15} {'ensemble':>8}")
-    means = {"auto": [], "ensemble": []}
+    """Boosting alone against the ensemble (boosting and a network stacked) on the same uploads and the
+    same evaluation cars, seeds no development run looked at, in-process: the share of the way to the
+    truth, and the paired bootstrap difference in ROC-AUC and in recall at 10 % (ensemble minus hgb)."""
+    print(f"\n== hgb against the ensemble: {cars:,} cars, seeds {', '.join(map(str, seeds))}, never looked at while "
+          "choosing; paired differences ensemble - hgb with 95 % intervals")
+    print(f"  {'placement':<34} {'seed':>5} {'fail':>4} {'truth':>6} {'hgb':>5} {'ens.':>5}  {'ROC-AUC diff.':<24} "
+          f"{'recall at 10 % diff.':<24}")
+    means, clear = {"hgb": [], "ensemble": []}, {"better": 0, "worse": 0}
     for placement in PLACEMENTS:
         for seed in seeds:
             name = f"signal-{placement}-{cars}-{seed}"
             out = in_process_share(upload(name, cars=cars, seed=seed, signal_in=placement), name,
-                                   families=("auto", "ensemble"))
+                                   families=("hgb", "ensemble"), paired=True)
             for family in means:
                 means[family].append(out[family]["share"])
-            print(f"  {placement:<34} {seed:>5} {out['failures']:>4} {out['oracle']:6.3f} "
-                  f"{out['auto']['share']:6.0%} ({out['auto']['family']:<5}) {out['ensemble']['share']:8.0%}")
-    print(f"  {'mean':<34} {'':>5} {'':>4} {'':>6} {sum(means['auto']) / len(means['auto']):6.0%} {'':7}  "
-          f"{sum(means['ensemble']) / len(means['ensemble']):8.0%}   (bar: 80 %)")
+            diff = out["difference"]
+            for key in ("roc_auc", "recall_at_10"):
+                clear["better"] += diff[key]["low"] > 0
+                clear["worse"] += diff[key]["high"] < 0
+            print(f"  {placement:<34} {seed:>5} {out['failures']:>4} {out['oracle']:6.3f} {out['hgb']['share']:5.0%} "
+                  f"{out['ensemble']['share']:5.0%}  {_signed(diff['roc_auc']):<24} {_signed(diff['recall_at_10']):<24}")
+    print(f"  {'mean':<34} {'':>5} {'':>4} {'':>6} {sum(means['hgb']) / len(means['hgb']):5.0%} "
+          f"{sum(means['ensemble']) / len(means['ensemble']):5.0%}")
+    print(f"  differences clearly above 0: {clear['better']}, clearly below: {clear['worse']}, of "
+          f"{2 * len(means['hgb'])} (ROC-AUC and recall at 10 % on each upload)")
+
+
+def _signed(figure: dict) -> str:
+    return f"{figure['value']:+.3f} [{figure['low']:+.3f}, {figure['high']:+.3f}]"
 
 
 def bench_families(cars: int, seed: int) -> None:
@@ -543,27 +566,94 @@ def bench_real() -> None:
               f"{recall['value']:.2f} [{recall['low']:.2f}, {recall['high']:.2f}]{against}")
 
 
-def bench_predict() -> None:
-    print("\n== Scoring with the production model")
-    root = OUT / "run-quality-2000-1.0-None"
-    if not (root / "runs").exists():
-        print("  (needs the quality run; skipped)")
-        return
-    run = next((root / "runs").iterdir()).name
-    lake = str(root / "lake")
-    subprocess.run(KAFER + ["decide", run, "keep-new", "--by", "bench", "--why", "benchmark", "--lake", lake,
-                            "--runs", str(root / "runs")], capture_output=True)
-    lake_rows = sum(json.loads(p.read_text())["rows"] for p in (Path(lake) / "raw" / "index").glob("*.json"))
-    print(f"  the lake holds {lake_rows:,} rows; each scored car's rows in it are read too")
-    for cars in (1, 1000):
-        folder = upload(f"predict-{cars}", cars=cars, seed=99, start="2024-09-01")
-        seconds, _, _ = timed(KAFER + ["predict", str(folder / "upload"), "--lake", lake,
-                                       "--out", str(OUT / f"predict-{cars}.csv")])
-        bar = 5 if cars == 1 else 15
-        print(f"  {cars:>5,} car(s): {seconds:5.1f} s  (bar: {bar} s, whole command including start-up)")
-    again = OUT / "quality-2000-1.0" / "upload"
-    seconds, _, _ = timed(KAFER + ["predict", str(again), "--lake", lake, "--out", str(OUT / "predict-again.csv")])
-    print(f"  2,000 cars whose every row the lake holds too: {seconds:5.1f} s")
+#: The families whose costs are put side by side: the default, and the ensemble one setting away.
+COST_FAMILIES = ("hgb", "ensemble")
+
+
+def bench_costs(families: tuple[str, ...] = COST_FAMILIES, *, repeats: int = 3) -> None:
+    """What people wait for, with each family, side by side: ``kafer predict`` of one new car, of 2,000 new
+    cars and of one car the lake holds (``--car``), whole commands, each with the demo's model of that
+    family in production; ``03_retrain`` and ``04_compare`` on the demo and on a month-sized upload, each
+    step run again alone (its kernel's start included) for its time and peak memory.
+
+    The machine is shared: every measure is taken ``repeats`` times, the families in turn, and the best
+    kept (peak memory: that of the best run)."""
+    print(f"\n== Costs side by side: {' and '.join(families)} (whole commands, peak memory of the process and its "
+          f"kernels; the best of {repeats}, the families measured in turn)")
+    uploads = {"demo, 2,000 cars": upload("quality-2000-1.0", cars=2000, seed=5),
+               "month, 6,000 cars": upload("month-6000", cars=6000, seed=11)}
+    one = upload("predict-1", cars=1, seed=99, start="2024-09-01")
+    many = upload("predict-2000", cars=2000, seed=98, start="2024-09-01")
+    commands: dict[str, dict[str, list[str]]] = {}
+    for label, folder in uploads.items():
+        for family in families:
+            root = OUT / f"costs-{folder.name}-{family}"
+            shutil.rmtree(root, ignore_errors=True)
+            where = ["--lake", str(root / "lake"), "--runs", str(root / "runs")]
+            timed(KAFER + ["retrain", str(folder / "upload"), "--family", family, "--run-id", "r1", *where])
+            for step in ("03_retrain", "04_compare"):
+                commands.setdefault(f"{step}, {label}", {})[family] = [
+                    sys.executable, __file__, "--step", step, str(root / "runs"), "r1"]
+    best: dict[str, dict[str, tuple[float, float]]] = {}
+    _best_of(commands, best, repeats)  # the steps of first runs: before any model is kept
+    scoring: dict[str, dict[str, list[str]]] = {}
+    for family in families:
+        root = OUT / f"costs-quality-2000-1.0-{family}"
+        lake = ["--lake", str(root / "lake")]
+        timed(KAFER + ["decide", "r1", "keep-new", "--by", "bench", "--why", "costs", *lake, "--runs", str(root / "runs")])
+        knr = (root / "runs" / "r1" / "predictions.csv").read_text().splitlines()[1].split(",")[0]
+        for what, args in (("kafer predict, one new car", [str(one / "upload"), "--out", str(root / "1.csv")]),
+                           ("kafer predict, 2,000 new cars", [str(many / "upload"), "--out", str(root / "2k.csv")]),
+                           ("kafer predict --car, one car of the lake", ["--car", knr])):
+            scoring.setdefault(what, {})[family] = KAFER + ["predict", *args, *lake]
+    _best_of(scoring, best, repeats)
+    first, second = families
+    print(f"  {'what':<42} {first:>18} {second:>18}  {'ratio':>5}")
+    for what, by in best.items():
+        (s1, m1), (s2, m2) = by[first], by[second]
+        print(f"  {what:<42} {s1:7.1f} s {m1:6,.0f} MB {s2:7.1f} s {m2:6,.0f} MB  {s2 / s1:5.2f}")
+    print("  bar: the ensemble kept as the default only at <= 1.3 x hgb for one car, 2,000 cars and 04_compare")
+
+
+def _best_of(commands: dict[str, dict[str, list[str]]], best: dict, repeats: int) -> None:
+    """Run every command ``repeats`` times, in turn, and keep each one's best (seconds, peak MB) in ``best``."""
+    for _ in range(repeats):
+        for what, by in commands.items():
+            for family, cmd in by.items():
+                got = timed(cmd)[:2]
+                best.setdefault(what, {})[family] = min(best.get(what, {}).get(family, got), got)
+
+
+def bench_install() -> None:
+    """How long installing takes and how big ``.venv`` grows: the runtime (``make retrain``), then the test
+    extras (``make test``), from the lock files into bench/out (from ``wheelhouse/`` when it holds wheels)."""
+    root = Path(__file__).resolve().parent.parent
+    venv = OUT / "venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    source = "wheelhouse/, no network" if any((root / "wheelhouse").glob("*.whl")) else "PyPI"
+    print(f"\n== Installs from the lock files (from {source})")
+    for what, target in (("make retrain (runtime)", ".runtime"), ("make test (runtime + test extras)", ".test")):
+        seconds, _, _ = timed(["make", "-C", str(root), "--no-print-directory", f"{venv}/{target}", f"VENV={venv}"])
+        size = int(subprocess.run(["du", "-sm", str(venv)], capture_output=True, text=True).stdout.split()[0])
+        print(f"  {what:<36} {seconds:6.0f} s   .venv {size / 1024:4.1f} GB")
+    shutil.rmtree(venv, ignore_errors=True)
+
+
+def run_step(step: str, runs: str, run_id: str) -> None:
+    """Run one notebook step of an existing run again, alone (its executed notebook into a scratch folder),
+    then put the run's record back as it was (03 gives its candidate a new version id)."""
+    import tempfile
+
+    from kafer.pipeline import run_notebook, step_parameters
+
+    folder = Path(runs) / run_id
+    kept = {path: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            run_notebook(step, Path(scratch), step_parameters(step, upload=[], runs=runs, run_id=run_id))
+    finally:
+        for path, data in kept.items():
+            path.write_bytes(data)
 
 
 #: Where the training months' failures come from, and where a changed plant's do: the
@@ -1020,12 +1110,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cars", type=int, default=6000, help="cars in the month-sized upload")
     parser.add_argument("--only", choices=("ingest", "scale", "history", "quality", "signal", "timerule",
-                                           "families", "ensemble", "predict", "real", "monitor", "uploads",
-                                           "lists",
-                                           "warnings"))
+                                           "families", "ensemble", "costs", "install", "real", "monitor",
+                                           "uploads", "lists", "warnings"))
     parser.add_argument("--parse-only", nargs="+", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--land-only", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--csv-shape", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--step", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--receive-upload", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--unpacked", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--check-upload", nargs="+", help=argparse.SUPPRESS)
@@ -1034,6 +1124,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.compare_lakes:
         raise SystemExit(0 if compare_lakes(*args.compare_lakes) else 1)
+    if args.step:
+        run_step(*args.step)
+        return
     if args.csv_shape:
         make_csv_shape(Path(args.csv_shape[0]), int(args.csv_shape[1]), int(args.csv_shape[2]))
         return
@@ -1055,7 +1148,6 @@ def main() -> None:
         land_only(args.land_only[0], args.land_only[1:])
         return
     OUT.mkdir(exist_ok=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.only in (None, "ingest"):
         bench_ingest(args.cars)
     if args.only in (None, "scale"):
@@ -1075,8 +1167,10 @@ def main() -> None:
         bench_families(6000, HELD_OUT[0])
     if args.only in (None, "ensemble"):
         bench_ensemble(6000, ENSEMBLE_HELD_OUT)
-    if args.only in (None, "predict"):
-        bench_predict()
+    if args.only in (None, "costs"):
+        bench_costs()
+    if args.only in (None, "install"):
+        bench_install()
     if args.only in (None, "real"):
         bench_real()
     if args.only in (None, "monitor"):

@@ -11,6 +11,8 @@ model). The layers, as the lake's folders show them::
     curated/features/<version>/manifest.json     what it was built from, and the feature definitions
     curated/CURRENT.json                         pointer to the current version, written last
     models/versions/<version>/model.bin          a model artifact, opaque bytes, written first
+    models/versions/<version>/model-<sha256>.bin  the same model converted to a safe format (kafer models convert)
+    models/versions/<version>/ARTIFACT.json      pointer to the converted artifact and its hash, written last
     models/versions/<version>/training_cars.parquet  the cars it was trained or validated on
     models/versions/<version>/meta.json          its registry entry; marks the version complete
     models/versions/<version>/scores/<data version>.parquet  its risk for cars of a curated version (a cache)
@@ -21,14 +23,16 @@ model). The layers, as the lake's folders show them::
     lists/records/<id>.json                      its record (when, by whom, model, budget, files), written last
     people/key.json                              the fingerprint of the key that pseudonymizes people's ids
 
-Data keys are written once; only the two pointers are ever replaced (and, once, by ``kafer
-pseudonymize``, the raw records of files an older Käfer landed with people's ids in clear). The writes that make
+Data keys are written once; only the pointers are ever replaced (and, once, by ``kafer pseudonymize``,
+the raw records of files an older Käfer landed with people's ids in clear). The writes that make
 something exist or current (a version's entry, a decision, a pointer) take the lock their writer
 holds (:class:`kafer.locks.LockInfo`) and verify it first: a writer whose lock was taken over
 writes none of them.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import pandas as pd
 import pyarrow as pa
@@ -239,7 +243,7 @@ def save_model(lake: Lake, version: str, artifact: bytes, meta: dict, *, trainin
                held: LockInfo) -> None:
     """Write a model's artifact and training cars, then its entry (which makes the version complete),
     still holding the registry lock ``held``."""
-    lake.write_bytes(f"{_VERSIONS}/{version}/model.bin", artifact)
+    lake.write_bytes(original_artifact_key(version), artifact)
     lake.write_table(f"{_VERSIONS}/{version}/training_cars.parquet",
                      pa.table({"KNR": pa.array(sorted(training_cars), pa.string())}))
     held.verify()
@@ -259,8 +263,38 @@ def model_training_cars(lake: Lake, version: str) -> set[str] | None:
 
 
 def model_artifact(lake: Lake, version: str) -> bytes:
-    """The artifact bytes of ``version``."""
-    return lake.read_bytes(f"{_VERSIONS}/{version}/model.bin")
+    """The artifact bytes of ``version``: its converted artifact when it has one (:func:`artifact_pointer`)."""
+    pointer = artifact_pointer(lake, version)
+    return lake.read_bytes(pointer["key"] if pointer else original_artifact_key(version))
+
+
+def original_artifact_key(version: str) -> str:
+    """Where ``version``'s artifact was written when it was registered (before any conversion)."""
+    return f"{_VERSIONS}/{version}/model.bin"
+
+
+def kept_score_versions(lake: Lake, version: str) -> list[str]:
+    """The curated versions whose cars ``version``'s kept scores cover (:func:`save_model_scores`)."""
+    return [key.rsplit("/", 1)[1][:-len(".parquet")] for key in lake.list(f"{_VERSIONS}/{version}/scores")
+            if key.endswith(".parquet")]
+
+
+def artifact_pointer(lake: Lake, version: str) -> dict | None:
+    """The record of ``version``'s conversion (``key``, ``sha256`` of the artifact now read, what it was
+    converted from, when and by whom), or ``None`` when its artifact is the one it was registered with."""
+    return lake.read_pointer(f"{_VERSIONS}/{version}/ARTIFACT.json")
+
+
+def save_converted_artifact(lake: Lake, version: str, artifact: bytes, record: dict, *, held: LockInfo) -> dict:
+    """Write ``version``'s converted artifact under a new key, then point the version at it, still holding
+    the registry lock ``held``; the pointer as written (``record`` with ``key`` and ``sha256``)."""
+    sha256 = hashlib.sha256(artifact).hexdigest()
+    key = f"{_VERSIONS}/{version}/model-{sha256[:16]}.bin"
+    lake.write_bytes(key, artifact)
+    pointer = {**record, "key": key, "sha256": sha256}
+    held.verify()
+    lake.write_pointer(f"{_VERSIONS}/{version}/ARTIFACT.json", pointer)
+    return pointer
 
 
 def model_scores(lake: Lake, version: str, *, data_version: str | None = None) -> pd.DataFrame | None:

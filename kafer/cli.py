@@ -223,9 +223,17 @@ def cmd_status(args) -> int:
 
 
 def cmd_monitor(args) -> int:
+    from . import registry
+    from .model import library_differences, read_meta
     from .monitor import track_record
 
     settings, lake = _lake(args)
+    production = registry.production(lake)
+    if production is not None:
+        note = library_differences(read_meta(registry.load_artifact(lake, production["version"])),
+                                   name=f"production model {production['version']}")
+        if note:
+            print(f"  {note}", file=sys.stderr)
     record = track_record(lake, settings=settings)
     print(json.dumps(record.to_dict(), indent=2, default=str) if args.json else format_monitor(record))
     return 0
@@ -277,9 +285,27 @@ def _short(iso: str | None) -> str:
 
 
 def cmd_predict(args) -> int:
-    from .predict import issue_ranking, output_format, predict_upload, ranking_facts
+    from .errors import OutputError, UploadError
+    from .predict import car_lines, issue_ranking, output_format, predict_cars, predict_upload, ranking_facts, \
+        save_ranking
 
+    if args.car:
+        # A lookup of named cars, not a list issued to inspectors: read the lake, record nothing.
+        if args.paths or args.watch:
+            raise UploadError("score either an upload's exports (PATH …, --watch) or cars the lake holds (--car KNR), "
+                              "not both")
+        settings, _ = _lake(args)
+        output_format(args.out)
+        scored = predict_cars(args.car, settings=settings, progress=_progress())
+        facts = ranking_facts(scored, paths=[], settings=settings)
+        print(car_lines(scored, facts))
+        if args.out:
+            print(save_ranking(scored, args.out, facts=facts))
+        return 0
     settings, _ = _lake(args, write=True)
+    if not args.out:
+        raise OutputError("name where to write the ranked list: --out ranked.xlsx (the workbook) or --out ranked.csv"
+                          + (" (with --watch, the folder the lists go into)" if args.watch else ""))
     if args.watch:
         from .watch import watch
 
@@ -288,6 +314,9 @@ def cmd_predict(args) -> int:
         return watch(args.watch, args.out, settings=settings, by=args.by, fmt=args.format, shadow=args.shadow,
                      settle=args.settle, every=args.every, once=args.once,
                      say=lambda line: print(line, flush=True), progress=_progress())
+    if not args.paths:
+        raise UploadError("nothing to score: name the exports (kafer predict EXPORTS --out ranked.xlsx) or cars the "
+                          "lake holds (kafer predict --car KNR)")
     output_format(args.out)
     scored = predict_upload(args.paths, settings=settings, progress=_progress())
     facts = ranking_facts(scored, paths=args.paths, settings=settings)
@@ -345,6 +374,15 @@ def cmd_pseudonymize(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    from .convert import conversion_summary, convert_models
+
+    settings, lake = _lake(args, write=True)
+    done = convert_models(lake, by=args.by, settings=settings, progress=lambda message: print(message, flush=True))
+    print(conversion_summary(done))
+    return 1 if any(c.outcome == "refused" for c in done) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kafer", description="Road-test failure risk for each car built, retrained safely: a person keeps the "
@@ -396,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "r20241126T201753Z-3fa9)")
     p.add_argument("--family", choices=FAMILY_CHOICES, help="model family to train: hgb (gradient boosting), keras "
                    "(neural network), ensemble (both, stacked into one calibrated model) or auto (compare them on "
-                   "the same time-ordered validation cars, keep the better) (default: the settings', ensemble)")
+                   "the same time-ordered validation cars, keep the better) (default: the settings', hgb)")
     who = "who decides, e.g. \"Ana Souza\" (logged)"
     p = add("decide", cmd_decide, "keep the run's new model or the old one (logged)", runs=True)
     p.add_argument("run", metavar="RUN", help="the run whose candidate to decide, e.g. r20241126T201753Z-3fa9 "
@@ -423,12 +461,16 @@ def build_parser() -> argparse.ArgumentParser:
             "what its report promised, a warning when it slips, what moved in its inputs")
     p.add_argument("--json", action="store_true", help="print it as JSON (alert, why, production, periods, …)")
     p = add("predict", cmd_predict, "score every car of an upload with the production model: the ranked "
-            "inspection list, recorded in the lake")
+            "inspection list, recorded in the lake; or cars the lake holds, by their KNR (--car)")
     p.add_argument("paths", nargs="*", metavar="PATH", help=f"{upload}; none are added to the lake (the list is "
                    "recorded there)")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the ranked list: a workbook "
+    p.add_argument("--out", metavar="FILE", help="where to write the ranked list: a workbook "
                    "(ranked.xlsx: riskiest first, cars in the inspection budget filled, audit picks in blue, a sheet "
-                   "on the model) or CSV (ranked.csv); with --watch, the folder the lists are written into")
+                   "on the model) or CSV (ranked.csv); with --watch, the folder the lists are written into; needed "
+                   "with PATH and --watch, optional with --car")
+    p.add_argument("--car", action="append", metavar="KNR", help="a car the lake holds, e.g. 2024-1516075 (repeat "
+                   "for more): its risk as known at its road test (or so far), whether it is in the inspection "
+                   "budget, and why; a lookup, not a list issued (nothing is recorded)")
     p.add_argument("--by", metavar="NAME", help="who issues the list, recorded with it (default: this machine's "
                    "login)")
     mode = p.add_mutually_exclusive_group()
@@ -453,6 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="FILE", help="also write the go/no-go verdict as a page, e.g. verdict.html")
     add("pseudonymize", cmd_pseudonymize, "replace people's ids (falhas USUARIO) that an older Käfer landed in clear "
         "by their keyed pseudonyms, and remove the original files holding them; once, on a lake from before")
+    p = add("models", cmd_models, "administer the lake's kept models: `convert` rewrites those an older Käfer kept "
+            "(a pickle, a .keras file) as arrays that load without running code, keeping their record")
+    p.add_argument("action", choices=("convert",), help="convert: every model version whose artifact an older Käfer "
+                   "wrote, checked to score as before; once, after upgrading")
+    p.add_argument("--by", metavar="NAME", help="who converts (recorded; default: the login name)")
     return parser
 
 

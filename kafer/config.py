@@ -116,11 +116,12 @@ class Settings:
     #: The share of cars at or above the operating threshold has drifted far from the budget when it
     #: lies outside ``operating_budget * (1 ± threshold_tolerance)`` (and its interval leaves the budget out).
     threshold_tolerance: float = 0.5
-    #: Model family trained when none is named: ``hgb``, ``keras``, ``ensemble`` (both, their log-odds
-    #: stacked with weights fitted on the latest training cars, which neither learned on), or ``auto``
-    #: (every family compared on the same time-ordered validation cars, the better one kept and the
-    #: comparison written to the run).
-    family: str = "ensemble"
+    #: Model family trained when none is named: ``hgb`` (the default: on held-out uploads the ensemble
+    #: earned nothing beyond noise over it, docs/models.md), ``keras``, ``ensemble`` (both, their log-odds
+    #: stacked with weights fitted on held-out training cars neither learned on), or ``auto`` (every
+    #: family compared on the same time-ordered validation cars, the better one kept and the comparison
+    #: written to the run).
+    family: str = "hgb"
     #: A column learned from the data (a test's NOKs, a defect text, a station, a repeated checkpoint,
     #: a configuration category) is used only when at least this many training cars have it.
     fact_min_cars: int = 20

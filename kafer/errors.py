@@ -87,6 +87,12 @@ class ModelError(KaferError, RuntimeError):
     """A model cannot be trained, saved, loaded or applied."""
 
 
+class CarError(KaferError, LookupError):
+    """A car asked for by its KNR is malformed or not in the lake."""
+
+    exit_code = 2
+
+
 class RegistryError(KaferError, ValueError):
     """A registry request is not allowed (unknown version, run decided twice, no production model)."""
 

@@ -1,15 +1,17 @@
-"""Score cars with the production model: the ranked inspection list.
+"""Score cars with the production model: the ranked inspection list, or a few cars by their KNR.
 
 An upload is read and checked exactly as for ingest, but not added to the lake; its cars get the
 same features and facts as in training, the model kept in production scores them, and each car
 gets the two or three facts that raise its risk most, in words (:func:`kafer.explain.reasons`). The ranked list is
 written as CSV or as the workbook the plant opens (the cars, then which model made the list and
-how to read it).
+how to read it). Cars the lake holds already are scored by their KNR (:func:`predict_cars`), as
+the lake's current curated version knows them: from their rows before their road test, or so far.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,14 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import Settings
-from .errors import OutputError, RegistryError, UploadError
+from .errors import CarError, LakeError, OutputError, RegistryError, UploadError
 from .explain import reasons
 from .facts import build_facts
 from .features import build_features, last_checkpoints
 from .ingest import list_upload, read_upload
 from .lake import Lake
 from .metrics import threshold_share
-from .readers import COLUMNS, Progress, schema
+from .readers import COLUMNS, KNR_PATTERN, Progress, schema
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,51 @@ def upload_cars(paths: Iterable[str], *, settings: Settings, lake: Lake | None =
     return Cars(table, build_facts(*rows, settings=settings), where)
 
 
-def production_model(lake: Lake):
-    """The production model and its registry metadata.
+def lake_cars(knr: Iterable[str], *, lake: Lake) -> Cars:
+    """Cars the lake holds already, as its current curated version knows them: each from its rows
+    before its road test, or from all its rows so far when it has not reached it.
+
+    Raises
+    ------
+    CarError
+        When a KNR is malformed or not in the lake (the message names each and what the lake holds).
+    LakeError
+        When the lake holds no curated table yet.
+    """
+    from . import catalog
+
+    wanted = list(dict.fromkeys(str(k).strip() for k in knr))
+    malformed = [k for k in wanted if not re.fullmatch(KNR_PATTERN, k)]
+    if malformed:
+        raise CarError(f"{', '.join(map(repr, malformed))} {'is not a KNR' if len(malformed) == 1 else 'are not KNRs'}: "
+                       "a KNR is YYYY-NNNNNNN, e.g. 2023-2056234")
+    version = catalog.current_version(lake)
+    if version is None:
+        raise LakeError(f"the lake {lake.url} holds no car yet: ingest an upload first (kafer ingest FOLDER), or "
+                        "score exports with kafer predict EXPORTS --out ranked.xlsx")
+    table = catalog.features(lake, version)
+    known = set(table["KNR"].astype(str))
+    unknown = [k for k in wanted if k not in known]
+    if unknown:
+        built = pd.to_datetime(table["produced_at"]).dropna()
+        held = (f"its {len(table):,} cars were built {built.min():%Y-%m-%d} to {built.max():%Y-%m-%d}"
+                if len(built) else f"it holds {len(table):,} cars")
+        raise CarError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not in the lake {lake.url} ({held}): "
+                       "check the number, or score the car's exports with kafer predict EXPORTS --out ranked.xlsx")
+    cars = table[table["KNR"].astype(str).isin(wanted)]
+    cars = cars.set_index(cars["KNR"].astype(str)).loc[wanted].reset_index(drop=True)
+    selected = pa.array(wanted, pa.string())
+    facts = catalog.facts(lake, version, cars=selected) if catalog.has_facts(lake, version) else None
+    records = [r for r in catalog.raw_records(lake) if r["kind"] == "status"]
+    status = catalog.raw_rows(lake, records, cars=selected, columns=list(COLUMNS["status"]))
+    where = cars[["KNR", "road_test_at"]].merge(last_checkpoints(status), on="KNR", how="left")
+    where.insert(1, "at_road_test", where["road_test_at"].notna().to_numpy())
+    return Cars(cars, facts, where)
+
+
+def production_model(lake: Lake, *, progress: Progress | None = None):
+    """The production model and its registry metadata; says (through ``progress``) when the libraries
+    its scores depend on differ from those it was built with.
 
     Raises
     ------
@@ -100,13 +145,17 @@ def production_model(lake: Lake):
         When no model was ever kept in production.
     """
     from . import registry
-    from .model import load_model
+    from .model import library_differences, load_model
 
     meta = registry.production(lake)
     if meta is None:
         raise RegistryError(f"the lake {lake.url} has no production model yet: retrain, then keep a "
                             "candidate with `kafer decide RUN keep-new --by NAME --why TEXT`")
-    return load_model(registry.load_artifact(lake, meta["version"])), meta
+    model = load_model(registry.load_artifact(lake, meta["version"]))
+    note = library_differences(model.meta, name=f"production model {meta['version']}")
+    if note and progress:
+        progress(note)
+    return model, meta
 
 
 def rank(table: pd.DataFrame, probability: np.ndarray, *, budget: float, threshold: float | None,
@@ -154,14 +203,64 @@ def predict_upload(paths: Iterable[str], *, settings: Settings, progress: Progre
     rows in the upload and the lake: cars at their road test first, riskiest first, then the cars
     still on the line; each with where it is and its reasons."""
     lake = Lake(settings.lake)
-    model, meta = production_model(lake)
-    cars = upload_cars(paths, settings=settings, lake=lake, progress=progress)
+    model, meta = production_model(lake, progress=progress)
+    return scored_list(model, meta, upload_cars(paths, settings=settings, lake=lake, progress=progress),
+                       settings=settings)
+
+
+def predict_cars(knr: Iterable[str], *, settings: Settings, progress: Progress | None = None) -> pd.DataFrame:
+    """Score cars the settings' lake holds already, by their KNR, with its production model: as
+    :func:`predict_upload` lists them, each as the lake knows it (:func:`lake_cars`).
+
+    Raises
+    ------
+    CarError
+        When a KNR is malformed or not in the lake.
+    RegistryError
+        When no model was ever kept in production.
+    """
+    lake = Lake(settings.lake)
+    cars = lake_cars(knr, lake=lake)
+    model, meta = production_model(lake, progress=progress)
+    return scored_list(model, meta, cars, settings=settings)
+
+
+def scored_list(model, meta: Mapping, cars: Cars, *, settings: Settings) -> pd.DataFrame:
+    """The ranked list of ``cars`` by ``model`` (the production model, ``meta`` its registry entry):
+    rank, risk, whether in the inspection budget, where each car is, and its reasons."""
     threshold = (meta.get("metrics") or {}).get("operating_threshold")
     scored = rank(cars.table, model.predict_proba(cars.table, cars.facts), budget=settings.operating_budget,
                   threshold=threshold, at_road_test=cars.where["at_road_test"].to_numpy())
     scored.insert(1, "model_version", meta["version"])
     scored = scored.merge(cars.where, on="KNR", how="left")
     return with_reasons(scored, reasons(model, cars.table, cars.facts))
+
+
+def car_lines(ranked: pd.DataFrame, facts: Mapping) -> str:
+    """Each car of a short list in words, riskiest first: its rank, risk, whether it is in the
+    inspection budget (against the bar it must reach), where it is, and why."""
+    bar = facts.get("threshold")
+    rule = (f"the bar is {_percent(bar, 1)}, the risk of the riskiest {_percent(facts['budget'])} of the production "
+            "model's evaluation cars" if bar is not None else
+            f"no bar was recorded: the riskiest {_percent(facts['budget'])} of these cars")
+    lines = [f"{len(ranked):,} car{'s' if len(ranked) != 1 else ''} scored with production model "
+             f"{facts['model']['version']} ({facts['model']['family']}); {rule}."]
+    for row in ranked.itertuples(index=False):
+        inside = "in the inspection budget" if row.in_budget else "not in the inspection budget"
+        against = "" if bar is None else f" ({'at or above' if row.in_budget else 'below'} the bar)"
+        if row.at_road_test:
+            place = f"at its road test {_when(row.road_test_at)}"
+        else:
+            place = (f"still on the line, last seen at {row.last_checkpoint} {_when(row.last_checkpoint_at)}: a risk so "
+                     "far, from what was known then" if isinstance(row.last_checkpoint, str) else
+                     "not at its road test yet: a risk so far")
+        lines += [f"{row.rank:>3}. {row.KNR}  risk {_percent(row.probability, 1)}, {inside}{against}; {place}.",
+                  f"     Why: {row.reasons}."]
+    return "\n".join(lines)
+
+
+def _when(moment) -> str:
+    return "(time unknown)" if moment is None or pd.isna(moment) else pd.Timestamp(moment).strftime("%Y-%m-%d %H:%M")
 
 
 #: The formats the ranked list is written in, by the output's file suffix.

@@ -258,7 +258,8 @@ def production(lake: Lake) -> dict | None:
 
 
 def load_artifact(lake: Lake, version: str) -> bytes:
-    """The artifact bytes of ``version``, checked against the hash registered with them.
+    """The artifact bytes of ``version``, checked against the hash registered with them (for a converted
+    version, the hash its conversion recorded).
 
     Raises
     ------
@@ -268,11 +269,49 @@ def load_artifact(lake: Lake, version: str) -> bytes:
         When the stored bytes do not match their registered hash.
     """
     meta = _meta(lake, version)
+    converted = catalog.artifact_pointer(lake, version)
     data = catalog.model_artifact(lake, version)
-    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+    if hashlib.sha256(data).hexdigest() != (converted or meta)["sha256"]:
         raise LakeError(f"the artifact of {version} in the lake {lake.url} does not match its registered hash: "
                         "it was damaged; roll back to another version")
     return data
+
+
+def replace_artifact(lake: Lake, version: str, artifact: bytes, record: dict, *, replaces: str,
+                     settings: Settings | None = None) -> dict:
+    """Point ``version`` at a new artifact (a conversion of the one it has), keeping everything else:
+    its entry and hash as registered, its training cars, kept scores and the decisions naming it.
+
+    Parameters
+    ----------
+    lake : Lake
+    version : str
+    artifact : bytes
+        The new artifact, written under a new immutable key.
+    record : dict
+        What happened (from which format, when, by whom, how it was checked), kept in the pointer.
+    replaces : str
+        The SHA-256 of the artifact it replaces: when another conversion changed it meanwhile,
+        nothing is written.
+    settings : Settings, optional
+        For the lock's timeout.
+
+    Returns
+    -------
+    dict
+        The pointer as written (``record`` with ``key`` and ``sha256``).
+
+    Raises
+    ------
+    RegistryError
+        When the version is unknown or its artifact changed since it was read.
+    """
+    with _locked(lake, settings, purpose=f"convert the artifact of {version}") as held:
+        now = (catalog.artifact_pointer(lake, version) or _meta(lake, version))["sha256"]
+        if now != replaces:
+            raise RegistryError(f"the artifact of {version} changed while it was converted (another conversion?): "
+                                "run the conversion again")
+        return catalog.save_converted_artifact(lake, version, artifact, record, held=held)
 
 
 def training_cars(lake: Lake, version: str, *, table: pd.DataFrame) -> set[str]:

@@ -312,6 +312,8 @@ def report_header(metrics: Mapping) -> str:
              "", f"Evaluated on {metrics['compared_cars']:,} cars built after every training car of the new model, "
                  f"{metrics['compared_positives']:,} of them failed the road test."]
     fair = metrics.get("fair_comparison") or {}
+    if metrics.get("libraries"):
+        lines += ["", f"**{metrics['libraries']}**"]
     if production is None:
         lines += ["", "**There is no production model yet.** The figures below compare the new model with "
                       "testing cars at random (chance): keeping it puts a model in production for the first time."]

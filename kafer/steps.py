@@ -27,7 +27,7 @@ from .explain import Drivers, drivers
 from .features import feature_columns
 from .ingest import merge
 from .metrics import compare, threshold_at
-from .model import Model, load_model, select_family, train
+from .model import Model, library_differences, load_model, select_family, train
 from .narrative import recommendation, verdict
 from .readers import Progress
 from .runrecord import CANDIDATE, METRICS, PREDICTIONS, TRAINING_CARS, Run, write_json
@@ -184,8 +184,10 @@ def evaluate_run(run: Run) -> Evaluation:
     production = registry.production(lake)
     seen = None
     p_production = np.full(len(cars), np.nan)
+    libraries = None
     if production is not None:
         model = load_model(registry.load_artifact(lake, production["version"]))
+        libraries = library_differences(model.meta, name=f"Production model {production['version']}")
         seen = registry.training_cars(lake, production["version"], table=table)
         p_production = model.predict_proba(cars, facts)
     fair = fair_cars(cars, seen, min_cars=settings.min_compare_cars, min_failures=settings.min_compare_failures,
@@ -222,6 +224,7 @@ def evaluate_run(run: Run) -> Evaluation:
         },
         "difference": comparison.get("difference"),
         "shaped_by_lists": {"training": int(split.train["KNR"].isin(listed).sum()), "evaluation": int(shaped.sum())},
+        "libraries": libraries,
     }
     metrics["verdict"] = verdict(comparison, budget=settings.operating_budget, fair=metrics["fair_comparison"],
                                  production=production is not None)
