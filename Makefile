@@ -1,5 +1,5 @@
 # Käfer: `make retrain` runs the whole pipeline (on a built-in demo upload when DATA is not given),
-# `make test` runs the test suite. Both install what they need into .venv first.
+# `make test` runs the test suite. Both install what they need into .venv first, from lock files.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -18,21 +18,57 @@ BENCH_ARGS ?=
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 WHERE   = $(if $(LAKE),--lake $(LAKE)) $(if $(RUNS),--runs $(RUNS))
 DEMO   := demo
-STAMP  := $(VENV)/.installed
+# Lock files: every package pinned with the hashes of its files, resolved for Linux x86_64 and CPython
+# 3.11. The runtime (pipeline, desk, notebooks) is what `make retrain` installs; `make test` adds the
+# test extras. `make lock` resolves them again (LOCK_ARGS=--upgrade to take newer releases).
+RUNTIME_LOCK := requirements/runtime.txt
+TEST_LOCK    := requirements/test.txt
+LOCK_ARGS    ?=
+# A folder of wheels (`make wheelhouse`): when it holds any, installs read only from it, without network.
+WHEELHOUSE ?= wheelhouse
+FROM     = $(if $(wildcard $(WHEELHOUSE)/*.whl),--no-index --find-links $(WHEELHOUSE))
+INSTALL  = $(BIN)/python -m pip install --quiet --require-hashes --no-deps $(FROM)
+RUNTIME := $(VENV)/.runtime
+TESTING := $(VENV)/.test
+TOOLS   := .venv-tools
+COMPILE  = $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+           --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" $(LOCK_ARGS)
 
-.PHONY: setup test retrain ingest demo-data bench lab desk clean
+.PHONY: setup test retrain ingest demo-data bench lab desk messages clean lock wheelhouse
 
-setup: $(STAMP)
+setup: $(RUNTIME)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "The lock files are \
+	resolved for CPython 3.11 and $(PYTHON) is $$($(PYTHON) -V 2>&1): install Python 3.11 and run again with \
+	PYTHON=python3.11." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# The runtime from its lock (hashes checked), then Käfer itself, editable, built without fetching anything.
+$(RUNTIME): pyproject.toml $(RUNTIME_LOCK) | $(BIN)/python
+	$(INSTALL) -r $(RUNTIME_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation $(FROM) -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name kafer --display-name "Käfer (.venv)" >/dev/null
-	touch $(STAMP)
+	touch $@
 
-test: setup
+$(TESTING): $(RUNTIME) $(TEST_LOCK)
+	$(INSTALL) -r $(TEST_LOCK)
+	touch $@
+
+test: $(TESTING)
 	$(BIN)/python -m pytest -q
+
+# Every wheel both locks name, for a machine without network (Linux x86_64, CPython 3.11): copy the
+# checkout and this folder there, then `make retrain` or `make test` installs from it alone.
+wheelhouse: | $(BIN)/python
+	$(BIN)/python -m pip download --quiet --require-hashes --no-deps --only-binary=:all: \
+		-r $(TEST_LOCK) -d $(WHEELHOUSE)
+	@echo "$$(ls $(WHEELHOUSE)/*.whl | wc -l) wheels, $$(du -sh $(WHEELHOUSE) | cut -f1), in $(WHEELHOUSE)/"
+
+lock:
+	test -x $(TOOLS)/bin/uv || { $(PYTHON) -m venv $(TOOLS) && $(TOOLS)/bin/python -m pip install --quiet uv; }
+	$(COMPILE) pyproject.toml requirements/build.in --extra dev -o $(TEST_LOCK)
+	$(COMPILE) pyproject.toml requirements/build.in -c $(TEST_LOCK) -o $(RUNTIME_LOCK)
 
 $(DEMO)/upload: | setup
 	$(BIN)/kafer demo-data $(DEMO) --cars 2000 --seed 0
@@ -60,6 +96,11 @@ lab: setup
 
 desk: setup
 	$(BIN)/kafer desk $(WHERE) $(DESK_ARGS)
+
+# The translations (kafer/locales): add the messages the code marks and a catalog lacks, untranslated, and
+# say what is still to translate.
+messages: setup
+	$(BIN)/python -c 'import sys; from kafer.i18n import main; sys.exit(main(["--update"]))'
 
 clean:
 	rm -rf $(or $(LAKE),lake) $(or $(RUNS),runs)/*/ $(DEMO) .pytest_cache

@@ -16,23 +16,34 @@
    the risk planted in the contract's counts, the configuration, the tests NOK, the route or the
    defect texts, the same share, which feature families the comparison says stand out, and
    whether the planted one is among them, on month-sized uploads (6,000 cars).
-4. Families compared on the same time-ordered validation cars (``--family auto``) per placement.
+4. Families compared on the same time-ordered validation cars (``--family auto``) per placement;
+   ``--only ensemble``: hgb against the ensemble on held-out uploads, paired differences with intervals.
    What is known at the road test (``--only timerule``): the demo, each placement's held-out upload and
    pure chance, with every row of a car in its features and with only its rows before its road test.
-5. Scoring speed with the production model, reasons included, each car's rows in the lake read too:
-   one car and 1,000 cars new to the lake, and 2,000 cars the lake holds already.
+5. What people wait for, the default family (hgb) and the ensemble side by side (``--only costs``):
+   ``kafer predict`` of one new car, of 2,000 new cars and ``--car`` of one car the lake holds, whole
+   commands, reasons included; ``03_retrain`` and ``04_compare`` on the demo and a month-sized upload;
+   peak memory of each. ``--only install``: the time and ``.venv`` size of ``make retrain``'s and
+   ``make test``'s installs from the lock files.
 6. The one real per-car table (peer-samples/g05): what of the new families it allows, and what
    that gives on a time split.
 7. The track record (``--only monitor``): ``kafer monitor`` on a twelve-month lake; its false-warning
-   rate on independent months drawn like the training month; the months it needs to warn once the
-   plant's failures come from somewhere else.
-8. The shared desk (``--only desk``): five people signed in with local accounts, each with the page
-   open, in Chromium: the memory of the desk's server and of each page's kernel (RSS, and PSS, which
-   counts shared pages once), whether the kernels load TensorFlow, and the time from signing in to
-   the page ready, for the default family and for boosting alone; and for the default family once
-   a month was ingested after the last retrain with production's scores of it not kept (``kafer
-   ingest`` keeps them; a lake an older Käfer fed may not have them): the first page scores those
-   cars, loading TensorFlow, and keeps the scores for the others.
+   rate on independent months drawn like the training month, and on such months whose plant fails
+   half or twice as often with the ranking unchanged; the months it needs to warn once the plant's
+   failures come from somewhere else. ``--only warnings``: these figures alone.
+8. A month through the desk's upload library (``--only uploads``): the month-sized upload received in
+   1 MiB pieces (time, peak memory of the receiving process), the unpacked-size checks alone, and the
+   check with ingest's reader (in the process, and in a child process as a server would run it).
+9. Inspection lists (``--only lists``): a shadow month of daily lists through ``kafer predict --watch``,
+   then the go/no-go verdict; the lift over random of lists acted on, with and without an audit share;
+   the track record once the lists were acted on and their cars fixed, with and without the correction.
+10. The shared desk (``--only desk``): five people signed in with local accounts, each with the page
+    open, in Chromium: the memory of the desk's server and of each page's kernel (RSS, and PSS, which
+    counts shared pages once), whether the kernels load TensorFlow, and the time from signing in to
+    the page ready, for the default family (boosting) and for the ensemble; and for the default
+    family once a month was ingested after the last retrain with production's scores of it not kept
+    (``kafer ingest`` keeps them; a lake an older Käfer fed may not have them): the first page scores
+    those cars and keeps the scores for the others.
 
 Uploads are made once by the project's own generator and kept in bench/out/.
 """
@@ -377,7 +388,7 @@ def bench_signal(cars: int, seeds: tuple[int, ...]) -> None:
 
 
 def in_process_share(folder: Path, name: str, *, time_rule: bool = True,
-                     families: tuple[str, ...] = ("auto",)) -> dict:
+                     families: tuple[str, ...] = ("auto",), paired: bool = False) -> dict:
     """Ingest, train each of ``families`` (``auto``: the better of hgb and keras, the default before the
     ensemble) and evaluate in this
     process; per family the share of the way to the truth. Without ``time_rule`` every row of a car
@@ -412,12 +423,19 @@ def in_process_share(folder: Path, name: str, *, time_rule: bool = True,
     y = split.eval["label_rod"].to_numpy()
     oracle = auc(y, truth.loc[split.eval["KNR"], "p_true"].to_numpy())
     out = {"oracle": oracle, "cars": len(y), "failures": int(y.sum())}
+    scores = {}
     for family in families:
         chosen = select_family(split.train, families=("hgb", "keras"), **options)["chosen"] if family == "auto" \
             else family
-        model_auc = auc(y, train(split.train, family=chosen, **options).predict_proba(split.eval, facts))
+        scores[family] = train(split.train, family=chosen, **options).predict_proba(split.eval, facts)
+        model_auc = auc(y, scores[family])
         out[family] = {"auc": model_auc, "family": chosen,
                        "share": (model_auc - 0.5) / (oracle - 0.5) if oracle > 0.5 else float("nan")}
+    if paired:
+        from kafer.metrics import compare
+
+        out["difference"] = compare(y, scores[families[1]], scores[families[0]], budgets=(0.1,),
+                                    rounds=settings.bootstrap_rounds, seed=settings.seed)["difference"]
     shutil.rmtree(lake, ignore_errors=True)
     return out
 
@@ -449,23 +467,35 @@ def bench_time_rule(seed: int) -> None:
 
 
 def bench_ensemble(cars: int, seeds: tuple[int, ...]) -> None:
-    """The default family before (``auto``: the better of hgb and keras) and after (``ensemble``: both
-    stacked) on the same uploads, seeds no development run looked at, in-process."""
-    print(f"\n== The default family before (auto) and after (ensemble): {cars:,} cars, seeds "
-          f"{', '.join(map(str, seeds))}, never looked at while choosing")
-    print(f"  {'placement':<34} {'seed':>5} {'fail':>4} {'truth':>6} {'auto (kept)':>15} {'ensemble':>8}")
-    means = {"auto": [], "ensemble": []}
+    """Boosting alone against the ensemble (boosting and a network stacked) on the same uploads and the
+    same evaluation cars, seeds no development run looked at, in-process: the share of the way to the
+    truth, and the paired bootstrap difference in ROC-AUC and in recall at 10 % (ensemble minus hgb)."""
+    print(f"\n== hgb against the ensemble: {cars:,} cars, seeds {', '.join(map(str, seeds))}, never looked at while "
+          "choosing; paired differences ensemble - hgb with 95 % intervals")
+    print(f"  {'placement':<34} {'seed':>5} {'fail':>4} {'truth':>6} {'hgb':>5} {'ens.':>5}  {'ROC-AUC diff.':<24} "
+          f"{'recall at 10 % diff.':<24}")
+    means, clear = {"hgb": [], "ensemble": []}, {"better": 0, "worse": 0}
     for placement in PLACEMENTS:
         for seed in seeds:
             name = f"signal-{placement}-{cars}-{seed}"
             out = in_process_share(upload(name, cars=cars, seed=seed, signal_in=placement), name,
-                                   families=("auto", "ensemble"))
+                                   families=("hgb", "ensemble"), paired=True)
             for family in means:
                 means[family].append(out[family]["share"])
-            print(f"  {placement:<34} {seed:>5} {out['failures']:>4} {out['oracle']:6.3f} "
-                  f"{out['auto']['share']:6.0%} ({out['auto']['family']:<5}) {out['ensemble']['share']:8.0%}")
-    print(f"  {'mean':<34} {'':>5} {'':>4} {'':>6} {sum(means['auto']) / len(means['auto']):6.0%} {'':7}  "
-          f"{sum(means['ensemble']) / len(means['ensemble']):8.0%}   (bar: 80 %)")
+            diff = out["difference"]
+            for key in ("roc_auc", "recall_at_10"):
+                clear["better"] += diff[key]["low"] > 0
+                clear["worse"] += diff[key]["high"] < 0
+            print(f"  {placement:<34} {seed:>5} {out['failures']:>4} {out['oracle']:6.3f} {out['hgb']['share']:5.0%} "
+                  f"{out['ensemble']['share']:5.0%}  {_signed(diff['roc_auc']):<24} {_signed(diff['recall_at_10']):<24}")
+    print(f"  {'mean':<34} {'':>5} {'':>4} {'':>6} {sum(means['hgb']) / len(means['hgb']):5.0%} "
+          f"{sum(means['ensemble']) / len(means['ensemble']):5.0%}")
+    print(f"  differences clearly above 0: {clear['better']}, clearly below: {clear['worse']}, of "
+          f"{2 * len(means['hgb'])} (ROC-AUC and recall at 10 % on each upload)")
+
+
+def _signed(figure: dict) -> str:
+    return f"{figure['value']:+.3f} [{figure['low']:+.3f}, {figure['high']:+.3f}]"
 
 
 def bench_families(cars: int, seed: int) -> None:
@@ -543,27 +573,94 @@ def bench_real() -> None:
               f"{recall['value']:.2f} [{recall['low']:.2f}, {recall['high']:.2f}]{against}")
 
 
-def bench_predict() -> None:
-    print("\n== Scoring with the production model")
-    root = OUT / "run-quality-2000-1.0-None"
-    if not (root / "runs").exists():
-        print("  (needs the quality run; skipped)")
-        return
-    run = next((root / "runs").iterdir()).name
-    lake = str(root / "lake")
-    subprocess.run(KAFER + ["decide", run, "keep-new", "--by", "bench", "--why", "benchmark", "--lake", lake,
-                            "--runs", str(root / "runs")], capture_output=True)
-    lake_rows = sum(json.loads(p.read_text())["rows"] for p in (Path(lake) / "raw" / "index").glob("*.json"))
-    print(f"  the lake holds {lake_rows:,} rows; each scored car's rows in it are read too")
-    for cars in (1, 1000):
-        folder = upload(f"predict-{cars}", cars=cars, seed=99, start="2024-09-01")
-        seconds, _, _ = timed(KAFER + ["predict", str(folder / "upload"), "--lake", lake,
-                                       "--out", str(OUT / f"predict-{cars}.csv")])
-        bar = 5 if cars == 1 else 15
-        print(f"  {cars:>5,} car(s): {seconds:5.1f} s  (bar: {bar} s, whole command including start-up)")
-    again = OUT / "quality-2000-1.0" / "upload"
-    seconds, _, _ = timed(KAFER + ["predict", str(again), "--lake", lake, "--out", str(OUT / "predict-again.csv")])
-    print(f"  2,000 cars whose every row the lake holds too: {seconds:5.1f} s")
+#: The families whose costs are put side by side: the default, and the ensemble one setting away.
+COST_FAMILIES = ("hgb", "ensemble")
+
+
+def bench_costs(families: tuple[str, ...] = COST_FAMILIES, *, repeats: int = 3) -> None:
+    """What people wait for, with each family, side by side: ``kafer predict`` of one new car, of 2,000 new
+    cars and of one car the lake holds (``--car``), whole commands, each with the demo's model of that
+    family in production; ``03_retrain`` and ``04_compare`` on the demo and on a month-sized upload, each
+    step run again alone (its kernel's start included) for its time and peak memory.
+
+    The machine is shared: every measure is taken ``repeats`` times, the families in turn, and the best
+    kept (peak memory: that of the best run)."""
+    print(f"\n== Costs side by side: {' and '.join(families)} (whole commands, peak memory of the process and its "
+          f"kernels; the best of {repeats}, the families measured in turn)")
+    uploads = {"demo, 2,000 cars": upload("quality-2000-1.0", cars=2000, seed=5),
+               "month, 6,000 cars": upload("month-6000", cars=6000, seed=11)}
+    one = upload("predict-1", cars=1, seed=99, start="2024-09-01")
+    many = upload("predict-2000", cars=2000, seed=98, start="2024-09-01")
+    commands: dict[str, dict[str, list[str]]] = {}
+    for label, folder in uploads.items():
+        for family in families:
+            root = OUT / f"costs-{folder.name}-{family}"
+            shutil.rmtree(root, ignore_errors=True)
+            where = ["--lake", str(root / "lake"), "--runs", str(root / "runs")]
+            timed(KAFER + ["retrain", str(folder / "upload"), "--family", family, "--run-id", "r1", *where])
+            for step in ("03_retrain", "04_compare"):
+                commands.setdefault(f"{step}, {label}", {})[family] = [
+                    sys.executable, __file__, "--step", step, str(root / "runs"), "r1"]
+    best: dict[str, dict[str, tuple[float, float]]] = {}
+    _best_of(commands, best, repeats)  # the steps of first runs: before any model is kept
+    scoring: dict[str, dict[str, list[str]]] = {}
+    for family in families:
+        root = OUT / f"costs-quality-2000-1.0-{family}"
+        lake = ["--lake", str(root / "lake")]
+        timed(KAFER + ["decide", "r1", "keep-new", "--by", "bench", "--why", "costs", *lake, "--runs", str(root / "runs")])
+        knr = (root / "runs" / "r1" / "predictions.csv").read_text().splitlines()[1].split(",")[0]
+        for what, args in (("kafer predict, one new car", [str(one / "upload"), "--out", str(root / "1.csv")]),
+                           ("kafer predict, 2,000 new cars", [str(many / "upload"), "--out", str(root / "2k.csv")]),
+                           ("kafer predict --car, one car of the lake", ["--car", knr])):
+            scoring.setdefault(what, {})[family] = KAFER + ["predict", *args, *lake]
+    _best_of(scoring, best, repeats)
+    first, second = families
+    print(f"  {'what':<42} {first:>18} {second:>18}  {'ratio':>5}")
+    for what, by in best.items():
+        (s1, m1), (s2, m2) = by[first], by[second]
+        print(f"  {what:<42} {s1:7.1f} s {m1:6,.0f} MB {s2:7.1f} s {m2:6,.0f} MB  {s2 / s1:5.2f}")
+    print("  bar: the ensemble kept as the default only at <= 1.3 x hgb for one car, 2,000 cars and 04_compare")
+
+
+def _best_of(commands: dict[str, dict[str, list[str]]], best: dict, repeats: int) -> None:
+    """Run every command ``repeats`` times, in turn, and keep each one's best (seconds, peak MB) in ``best``."""
+    for _ in range(repeats):
+        for what, by in commands.items():
+            for family, cmd in by.items():
+                got = timed(cmd)[:2]
+                best.setdefault(what, {})[family] = min(best.get(what, {}).get(family, got), got)
+
+
+def bench_install() -> None:
+    """How long installing takes and how big ``.venv`` grows: the runtime (``make retrain``), then the test
+    extras (``make test``), from the lock files into bench/out (from ``wheelhouse/`` when it holds wheels)."""
+    root = Path(__file__).resolve().parent.parent
+    venv = OUT / "venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    source = "wheelhouse/, no network" if any((root / "wheelhouse").glob("*.whl")) else "PyPI"
+    print(f"\n== Installs from the lock files (from {source})")
+    for what, target in (("make retrain (runtime)", ".runtime"), ("make test (runtime + test extras)", ".test")):
+        seconds, _, _ = timed(["make", "-C", str(root), "--no-print-directory", f"{venv}/{target}", f"VENV={venv}"])
+        size = int(subprocess.run(["du", "-sm", str(venv)], capture_output=True, text=True).stdout.split()[0])
+        print(f"  {what:<36} {seconds:6.0f} s   .venv {size / 1024:4.1f} GB")
+    shutil.rmtree(venv, ignore_errors=True)
+
+
+def run_step(step: str, runs: str, run_id: str) -> None:
+    """Run one notebook step of an existing run again, alone (its executed notebook into a scratch folder),
+    then put the run's record back as it was (03 gives its candidate a new version id)."""
+    import tempfile
+
+    from kafer.pipeline import run_notebook, step_parameters
+
+    folder = Path(runs) / run_id
+    kept = {path: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            run_notebook(step, Path(scratch), step_parameters(step, upload=[], runs=runs, run_id=run_id))
+    finally:
+        for path, data in kept.items():
+            path.write_bytes(data)
 
 
 #: Where the training months' failures come from, and where a changed plant's do: the
@@ -572,11 +669,9 @@ TRAINED_ON, CHANGES = ("contract",), {"completely (configuration)": ("configurat
                                       "half (contract and configuration)": ("contract", "configuration")}
 
 
-def bench_monitor(cars: int, *, month_cars: int = 2000, trained: int = 5, alike: int = 24, changed: int = 6,
-                  seed: int = 1800) -> None:
-    """The track record: the time of ``kafer monitor`` on a twelve-month lake of ``cars`` a month; the
-    false-warning rate on independent months of ``month_cars`` drawn like the training month, and the
-    months needed to warn after the plant changed."""
+def bench_monitor(cars: int) -> None:
+    """The track record: the time of ``kafer monitor`` on a twelve-month lake of ``cars`` a month, then
+    :func:`bench_warnings`."""
     print(f"\n== Track record: kafer monitor on a twelve-month lake of {cars:,} cars a month")
     folders = month_uploads(cars, range(1, 14))
     root = OUT / "monitor-year"
@@ -599,20 +694,30 @@ def bench_monitor(cars: int, *, month_cars: int = 2000, trained: int = 5, alike:
     print(f"  kafer monitor again (scores and figures kept with the model):           {warm:5.1f} s   (bar: seconds)")
     print(f"  a thirteenth month: kafer ingest {ingest_s:.1f} s, its line: {out.strip().splitlines()[-1][:110]}…")
     print(f"  kafer monitor after it (the new month's cars and the pooled figures):    {month:5.1f} s")
-    bench_warnings(month_cars, trained=trained, alike=alike, changed=changed, seed=seed)
+    bench_warnings()
 
 
-def bench_warnings(cars: int, *, trained: int, alike: int, changed: int, seed: int) -> None:
-    """False warnings on months like the training month, and months to warn once the plant changed.
+def bench_warnings(cars: int = 2000, *, trained: int = 5, alike: int = 24, changed: int = 6, seed: int = 1800) -> None:
+    """False warnings on months like the training month, on such months whose plant fails half or twice
+    as often with the ranking unchanged, and months to warn once the plant changed.
 
     Every month is a generator upload of ``cars`` cars with its own seed (20 resultados rows a car: the
     record reads the per-car table and the facts). Each training month's model is trained and promised
     as a retrain does (time split, family hgb, the comparison's figures on its evaluation cars), then
     every other month is judged with :func:`kafer.monitor.judge`, the function ``kafer monitor`` uses.
+    A month failing half as often is a like month with the cars of the next like month that passed
+    their road test added, one failing twice as often a like month with half its cars that passed
+    left out at random: the model's scores of the failing and of the other cars are drawn as before,
+    so it ranks them as well as before, and its failures (what the tests' uncertainty rests on) are
+    the like month's own. Each is also judged as before this issue (PR-AUC tested beside ROC-AUC and
+    the recalls), and the failure-rate news is counted.
     """
+    from unittest import mock
+
     import numpy as np
     import pandas as pd
 
+    from kafer import monitor
     from kafer.catalog import current_facts, current_features
     from kafer.config import load_settings
     from kafer.dataset import labelled, time_split
@@ -620,9 +725,9 @@ def bench_warnings(cars: int, *, trained: int, alike: int, changed: int, seed: i
     from kafer.features import feature_columns
     from kafer.ingest import ingest
     from kafer.lake import Lake
-    from kafer.metrics import compare, proportion, threshold_at
+    from kafer.metrics import budget_key, compare, proportion, threshold_at
     from kafer.model import train
-    from kafer.monitor import judge
+    from kafer.monitor import check_promise, judge
 
     plan = ([("trained", i, TRAINED_ON) for i in range(trained)] + [("alike", i, TRAINED_ON) for i in range(alike)]
             + [(name, i, where) for name, where in CHANGES.items() for i in range(changed)])
@@ -643,9 +748,30 @@ def bench_warnings(cars: int, *, trained: int, alike: int, changed: int, seed: i
                settings=settings)
     table, facts = current_features(lake), current_facts(lake)
     table = table[table["road_test_at"].notna()].set_index("KNR", drop=False)
-    print(f"\n== Track record: false warnings and months to warn ({len(plan)} months of {cars:,} cars, seeds "
-          f"{seed}-{seed + len(plan) - 1}; models trained as a retrain does, family hgb)")
-    alarms, yearly, late = [], [], {name: {0: [], 3: []} for name in CHANGES}
+    passed = table["label_known"].fillna(False).astype(bool) & (table["label_rod"] == 0)
+    rng = np.random.default_rng(seed)
+    rated = {"halved": [], "doubled": []}
+    for i in range(alike):
+        month = months[("alike", i)]
+        others = table.loc[table["KNR"].isin(months[("alike", (i + 1) % alike)]) & passed, "KNR"]
+        rated["halved"].append(pd.concat([month, others], ignore_index=True))
+        own = table.loc[table["KNR"].isin(month) & passed, "KNR"].to_numpy()
+        dropped = set(rng.choice(own, size=len(own) // 2, replace=False))
+        rated["doubled"].append(month[~month.isin(dropped)])
+    print(f"\n== Track record: false warnings, failure-rate news and months to warn ({len(plan)} months of {cars:,} "
+          f"cars, seeds {seed}-{seed + len(plan) - 1}; models trained as a retrain does, family hgb)")
+    before = ("roc_auc", "pr_auc")
+
+    def with_pr_auc(record, promise) -> bool:
+        """The warning as it was before PR-AUC left the test."""
+        tested = lambda budgets: before + tuple(f"recall_at_{budget_key(b)}" for b in budgets)  # noqa: E731
+        with mock.patch.object(monitor, "watched", tested):
+            return check_promise(record.pooled, promise, version="", budgets=settings.budgets,
+                                 budget=settings.operating_budget, alpha=settings.monitor_alpha,
+                                 min_cars=settings.min_compare_cars, min_failures=settings.min_compare_failures).alert
+
+    counts = {name: {"alert": [], "before": [], "news": [], "rate": []} for name in ("alike", "halved", "doubled")}
+    yearly, late = [], {name: {0: [], 3: []} for name in CHANGES}
     for t in range(trained):
         split = time_split(labelled(table.loc[table["KNR"].isin(months[("trained", t)])].reset_index(drop=True)),
                            eval_fraction=settings.eval_fraction)
@@ -657,34 +783,334 @@ def bench_warnings(cars: int, *, trained: int, alike: int, changed: int, seed: i
                    "operating_threshold": threshold_at(p_eval, budget=settings.operating_budget)}
         risk = pd.Series(model.predict_proba(table, facts), index=table.index)
 
+        def record_of(knr: pd.Series):
+            """The record on these cars, as if they were road-tested since the model was kept."""
+            cars = table.loc[table["KNR"].isin(knr)].reset_index(drop=True)
+            return judge(f"model {t}", cars, risk.loc[cars["KNR"]].to_numpy(), promise=promise, settings=settings,
+                         learned=model.meta["trained_on"])
+
         def slipped(keys) -> bool:
             """The warning on the pooled cars of these months since the model was kept."""
-            knr = pd.concat([months[k] for k in keys])
-            cars = table.loc[table["KNR"].isin(knr)].reset_index(drop=True)
-            return judge(f"model {t}", cars, risk.loc[cars["KNR"]].to_numpy(), promise=promise,
-                         settings=settings).check.alert
+            return record_of(pd.concat([months[k] for k in keys])).check.alert
 
-        own = [slipped([("alike", i)]) for i in range(alike)]
-        alarms += own
+        own = {"alike": [months[("alike", i)] for i in range(alike)], **rated}
+        for name, sets in own.items():
+            for knr in sets:
+                record = record_of(knr)
+                counts[name]["alert"].append(record.check.alert)
+                counts[name]["before"].append(with_pr_auc(record, promise))
+                counts[name]["news"].append(record.rate.moved if record.rate else None)
+                counts[name]["rate"].append(record.rate.now if record.rate else np.nan)
         yearly.append(any(slipped([("alike", i) for i in range(k + 1)]) for k in range(min(12, alike))))
         for name in CHANGES:
-            for before in late[name]:
-                head = [("alike", i) for i in range(before)]
-                late[name][before].append(next((k + 1 for k in range(changed)
-                                                if slipped(head + [(name, i) for i in range(k + 1)])), None))
+            for good in late[name]:
+                head = [("alike", i) for i in range(good)]
+                late[name][good].append(next((k + 1 for k in range(changed)
+                                              if slipped(head + [(name, i) for i in range(k + 1)])), None))
         roc = promise["roc_auc"]
         print(f"  model {t}: promised ROC-AUC {roc['value']:.3f} [{roc['low']:.3f}, {roc['high']:.3f}] on "
-              f"{len(split.eval):,} cars; false warnings {sum(own)} of {alike} months, in its year "
-              f"{'yes' if yearly[-1] else 'no'}", flush=True)
-    share = proportion(int(np.sum(alarms)), len(alarms))
-    print(f"  false warnings on single months like the training month: {int(np.sum(alarms))} of {len(alarms)} "
-          f"({share['value']:.1%}, 95 % interval {share['low']:.1%} to {share['high']:.1%}; {trained} models x "
-          f"{alike} months)   (bar: 5 %)")
+              f"{len(split.eval):,} cars, learned at {model.meta['trained_on']['positives'] / len(split.train):.1%}; "
+              f"false warnings on like months {sum(counts['alike']['alert'][-alike:])} of {alike}, failing half as "
+              f"often {sum(counts['halved']['alert'][-alike:])}, twice as often "
+              f"{sum(counts['doubled']['alert'][-alike:])}; in its year {'yes' if yearly[-1] else 'no'}", flush=True)
+
+    def share(flags: list) -> str:
+        found = proportion(int(np.sum(flags)), len(flags))
+        return (f"{int(np.sum(flags))} of {len(flags)} ({found['value']:.1%}, 95 % interval {found['low']:.1%} to "
+                f"{found['high']:.1%})")
+
+    for name, words in (("alike", "like the training month"), ("halved", "whose plant fails half as often"),
+                        ("doubled", "whose plant fails twice as often")):
+        seen = counts[name]
+        moved = [m is not None for m in seen["news"]]
+        print(f"  single months {words} (failure rate {np.nanmean(seen['rate']):.1%}): false warnings "
+              f"{share(seen['alert'])}   (bar: 5 %, as on like months); with PR-AUC tested as before: "
+              f"{share(seen['before'])}; news that the plant fails more or less often: {share(moved)}")
     print(f"  a false warning in a year of monthly checks (pooled since kept): {sum(yearly)} of {trained} models")
     for name, waits in late.items():
-        for before, months_to_warn in waits.items():
+        for good, months_to_warn in waits.items():
             said = ", ".join("not within " + str(changed) if w is None else str(w) for w in months_to_warn)
-            print(f"  plant changed {name}, {before} good months before: months to warn, per model: {said}")
+            print(f"  plant changed {name}, {good} good months before: months to warn, per model: {said}")
+
+
+def bench_uploads(cars: int) -> None:
+    """A month received in 1 MiB pieces, its unpacked sizes counted, its files read by the check; each
+    in a child process of its own, so that its time and peak memory are its own."""
+    folder = upload(f"month-{cars}", cars=cars, seed=11) / "upload"
+    files = files_of(folder.parent)
+    size = sum(p.stat().st_size for p in files)
+    print(f"\n== Uploads through the library: a month of {cars:,} cars, {len(files)} files, {size / 1e6:,.1f} MB, "
+          "in 1 MiB pieces")
+    runs = OUT / "runs-uploads"
+    shutil.rmtree(runs, ignore_errors=True)
+    seconds, peak, said = timed([sys.executable, __file__, "--receive-upload", str(runs), *map(str, files)])
+    upload_id, unpack_seconds = said.split()
+    pieces = sum(-(-p.stat().st_size // (1 << 20)) for p in files)
+    print(f"  received in {pieces:,} pieces: {seconds:6.1f} s ({size / 1e6 / seconds:,.0f} MB/s), "
+          f"peak memory {peak:,.0f} MB (the whole process, Python and Käfer's imports included)")
+    print(f"  of which the unpacked-size checks of the whole files: {float(unpack_seconds):6.1f} s")
+    seconds, peak, said = timed([sys.executable, __file__, "--unpacked", *map(str, files)])
+    unpacked = sum(map(int, said.split()))
+    print(f"  the unpacked-size checks alone: {seconds:6.1f} s for {unpacked / 1e9:,.2f} GB unpacked "
+          f"({unpacked / size:.1f} x the files), peak {peak:,.0f} MB")
+    seconds, peak, _ = timed([sys.executable, __file__, "--check-upload", str(runs), upload_id])
+    print(f"  the check with ingest's reader, in the process: {seconds:6.1f} s, peak {peak:,.0f} MB")
+    seconds, _, said = timed([sys.executable, __file__, "--check-upload", str(runs), upload_id, "isolated"])
+    print(f"  again in a child process (as a server would): {seconds:6.1f} s, the calling process's own peak "
+          f"{float(said):,.0f} MB")
+    shutil.rmtree(runs, ignore_errors=True)
+
+
+def receive_upload(runs: str, files: list[str]) -> None:
+    """Send ``files`` through :mod:`kafer.uploads` in 1 MiB pieces; print the upload's id and the
+    seconds spent counting unpacked sizes."""
+    from kafer import uploads
+    from kafer.config import load_settings
+
+    settings = load_settings(runs=runs, lake=str(Path(runs) / "lake"))
+    counting = {"seconds": 0.0}
+    measured = uploads.unpacked_size
+
+    def unpacked_size(*args, **kwargs):
+        started = time.monotonic()
+        try:
+            return measured(*args, **kwargs)
+        finally:
+            counting["seconds"] += time.monotonic() - started
+
+    uploads.unpacked_size = unpacked_size
+    paths = [Path(f) for f in files]
+    upload = uploads.open_upload({p.name: p.stat().st_size for p in paths}, by="bench", settings=settings)
+    for path in paths:
+        with open(path, "rb") as fh:
+            offset = 0
+            while piece := fh.read(uploads.PIECE_BYTES):
+                state = uploads.receive_piece(upload.upload_id, path.name, offset, piece, by="bench",
+                                              settings=settings)
+                offset += len(piece)
+    assert state.state == "received", state
+    print(upload.upload_id, counting["seconds"])
+
+
+def check_upload(runs: str, upload_id: str, isolated: bool) -> None:
+    """Check a received upload (in a child process when ``isolated``); print this process's peak MB."""
+    from kafer import uploads
+    from kafer.config import load_settings
+
+    settings = load_settings(runs=runs, lake=str(Path(runs) / "lake"))
+    if isolated:  # check it again: a ready upload is made whole-again for the second pass
+        record = json.loads((uploads.uploads_folder(settings) / upload_id / uploads.RECORD).read_text())
+        record["state"] = "received"
+        (uploads.uploads_folder(settings) / upload_id / uploads.RECORD).write_text(json.dumps(record))
+    state = uploads.check_upload(upload_id, by="bench", settings=settings, isolated=isolated)
+    assert state.state == "ready", state
+    import resource
+
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # this process alone, not its child
+def daily_exports(month: Path, folder: Path) -> list[Path]:
+    """The month's exports cut as the plant's daily exports of the cars road-tested that day: for each day,
+    every row of those cars up to the day's end (one csv per kind in ``folder/<day>``), oldest day first."""
+    import pandas as pd
+
+    from kafer.readers import read_export
+
+    rows: dict[str, list] = {}
+    for path in files_of(month):
+        export = read_export(path.read_bytes(), path.name)
+        rows.setdefault(export.kind, []).append(export.table.to_pandas())
+    tables = {kind: pd.concat(parts, ignore_index=True) for kind, parts in rows.items()}
+    status = tables["status"]
+    road = status[status["STATUS"] == "G710"].groupby("KNR")["DATA"].min().dt.normalize()
+    days = []
+    for day, cars in road.groupby(road):
+        target = folder / f"{day:%Y-%m-%d}"
+        target.mkdir(parents=True, exist_ok=True)
+        end = day + pd.Timedelta(days=1)
+        for kind, table in tables.items():
+            cut = table[table["KNR"].isin(cars.index) & (table["DATA"] < end)]
+            cut.assign(DATA=cut["DATA"].dt.strftime("%Y-%m-%d %H:%M:%S")).to_csv(target / f"{kind}.csv", index=False)
+        days.append(target)
+    return days
+
+
+def bench_lists(cars: int, *, seed: int = 2700, shares: tuple[float, ...] = (0.0, 0.02, 0.05, 0.10),
+                fixed_share: float = 0.7) -> None:
+    """A shadow month of daily lists, then its go/no-go verdict; the lift over random of lists acted on, with and
+    without an audit share, their flagged and audit cars fixed before the road test (each failure prevented with
+    chance ``fixed_share``); what the track record says then, with and without the correction."""
+    import numpy as np
+    import pandas as pd
+
+    from kafer import catalog, registry
+    from kafer.config import load_settings
+    from kafer.demo import make_demo_upload
+    from kafer.ingest import ingest
+    from kafer.lake import Lake
+    from kafer.lists import issued_lists, list_outcome, pooled_cars
+    from kafer.monitor import judge, judged_without_lists, track_record
+    from kafer.predict import issue_ranking, predict_upload, ranking_facts
+    from kafer.watch import watch
+
+    root = OUT / f"lists-{cars}"
+    month = dict(cars=cars, seed=seed + 1, start="2024-04-01", results_per_car=20, layout="csv")
+    if not (root / "shadow-month" / "truth.csv").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        make_demo_upload(root / "training-month", cars=cars, seed=seed, start="2024-03-01", results_per_car=20,
+                         layout="csv")
+        make_demo_upload(root / "shadow-month", **month)
+    base = root / "base"
+    if not (base / "runs").exists():
+        where = ["--lake", str(base / "lake"), "--runs", str(base / "runs")]
+        timed(KAFER + ["retrain", str(root / "training-month" / "upload"), "--family", "hgb", "--run-id", "r1", *where])
+        timed(KAFER + ["decide", "r1", "keep-new", "--by", "bench", "--why", "the lists' model", *where])
+    days = daily_exports(root / "shadow-month", root / "days") if not (root / "days").exists() else \
+        sorted(p for p in (root / "days").iterdir() if p.is_dir())
+    print(f"\n== Inspection lists: a month of {cars:,} cars road-tested over {len(days)} days, one list a day "
+          f"(each day's export holds the cars road-tested that day), production trained on the month before (hgb)")
+
+    def lake_copy(name: str, **options):
+        folder = root / name
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(base / "lake", folder / "lake")
+        settings = load_settings(lake=str(folder / "lake"), runs=str(base / "runs"), **options)
+        return settings, Lake(settings.lake)
+
+    # the shadow: every daily export dropped into a watched inbox, scored once, its list recorded (not acted on)
+    settings, lake = lake_copy("shadow", shadow=True)
+    inbox, out = root / "shadow" / "inbox", root / "shadow" / "lists"
+    inbox.mkdir(), out.mkdir()
+    started = time.monotonic()
+    for day in days:
+        for path in day.iterdir():
+            shutil.copy(path, inbox / f"{day.name}-{path.name}")
+        watch(str(inbox), str(out), settings=settings, by="bench", once=True, settle=0.0, say=lambda line: None)
+    per_list = (time.monotonic() - started) / len(days)
+    ingest([str(root / "shadow-month" / "upload")], lake=lake, settings=settings)
+    seconds, _, out_json = timed(KAFER + ["lists", "--json", "--lake", settings.lake])
+    shown = json.loads(out_json)
+    verdict = shown["verdict"]
+    print(f"  {len(shown['lists'])} lists recorded through kafer predict --watch ({per_list:.1f} s a list, scoring "
+          f"included); kafer lists --json {seconds:.1f} s")
+    weekly = {}
+    for item in shown["lists"]:
+        week = pd.Timestamp(item["data_end"]).strftime("%G-W%V")
+        o = item["outcome"] or {}
+        acc = weekly.setdefault(week, [0, 0, 0, 0])
+        acc[0] += 1
+        acc[1] += o.get("known", 0)
+        acc[2] += o.get("flagged_failures", 0)
+        acc[3] += o.get("other_failures", 0)
+    for week, (n, known, found, other) in weekly.items():
+        print(f"  {week}: {n} lists, {known:,} cars with their outcome, failures {found} among the flagged / "
+              f"{other} among the rest")
+    lift = verdict["lift"]
+    print(f"  shadow verdict ({verdict['start']} to {verdict['end']}, bar {verdict['bar']:g}): "
+          f"{verdict['decision'].upper()}: lift over random {lift[0]:.2f} [{lift[1]:.2f}, {lift[2]:.2f}] on "
+          f"{verdict['known']:,} cars, {verdict['failures']} failures ({verdict['flagged_failures']} flagged)")
+    print(f"  in words: {verdict['words']}")
+    truth = pd.read_csv(root / "shadow-month" / "truth.csv", dtype={"KNR": str}).set_index("KNR")
+    inside = [item for item in shown["lists"] if verdict["start"] <= item["data_end"][:10] < verdict["end"]]
+    judged = pooled_cars([catalog.list_cars(lake, item["id"]) for item in inside])
+    judged = judged[judged["KNR"].isin(set(catalog.current_features(lake).query("label_known")["KNR"]))]
+    p_true = truth.loc[judged["KNR"], "p_true"].to_numpy()
+    flag = judged["in_budget"].to_numpy()
+    print(f"  the truth behind it, on the same {len(judged):,} cars: the flagged cars' true failure chance "
+          f"{p_true[flag].mean():.1%} against {p_true.mean():.1%} for all, a true lift of "
+          f"{p_true[flag].mean() / p_true.mean():.2f}")
+    replay_lifts(judged.assign(p_true=p_true), shares=shares, fixed_share=fixed_share, seed=seed)
+    ranked = {day.name: predict_upload([str(day)], settings=settings) for day in days}
+    production = registry.production(lake)
+
+    # acted on: each share's lists, their flagged and audit cars fixed before the road test
+    for share in shares:
+        settings, lake = lake_copy(f"acted-{share:g}", shadow=False, audit_share=share)
+        treated = set()
+        for day in days:
+            paths = [str(day)]
+            issue_ranking(ranked[day.name], "", facts=ranking_facts(ranked[day.name], paths=paths, settings=settings),
+                          settings=settings, by="bench", source="command line", paths=paths)
+        for item in catalog.list_records(lake):
+            listed = catalog.list_cars(lake, item["id"])
+            treated |= set(listed.loc[listed["in_budget"] | listed["audit"], "KNR"])
+        replay = root / f"acted-{share:g}" / "month"
+        make_demo_upload(replay, **month, fixed=treated, fixed_share=fixed_share)
+        ingest([str(replay / "upload")], lake=lake, settings=settings)
+        found = issued_lists(lake, settings=settings)
+        frames = pd.concat([catalog.list_cars(lake, item["id"]) for item in found.lists]).drop_duplicates("KNR")
+        labels = catalog.current_features(lake)
+        measured = list_outcome(frames, labels, acted_on=True)
+        naive = list_outcome(frames, labels, acted_on=False)
+        lift, wrong = measured["lift_over_random"], naive["lift_over_random"]
+        print(f"  acted on, audit share {share:.0%} ({measured['audit_known']} audit cars with an outcome, "
+              f"{measured['audit_failures']} failed): lift over random "
+              + ("cannot be measured (no audit car)" if lift is None else
+                 f"{lift[0]:.2f} [{lift[1]:.2f}, {lift[2]:.2f}]")
+              + f"; against the unflagged cars not inspected (what a shadow computes) {wrong[0]:.2f} "
+                f"[{wrong[1]:.2f}, {wrong[2]:.2f}]")
+        if share != max(shares):
+            continue
+        record = track_record(lake, settings=settings, drift=False)
+        corrected = record.production
+        table = labels.set_index("KNR")
+        every = corrected.cars.assign(label_known=table.loc[corrected.cars["KNR"], "label_known"].to_numpy())
+        plain = judge(corrected.version, every, corrected.cars["probability"].to_numpy(),
+                      promise=production["metrics"], settings=settings)
+
+        def said(check, judged) -> str:
+            roc = judged.pooled.figures.get("roc_auc") if judged.pooled else None
+            shown_roc = "—" if not roc else f"{roc['value']:.3f} [{roc['low']:.3f}, {roc['high']:.3f}]"
+            verdict = "SLIPPING" if check.alert else "keeps its promise"
+            return f"{verdict} (ROC-AUC {shown_roc} on {judged.pooled.cars:,} cars)"
+
+        promised = production["metrics"]["roc_auc"]
+        print(f"  track record, lists acted on ({fixed_share:.0%} of treated failures prevented; promised ROC-AUC "
+              f"{promised['value']:.3f}): without the correction {said(plain.check, plain)}; with it "
+              f"{said(corrected.check, corrected)}, against {corrected.promise['roc_auc']['value']:.3f} promised "
+              f"below the threshold")
+        unshaped = track_record(Lake(str(root / "shadow" / "lake")), settings=settings, drift=False).production
+        cars, p = unshaped.cars, unshaped.cars["probability"].to_numpy()
+        kept, promise, _ = judged_without_lists(cars, p, np.zeros(len(cars), dtype=bool),
+                                                promise=production["metrics"], below=corrected.promise)
+        below = judge(unshaped.version, kept, p, promise=promise, settings=settings)
+        print(f"  the same month in the shadow (no outcome shaped): {said(unshaped.check, unshaped)}; judged below "
+              f"the threshold as the correction does, {said(below.check, below)}")
+
+
+def replay_lifts(cars, *, shares: tuple[float, ...], fixed_share: float, seed: int, rounds: int = 400) -> None:
+    """The lift's estimate and interval over ``rounds`` replays of the shadow's outcomes, drawn from the true
+    chances (``cars``: ``in_budget``, ``p_true``): in the shadow, and acted on with each audit share (the flagged
+    and audit cars' failures each prevented with chance ``fixed_share``)."""
+    import numpy as np
+
+    from kafer.lists import lift_over_random
+
+    rng = np.random.default_rng(seed)
+    flagged, p = cars["in_budget"].to_numpy(dtype=bool), cars["p_true"].to_numpy()
+    truth = p[flagged].mean() / p.mean()
+    print(f"  {rounds} replays of these cars' outcomes from their true chances (true lift {truth:.2f}):")
+    for share in (None, *shares):
+        values, held, widths = [], 0, []
+        for _ in range(rounds):
+            failed = rng.random(len(p)) < p
+            audit = rng.random(len(p)) < (share or 0)
+            if share is not None:
+                failed &= ~((flagged | audit) & (rng.random(len(p)) < fixed_share))
+            reference = ~flagged & (audit if share is not None else True)
+            lift = lift_over_random(int((failed & flagged).sum()), int(flagged.sum()),
+                                    int((failed & reference).sum()), int(reference.sum()), share=flagged.mean())
+            if lift is None:
+                continue
+            values.append(lift["value"])
+            held += lift["low"] <= truth <= lift["high"]
+            widths.append(lift["high"] - lift["low"])
+        what = "in the shadow" if share is None else f"acted on, audit share {share:.0%}"
+        if not values:
+            print(f"    {what}: cannot be measured in any replay")
+            continue
+        print(f"    {what}: median estimate {np.median(values):.2f} (middle 90 % {np.quantile(values, 0.05):.2f} to "
+              f"{np.quantile(values, 0.95):.2f}), the 95 % interval held the true lift in {held / rounds:.0%} of the "
+              f"replays, median width {np.median(widths):.2f}" + ("" if len(values) == rounds else
+                                                                   f"; measurable in {len(values)} of {rounds}"))
 
 
 #: Chromium as the tests drive it (tests/browser.py): Debian's, headless, no calls out.
@@ -763,7 +1189,7 @@ def bench_desk(family: str | None, *, ingested: bool = False) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     root, where = desk_world(family, ingested=ingested)
-    port = 8870 + (family == "hgb") + 2 * ingested
+    port = 8870 + (family == "ensemble") + 2 * ingested
     log = root / "server.log"
     with open(log, "wb") as sink:
         server = subprocess.Popen(KAFER + ["desk", "--no-browser", "--port", str(port), "--lake", where["lake"],
@@ -820,26 +1246,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cars", type=int, default=6000, help="cars in the month-sized upload")
     parser.add_argument("--only", choices=("ingest", "scale", "history", "quality", "signal", "timerule",
-                                           "families", "ensemble", "predict", "real", "monitor", "desk"))
+                                           "families", "ensemble", "costs", "install", "real", "monitor",
+                                           "uploads", "lists", "warnings", "desk"))
     parser.add_argument("--parse-only", nargs="+", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--land-only", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--csv-shape", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--step", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--receive-upload", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--unpacked", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--check-upload", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--compare-lakes", nargs=2, metavar="LAKE",
                         help="only say whether two lakes hold the same per-car table, facts and landed rows")
     args = parser.parse_args()
     if args.compare_lakes:
         raise SystemExit(0 if compare_lakes(*args.compare_lakes) else 1)
+    if args.step:
+        run_step(*args.step)
+        return
     if args.csv_shape:
         make_csv_shape(Path(args.csv_shape[0]), int(args.csv_shape[1]), int(args.csv_shape[2]))
         return
     if args.parse_only:
         print(parse_only(args.parse_only))
         return
+    if args.receive_upload:
+        receive_upload(args.receive_upload[0], args.receive_upload[1:])
+        return
+    if args.unpacked:
+        from kafer.uploads import unpacked_size
+
+        print(*(unpacked_size(f, name=f, limit=1 << 62) or os.path.getsize(f) for f in args.unpacked))
+        return
+    if args.check_upload:
+        check_upload(args.check_upload[0], args.check_upload[1], len(args.check_upload) > 2)
+        return
     if args.land_only:
         land_only(args.land_only[0], args.land_only[1:])
         return
     OUT.mkdir(exist_ok=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.only in (None, "ingest"):
         bench_ingest(args.cars)
     if args.only in (None, "scale"):
@@ -859,16 +1303,24 @@ def main() -> None:
         bench_families(6000, HELD_OUT[0])
     if args.only in (None, "ensemble"):
         bench_ensemble(6000, ENSEMBLE_HELD_OUT)
-    if args.only in (None, "predict"):
-        bench_predict()
+    if args.only in (None, "costs"):
+        bench_costs()
+    if args.only in (None, "install"):
+        bench_install()
     if args.only in (None, "real"):
         bench_real()
     if args.only in (None, "monitor"):
         bench_monitor(args.cars)
+    if args.only in (None, "uploads"):
+        bench_uploads(args.cars)
+    if args.only in (None, "lists"):
+        bench_lists(args.cars)
     if args.only in (None, "desk"):
         bench_desk(None)
-        bench_desk("hgb")
+        bench_desk("ensemble")
         bench_desk(None, ingested=True)
+    if args.only == "warnings":
+        bench_warnings()
 
 
 if __name__ == "__main__":

@@ -3,28 +3,36 @@
 Code elsewhere never builds a key; it asks for a dataset here (Kedro's ``DataCatalog`` is the
 model). The layers, as the lake's folders show them::
 
-    raw/files/<sha256>.<ext>                     each accepted file, byte for byte
-    raw/rows/<kind>/<sha256>.parquet             its normalized rows, sorted by KNR
+    raw/files/<sha256>.<ext>                     each accepted file, byte for byte (but those holding people's ids)
+    raw/rows/<kind>/<sha256>.parquet             its normalized rows, sorted by KNR, people's ids pseudonymized
     raw/index/<sha256>.json                      its record (name, kind, sheets, rows, cars, period), written last
     curated/features/<version>/features.parquet  an immutable per-car table
     curated/features/<version>/facts.parquet     the same cars' facts, long (KNR, kind, key, value)
     curated/features/<version>/manifest.json     what it was built from, and the feature definitions
     curated/CURRENT.json                         pointer to the current version, written last
     models/versions/<version>/model.bin          a model artifact, opaque bytes, written first
+    models/versions/<version>/model-<sha256>.bin  the same model converted to a safe format (kafer models convert)
+    models/versions/<version>/ARTIFACT.json      pointer to the converted artifact and its hash, written last
     models/versions/<version>/training_cars.parquet  the cars it was trained or validated on
     models/versions/<version>/meta.json          its registry entry; marks the version complete
     models/versions/<version>/scores/<data version>.parquet  its risk for cars of a curated version (a cache)
     models/versions/<version>/figures/<digest>.json  its figures on one set of scored cars (a cache)
     models/decisions/<id>.json                   one immutable record per decision (id: its sequence number)
     models/PRODUCTION.json                       the production pointer, written last
+    lists/cars/<id>.parquet                      an inspection list's cars: risk, rank, flag, audit, stage
+    lists/records/<id>.json                      its record (when, by whom, model, budget, files), written last
+    people/key.json                              the fingerprint of the key that pseudonymizes people's ids
 
-Data keys are written once; only the two pointers are ever replaced. The writes that make
+Data keys are written once; only the pointers are ever replaced (and, once, by ``kafer pseudonymize``,
+the raw records of files an older Käfer landed with people's ids in clear). The writes that make
 something exist or current (a version's entry, a decision, a pointer) take the lock their writer
 holds (:class:`kafer.locks.LockInfo`) and verify it first: a writer whose lock was taken over
 writes none of them.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import pandas as pd
 import pyarrow as pa
@@ -40,6 +48,9 @@ _CURRENT = "curated/CURRENT.json"
 _VERSIONS = "models/versions"
 _DECISIONS = "models/decisions"
 _PRODUCTION = "models/PRODUCTION.json"
+_LIST_CARS = "lists/cars"
+_LIST_RECORDS = "lists/records"
+_PERSON_KEY = "people/key.json"
 
 
 # -- raw zone ------------------------------------------------------------------------------------
@@ -61,15 +72,29 @@ def raw_records(lake: Lake) -> list[dict]:
     return [lake.read_json(key) for key in lake.list(_RAW_INDEX) if key.endswith(".json")]
 
 
-def save_raw_from(lake: Lake, record: dict, *, original: str, rows: str) -> None:
+def save_raw_from(lake: Lake, record: dict, *, original: str | None, rows: str) -> None:
     """Land one file from local files, streamed rather than held in memory: its original bytes
-    (the file ``original``), its rows (the Parquet file ``rows``, sorted by KNR then DATA, zstd,
-    row groups of 256,000 rows, see :func:`kafer.staging.sort_rows_file`), then its record
+    (the file ``original``; ``None`` for a file whose bytes are not kept, its record's
+    ``keys["file"]`` then ``None``), its rows (the Parquet file ``rows``, sorted by KNR then DATA,
+    zstd, row groups of 256,000 rows, see :func:`kafer.staging.sort_rows_file`), then its record
     (which makes it landed)."""
     keys = record["keys"]
-    lake.write_file(keys["file"], original)
+    if original is not None:
+        lake.write_file(keys["file"], original)
     lake.write_file(keys["rows"], rows)
     lake.write_json(keys["index"], record)
+
+
+def replace_raw_rows(lake: Lake, record: dict, *, rows: str, held: LockInfo) -> None:
+    """Give a landed file new rows (the Parquet file ``rows``, under ``record["keys"]["rows"]``, a key
+    its old record does not name), then replace its record with ``record``, still holding the lake's
+    lock ``held``; the old rows and original bytes are then the caller's to remove.
+
+    The one change of the raw zone: people's ids an older Käfer landed in clear are replaced by their
+    pseudonyms (:mod:`kafer.people`). The record is replaced whole, last, as a pointer is."""
+    lake.write_file(record["keys"]["rows"], rows)
+    held.verify()
+    lake.write_pointer(record["keys"]["index"], record)
 
 
 def raw_rows(lake: Lake, records: list[dict], *, cars: pa.Array | None = None,
@@ -218,7 +243,7 @@ def save_model(lake: Lake, version: str, artifact: bytes, meta: dict, *, trainin
                held: LockInfo) -> None:
     """Write a model's artifact and training cars, then its entry (which makes the version complete),
     still holding the registry lock ``held``."""
-    lake.write_bytes(f"{_VERSIONS}/{version}/model.bin", artifact)
+    lake.write_bytes(original_artifact_key(version), artifact)
     lake.write_table(f"{_VERSIONS}/{version}/training_cars.parquet",
                      pa.table({"KNR": pa.array(sorted(training_cars), pa.string())}))
     held.verify()
@@ -238,8 +263,38 @@ def model_training_cars(lake: Lake, version: str) -> set[str] | None:
 
 
 def model_artifact(lake: Lake, version: str) -> bytes:
-    """The artifact bytes of ``version``."""
-    return lake.read_bytes(f"{_VERSIONS}/{version}/model.bin")
+    """The artifact bytes of ``version``: its converted artifact when it has one (:func:`artifact_pointer`)."""
+    pointer = artifact_pointer(lake, version)
+    return lake.read_bytes(pointer["key"] if pointer else original_artifact_key(version))
+
+
+def original_artifact_key(version: str) -> str:
+    """Where ``version``'s artifact was written when it was registered (before any conversion)."""
+    return f"{_VERSIONS}/{version}/model.bin"
+
+
+def kept_score_versions(lake: Lake, version: str) -> list[str]:
+    """The curated versions whose cars ``version``'s kept scores cover (:func:`save_model_scores`)."""
+    return [key.rsplit("/", 1)[1][:-len(".parquet")] for key in lake.list(f"{_VERSIONS}/{version}/scores")
+            if key.endswith(".parquet")]
+
+
+def artifact_pointer(lake: Lake, version: str) -> dict | None:
+    """The record of ``version``'s conversion (``key``, ``sha256`` of the artifact now read, what it was
+    converted from, when and by whom), or ``None`` when its artifact is the one it was registered with."""
+    return lake.read_pointer(f"{_VERSIONS}/{version}/ARTIFACT.json")
+
+
+def save_converted_artifact(lake: Lake, version: str, artifact: bytes, record: dict, *, held: LockInfo) -> dict:
+    """Write ``version``'s converted artifact under a new key, then point the version at it, still holding
+    the registry lock ``held``; the pointer as written (``record`` with ``key`` and ``sha256``)."""
+    sha256 = hashlib.sha256(artifact).hexdigest()
+    key = f"{_VERSIONS}/{version}/model-{sha256[:16]}.bin"
+    lake.write_bytes(key, artifact)
+    pointer = {**record, "key": key, "sha256": sha256}
+    held.verify()
+    lake.write_pointer(f"{_VERSIONS}/{version}/ARTIFACT.json", pointer)
+    return pointer
 
 
 def model_scores(lake: Lake, version: str, *, data_version: str | None = None) -> pd.DataFrame | None:
@@ -294,3 +349,35 @@ def set_production(lake: Lake, pointer: dict, *, held: LockInfo) -> None:
     """Replace the production pointer atomically, still holding the registry lock ``held``."""
     held.verify()
     lake.write_pointer(_PRODUCTION, pointer)
+
+
+# -- inspection lists ----------------------------------------------------------------------------
+
+def save_list(lake: Lake, record: dict, cars: pd.DataFrame) -> None:
+    """Record one inspection list: its cars, then its record (which makes it issued); both written once.
+
+    A list's id is new (:func:`kafer.lists.new_list_id`), so writers never meet: no lock is taken."""
+    lake.write_table(f"{_LIST_CARS}/{record['id']}.parquet", pa.Table.from_pandas(cars, preserve_index=False))
+    lake.write_json(f"{_LIST_RECORDS}/{record['id']}.json", record)
+
+
+def list_records(lake: Lake) -> list[dict]:
+    """The record of every list issued, oldest first (ids start with their UTC time)."""
+    return [lake.read_json(key) for key in lake.list(_LIST_RECORDS) if key.endswith(".json")]
+
+
+def list_cars(lake: Lake, list_id: str) -> pd.DataFrame:
+    """The cars of the list ``list_id`` as recorded."""
+    return lake.read_table(f"{_LIST_CARS}/{list_id}.parquet").to_pandas()
+
+
+# -- people --------------------------------------------------------------------------------------
+
+def person_key_fingerprint(lake: Lake) -> dict | None:
+    """The fingerprint of the key the lake's people's ids were pseudonymized with, or ``None`` before the first."""
+    return lake.read_json(_PERSON_KEY) if lake.exists(_PERSON_KEY) else None
+
+
+def save_person_key_fingerprint(lake: Lake, record: dict) -> None:
+    """Keep the key's fingerprint, written once: a second key can never take the lake over."""
+    lake.write_json(_PERSON_KEY, record)

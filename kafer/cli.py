@@ -14,7 +14,9 @@ import time
 from typing import Sequence
 
 from .config import FAMILY_CHOICES, load_settings
-from .errors import KaferError
+from .errors import KaferError, OutputError
+from .i18n import datetime, mark, ntr, number, percent, tr, using
+from .watch import WATCH_FORMATS
 
 
 def _progress():
@@ -66,6 +68,11 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+#: The columns of an ingest's table of files (:func:`kafer.ingest.upload_summary`), as people read them.
+_FILE_COLUMNS = {"file": mark("file"), "kind": mark("kind"), "format": mark("format"), "sheets": mark("sheets"),
+                 "rows": mark("rows"), "cars": mark("cars"), "period": mark("period"), "note": mark("note")}
+
+
 def format_ingest(report: dict) -> str:
     """The analyst's summary of an ingest: files, kinds, sheets, rows, cars, periods, problems."""
     import pandas as pd
@@ -74,29 +81,38 @@ def format_ingest(report: dict) -> str:
 
     lines = []
     if "files" in report:
+        files = report["files"]
+        files = files.assign(**{c: files[c].map(lambda n: "" if pd.isna(n) else number(n))
+                                for c in ("rows", "cars") if c in files})
         with pd.option_context("display.width", 160, "display.max_colwidth", 50):
-            lines = ["Received:", report["files"].to_string(index=False)]
+            shown = files.rename(columns=lambda c: tr(_FILE_COLUMNS.get(c, c)))
+            lines = [tr("Received:"), shown.to_string(index=False)]
     manifest = report["manifest"]
     already = [r["name"] for r in report.get("landed", []) if r["already_in_lake"]]
     if already:
-        lines.append(f"Already in the lake (same bytes), nothing to add: {', '.join(already)}")
+        lines.append(tr("Already in the lake (same bytes), nothing to add: {files}", files=", ".join(already)))
     if manifest.get("rebuilt"):
-        lines.append(f"Every car was rebuilt from the raw zone (feature definitions {manifest['feature_definitions']}).")
+        lines.append(tr("Every car was rebuilt from the raw zone (feature definitions {definitions}).",
+                        definitions=manifest["feature_definitions"]))
     if manifest["new_sources"] or manifest.get("rebuilt"):
-        lines.append(f"Curated table {manifest['version']}: {manifest['cars']:,} cars, "
-                     f"{manifest['labelled_cars']:,} with a known label, {manifest['positives']:,} road-test failures"
-                     + (f" ({manifest['label_rate']:.1%})" if manifest["label_rate"] is not None else ""))
+        lines.append(tr("Curated table {version}: {cars} cars, {known} with a known label, {failures} road-test "
+                        "failures", version=manifest["version"], cars=number(manifest["cars"]),
+                        known=number(manifest["labelled_cars"]), failures=number(manifest["positives"]))
+                     + (f" ({percent(manifest['label_rate'])})" if manifest["label_rate"] is not None else ""))
     else:
-        lines.append(f"Nothing new: the curated table stays at {manifest['version']}.")
+        lines.append(tr("Nothing new: the curated table stays at {version}.", version=manifest["version"]))
     for kind, (start, end) in manifest["periods"].items():
-        lines.append(f"  {kind:<10} {start[:16]} to {end[:16]}  ({manifest['rows'][kind]:,} rows in the lake)")
+        lines.append(f"  {kind:<10} " + tr("{start} to {end}  ({rows} rows in the lake)", start=datetime(start),
+                                           end=datetime(end), rows=number(manifest["rows"][kind])))
     unknown = manifest["cars"] - manifest["labelled_cars"]
     if unknown:
-        lines.append(f"Note: {unknown:,} cars were road-tested outside the period the falhas cover (or not yet): "
-                     "their label is unknown and they are not used to train or evaluate.")
-    lines += [f"Note: {filtered_note(f)}" for f in manifest.get("filtered_falhas", [])]
+        lines.append(ntr("Note: {count} car was road-tested outside the period the falhas cover (or not yet): its "
+                         "label is unknown and it is not used to train or evaluate.",
+                         "Note: {count} cars were road-tested outside the period the falhas cover (or not yet): "
+                         "their label is unknown and they are not used to train or evaluate.", unknown))
+    lines += [tr("Note: {note}", note=filtered_note(f)) for f in manifest.get("filtered_falhas", [])]
     if "falhas" not in manifest["periods"]:
-        lines.append("Problem: no falhas export in the lake, so no car has a known label yet.")
+        lines.append(tr("Problem: no falhas export in the lake, so no car has a known label yet."))
     return "\n".join(lines)
 
 
@@ -110,10 +126,11 @@ def cmd_rebuild(args) -> int:
 
 
 def cmd_features(args) -> int:
-    from .catalog import current_features
+    from .catalog import current_features, current_version
+    from .lists import with_shaped
 
     _, lake = _lake(args)
-    table = current_features(lake)
+    table = with_shaped(current_features(lake), lake, current_version(lake))
     table.to_csv(args.out, index=False)
     print(f"{len(table):,} cars written to {args.out}")
     return 0
@@ -238,9 +255,11 @@ def cmd_status(args) -> int:
     if state["production"]:
         try:
             record = track_record(lake, settings=settings, earlier=False, drift=False)
-            track = {"alert": record.alert, "headline": record.headline, "why": record.why}
+            rate = record.production.rate if record.production else None
+            track = {"alert": record.alert, "headline": record.headline, "why": record.why,
+                     "failure_rate": rate.to_dict() if rate else None}
         except KaferError as exc:
-            track = {"alert": None, "headline": f"cannot be worked out ({exc})", "why": str(exc)}
+            track = {"alert": None, "headline": f"cannot be worked out ({exc})", "why": str(exc), "failure_rate": None}
     if args.json:
         print(json.dumps({**state, "track_record": track}, indent=2, default=str))
         return 0
@@ -267,17 +286,26 @@ def cmd_status(args) -> int:
 
 
 def cmd_monitor(args) -> int:
+    from . import registry
+    from .model import library_differences, read_meta
     from .monitor import track_record
 
     settings, lake = _lake(args)
+    production = registry.production(lake)
+    if production is not None:
+        note = library_differences(read_meta(registry.load_artifact(lake, production["version"])),
+                                   name=f"production model {production['version']}")
+        if note:
+            print(f"  {note}", file=sys.stderr)
     record = track_record(lake, settings=settings)
     print(json.dumps(record.to_dict(), indent=2, default=str) if args.json else format_monitor(record))
     return 0
 
 
 def format_monitor(record) -> str:
-    """The track record for a terminal: the warning, production's months beside its promise, the
-    threshold's share, what moved in the inputs, and the models before it."""
+    """The track record for a terminal: the warning, production's months (and the failure rate) beside
+    its promise and the cars it learned on, the failure-rate news, the threshold's share, what moved in
+    the inputs, and the models before it."""
     from .metrics import budget_key
     from .narrative import interval
 
@@ -291,16 +319,20 @@ def format_monitor(record) -> str:
                           + (f", left {_short(t.left_at)}" if t.left_at else "") for t in model.tenures)
         now = "production" if model is record.production else "earlier production"
         lines += ["", f"{now.capitalize()} {model.version} ({model.family}; {spans}): {model.check.headline}",
-                  f"  {'month':<11} {'cars':>6} {'failed':>6}  {'ROC-AUC':<22} {'recall at ' + str(pct) + ' %':<22} "
-                  f"{'inside the budget':<22}"]
-        promised = model.promise
-        lines.append(f"  {'promised':<11} {'':>6} {'':>6}  {interval(promised.get('roc_auc')):<22} "
+                  f"  {'month':<11} {'cars':>6} {'failed':>6} {'rate':>6}  {'ROC-AUC':<22} "
+                  f"{'recall at ' + str(pct) + ' %':<22} {'inside the budget':<22}"]
+        learned, promised = model.learned, model.promise
+        if learned and learned.get("cars"):
+            lines.append(f"  {'learned on':<11} {learned['cars']:>6,} {learned['positives']:>6,} "
+                         f"{learned['positives'] / learned['cars']:>6.1%}")
+        lines.append(f"  {'promised':<11} {'':>6} {'':>6} {'':>6}  {interval(promised.get('roc_auc')):<22} "
                      f"{interval(promised.get(recall)):<22} {record.budget:.1%}")
         for period in (*model.periods, *((model.pooled,) if model.pooled else ())):
             share = period.inside_budget
             inside = "—" if not share else (f"{share['value']:.1%} [{share['low']:.1%}, {share['high']:.1%}]"
                                             + (" far" if share["far"] else ""))
-            lines.append(f"  {period.period:<11} {period.cars:>6,} {period.failures:>6,}  "
+            rate = f"{period.failures / period.cars:.1%}" if period.cars else "—"
+            lines.append(f"  {period.period:<11} {period.cars:>6,} {period.failures:>6,} {rate:>6}  "
                          f"{interval(period.figures.get('roc_auc')):<22} {interval(period.figures.get(recall)):<22} "
                          f"{inside}")
     lines += ["", record.why]
@@ -316,13 +348,102 @@ def _short(iso: str | None) -> str:
 
 
 def cmd_predict(args) -> int:
-    from .predict import output_format, predict_upload, ranking_facts, save_ranking
+    from .errors import OutputError, UploadError
+    from .predict import car_lines, issue_ranking, output_format, predict_cars, predict_upload, ranking_facts, \
+        save_ranking
 
-    settings, _ = _lake(args)
+    if args.car:
+        # A lookup of named cars, not a list issued to inspectors: read the lake, record nothing.
+        if args.paths or args.watch:
+            raise UploadError("score either an upload's exports (PATH …, --watch) or cars the lake holds (--car KNR), "
+                              "not both")
+        settings, _ = _lake(args)
+        output_format(args.out)
+        scored = predict_cars(args.car, settings=settings, progress=_progress())
+        facts = ranking_facts(scored, paths=[], settings=settings)
+        print(car_lines(scored, facts))
+        if args.out:
+            print(save_ranking(scored, args.out, facts=facts))
+        return 0
+    settings, _ = _lake(args, write=True)
+    if not args.out:
+        raise OutputError("name where to write the ranked list: --out ranked.xlsx (the workbook) or --out ranked.csv"
+                          + (" (with --watch, the folder the lists go into)" if args.watch else ""))
+    if args.watch:
+        from .watch import watch
+
+        if args.paths:
+            raise KaferError("kafer predict --watch FOLDER scores what lands in FOLDER: name no other upload")
+        return watch(args.watch, args.out, settings=settings, by=args.by, fmt=args.format, shadow=args.shadow,
+                     settle=args.settle, every=args.every, once=args.once,
+                     say=lambda line: print(line, flush=True), progress=_progress())
+    if not args.paths:
+        raise UploadError("nothing to score: name the exports (kafer predict EXPORTS --out ranked.xlsx) or cars the "
+                          "lake holds (kafer predict --car KNR)")
     output_format(args.out)
     scored = predict_upload(args.paths, settings=settings, progress=_progress())
-    print(save_ranking(scored, args.out, facts=ranking_facts(scored, paths=args.paths, settings=settings)))
+    facts = ranking_facts(scored, paths=args.paths, settings=settings)
+    print(issue_ranking(scored, args.out, facts=facts, settings=settings, by=args.by, source="command line",
+                        paths=args.paths, shadow=args.shadow))
     return 0
+
+
+def cmd_lists(args) -> int:
+    from .lists import issued_lists
+
+    settings, lake = _lake(args)
+    found = issued_lists(lake, settings=settings)
+    if args.html:
+        page = f"<!doctype html><meta charset=\"utf-8\"><title>Shadow verdict</title>{found.verdict.html}"
+        try:
+            with open(args.html, "w", encoding="utf-8") as out:
+                out.write(page)
+        except OSError as exc:
+            raise OutputError(f"cannot write the verdict to {args.html}: {exc.strerror or exc}") from None
+    print(json.dumps(found.to_dict(), indent=2, default=str) if args.json else format_lists(found))
+    return 0
+
+
+def format_lists(found) -> str:
+    """The lists issued, oldest first, with their outcome, then the shadow's verdict, for a terminal."""
+    lines = [f"Lake: {found.lake} (labels of curated version {found.data_version or 'none yet'})"]
+    if not found.lists:
+        lines.append("No inspection list issued yet (kafer predict PATHS --out FILE issues and records one).")
+    else:
+        lines.append(f"  {'list':<34} {'made (UTC)':<16} {'by':<10} {'model':<26} {'acted on':<8} {'cars':>6} "
+                     f"{'flagged':>7} {'audit':>5} {'known':>6} {'failures':>11}  lift over random [95 %]")
+    for item in found.lists:
+        outcome = item["outcome"]
+        lift = (outcome or {}).get("lift_over_random")
+        failures = "—" if outcome is None else f"{outcome['flagged_failures']} / {outcome['other_failures']}"
+        lines.append(f"  {item['id']:<34} {_short(item['at']):<16} {str(item['by'])[:10]:<10} {item['model']:<26} "
+                     f"{'yes' if item['acted_on'] else 'shadow':<8} {item['cars']:>6,} {item['flagged']:>7,} "
+                     f"{item['audit']:>5,} {(outcome or {}).get('known', 0):>6,} {failures:>11}  "
+                     + ("—" if lift is None else f"{lift[0]:.2f} [{lift[1]:.2f}, {lift[2]:.2f}]"))
+    if found.lists:
+        lines.append("  failures: among the flagged cars / among the rest, of the cars whose outcome the lake knows")
+    verdict = found.verdict
+    lines += ["", f"Shadow verdict: {verdict.decision.upper()}. {verdict.words}"]
+    if verdict.note:
+        lines.append(verdict.note)
+    return "\n".join(lines)
+
+
+def cmd_pseudonymize(args) -> int:
+    from .people import pseudonymize_lake
+
+    settings, lake = _lake(args, write=True)
+    print(pseudonymize_lake(lake, settings=settings, progress=_progress()))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .convert import conversion_summary, convert_models
+
+    settings, lake = _lake(args, write=True)
+    done = convert_models(lake, by=args.by, settings=settings, progress=lambda message: print(message, flush=True))
+    print(conversion_summary(done))
+    return 1 if any(c.outcome == "refused" for c in done) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -348,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help=upload)
     add("rebuild", cmd_rebuild, "rebuild every car's features from the raw zone into a new curated version (after "
         "the feature definitions changed; ingest does it by itself then)")
-    p = add("features", cmd_features, "write the current per-car table as CSV")
+    p = add("features", cmd_features, "write the current per-car table as CSV (with shaped_by_list: the acted-on "
+            "inspection list that flagged a car, whose outcome it shaped)")
     p.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write, e.g. features.csv")
     p = sub.add_parser("demo-data", help="write a realistic synthetic upload in the plant's layouts",
                        description="Write a realistic synthetic upload in the plant's layouts, and the true "
@@ -375,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "r20241126T201753Z-3fa9)")
     p.add_argument("--family", choices=FAMILY_CHOICES, help="model family to train: hgb (gradient boosting), keras "
                    "(neural network), ensemble (both, stacked into one calibrated model) or auto (compare them on "
-                   "the same time-ordered validation cars, keep the better) (default: the settings', ensemble)")
+                   "the same time-ordered validation cars, keep the better) (default: the settings', hgb)")
     who = ("who decides, logged as given (with \"--by\" as how they were known); default: this computer's user, "
            "logged as \"os user\"")
     p = add("decide", cmd_decide, "keep the run's new model or the old one (logged)", runs=True)
@@ -432,16 +554,86 @@ def build_parser() -> argparse.ArgumentParser:
             "what its report promised, a warning when it slips, what moved in its inputs")
     p.add_argument("--json", action="store_true", help="print it as JSON (alert, why, production, periods, …)")
     p = add("predict", cmd_predict, "score every car of an upload with the production model: the ranked "
-            "inspection list")
-    p.add_argument("paths", nargs="+", metavar="PATH", help=f"{upload}; nothing is added to the lake")
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the ranked list: a workbook "
-                   "(ranked.xlsx: riskiest first, cars in the inspection budget filled, a sheet on the model) "
-                   "or CSV (ranked.csv)")
+            "inspection list, recorded in the lake; or cars the lake holds, by their KNR (--car)")
+    p.add_argument("paths", nargs="*", metavar="PATH", help=f"{upload}; none are added to the lake (the list is "
+                   "recorded there)")
+    p.add_argument("--out", metavar="FILE", help="where to write the ranked list: a workbook "
+                   "(ranked.xlsx: riskiest first, cars in the inspection budget filled, audit picks in blue, a sheet "
+                   "on the model) or CSV (ranked.csv); with --watch, the folder the lists are written into; needed "
+                   "with PATH and --watch, optional with --car")
+    p.add_argument("--car", action="append", metavar="KNR", help="a car the lake holds, e.g. 2024-1516075 (repeat "
+                   "for more): its risk as known at its road test (or so far), whether it is in the inspection "
+                   "budget, and why; a lookup, not a list issued (nothing is recorded)")
+    p.add_argument("--by", metavar="NAME", help="who issues the list, recorded with it (default: this machine's "
+                   "login)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--shadow", dest="shadow", action="store_const", const=True, default=None,
+                      help="a shadow list: recorded as not acted on, to measure what acting on it would find "
+                           "(default: the setting shadow)")
+    mode.add_argument("--acted-on", dest="shadow", action="store_const", const=False,
+                      help="a list inspectors act on, whatever the setting shadow says")
+    p.add_argument("--watch", metavar="FOLDER", help="score each new export landing in FOLDER once, write its list "
+                   "into the --out folder and record it; runs until stopped (Ctrl-C)")
+    p.add_argument("--once", action="store_true", help="with --watch: look once and end (for a timer)")
+    p.add_argument("--format", choices=WATCH_FORMATS, default="xlsx", help="with --watch: the lists' format "
+                   "(default: xlsx)")
+    p.add_argument("--settle", type=float, default=60.0, metavar="SECONDS", help="with --watch: take an export once "
+                   "no file of it changed for this long (default: 60)")
+    p.add_argument("--every", type=float, default=60.0, metavar="SECONDS", help="with --watch: seconds between two "
+                   "looks (default: 60)")
+    p = add("lists", cmd_lists, "every inspection list issued, oldest first, with its outcome once the road tests "
+            "are in, and the shadow's go/no-go verdict")
+    p.add_argument("--json", action="store_true", help="print it as JSON ({\"lists\": [{\"id\", \"at\", \"model\", "
+                   "\"budget\", \"cars\", \"flagged\", \"acted_on\", \"audit\", \"outcome\"}], \"verdict\": {…}})")
+    p.add_argument("--html", metavar="FILE", help="also write the go/no-go verdict as a page, e.g. verdict.html")
+    add("pseudonymize", cmd_pseudonymize, "replace people's ids (falhas USUARIO) that an older Käfer landed in clear "
+        "by their keyed pseudonyms, and remove the original files holding them; once, on a lake from before")
+    p = add("models", cmd_models, "administer the lake's kept models: `convert` rewrites those an older Käfer kept "
+            "(a pickle, a .keras file) as arrays that load without running code, keeping their record")
+    p.add_argument("action", choices=("convert",), help="convert: every model version whose artifact an older Käfer "
+                   "wrote, checked to score as before; once, after upgrading")
+    p.add_argument("--by", metavar="NAME", help="who converts (recorded; default: the login name)")
     return parser
 
 
+def _warnings_as_lines(command: str):
+    """Show Käfer's own warnings as one line each on stderr (``kafer CMD: warning: …``), others as Python does."""
+    import warnings
+
+    from .errors import KaferWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, KaferWarning):
+            print(f"kafer {command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _warnings_as_lines(args.command)
+        return _in_language(args)
+
+
+def _in_language(args) -> int:
+    """Run the command in the plant's language (its settings' ``language``, else ``KAFER_LANG``)."""
+    try:
+        language = load_settings().language
+    except KaferError:
+        language = None  # the command itself says what is wrong with the settings
+    with using(language, environ=True):
+        return _run(args)
+
+
+def _run(args) -> int:
+    """Run the command; a user's mistake is one line in the plant's language and an exit code."""
     try:
         code = args.func(args)
         sys.stdout.flush()
@@ -452,16 +644,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except KaferError as exc:
-        print(f"kafer {args.command}: error: {exc}", file=sys.stderr)
+        print(tr("kafer {command}: error: {message}", command=args.command, message=exc), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"kafer {args.command}: interrupted", file=sys.stderr)
+        print(tr("kafer {command}: interrupted", command=args.command), file=sys.stderr)
         return 130
     except Exception as exc:  # the CLI is the one place that catches broadly
         if os.environ.get("KAFER_DEBUG"):
             raise
-        print(f"kafer {args.command}: internal error: {type(exc).__name__}: {exc}\n"
-              "This is a bug in Käfer; run again with KAFER_DEBUG=1 to see where.", file=sys.stderr)
+        print(tr("kafer {command}: internal error: {kind}: {message}\nThis is a bug in Käfer; run again with "
+                 "KAFER_DEBUG=1 to see where.", command=args.command, kind=type(exc).__name__, message=exc),
+              file=sys.stderr)
         return 70
 
 

@@ -1,6 +1,6 @@
 """The one typed place for settings: zones, halls, thresholds, where the lake and runs live.
 
-Precedence: defaults < the project's ``kafer.toml`` < environment (``KAFER_LAKE``, ``KAFER_RUNS``)
+Precedence: defaults < the project's ``kafer.toml`` < environment (``KAFER_LAKE``, ``KAFER_RUNS``, ``KAFER_LANG``)
 < explicit arguments. The project folder is found the way git finds its root: the nearest folder,
 from the working folder up, that holds ``kafer.toml`` or ``pyproject.toml``. So the CLI, papermill
 and a notebook opened in JupyterLab from ``notebooks/`` all find the same lake: ``<project>/lake``
@@ -11,6 +11,7 @@ the environment relative to the working folder. Nothing is read at import time.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 from .errors import ConfigError
+from .i18n import language_code
 
 try:  # Python 3.11+
     import tomllib
@@ -80,14 +82,15 @@ class Settings:
     #: A road test must lie this many hours before the end of the falhas period for its label to be
     #: known: a defect found on the road can be logged after the export was cut.
     label_maturity_hours: float = 24.0
-    #: A falhas export exported for some halls only holds (almost) no road-test defect: counting its
+    #: A falhas export cut by hall holds defects of other halls and no road-test defect: counting its
     #: period would make its cars known negatives. An export is taken as filtered, its period making
-    #: no label known, when a complete export would show as few failures among its period's road tests
-    #: less often than ``filtered_falhas_chance`` (binomial, at the failure rate the lake has seen)
-    #: and its own rate is below ``filtered_falhas_rate_share`` of that rate (so a month that is
-    #: merely better than usual is never taken for a filtered one).
+    #: no label known, when it holds defects of other halls and its road-test failures are absent or
+    #: implausibly few: below ``filtered_falhas_rate_share`` of the failure rate the lake's other
+    #: exports show, and fewer than a complete export would show with a chance of
+    #: ``filtered_falhas_chance`` (binomial, at that rate). A tenth: the real exports show 6-8 %, a
+    #: month that fails half or a quarter as often keeps its labels (docs/data.md says why).
     filtered_falhas_chance: float = 0.05
-    filtered_falhas_rate_share: float = 0.5
+    filtered_falhas_rate_share: float = 0.1
     #: The failure rate assumed before the lake has seen many road tests (DATA.md: 6-8 %, its low end
     #: so that a complete export is not taken as filtered); the rate the lake has seen is pulled
     #: towards it with the weight of ``expected_failure_rate_road_tests`` road tests.
@@ -113,10 +116,12 @@ class Settings:
     #: The share of cars at or above the operating threshold has drifted far from the budget when it
     #: lies outside ``operating_budget * (1 ± threshold_tolerance)`` (and its interval leaves the budget out).
     threshold_tolerance: float = 0.5
-    #: Model family trained when none is named: ``hgb``, ``keras``, ``ensemble`` (both, their log-odds
-    #: stacked with weights fitted on the validation cars), or ``auto`` (every family compared on the
-    #: same time-ordered validation cars, the better one kept and the comparison written to the run).
-    family: str = "ensemble"
+    #: Model family trained when none is named: ``hgb`` (the default: on held-out uploads the ensemble
+    #: earned nothing beyond noise over it, docs/models.md), ``keras``, ``ensemble`` (both, their log-odds
+    #: stacked with weights fitted on held-out training cars neither learned on), or ``auto`` (every
+    #: family compared on the same time-ordered validation cars, the better one kept and the comparison
+    #: written to the run).
+    family: str = "hgb"
     #: A column learned from the data (a test's NOKs, a defect text, a station, a repeated checkpoint,
     #: a configuration category) is used only when at least this many training cars have it.
     fact_min_cars: int = 20
@@ -179,6 +184,56 @@ class Settings:
     #: Per address, never per account: nobody can lock an approver out.
     desk_signin_wait: float = 1.0
     desk_signin_wait_max: float = 60.0
+    # -- The plant's language, and uploads received through the desk (issue 26: kafer.i18n, kafer.uploads) --
+    #: Language of messages, numbers and dates: ``en`` or ``pt-BR`` (1.234,5; 06/12/2026). ``KAFER_LANG``
+    #: overrides it; the desk lets each person choose their own.
+    language: str = "en"
+    #: Folder where the desk's uploads arrive in pieces, one folder per upload, outside the lake and the
+    #: notebooks; empty for ``<runs>/uploads`` (on disk beside the run records: a system temporary
+    #: folder may be memory, and a month is 60-125 MB).
+    upload_dir: str = ""
+    #: Largest file, and largest upload (all its files), a person may send, in MB (10^6 bytes): refused
+    #: when announced, before a byte is written. A month's largest file is about 65 MB, a month 60-125 MB.
+    upload_max_file_mb: float = 300.0
+    upload_max_mb: float = 800.0
+    #: Largest unpacked size of one workbook (its zip's content) or csv.gz, in MB: measured by unpacking
+    #: it as a stream, before it is read, so that a zip or gzip bomb is refused before it fills memory
+    #: or the disk. A month's files unpack 10-14 times (a 63 MB workbook: 866 MB).
+    upload_max_unpacked_mb: float = 4000.0
+    #: Hours an upload lives after its last piece (or its check) before it is removed.
+    upload_expire_hours: float = 24.0
+    # -- Inspection lists: their record, the audit share, the shadow and its bar; people's ids --
+    #: Share of each inspection list's cars at their road test picked at random for the extended
+    #: inspection whatever their risk (the audit), marked on the list and in its record: what the
+    #: list misses, and its lift over random picking, can then be measured on cars it did not choose
+    #: even once the list is acted on. 0 picks none.
+    audit_share: float = 0.02
+    #: Lists are made and recorded but marked not acted on (the shadow): inspectors keep picking
+    #: cars as before, and the lists' outcomes say whether acting on them would pay. ``kafer predict
+    #: --shadow`` / ``--acted-on`` decide for one list.
+    shadow: bool = False
+    #: The shadow's first day (plant time, YYYY-MM-DD); empty: the day of the first shadow list's data.
+    shadow_from: str = ""
+    #: Weeks of lists the shadow runs before its go/no-go verdict.
+    shadow_weeks: int = 4
+    #: The go/no-go bar, set before the shadow begins: the list goes ahead when the low end of the 95 %
+    #: interval of its lift over random picking (failures found among its flagged cars against the same
+    #: number picked at random) reaches it. Each shadow list records the bar it was made under; the
+    #: verdict keeps the one of the shadow's first list.
+    shadow_bar: float = 2.0
+    #: Fewest road-test failures among the shadow's cars with a known outcome before a verdict.
+    shadow_min_failures: int = 20
+    #: The secret key that pseudonymizes people's ids (falhas USUARIO) when they are landed: a file
+    #: outside the lake, made on first use (mode 0600). Every machine that lands exports into one
+    #: lake needs the same key (copy the file); the lake keeps its fingerprint to check it.
+    person_key_file: str = ".kafer/person-ids.key"
+    # -- which falhas exports make labels known (the analyst's word over the filtered-falhas rule) --
+    #: Falhas exports (file names as ingest lists them) taken as complete whatever they hold: their
+    #: periods make labels known even when the rule would take them as cut by hall.
+    falhas_complete: tuple[str, ...] = ()
+    #: Falhas exports taken as filtered (cut by hall, or otherwise incomplete) whatever they hold:
+    #: their periods make no label known.
+    falhas_filtered: tuple[str, ...] = ()
 
     @property
     def lock_options(self) -> dict:
@@ -214,7 +269,8 @@ class Settings:
         return _checked(cls().replace(**_typed(dict(values), "a settings snapshot")))
 
 
-_TUPLE_FIELDS = {"post_road_sections", "budgets", "shift_start_hours", "desk_proxy_addresses"}
+_TUPLE_FIELDS = {"post_road_sections", "budgets", "shift_start_hours", "falhas_complete", "falhas_filtered",
+                 "desk_proxy_addresses"}
 #: The desk's roles (what each may do is :mod:`kafer.desk.rights`' business).
 DESK_ROLES = ("approver", "analyst", "viewer")
 
@@ -256,7 +312,7 @@ def _from_toml(path: Path) -> dict:
     for name in ("lake", "runs"):
         if name in out:
             out[name] = _located(out[name], path.parent)
-    for name in ("staging_dir", "desk_state_dir"):
+    for name in ("staging_dir", "upload_dir", "person_key_file", "desk_state_dir"):
         if out.get(name):
             out[name] = _located(out[name], path.parent)
     return out
@@ -285,7 +341,8 @@ def load_settings(*, config_file: str | os.PathLike | None = None, **overrides) 
         When the settings file is unreadable, names an unknown setting, or a value is out of range.
     """
     root = project_root()
-    settings = Settings(lake=str(root / "lake"), runs=str(root / "runs"))
+    settings = Settings(lake=str(root / "lake"), runs=str(root / "runs"),
+                        person_key_file=str(root / Settings.person_key_file))
     path = Path(config_file) if config_file else root / CONFIG_FILE
     if config_file or path.is_file():
         settings = settings.replace(**_from_toml(path))
@@ -293,6 +350,7 @@ def load_settings(*, config_file: str | os.PathLike | None = None, **overrides) 
     given = {name: os.environ.get(f"KAFER_{name.upper()}") for name in ("lake", "runs")}
     given.update({name: value for name in ("lake", "runs") if (value := overrides.pop(name, None))})
     settings = settings.replace(**{name: _located(value, cwd) for name, value in given.items() if value})
+    settings = settings.replace(language=os.environ.get("KAFER_LANG") or None)
     return _checked(settings.replace(**{k: v for k, v in overrides.items() if v != ""}))
 
 
@@ -310,10 +368,32 @@ def _checked(settings: Settings) -> Settings:
     if not all(0 < share < 1 for share in shares) or settings.expected_failure_rate_road_tests < 0:
         raise ConfigError("filtered_falhas_chance, filtered_falhas_rate_share and expected_failure_rate must lie "
                           "between 0 and 1, expected_failure_rate_road_tests must not be negative")
+    both = sorted(set(settings.falhas_complete) & set(settings.falhas_filtered))
+    if both:
+        raise ConfigError(f"falhas_complete and falhas_filtered both name {', '.join(both)}: say whether it is "
+                          "complete or filtered in one of them only")
     if not all(0 < b < 1 for b in settings.budgets) or not 0 < settings.operating_budget < 1:
         raise ConfigError("inspection budgets must lie between 0 and 1")
     if not 0 < settings.monitor_alpha < 1 or settings.threshold_tolerance <= 0:
         raise ConfigError("monitor_alpha must lie between 0 and 1 and threshold_tolerance must be positive")
+    settings = settings.replace(language=language_code(settings.language))
+    caps = (settings.upload_max_file_mb, settings.upload_max_mb, settings.upload_max_unpacked_mb,
+            settings.upload_expire_hours)
+    if not all(cap > 0 for cap in caps) or settings.upload_max_file_mb > settings.upload_max_mb:
+        raise ConfigError("upload_max_file_mb, upload_max_mb, upload_max_unpacked_mb and upload_expire_hours must be "
+                          "positive, and upload_max_file_mb at most upload_max_mb")
+    if not 0 <= settings.audit_share < 1:
+        raise ConfigError(f"audit_share must lie between 0 (no audit) and 1, not {settings.audit_share}")
+    if settings.shadow_weeks < 1 or settings.shadow_bar <= 0 or settings.shadow_min_failures < 1:
+        raise ConfigError("shadow_weeks and shadow_min_failures must be at least 1 and shadow_bar positive")
+    if settings.shadow_from:
+        try:
+            dt.date.fromisoformat(settings.shadow_from)
+        except ValueError:
+            raise ConfigError(f"shadow_from must be a day written YYYY-MM-DD, not {settings.shadow_from!r}") from None
+    if not settings.person_key_file:
+        raise ConfigError("person_key_file must name a file outside the lake, for the key that pseudonymizes "
+                          "people's ids")
     return _checked_desk(settings)
 
 

@@ -5,6 +5,8 @@ Each subclass also inherits the matching built-in, so callers can catch either.
 
 from __future__ import annotations
 
+from .i18n import tr
+
 
 class KaferError(Exception):
     """Root of every error Käfer raises on purpose; its message is meant for the user."""
@@ -39,16 +41,16 @@ class UploadError(KaferError, ValueError):
         if self.file is not None:
             where.append(str(self.file))
         if self.sheet is not None:
-            where.append(f"sheet {self.sheet!r}")
+            where.append(tr("sheet {sheet!r}", sheet=self.sheet))
         if self.row is not None:
-            where.append(f"row {self.row}")
+            where.append(tr("row {row}", row=self.row))
         if self.column is not None:
-            where.append(f"column {self.column}")
+            where.append(tr("column {column}", column=self.column))
         text = ", ".join(where)
         if self.value is not None:
             shown = str(self.value)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            text += f" (value {shown!r})"
+            text += " " + tr("(value {value!r})", value=shown)
         return f"{text}: {self.problem}" if text else self.problem
 
 
@@ -85,6 +87,12 @@ class ModelError(KaferError, RuntimeError):
     """A model cannot be trained, saved, loaded or applied."""
 
 
+class CarError(KaferError, LookupError):
+    """A car asked for by its KNR is malformed or not in the lake."""
+
+    exit_code = 2
+
+
 class RegistryError(KaferError, ValueError):
     """A registry request is not allowed (unknown version, run decided twice, no production model)."""
 
@@ -115,4 +123,30 @@ class StepError(KaferError, RuntimeError):
     def __init__(self, step: str, cause: str):
         self.step = step
         self.cause = cause
-        super().__init__(f"step {step!r} failed: {cause}")
+        super().__init__(tr("step {step!r} failed: {cause}", step=step, cause=cause))
+
+
+class JobError(KaferError, RuntimeError):
+    """A retrain job cannot be started or read (no such job, a record that cannot be read)."""
+
+
+class JobBusy(JobError):
+    """A retrain cannot start: another one runs (a job of the desk, or a retrain from a terminal)."""
+
+
+class SessionError(KaferError, LookupError):
+    """An upload session is unknown or expired, or cannot do what was asked in the state it is in."""
+
+
+class OwnerError(KaferError, PermissionError):
+    """A person acted on what belongs to another person (an upload session is written by its owner only)."""
+
+
+class KaferWarning(UserWarning):
+    """Root of the warnings Käfer gives on purpose: the work goes on, and the message says what the
+    user should know (the CLI prints it as one line)."""
+
+
+class LockReachWarning(KaferWarning):
+    """A local lake's locks were taken without knowing whether they reach other machines (the
+    system does not say which file system holds the folder)."""

@@ -1,7 +1,10 @@
 """What drives the risk, and why a car is flagged.
 
 Pure: a model's inputs (DataFrames, as :meth:`kafer.model.Model.inputs` builds them) and its
-prediction function in; DataFrames and words out.
+prediction functions in; DataFrames and words out. Shuffled and edited cars are scored as arrays:
+a group's shuffle through :meth:`kafer.model.Model.predict_values`, one input's shuffle and a
+car's fact set back through :meth:`kafer.model.Model.predict_edits`, which scores an edit without
+a pass over every input (the same probabilities to float rounding).
 
 - :func:`permutation_importance`: how much the ROC-AUC falls when a group of inputs is shuffled
   among the cars, which breaks what the model learned from them and nothing else. Its interval is a
@@ -12,7 +15,8 @@ prediction function in; DataFrames and words out.
   inputs, and for each the failure rate of the cars with and without it.
 - :func:`reasons`: per car, the facts that raise its probability most: each of its inputs is set
   back to a typical car's value (a fact it lacks: 0; a table column: the training median; a
-  category: the most common one) and the fall of its probability is that fact's share.
+  category: the most common one) and the fall of its probability is that fact's share. Only the
+  inputs a car has and the model reacts to are edited, all cars' edits scored together.
 """
 
 from __future__ import annotations
@@ -29,37 +33,40 @@ from .features import FEATURE_FAMILIES
 from .metrics import auc_rounds, roc_auc
 from .narrative import condition_words, drivers_summary, input_words
 
-Predict = Callable[[pd.DataFrame], np.ndarray]
+#: Probabilities from an array of inputs (one row per car, columns in the inputs' order).
+Predict = Callable[[np.ndarray], np.ndarray]
+#: Probabilities of edited cars: ``edit(values, rows, columns, new)`` scores, for each ``e``, car
+#: ``rows[e]`` of ``values`` with its input ``columns[e]`` set to ``new[e]``.
+Edit = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+#: Probabilities of a set of cars with a group of inputs shuffled: ``shuffled(columns, order)``, car ``i``
+#: taking car ``order[i]``'s values of the inputs at positions ``columns``.
+Shuffled = Callable[[Sequence[int], np.ndarray], np.ndarray]
 
 #: Shuffles of each group; their mean fall in ROC-AUC is the importance.
 REPEATS = 5
 #: Strongest single inputs shown besides the families.
 TOP_INPUTS = 8
-#: Inputs per batch when screening every input (bounds the memory of the shuffled copies).
-_SCREEN_BATCH = 40
 #: Cars the screening looks at, at most (a seeded sample beyond): it only ranks the inputs.
 _SCREEN_CARS = 2000
-#: Cars per batch when working out reasons.
-_REASON_BATCH = 200
 
 
-def _shuffled(inputs: pd.DataFrame, columns: Sequence[str], order: np.ndarray) -> pd.DataFrame:
-    out = inputs.copy()
-    out[list(columns)] = inputs[list(columns)].to_numpy()[order]
+def _shuffled(values: np.ndarray, columns: Sequence[int], order: np.ndarray) -> np.ndarray:
+    out = values.copy()
+    out[:, columns] = values[np.ix_(order, columns)]
     return out
 
 
 def permutation_importance(predict: Predict, inputs: pd.DataFrame, y_true, groups: Mapping[str, Sequence[str]], *,
                            repeats: int = REPEATS, rounds: int = 1000, seed: int = 0, alpha: float = 0.05,
-                           comparisons: int | None = None) -> pd.DataFrame:
+                           comparisons: int | None = None, shuffled: Shuffled | None = None) -> pd.DataFrame:
     """The fall in ROC-AUC when each group of inputs is shuffled among the cars, with intervals.
 
     Parameters
     ----------
     predict : callable
-        Probabilities from a DataFrame of inputs.
+        Probabilities from an array of inputs (:data:`Predict`), columns in ``inputs``' order.
     inputs : pandas.DataFrame
-        The inputs of the cars (e.g. the evaluation cars).
+        The inputs of the cars (e.g. the evaluation cars), numeric.
     y_true : array-like of 0/1
         Their labels.
     groups : mapping
@@ -72,6 +79,9 @@ def permutation_importance(predict: Predict, inputs: pd.DataFrame, y_true, group
         Error rate of the "stands out" judgement, shared by ``comparisons`` groups.
     comparisons : int, optional
         How many groups were looked at to pick these (default: ``len(groups)``).
+    shuffled : callable, optional
+        Probabilities of these cars with a group shuffled (:data:`Shuffled`, e.g.
+        :meth:`kafer.model.Model.shuffler`); by default ``predict`` scores shuffled copies.
 
     Returns
     -------
@@ -90,9 +100,11 @@ def permutation_importance(predict: Predict, inputs: pd.DataFrame, y_true, group
             raise ModelError(f"importance group {name!r} names no input or unknown ones ({', '.join(unknown)})")
     rng = np.random.default_rng(seed)
     orders = [rng.permutation(len(inputs)) for _ in range(repeats)]
-    scores = [predict(inputs)]
+    values = inputs.to_numpy(dtype=float)
+    scores = [predict(values)]
     for columns in groups.values():
-        scores += [predict(_shuffled(inputs, columns, order)) for order in orders]
+        at = [inputs.columns.get_loc(c) for c in columns]
+        scores += [shuffled(at, order) if shuffled else predict(_shuffled(values, at, order)) for order in orders]
     resampled = auc_rounds(y_true, scores, rounds=rounds, seed=seed)
     points = np.array([roc_auc(y_true, s) for s in scores])
     level = 100 * alpha / max(1, comparisons or len(groups))
@@ -108,28 +120,29 @@ def permutation_importance(predict: Predict, inputs: pd.DataFrame, y_true, group
     return pd.DataFrame(rows, columns=["group", "inputs", "importance", "low", "high", "stands_out"]).set_index("group")
 
 
-def screen(predict: Predict, inputs: pd.DataFrame, y_true, *, columns: Sequence[str] | None = None,
+def screen(predict: Predict, edit: Edit, inputs: pd.DataFrame, y_true, *, columns: Sequence[str] | None = None,
            seed: int = 0) -> pd.Series:
     """Each input's fall in ROC-AUC under one shuffle: a cheap first look to pick the strongest.
 
     Looks at ``columns`` (default: all) on at most :data:`_SCREEN_CARS` cars, a seeded sample that
-    keeps both classes in proportion when there are more.
+    keeps both classes in proportion when there are more. Each input's shuffle is a set of edits
+    (every car gets that input of the car the shuffle gives it), scored by ``edit``.
     """
     rng = np.random.default_rng(seed)
     y = np.asarray(y_true, dtype=float)
+    values = inputs.to_numpy(dtype=float)
     if len(y) > _SCREEN_CARS:
         keep = np.sort(np.concatenate([rng.choice(np.nonzero(y == k)[0], round(_SCREEN_CARS * np.mean(y == k)),
                                                   replace=False) for k in (0, 1)]))
-        inputs, y = inputs.iloc[keep].reset_index(drop=True), y[keep]
-    order = rng.permutation(len(inputs))
-    base = roc_auc(y, predict(inputs))
-    falls = {}
+        values, y = values[keep], y[keep]
+    order = rng.permutation(len(values))
+    base = roc_auc(y, predict(values))
     columns = list(inputs.columns if columns is None else columns)
-    for start in range(0, len(columns), _SCREEN_BATCH):
-        batch = columns[start:start + _SCREEN_BATCH]
-        stacked = pd.concat([_shuffled(inputs, [c], order) for c in batch], ignore_index=True)
-        p = predict(stacked).reshape(len(batch), len(inputs))
-        falls.update({c: base - roc_auc(y, p[i]) for i, c in enumerate(batch)})
+    at = np.array([inputs.columns.get_loc(c) for c in columns], dtype=np.intp)
+    n = len(values)
+    p = edit(values, np.tile(np.arange(n), at.size), np.repeat(at, n), values[np.ix_(order, at)].T.ravel())
+    p = p.reshape(at.size, n)
+    falls = {c: base - roc_auc(y, p[i]) for i, c in enumerate(columns)}
     return pd.Series(falls, dtype=float).sort_values(ascending=False, kind="stable")
 
 
@@ -205,17 +218,22 @@ def drivers(model, cars: pd.DataFrame, facts, y_true, *, rounds: int = 1000, see
     groups = {f: [c for c in x.columns if family_of[c] == f] for f in FEATURE_FAMILIES}
     groups = {f: columns for f, columns in groups.items() if columns}
     reacting = {f: [c for c in columns if c in used] for f, columns in groups.items()}
-    families = permutation_importance(model.predict_inputs, x, y, {f: c for f, c in reacting.items() if c},
-                                      repeats=repeats, rounds=rounds, seed=seed, comparisons=len(groups))
+    values = x.to_numpy(dtype=float)
+    shuffled = model.shuffler(values)
+    families = permutation_importance(model.predict_values, x, y, {f: c for f, c in reacting.items() if c},
+                                      repeats=repeats, rounds=rounds, seed=seed, comparisons=len(groups),
+                                      shuffled=shuffled)
     unused = pd.DataFrame([{"group": f, "importance": 0.0, "low": 0.0, "high": 0.0, "stands_out": False}
                            for f, c in reacting.items() if not c], columns=families.reset_index().columns)
     families = pd.concat([families.reset_index(), unused]).set_index("group").loc[list(groups)]
     families["inputs"] = [len(groups[f]) for f in families.index]
-    first = screen(model.predict_inputs, x, y, columns=[c for c in x.columns if c in used], seed=seed)
+    first = screen(model.predict_values, model.predict_edits, x, y, columns=[c for c in x.columns if c in used],
+                   seed=seed)
     strongest = [c for c in first.index[:top] if first[c] > 0]
-    single = permutation_importance(model.predict_inputs, x, y, {c: [c] for c in strongest}, repeats=repeats,
-                                    rounds=rounds, seed=seed, comparisons=len(x.columns)) if strongest else None
-    p = model.predict_inputs(x)
+    single = permutation_importance(model.predict_values, x, y, {c: [c] for c in strongest}, repeats=repeats,
+                                    rounds=rounds, seed=seed, comparisons=len(x.columns),
+                                    shuffled=shuffled) if strongest else None
+    p = model.predict_values(values)
     typical = dict(zip(model.preprocessing.features, model.preprocessing.medians))
     rows = []
     for column in strongest:
@@ -266,23 +284,14 @@ def reasons(model, cars: pd.DataFrame, facts=None, *, top: int = 3) -> pd.DataFr
     typical = np.array([0.0 if (":" in c or c in categorical) else medians[c] for c in names])
     used = np.isin(names, model.used_inputs())
     values = x.to_numpy(dtype=float)
-    p = model.predict_inputs(x)
     config = _configuration(facts, cars["KNR"].astype(str)) if categorical else {}
     knr = cars["KNR"].astype(str).to_numpy()
-    found = []
-    for start in range(0, len(values), _REASON_BATCH):
-        block = values[start:start + _REASON_BATCH]
-        car, col = np.nonzero(np.isfinite(block) & (block != typical) & used)
-        if car.size == 0:
-            continue
-        edited = block[car].copy()
-        edited[np.arange(car.size), col] = typical[col]
-        adds = p[start + car] - model.predict_inputs(pd.DataFrame(edited, columns=names))
-        found.append(pd.DataFrame({"car": start + car, "col": col, "adds": adds}))
+    car, col = np.nonzero(np.isfinite(values) & (values != typical) & used)
     columns = ["KNR", "rank", "input", "value", "words", "adds"]
-    if not found:
+    if car.size == 0:
         return pd.DataFrame(columns=columns)
-    ranked = pd.concat(found, ignore_index=True)
+    adds = model.predict_values(values)[car] - model.predict_edits(values, car, col, typical[col])
+    ranked = pd.DataFrame({"car": car, "col": col, "adds": adds})
     ranked = ranked[ranked["adds"] > 0].sort_values(["car", "adds"], ascending=[True, False], kind="stable")
     ranked = ranked.groupby("car").head(top)
     rows = []

@@ -31,7 +31,7 @@ NOK = "13"
 #: Version of what the curated table and its facts mean. Change it whenever a column or fact is
 #: computed differently: the next merge (or ``kafer rebuild``) then rebuilds every car from the raw
 #: zone into a new curated version, so that no version mixes rows built two ways.
-FEATURE_DEFINITIONS = "3"
+FEATURE_DEFINITIONS = "4"
 
 #: Columns that describe a car but are never fed to a model.
 META_COLUMNS = ("KNR", "label_rod", "label_known", "produced_at", "road_test_at")
@@ -47,7 +47,7 @@ _FAMILY_OF_EXTRA = {"n_nok_tests_distinct": "tests", "n_tests_distinct": "tests"
 #: The settings a curated table is built from: a change of any of them changes a feature or a label.
 TABLE_SETTINGS = ("zones", "hall_groups", "road_test_code", "label_hall", "post_road_sections", "falhas_gap_hours",
                   "shift_start_hours", "label_maturity_hours", "filtered_falhas_chance", "filtered_falhas_rate_share",
-                  "expected_failure_rate", "expected_failure_rate_road_tests")
+                  "expected_failure_rate", "expected_failure_rate_road_tests", "falhas_complete", "falhas_filtered")
 
 
 def feature_definitions(settings: Settings) -> str:
@@ -163,26 +163,32 @@ def with_label_known(table: pd.DataFrame, coverage: Sequence[tuple[dt.datetime, 
 
 @dataclass(frozen=True)
 class FalhasPeriod:
-    """What one falhas export says about labels: its name, first and last defect, and the cars it
-    logs a road-test (label hall) defect for."""
+    """What one falhas export says about labels: its name, first and last defect, the cars it logs a
+    road-test (label hall) defect for, and whether it holds defects of other halls too."""
 
     name: str
     start: dt.datetime
     end: dt.datetime
     failed: frozenset[str]
+    other_halls: bool = True
 
 
 def label_coverage(files: Sequence[FalhasPeriod], road_test_at: pd.Series, *,
                    settings: Settings) -> tuple[list[tuple], list[dict]]:
     """The periods whose road tests have a known label, and the falhas exports left out as filtered.
 
-    An export exported for some halls only holds (almost) no road-test defect, and counting its
-    period would make every car it covers a known negative. So each export's failures among the
-    cars road-tested in its period are weighed against the failure rate the lake has seen in the
-    other exports that hold any (pulled towards ``settings.expected_failure_rate`` while they hold
-    few road tests): an export is filtered when a complete one would show as few failures less often
-    than ``settings.filtered_falhas_chance`` and its rate is below ``settings.filtered_falhas_rate_share``
-    of the lake's. The others' periods are joined across gaps of up to ``settings.falhas_gap_hours``.
+    An export cut by hall (exported for the line halls only) holds defects of other halls and no
+    road-test defect, and counting its period would make every car it covers a known negative. An
+    export is taken as filtered from what it holds: defects of other halls, and its road-test
+    failures among the cars road-tested in its period absent or implausibly few. Implausibly few is
+    below ``settings.filtered_falhas_rate_share`` (a tenth) of the failure rate the lake has seen in
+    its *other* exports that hold any (pulled towards ``settings.expected_failure_rate`` while they
+    hold few road tests) *and* fewer than a complete export would show with a chance of
+    ``settings.filtered_falhas_chance``: a month that fails half or a quarter as often as usual keeps
+    its labels, an export too small to tell keeps them too. An export named in
+    ``settings.falhas_complete`` is never taken as filtered, one named in ``settings.falhas_filtered``
+    always is (the analyst knows better). The others' periods are joined across gaps of up to
+    ``settings.falhas_gap_hours``.
 
     Parameters
     ----------
@@ -190,6 +196,7 @@ def label_coverage(files: Sequence[FalhasPeriod], road_test_at: pd.Series, *,
         Every falhas export in the lake.
     road_test_at : pandas.Series
         Every car's road-test time (``NaT`` without one), indexed by KNR.
+    settings : Settings
 
     Returns
     -------
@@ -197,7 +204,9 @@ def label_coverage(files: Sequence[FalhasPeriod], road_test_at: pd.Series, *,
     filtered : list of dict
         Per export left out: ``name``, ``start``, ``end``, ``road_tests`` and ``failures`` in its
         period, ``expected`` (failures at the lake's rate), ``rate`` (the lake's), ``rate_road_tests``
-        (the other exports' road tests it rests on) and ``chance`` (of so few failures in a complete export).
+        (the other exports' road tests it rests on), ``chance`` (of so few failures in a complete
+        export), ``share`` (the bound, a share of the lake's rate), ``hall`` (the label hall) and
+        ``named`` (true when ``settings.falhas_filtered`` names it).
     """
     from scipy.stats import binom
 
@@ -213,10 +222,15 @@ def label_coverage(files: Sequence[FalhasPeriod], road_test_at: pd.Series, *,
         rate = ((sum(k for _, k in others) + weight * settings.expected_failure_rate)
                 / (sum(n for n, _ in others) + weight)) if others or weight else settings.expected_failure_rate
         chance = float(binom.cdf(failures, tests, rate)) if tests else 1.0
-        if chance < settings.filtered_falhas_chance and failures < settings.filtered_falhas_rate_share * rate * tests:
+        named = f.name in settings.falhas_filtered
+        few = (f.other_halls and chance < settings.filtered_falhas_chance
+               and failures < settings.filtered_falhas_rate_share * rate * tests)
+        if named or (few and f.name not in settings.falhas_complete):
             filtered.append({"name": f.name, "start": f.start.isoformat(), "end": f.end.isoformat(),
                              "road_tests": tests, "failures": failures, "expected": round(rate * tests, 1),
-                             "rate": rate, "rate_road_tests": sum(n for n, _ in others), "chance": chance})
+                             "rate": rate, "rate_road_tests": sum(n for n, _ in others), "chance": chance,
+                             "share": settings.filtered_falhas_rate_share, "hall": settings.label_hall,
+                             "named": named})
         else:
             kept.append((f.start, f.end))
     return merge_periods(kept, gap_hours=settings.falhas_gap_hours), filtered

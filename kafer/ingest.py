@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import catalog
+from . import catalog, people
 from .config import Settings
 from .errors import LakeError, UploadError
 from .facts import build_facts
@@ -210,6 +210,12 @@ def _land(received: Sequence[Received], *, lake: Lake, settings: Settings,
     changed = [r.name for r in received if r.export is not None and not unchanged(r.export.original)]
     if changed:
         raise UploadError("changed on disk since it was checked: upload it again", file=changed[0])
+    clear = people.clear_records(lake)
+    if clear:
+        raise LakeError(f"the lake {lake.url} holds people's ids in clear ({len(clear)} falhas file"
+                        f"{'s' if len(clear) != 1 else ''} landed by an older Käfer, e.g. {clear[0]['name']}): run "
+                        "`kafer pseudonymize` once, then ingest again")
+    key = None
     records = []
     for item in received:
         if item.duplicate_of or item.ignored:
@@ -229,7 +235,12 @@ def _land(received: Sequence[Received], *, lake: Lake, settings: Settings,
                 "landed_at": utc_now_iso(),
                 "keys": catalog.raw_keys(sha256=export.sha256, kind=export.kind, fmt=export.format),
             }
-            catalog.save_raw_from(lake, record, original=export.original.path, rows=export.rows_path)
+            original, rows = export.original.path, export.rows_path
+            if people.holds_people(export.kind):  # its original bytes name people: only its rows are kept
+                key = key or people.person_key(settings, lake)
+                original, rows = None, people.pseudonymize_file(rows, export.kind, key, folder=export.staging.path)
+                record.update(people=people.METHOD, keys={**record["keys"], "file": None})
+            catalog.save_raw_from(lake, record, original=original, rows=rows)
             records.append({**record, "already_in_lake": False})
         else:
             records.append({**record, "already_in_lake": True})
@@ -239,7 +250,7 @@ def _land(received: Sequence[Received], *, lake: Lake, settings: Settings,
 def landed_summary(records: Sequence[dict]) -> pd.DataFrame:
     """One line per distinct file of the upload: what the raw zone holds for it."""
     return pd.DataFrame([{"file": r["name"], "kind": r["kind"], "rows": r["rows"], "cars": r["cars"],
-                          "raw key": r["keys"]["file"],
+                          "raw key": r["keys"]["file"] or r["keys"]["rows"],
                           "state": "already in the lake" if r["already_in_lake"] else "landed"} for r in records],
                         columns=["file", "kind", "rows", "cars", "raw key", "state"])
 
@@ -265,19 +276,29 @@ def manifest_summary(manifest: dict) -> pd.DataFrame:
 
 
 def filtered_note(filtered: dict) -> str:
-    """Why a falhas export was taken as filtered, in words (an entry of a manifest's ``filtered_falhas``)."""
+    """Why a falhas export was taken as filtered, and how to overrule it, in words (an entry of a
+    manifest's ``filtered_falhas``)."""
+    name = filtered["name"]
+    if filtered.get("named"):
+        return (f"{name} is taken as filtered because falhas_filtered in kafer.toml names it: its period makes no "
+                "label known. If it is complete, remove it from falhas_filtered and run kafer rebuild.")
+    overrule = (f"If it is complete (the plant really had so few road-test failures), add it to kafer.toml as "
+                f"falhas_complete = [\"{name}\"] and run kafer rebuild.")
     if "failures" not in filtered:  # judged by an older Käfer: no road-test defect at all
-        return (f"{filtered['name']} holds no road-test defect although {filtered['road_tests']:,} cars were "
-                "road-tested in its period: taken as a filtered export, its period makes no label known.")
+        return (f"{name} holds no road-test defect although {filtered['road_tests']:,} cars were road-tested in its "
+                f"period: taken as a filtered export, its period makes no label known. {overrule}")
     seen = filtered.get("rate_road_tests", 0)
-    rate = (f"the failure rate the lake has seen ({filtered['rate']:.1%}, over {seen:,} road tests of its other "
-            "falhas exports)" if seen else f"the plant's expected failure rate ({filtered['rate']:.1%}: no other "
-            "falhas export in the lake logs a road-test failure yet)")
-    return (f"{filtered['name']} logs {filtered['failures']:,} road-test failures among the {filtered['road_tests']:,} "
-            f"cars road-tested in its period, where {rate} gives about {filtered['expected']:,.0f}; a complete "
-            f"export shows so few {_odds(filtered['chance'])}. "
-            "Taken as filtered (exported for some halls only), its period makes no label known. If it is complete, "
-            f"set filtered_falhas_chance below {filtered['chance']:.2g} in kafer.toml and run kafer rebuild.")
+    rate = (f"the failure rate the lake's other falhas exports show ({filtered['rate']:.1%} over {seen:,} road "
+            "tests)" if seen else f"the plant's expected failure rate ({filtered['rate']:.1%}: no other falhas "
+            "export in the lake logs a road-test failure yet)")
+    held = (f"holds defects of other halls but no road-test ({filtered.get('hall', 'ROD')}) defect"
+            if filtered["failures"] == 0 else f"logs only {filtered['failures']:,} road-test failures")
+    share = filtered.get("share")
+    bound = f"under {share:.0%} of" if share else "below"
+    return (f"{name} {held} among the {filtered['road_tests']:,} cars road-tested in its period, {bound} "
+            f"{rate}, which gives about {filtered['expected']:,.0f}; a complete export shows so few "
+            f"{_odds(filtered['chance'])}. Taken as cut by hall (exported for some halls only), its period makes no "
+            f"label known. {overrule}")
 
 
 def _odds(chance: float) -> str:
@@ -316,13 +337,14 @@ def _merge(*, lake: Lake, settings: Settings, held: LockInfo, progress: Progress
     if manifest is not None and manifest.get("feature_definitions") != feature_definitions(settings):
         return _rebuild(lake, settings, manifest, held, progress)
     merged = {s["sha256"] for s in manifest["sources"]} if manifest else set()
-    new = sorted((r for r in catalog.raw_records(lake) if r["sha256"] not in merged),
-                 key=lambda r: (r["landed_at"], r["name"]))
+    records = catalog.raw_records(lake)
+    new = sorted((r for r in records if r["sha256"] not in merged), key=lambda r: (r["landed_at"], r["name"]))
     if not new:
         if manifest is None:
             raise LakeError(f"the lake {lake.url} holds no landed file to merge: ingest an upload first")
         return {**manifest, "new_sources": []}
-    sources = (manifest["sources"] if manifest else []) + new
+    latest = {r["sha256"]: r for r in records}  # a record pseudonymized since names its new rows
+    sources = ([latest.get(s["sha256"], s) for s in manifest["sources"]] if manifest else []) + new
     touched = pa.array(sorted(set().union(*(catalog.raw_cars(lake, r) for r in new))), pa.string())
     if progress:
         progress(f"rebuilding the features of {len(touched):,} cars from all their rows in the lake")
@@ -400,8 +422,7 @@ def _build_in_batches(lake: Lake, sources: list[dict], cars: pa.Array, *, settin
 def _save_version(lake: Lake, settings: Settings, held: LockInfo, parent: dict | None, sources: list[dict],
                   new: list[dict], table: pd.DataFrame, facts: pa.Table, *, rebuilt: bool = False) -> dict:
     """Label every car from the falhas coverage, then write the new curated version and its pointer."""
-    periods = [FalhasPeriod(s["name"], *_period(s), _failed_cars(lake, s, settings))
-               for s in sources if s["kind"] == "falhas"]
+    periods = [_falhas_period(lake, s, settings) for s in sources if s["kind"] == "falhas"]
     coverage, filtered = label_coverage(periods, table.set_index("KNR")["road_test_at"], settings=settings)
     table = with_label_known(table, coverage, maturity_hours=settings.label_maturity_hours)
     table = table.sort_values("KNR", ignore_index=True).loc[:, list(table_columns(settings))]
@@ -437,10 +458,14 @@ def ingest(paths: Iterable[str], *, lake: Lake, settings: Settings, progress: Pr
     return {"files": files, "landed": records, "manifest": manifest}
 
 
-def _failed_cars(lake: Lake, record: dict, settings: Settings) -> frozenset[str]:
-    """The cars a landed falhas export logs a road-test (label hall) defect for."""
+def _falhas_period(lake: Lake, record: dict, settings: Settings) -> FalhasPeriod:
+    """What a landed falhas export holds for the labels: its period, the cars it logs a road-test
+    (label hall) defect for, and whether it logs defects of other halls too."""
     rows = catalog.raw_rows(lake, [record], columns=["KNR", "HALLE"])
-    return frozenset(pc.unique(rows.filter(pc.equal(rows["HALLE"], settings.label_hall))["KNR"]).to_pylist())
+    label = pc.equal(rows["HALLE"], settings.label_hall)
+    halls = set(pc.unique(rows["HALLE"]).to_pylist()) - {None, "", settings.label_hall}
+    return FalhasPeriod(record["name"], *_period(record), frozenset(pc.unique(rows.filter(label)["KNR"]).to_pylist()),
+                        other_halls=bool(halls))
 
 
 def _period(record: dict) -> tuple[dt.datetime, dt.datetime]:

@@ -14,6 +14,7 @@ creates a bucket. Who may write is decided by the lake's locks (:mod:`kafer.lock
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -55,6 +56,9 @@ def utc_now_iso() -> str:
     """The current UTC time as ISO 8601 text."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
+
+#: What ``link()`` answers on a file system without hard links (some SMB and FUSE mounts, FAT).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 #: What a conditional request answers when its condition does not hold: it failed (412), a concurrent
 #: conditional write won (409), or the object is gone (404).
@@ -151,18 +155,21 @@ class Lake:
         return data
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        """Write an immutable key; refuse when it exists with other content."""
+        """Write an immutable key, created once: when it exists (or another writer creates it first,
+        however close the race) with other content, refuse and leave it as it is."""
         path = self.path(key)
         with self._io("write", key):
             if self.is_remote:
                 created = self._create(path, data)  # create-if-absent: immutable even against a racing writer
-            elif self.fs.exists(path):
-                created = False
+            elif self.is_memory:
+                with _MEMORY_GUARD:  # one store per process: its threads race for it
+                    created = not self.fs.exists(path)
+                    if created:
+                        self._put(path, data)
             else:
-                self._put(path, data)
-                created = True
+                created = self._create_local(path, lambda tmp: self.fs.pipe_file(tmp, data))
             if not created and self.fs.cat_file(path) != data:
-                raise LakeError(f"refusing to overwrite {key!r} in the lake {self.url}: lake data is immutable")
+                raise self._taken(key)
 
     def write_file(self, key: str, local: str) -> None:
         """Write an immutable key from a local file, streamed rather than held in memory (but on
@@ -175,17 +182,71 @@ class Lake:
         with self._io("write", key):
             if self.is_remote:
                 created = self._create_from(path, local)
-            elif self.fs.exists(path):
+            elif self.fs.exists(path):  # a file landed before: not copied again
                 created = False
             else:
-                parent = path.rsplit("/", 1)[0]
-                self.fs.makedirs(parent, exist_ok=True)
-                tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-                self.fs.put_file(local, tmp)
-                self.fs.mv(tmp, path)
-                created = True
+                created = self._create_local(path, lambda tmp: self.fs.put_file(local, tmp))
             if not created and not self._holds(path, local):
-                raise LakeError(f"refusing to overwrite {key!r} in the lake {self.url}: lake data is immutable")
+                raise self._taken(key)
+
+    def _taken(self, key: str) -> LakeError:
+        return LakeError(f"refusing to overwrite {key!r} in the lake {self.url}: it holds other content (another "
+                         "writer created it first) and lake data is immutable; nothing of this write was kept: "
+                         "run the command again")
+
+    def _create_local(self, path: str, fill: Callable[[str], None]) -> bool:
+        """Create ``path`` in a local folder only when absent, atomically; True when this call created it.
+
+        ``fill(tmp)`` writes the content to a temporary file beside it, which is then hard-linked to
+        ``path``: the link fails when ``path`` exists, so of two writers racing for one key exactly
+        one creates it, whole, and the other learns that it lost (a rename would silently replace the
+        first one's file). Where the file system has no hard links, ``path`` is created with
+        ``O_EXCL`` and written in place.
+        """
+        parent = path.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        try:
+            fill(tmp)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                return self._create_exclusive(path, tmp)
+            return True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    @staticmethod
+    def _create_exclusive(path: str, tmp: str) -> bool:
+        """Create ``path`` with ``O_EXCL`` and copy ``tmp`` into it; False when it exists."""
+        try:
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            with os.fdopen(handle, "wb") as out, open(tmp, "rb") as source:
+                while block := source.read(COPY_BLOCK):
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        return True
+
+    def remove(self, key: str) -> None:
+        """Delete a data key, if it exists. Lake data is immutable: this is only for erasing what must
+        not stay (people's ids in clear, see :mod:`kafer.people`)."""
+        path = self.path(key)
+        with self._io("remove", key):
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(path)
 
     def _create_from(self, path: str, local: str) -> bool:
         """Upload ``local`` to ``path`` only when absent (an object store); True when this call created it."""
@@ -477,8 +538,10 @@ class Lake:
         """The path of ``key`` on a store that has conditional writes (S3, memory)."""
         if not (self.is_memory or set(protocols(self.fs)) & _S3_PROTOCOLS):
             raise LakeError(f"the lake {self.url} is on a store Käfer cannot lock: a lock on an object store needs "
-                            "conditional writes (If-Match), which Käfer uses on s3:// only; put the lake on S3 or in "
-                            "a folder (locked by the OS)")
+                            "conditional writes (If-Match), which Käfer uses on s3:// only. Put the lake on S3, or "
+                            "in a folder on a local disk or on a share that locks on its server (NFS with locking, "
+                            "SMB); a folder mounted from this store (gcsfuse, blobfuse2, rclone) locks nothing "
+                            "beyond this machine and is refused too")
         return self.path(key)
 
     def _create(self, path: str, data: bytes) -> bool:

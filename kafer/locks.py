@@ -4,8 +4,9 @@ A local lake (a folder, on this disk or on a share) holds an OS lock on the hidd
 ``locks/.<name>.flock``, which the file system keeps for its holder wherever that runs and
 releases when the holder's process ends; the record ``locks/<name>.lock`` beside it only names the
 holder in messages. Whether a holder is alive is asked of the OS lock itself
-(:func:`lock_holder` tries to take it without waiting), never of a clock or a host name. A share
-whose locks stay on the machine that takes them is refused (:func:`shared_lock_problem`).
+(:func:`lock_holder` tries to take it without waiting), never of a clock or a host name. A folder
+on a file system whose locks are not known to reach other machines is refused (:func:`lock_reach`:
+an allow-list of local disks and of shares that lock on their server).
 
 An object store (``s3://``, ``memory://``) holds the object ``locks/<name>.lock``, and every change
 of it is conditional on the version the changer saw (:meth:`kafer.lake.Lake.create_versioned` and
@@ -25,9 +26,11 @@ import os
 import threading
 import time
 import uuid
+import warnings
+from dataclasses import dataclass
 from typing import Iterator
 
-from .errors import KaferError, LakeError, LockLost, LockTimeout, NestedLockError
+from .errors import KaferError, LakeError, LockLost, LockReachWarning, LockTimeout, NestedLockError
 from .holders import (DEFAULT_STALE_AFTER, busy, describe_holder, holder_record, iso, judge_holder,
                       parse_record)
 from .lake import Lake, json_bytes, protocols
@@ -112,7 +115,7 @@ def hold(lake: Lake, name: str = "lake", *, timeout: float = 30.0, stale_after: 
         another machine counts as dead (a holder's own ``heartbeat_every``, doubled, is honoured
         when longer). Local lakes never need it: their OS lock says whether its holder lives.
     single_machine : bool
-        Local lakes: accept a share whose locks stay on this machine (see :func:`shared_lock_problem`),
+        Local lakes: accept a folder whose locks may stay on this machine (see :func:`lock_reach`),
         the lake being used from this machine only.
     purpose : str
         Words naming the job (``retrain r…``), shown to whoever waits.
@@ -199,11 +202,8 @@ def _lock_local(lake: Lake, name: str, key: str, record: dict, *, timeout: float
     import filelock
 
     path = lake.path(key)
-    problem = None if single_machine else shared_lock_problem(os.path.realpath(lake.root))
-    if problem:
-        raise LakeError(f"the lake {lake.url} lies on {problem}, so another machine could change the lake at the "
-                        "same time: remount the share so that locks reach its server, or, if only this machine "
-                        "ever uses the lake, set single_machine = true in kafer.toml")
+    if not single_machine:
+        _check_reach(lake)
     folder = os.path.dirname(path)
     with lake._io("lock", key):
         os.makedirs(folder, exist_ok=True)
@@ -242,6 +242,35 @@ def _lock_local(lake: Lake, name: str, key: str, record: dict, *, timeout: float
             flock.release()
 
 
+def _check_reach(lake: Lake) -> None:
+    """Refuse a lake folder whose OS locks would not reach other machines; where that cannot be
+    read (not Linux), say once per lake that it was not checked (:class:`~kafer.errors.LockReachWarning`).
+
+    Raises
+    ------
+    LakeError
+        When the folder's file system is not one whose locks are known to reach other machines.
+    """
+    reach = lock_reach(os.path.realpath(lake.root))
+    if reach.problem:
+        raise LakeError(f"the lake {lake.url} lies on {reach.problem}, so another machine could change the lake at "
+                        "the same time: move it to a local disk, to a share that carries locks to its server (NFS "
+                        "with locking, SMB without nobrl) or to S3 (s3://), or, if only this machine ever uses the "
+                        "lake, set single_machine = true in kafer.toml")
+    if not reach.checked and lake.url not in _UNCHECKED:
+        _UNCHECKED.add(lake.url)
+        warnings.warn(LockReachWarning(
+            f"the lake {lake.url}: whether its locks reach other machines was not checked (this system does not "
+            "say which file system holds the folder; only Linux does). They do on a local disk and on a Windows "
+            "share or NFS with locking; a synced folder (OneDrive, Dropbox, Google Drive) or a mounted bucket "
+            "carries none: use such a lake from one machine only (single_machine = true in kafer.toml says so), "
+            "or put it on S3"), stacklevel=2)
+
+
+# Lakes this process said it could not check (said once each).
+_UNCHECKED: set[str] = set()
+
+
 def _local_holder(lake: Lake, name: str, key: str) -> dict | None:
     """Who holds a local lake's lock, by trying its OS lock without waiting."""
     import filelock
@@ -272,21 +301,51 @@ def _read_local_holder(path: str) -> dict | None:
     return parse_record(data) if data.strip() else None
 
 
-def shared_lock_problem(path: str, *, mountinfo: str | None = None) -> str | None:
-    """Why OS locks taken on ``path`` would not reach other machines, or ``None`` when they would
-    (or it cannot be told: not Linux).
+#: File systems of disks and memory: only this machine's kernel opens their files, and it keeps their
+#: locks for every process that does (a share exported from such a disk locks through its server).
+LOCAL_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "jfs", "reiserfs", "nilfs2",
+                                "bcachefs", "vfat", "exfat", "ntfs3", "hfsplus", "tmpfs", "ramfs", "overlay"})
+#: Network and cluster file systems whose locks are kept by a server or a cluster lock manager for
+#: every machine that mounts them, unless a mount option keeps them on the client (:data:`LOCAL_LOCKS`).
+SHARED_LOCK_FILE_SYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "ceph", "gfs2", "ocfs2", "lustre"})
+#: Per file system, the mount options that keep ``flock()`` locks on the client (for Lustre, locks
+#: reach other clients only when it is mounted ``flock``).
+LOCAL_LOCKS = {"nfs": {"nolock", "local_lock=all", "local_lock=flock"}, "nfs4": {"nolock", "local_lock=all",
+                                                                                   "local_lock=flock"},
+               "cifs": {"nobrl"}, "smb3": {"nobrl"}, "gfs2": {"localflocks"}, "ocfs2": {"localflocks"},
+               "lustre": {"localflock", "noflock"}}
 
-    Read from the mount holding ``path`` (``/proc/self/mountinfo``, or the text ``mountinfo``): an
-    NFS share mounted ``nolock``, ``local_lock=all`` or ``local_lock=flock`` keeps flock() locks on
-    the client; an SMB share mounted ``nobrl`` keeps them on the client too; sshfs has no locks
-    on the server at all.
+
+@dataclass(frozen=True)
+class LockReach:
+    """Whether OS locks taken on a lake folder reach every machine that can open it.
+
+    ``checked`` is false where the mounts cannot be read (not Linux): then nothing is known.
+    ``problem`` says why the locks would stay on this machine (``None``: they reach every machine
+    that can open the folder).
+    """
+
+    checked: bool
+    problem: str | None = None
+
+
+def lock_reach(path: str, *, mountinfo: str | None = None) -> LockReach:
+    """Whether OS locks taken on ``path`` would reach every machine that can open it.
+
+    Read from the mount holding ``path`` (``/proc/self/mountinfo``, or the text ``mountinfo``), by
+    an allow-list: a local disk or memory file system (:data:`LOCAL_FILE_SYSTEMS`: only this
+    machine opens it), or a network or cluster file system that keeps locks on its server
+    (:data:`SHARED_LOCK_FILE_SYSTEMS`) mounted without an option that keeps them on the client (NFS
+    ``nolock``, ``local_lock=all`` or ``flock``; SMB ``nobrl``; GFS2 and OCFS2 ``localflocks``;
+    Lustre unless mounted ``flock``). Anything else (FUSE mounts of object stores such as gcsfuse,
+    blobfuse2, s3fs or rclone, sshfs, davfs, vboxsf, 9p and WSL's drvfs, virtiofs…) is a problem.
     """
     if mountinfo is None:
         try:
             with open(MOUNTINFO, encoding="utf-8", errors="replace") as fh:
                 mountinfo = fh.read()
         except OSError:
-            return None
+            return LockReach(False)
     best = None
     for line in mountinfo.splitlines():
         fields = line.split()
@@ -298,18 +357,31 @@ def shared_lock_problem(path: str, *, mountinfo: str | None = None) -> str | Non
             kind, source, *more = fields[dash + 1:dash + 4] + ["?", ""]
             best = (point, kind, source, set(fields[5].split(",")) | set(more[0].split(",")))
     if best is None:
-        return None
+        return LockReach(False)
     point, kind, source, options = best
-    where = f"{source} mounted on {point}"
-    if kind.startswith("nfs"):
-        local = sorted(options & {"nolock", "local_lock=all", "local_lock=flock"})
-        if local:
-            return f"an NFS share ({where}, option {local[0]}) whose locks stay on this machine"
-    if kind in ("cifs", "smb3") and "nobrl" in options:
-        return f"an SMB share ({where}, option nobrl) whose locks stay on this machine"
-    if kind == "fuse.sshfs":
-        return f"an sshfs mount ({where}), whose locks stay on this machine"
-    return None
+    if kind in LOCAL_FILE_SYSTEMS:
+        return LockReach(True)
+    if kind in SHARED_LOCK_FILE_SYSTEMS:
+        local = sorted(options & LOCAL_LOCKS.get(kind, set()))
+        if kind == "lustre" and "flock" not in options:
+            local = local or ["without flock"]
+        if not local:
+            return LockReach(True)
+        return LockReach(True, f"{_KIND_WORDS.get(kind, kind)} ({source} mounted on {point}, option {local[0]}) "
+                               "whose locks stay on this machine")
+    return LockReach(True, f"{_KIND_WORDS.get(kind, f'a {kind} mount')} ({source} mounted on {point}), whose "
+                           "locks are not known to reach other machines")
+
+
+_KIND_WORDS = {"nfs": "an NFS share", "nfs4": "an NFS share", "cifs": "an SMB share", "smb3": "an SMB share",
+               "gfs2": "a GFS2 file system", "ocfs2": "an OCFS2 file system", "lustre": "a Lustre file system",
+               "fuse.sshfs": "an sshfs mount", "fuse.gcsfuse": "a gcsfuse mount of a Google Cloud Storage bucket",
+               "fuse.blobfuse2": "a blobfuse2 mount of an Azure container", "fuse.blobfuse": "a blobfuse mount of "
+               "an Azure container", "fuse.s3fs": "an s3fs mount of an S3 bucket", "fuse.rclone": "an rclone mount",
+               "fuse.mountpoint-s3": "a Mountpoint mount of an S3 bucket", "davfs": "a WebDAV (davfs) mount",
+               "fuse.davfs2": "a WebDAV (davfs) mount", "vboxsf": "a VirtualBox shared folder",
+               "9p": "a 9p mount (a VM's or WSL's shared folder)", "drvfs": "a WSL drvfs mount of a Windows drive",
+               "virtiofs": "a virtiofs mount (a VM's shared folder)"}
 
 
 # -- object stores: conditional writes ----------------------------------------------------------------

@@ -90,16 +90,14 @@ def _figures(pos: np.ndarray, tot: np.ndarray, squared: np.ndarray, budgets: tup
     ``pos`` and ``tot`` are (rows, levels) counts of failures and of cars at each score level,
     riskiest level first; ``squared`` the per-row sums of squared errors.
     """
-    neg = tot - pos
     n = tot.sum(axis=1)
-    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
-    cum_pos, cum_neg, cum_tot = pos.cumsum(axis=1), neg.cumsum(axis=1), tot.cumsum(axis=1)
-    both = (n_pos > 0) & (n_neg > 0)
+    n_pos = pos.sum(axis=1)
+    cum_pos, cum_tot = pos.cumsum(axis=1), tot.cumsum(axis=1)
+    both = (n_pos > 0) & (n_pos < n)
     with np.errstate(divide="ignore", invalid="ignore"):
-        beaten = (pos * (n_neg[:, None] - cum_neg + 0.5 * neg)).sum(axis=1)
         precision_curve = np.where(cum_tot > 0, cum_pos / np.where(cum_tot > 0, cum_tot, 1), 0.0)
         out = {
-            "roc_auc": np.where(both, beaten / (n_pos * n_neg), np.nan),
+            "roc_auc": _roc_auc_rows(pos, tot),
             "pr_auc": np.where(both, (pos * precision_curve).sum(axis=1) / n_pos, np.nan),
             "brier": squared / n,
         }
@@ -113,12 +111,39 @@ def _figures(pos: np.ndarray, tot: np.ndarray, squared: np.ndarray, budgets: tup
     return out
 
 
-def _point(y: np.ndarray, p: np.ndarray, budgets: tuple[float, ...]) -> dict:
+def _at_rate(pos: np.ndarray, tot: np.ndarray, squared_pos: np.ndarray, squared: np.ndarray,
+             rate: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-level counts and the sums of squared errors (of the failures, of all), the failures weighted
+    to ``rate`` of each row's cars and the others to the rest (each row's total unchanged; a row of a
+    single class as it is): the counts of a plant failing that often whose failing cars and other
+    cars score as these do. Without ``rate``, as they are."""
+    if rate is None:
+        return pos, tot, squared
+    n, n_pos = tot.sum(axis=1), pos.sum(axis=1)
+    mixed = (n_pos > 0) & (n_pos < n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        up = np.where(mixed, rate * n / n_pos, 1.0)
+        down = np.where(mixed, (1 - rate) * n / (n - n_pos), 1.0)
+    return pos * up[:, None], pos * up[:, None] + (tot - pos) * down[:, None], squared_pos * up + (
+        squared - squared_pos) * down
+
+
+def _roc_auc_rows(pos: np.ndarray, tot: np.ndarray) -> np.ndarray:
+    """ROC-AUC of each row of per-level counts (ties count half); NaN where a row holds a single class."""
+    neg = tot - pos
+    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beaten = (pos * (n_neg[:, None] - neg.cumsum(axis=1) + 0.5 * neg)).sum(axis=1)
+        return np.where((n_pos > 0) & (n_neg > 0), beaten / (n_pos * n_neg), np.nan)
+
+
+def _point(y: np.ndarray, p: np.ndarray, budgets: tuple[float, ...], rate: float | None = None) -> dict:
     level, levels = _score_levels(p)
     pos = np.bincount(level, weights=y, minlength=levels)[None, :]
     tot = np.bincount(level, minlength=levels).astype(float)[None, :]
-    squared = np.array([np.sum((p - y) ** 2)])
-    return {name: float(values[0]) for name, values in _figures(pos, tot, squared, budgets).items()}
+    squared = (p - y) ** 2
+    counts = _at_rate(pos, tot, np.array([np.sum(squared * y)]), np.array([np.sum(squared)]), rate)
+    return {name: float(values[0]) for name, values in _figures(*counts, budgets).items()}
 
 
 def gain_curve(y_true, p) -> tuple[np.ndarray, np.ndarray]:
@@ -211,8 +236,10 @@ def _with_interval(value: float, rounds: np.ndarray) -> dict:
 
 
 def _bootstrap(y: np.ndarray, scores: list[np.ndarray], budgets: tuple[float, ...], rounds: int,
-               seed: int) -> tuple[list[dict], int]:
-    """Every figure of every model on each of ``rounds`` resamples of the same cars."""
+               seed: int, rate: float | None = None, *, auc_only: bool = False) -> tuple[list[dict], int]:
+    """Every figure of every model on each of ``rounds`` resamples of the same cars (each resample's
+    failures weighted to ``rate`` of its cars, when given; only ROC-AUC when ``auc_only``: the same
+    resamples, and the same numbers, at a fraction of the work)."""
     n = y.size
     rng = np.random.default_rng(seed)
     levels = [_score_levels(p) for p in scores]
@@ -232,12 +259,18 @@ def _bootstrap(y: np.ndarray, scores: list[np.ndarray], budgets: tuple[float, ..
             cell = (offset * count + level[drawn]).ravel()
             pos = np.bincount(cell, weights=drawn_pos, minlength=m * count).reshape(m, count)
             tot = np.bincount(cell, minlength=m * count).astype(float).reshape(m, count)
-            parts[i].append(_figures(pos, tot, squared[i][drawn].sum(axis=1), budgets))
+            if auc_only:
+                parts[i].append({"roc_auc": _roc_auc_rows(pos, tot)})
+                continue
+            errors = squared[i][drawn]
+            parts[i].append(_figures(*_at_rate(pos, tot, (errors * drawn_y).sum(axis=1), errors.sum(axis=1), rate),
+                                     budgets))
     joined = [{name: np.concatenate([part[name] for part in model]) for name in model[0]} for model in parts]
     return joined, single_class
 
 
-def compare(y_true, p_candidate, p_production=None, *, budgets: Sequence[float], rounds: int, seed: int) -> dict:
+def compare(y_true, p_candidate, p_production=None, *, budgets: Sequence[float], rounds: int, seed: int,
+            at_rate: float | None = None) -> dict:
     """Every figure with its 95 % bootstrap interval, for the candidate and the production model.
 
     Parameters
@@ -254,6 +287,11 @@ def compare(y_true, p_candidate, p_production=None, *, budgets: Sequence[float],
         Bootstrap rounds.
     seed : int
         Seed of the resampling: the same inputs and seed give the same intervals.
+    at_rate : float, optional
+        The figures of a plant failing this often, whose failing cars and other cars score as these
+        do: the failures are weighted to this share of the cars and the others to the rest, in the
+        sample and in each bootstrap round. ROC-AUC does not change; recall and precision at a
+        budget, PR-AUC and the Brier score become those at that failure rate.
 
     Returns
     -------
@@ -277,8 +315,10 @@ def compare(y_true, p_candidate, p_production=None, *, budgets: Sequence[float],
     budgets = _check_budgets(budgets)
     if int(rounds) < 1:
         raise ModelError(f"rounds must be at least 1, not {rounds}")
-    points = [_point(y, p, budgets) for p in scores]
-    resampled, single_class = _bootstrap(y, scores, budgets, int(rounds), seed)
+    if at_rate is not None and not 0 < at_rate < 1:
+        raise ModelError(f"a failure rate to weight the cars to must lie between 0 and 1, not {at_rate}")
+    points = [_point(y, p, budgets, at_rate) for p in scores]
+    resampled, single_class = _bootstrap(y, scores, budgets, int(rounds), seed, at_rate)
     per_model = [{name: _with_interval(point[name], resampled[i][name]) for name in point}
                  for i, point in enumerate(points)]
     difference = None
@@ -324,7 +364,7 @@ def auc_rounds(y_true, scores: Sequence, *, rounds: int, seed: int) -> np.ndarra
     if not len(scores) or int(rounds) < 1:
         raise ModelError(f"auc_rounds needs score vectors and at least one round (got {len(scores)}, {rounds})")
     checked = [_inputs(y_true, s, "auc_rounds") for s in scores]
-    resampled, _ = _bootstrap(checked[0][0], [p for _, p in checked], (), int(rounds), seed)
+    resampled, _ = _bootstrap(checked[0][0], [p for _, p in checked], (), int(rounds), seed, auc_only=True)
     return np.stack([r["roc_auc"] for r in resampled])
 
 

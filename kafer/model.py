@@ -2,7 +2,7 @@
 
 Two families share one preprocessing and one artifact format:
 
-- ``hgb``: scikit-learn's histogram gradient boosting on the (median-imputed) feature values,
+- ``hgb`` (the default): scikit-learn's histogram gradient boosting on the (median-imputed) feature values,
   regularized for a weak signal: small steps, four leaves per tree, L2 penalty, early stopping on
   the validation loss, at least 20 cars per leaf (a fact needs a leaf of its own: with 40, the facts
   20 to 40 training cars have, as many kept ones do in a 2,000-car upload, could never be split on).
@@ -13,14 +13,18 @@ Two families share one preprocessing and one artifact format:
   Training is seeded and TensorFlow's ops made deterministic, so the same cars, parameters and
   seed give the same network (this sets the process's global random seeds).
 
-- ``ensemble`` (the default): both of the above, trained alike; a car's probability is a logistic
+- ``ensemble``: both of the above, trained alike; a car's probability is a logistic
   function of a weighted sum of the two members' log-odds, the non-negative weights and the
-  intercept fitted on the validation cars (stacking). Where one family sees what the other misses
-  (boosting splits on categories and rare facts, the network adds smooth effects of the counts)
-  the sum ranks better than either; where one sees nothing its weight falls towards 0.
+  intercept fitted on cars neither member saw (stacking): the latest 15 % of each class of the
+  training cars are held out for the stack, and the members learn and stop early on the others. A
+  stack fitted on the members' own validation cars would favour whichever member tuned itself to
+  those cars most. Where one family sees what the other misses (boosting splits on categories and
+  rare facts, the network adds smooth effects of the counts) the sum ranks better than either;
+  where one sees nothing its weight falls towards 0.
 
 Both stop early on the same validation cars: the latest 15 % of the training failures and the
-latest 15 % of the other training cars, by production time. Taking the latest cars mirrors how
+latest 15 % of the other training cars, by production time (in an ensemble, of the cars not held
+out for the stack). Taking the latest cars mirrors how
 a model is used (on cars built after those it learned from); taking them per class guarantees
 failures among them even in small trainings. Class weighting shifts a network's probabilities
 upwards, so the network's scores are recalibrated on those validation cars (Platt scaling,
@@ -34,7 +38,12 @@ categories: the boosting model splits on them natively (``categorical_features``
 gets them one-hot (a slot per kept category and one for ``other``; a missing configuration sets
 none). Both families thus see the same inputs.
 
-TensorFlow is imported inside the functions that need it, so importing this module stays fast.
+What a model keeps is plain arrays (:mod:`kafer.scorers`): the boosting model's trees and the
+network's weights, each an ``.npz`` read without unpickling and a JSON description, in one zip with
+the model's record. Scoring runs those arrays in NumPy: only training imports scikit-learn's
+boosting and TensorFlow (inside the functions that fit them), so scoring, and importing this
+module, stay fast. Artifacts of formats 1 and 2 held a pickle and a ``.keras`` file: they are
+refused until ``kafer models convert`` rewrote them (:mod:`kafer.convert`).
 """
 
 from __future__ import annotations
@@ -42,12 +51,11 @@ from __future__ import annotations
 import io
 import json
 import math
-import pickle
+import os
 import platform
-import tempfile
+import sys
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
@@ -59,6 +67,7 @@ from .dataset import production_order
 from .errors import ModelError
 from .facts import FactColumns
 from .features import META_COLUMNS, family_of
+from .scorers import Network, Trees, load_arrays, probability, save_arrays
 
 #: Share of each class among the training cars, latest first, kept to stop training and calibrate.
 VALIDATION_FRACTION = 0.15
@@ -77,11 +86,18 @@ _MEMBER_PARAMS = {
 #: overrides any of them.
 DEFAULT_PARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {**_MEMBER_PARAMS, ENSEMBLE: MappingProxyType(_MEMBER_PARAMS)})
-#: The artifact format written; format 1 (table columns only, before facts) is still read.
-FORMAT = 2
-_READABLE_FORMATS = (1, 2)
+#: The artifact format written: the estimators as arrays and JSON (:mod:`kafer.scorers`).
+FORMAT = 3
+#: Formats whose estimators were a pickle (boosting) and a ``.keras`` file (network): their record is
+#: read, their estimators only by ``kafer models convert``.
+PICKLED_FORMATS = (1, 2)
 _META = "meta.json"
-_ESTIMATOR = {"hgb": "estimator.pkl", "keras": "estimator.keras"}
+#: Each family's arrays and their description in a format-3 artifact.
+_ARRAYS = {"hgb": ("hgb.npz", "hgb.json"), "keras": ("keras.npz", "keras.json")}
+#: The libraries a kept model's scores depend on (its arrays are read and scored by Käfer's own code).
+SCORING_LIBRARIES = ("kafer", "numpy")
+#: How to convert a model kept by an older Käfer.
+CONVERT = "kafer models convert"
 
 
 @dataclass(frozen=True)
@@ -109,25 +125,39 @@ class Preprocessing:
     categorical: tuple[str, ...] = ()
     levels: tuple[int, ...] = ()
 
-    def values(self, df: pd.DataFrame) -> np.ndarray:
-        """The numeric inputs of ``df``, gaps filled with the training medians."""
-        raw = _numeric(df, self.features)
-        return np.where(np.isfinite(raw), raw, np.asarray(self.medians))
-
-    def codes(self, df: pd.DataFrame) -> np.ndarray:
-        """The category inputs of ``df`` as codes (NaN: missing)."""
-        return _numeric(df, self.categorical)
+    def raw(self, df: pd.DataFrame) -> np.ndarray:
+        """The inputs of ``df`` as they are: the numeric ones, then the category codes (NaN: missing)."""
+        return _numeric(df, self.features + self.categorical)
 
     def matrix(self, df: pd.DataFrame) -> np.ndarray:
-        """The boosting model's input: :meth:`values`, then :meth:`codes`."""
-        return np.hstack([self.values(df), self.codes(df)])
+        """The boosting model's input: the numeric inputs, gaps filled with the training medians, then the
+        category codes."""
+        return self.matrix_of(self.raw(df))
 
     def scaled(self, df: pd.DataFrame) -> np.ndarray:
-        """The network's input: signed ``log1p`` of :meth:`values`, standardized, then the categories one-hot."""
-        numeric = (_signed_log(self.values(df)) - np.asarray(self.centers)) / np.asarray(self.scales)
-        codes = self.codes(df)
-        hot = [np.equal.outer(codes[:, j], np.arange(levels)).astype(float) for j, levels in enumerate(self.levels)]
-        return np.hstack([numeric, *hot]) if hot else numeric
+        """The network's input: signed ``log1p`` of the numeric inputs (gaps filled with the training
+        medians), standardized, then the categories one-hot."""
+        return self.scaled_of(self.raw(df))
+
+    def matrix_of(self, raw: np.ndarray) -> np.ndarray:
+        """:meth:`matrix` from the inputs as :meth:`raw` gives them."""
+        k = len(self.features)
+        return np.hstack([self._filled(raw[:, :k]), raw[:, k:]])
+
+    def scaled_of(self, raw: np.ndarray, *, dtype=np.float64) -> np.ndarray:
+        """:meth:`scaled` from the inputs as :meth:`raw` gives them, as ``dtype``."""
+        k = len(self.features)
+        numeric = (_signed_log(self._filled(raw[:, :k])) - np.asarray(self.centers)) / np.asarray(self.scales)
+        out = np.zeros((len(raw), k + sum(self.levels)), dtype=dtype)
+        out[:, :k] = numeric
+        start = k
+        for j, levels in enumerate(self.levels):
+            out[:, start:start + levels] = np.equal.outer(raw[:, k + j], np.arange(levels))
+            start += levels
+        return out
+
+    def _filled(self, numeric: np.ndarray) -> np.ndarray:
+        return np.where(np.isfinite(numeric), numeric, np.asarray(self.medians))
 
     def to_dict(self) -> dict:
         """JSON-ready, for the model artifact."""
@@ -150,9 +180,9 @@ class Model:
     ----------
     family : {"hgb", "keras", "ensemble"}
     preprocessing : Preprocessing
-    estimator : object
-        The fitted ``HistGradientBoostingClassifier`` or Keras model; for an ensemble, its member
-        models (same preprocessing and fact columns), in :data:`MEMBERS`' order.
+    estimator : Trees or Network
+        The boosting model's trees or the network's layers as arrays (:mod:`kafer.scorers`); for an
+        ensemble, its member models (same preprocessing and fact columns), in :data:`MEMBERS`' order.
     calibration : tuple of float
         ``(slope, intercept)`` applied to the estimator's log-odds; ``(1.0, 0.0)`` leaves them as they
         are. For an ensemble, one weight per member's log-odds, then the intercept.
@@ -188,13 +218,9 @@ class Model:
         if self.family == ENSEMBLE:
             used = set().union(*(member.used_inputs() for member in self.estimator))
             return tuple(name for name in self.features if name in used)
-        if self.family != "hgb":
+        if self.family != "hgb" or self.estimator is None:
             return self.features
-        try:
-            used = _split_inputs(self.estimator)
-        except (AttributeError, KeyError, TypeError, ValueError, IndexError):  # another scikit-learn's internals
-            return self.features
-        return tuple(name for i, name in enumerate(self.features) if i in used)
+        return tuple(name for i, name in enumerate(self.features) if i in self.estimator.used)
 
     def families(self) -> dict[str, str]:
         """Each input's feature family (:data:`kafer.features.FEATURE_FAMILIES`)."""
@@ -222,7 +248,7 @@ class Model:
         ModelError
             When a table column is missing or not numeric, or the model uses facts and none are given.
         """
-        return _inputs(cars, facts, self.table_features, self.fact_columns)
+        return _inputs(cars, facts, self.table_features, self.fact_columns)[list(self.features)]
 
     @property
     def predicts(self) -> bool:
@@ -233,20 +259,104 @@ class Model:
 
     def predict_inputs(self, x: pd.DataFrame) -> np.ndarray:
         """Probabilities from the model's inputs as :meth:`inputs` gives them (permuted or edited at will)."""
+        return self.predict_values(_numeric(x, self.features))
+
+    def predict_values(self, raw: np.ndarray) -> np.ndarray:
+        """Probabilities from the model's inputs as an array: one row per car, the columns :attr:`features`.
+
+        What :meth:`predict_inputs` does without a DataFrame: the explanations score thousands of
+        shuffled or edited copies of the inputs this way.
+        """
         if not self.predicts:
             raise ModelError(f"this {self.family} model was loaded without its estimator (load_model(..., "
                              "estimators=False)): load it whole to predict")
+        raw = np.asarray(raw, dtype=float)
         if self.family == ENSEMBLE:
-            logits = np.column_stack([_logit(member.predict_inputs(x)) for member in self.estimator])
+            logits = np.column_stack([_logit(member.predict_values(raw)) for member in self.estimator])
             weights, intercept = np.asarray(self.calibration[:-1]), self.calibration[-1]
             return 1 / (1 + np.exp(-(logits @ weights + intercept)))
+        if not len(raw):
+            return np.empty(0)
         if self.family == "hgb":
-            matrix = self.preprocessing.matrix(x)
-            raw = self.estimator.predict_proba(matrix)[:, 1] if len(matrix) else np.empty(0)
-        else:
-            matrix = self.preprocessing.scaled(x).astype(np.float32)
-            raw = np.asarray(self.estimator(matrix, training=False), dtype=float)[:, 0] if len(matrix) else np.empty(0)
-        return _calibrated(raw, self.calibration)
+            return _calibrated(self.estimator.predict(self.preprocessing.matrix_of(raw)), self.calibration)
+        return _calibrated(self.estimator.predict(self.preprocessing.scaled_of(raw, dtype=np.float32)),
+                           self.calibration)
+
+    def predict_edits(self, raw: np.ndarray, rows: np.ndarray, columns: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Probabilities of edited cars: for each edit ``e``, car ``rows[e]`` of ``raw`` (as
+        :meth:`predict_values` takes it) with its input ``columns[e]`` set to ``values[e]``.
+
+        The same numbers as :meth:`predict_values` on copies of the edited cars (to float rounding),
+        without the copies: the trees read only the inputs they split on, and an edit changes the
+        network's first layer by the edited input's change times its weights, so an edit costs the
+        network's small layers, not a pass over every input. Shuffling one input among the cars
+        and setting a car's fact back to a typical value are such edits (:mod:`kafer.explain`).
+        """
+        if not self.predicts:
+            raise ModelError(f"this {self.family} model was loaded without its estimator (load_model(..., "
+                             "estimators=False)): load it whole to predict")
+        raw = np.asarray(raw, dtype=float)
+        rows, columns = np.asarray(rows, dtype=np.intp), np.asarray(columns, dtype=np.intp)
+        values = np.asarray(values, dtype=float)
+        if self.family == ENSEMBLE:
+            logits = np.column_stack([_logit(m.predict_edits(raw, rows, columns, values)) for m in self.estimator])
+            weights, intercept = np.asarray(self.calibration[:-1]), self.calibration[-1]
+            return 1 / (1 + np.exp(-(logits @ weights + intercept)))
+        out = np.empty(rows.size)
+        edit = _edited_trees if self.family == "hgb" else _edited_network
+        prepared = edit(self, raw)
+        for start in range(0, rows.size, _EDITS):
+            at = slice(start, start + _EDITS)
+            out[at] = prepared(rows[at], columns[at], values[at])
+        return _calibrated(out, self.calibration)
+
+    def shuffler(self, raw: np.ndarray):
+        """A function scoring the cars ``raw`` with a group of inputs shuffled among them: ``shuffled(columns,
+        order)`` gives what :meth:`predict_values` gives on a copy where car ``i`` has car ``order[i]``'s
+        values of the inputs at ``columns`` (to float rounding).
+
+        Prepared once for many shuffles: the trees keep the cars' scores when no shuffled input is one
+        they read, and the network shuffles its inputs as already scaled and moves its first layer by
+        the shuffled inputs' change alone, rather than scaling every input of every car again.
+        """
+        if not self.predicts:
+            raise ModelError(f"this {self.family} model was loaded without its estimator (load_model(..., "
+                             "estimators=False)): load it whole to predict")
+        raw = np.asarray(raw, dtype=float)
+        if self.family == ENSEMBLE:
+            parts = [member.shuffler(raw) for member in self.estimator]
+            weights, intercept = np.asarray(self.calibration[:-1]), self.calibration[-1]
+            return lambda columns, order: 1 / (1 + np.exp(-(np.column_stack(
+                [_logit(part(columns, order)) for part in parts]) @ weights + intercept)))
+        prep = self.preprocessing
+        if self.family == "hgb":
+            read, trees = self.estimator.compact()
+            base = prep.matrix_of(raw)[:, read]
+            unshuffled = probability(trees.raw(base))
+            where = {int(c): i for i, c in enumerate(read)}
+
+            def shuffled_trees(columns, order):
+                at = [where[c] for c in columns if c in where]
+                if not at:
+                    return _calibrated(unshuffled, self.calibration)
+                matrix = base.copy()
+                matrix[:, at] = base[np.ix_(order, at)]
+                return _calibrated(trees.predict(matrix), self.calibration)
+
+            return shuffled_trees
+        scaled = prep.scaled_of(raw, dtype=np.float32)
+        first = self.estimator.first(scaled)
+        k = len(prep.features)
+        starts = k + np.concatenate([[0], np.cumsum(prep.levels)]).astype(int)
+        slots = [[c] for c in range(k)] + [list(range(starts[j], starts[j + 1])) for j in range(len(prep.levels))]
+
+        def shuffled_network(columns, order):
+            at = [slot for c in columns for slot in slots[c]]
+            change = scaled[np.ix_(order, at)] - scaled[:, at]
+            return _calibrated(self.estimator.predict_from_first(first + change @ self.estimator.weights[0][at]),
+                               self.calibration)
+
+        return shuffled_network
 
     def predict_proba(self, df: pd.DataFrame, facts=None) -> np.ndarray:
         """Each car's probability of failing the road test.
@@ -271,7 +381,8 @@ class Model:
         return self.predict_inputs(self.inputs(df, facts))
 
     def to_bytes(self) -> bytes:
-        """The model as one artifact: a zip of ``meta.json`` and the estimator, for :func:`load_model`."""
+        """The model as one artifact, for :func:`load_model`: a zip of ``meta.json`` and, per estimator,
+        its arrays (``.npz``) and their description (``.json``); nothing in it is code."""
         meta = {**self.meta, "format": FORMAT, "calibration": list(self.calibration),
                 "preprocessing": self.preprocessing.to_dict(),
                 "fact_columns": self.fact_columns.to_dict() if self.fact_columns else None}
@@ -282,31 +393,75 @@ class Model:
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             _write(archive, _META, json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"))
             for member in members:
-                _write(archive, _ESTIMATOR[member.family], _estimator_bytes(member.family, member.estimator))
+                arrays, description = member.estimator.to_arrays()
+                npz, described = _ARRAYS[member.family]
+                _write(archive, npz, save_arrays(arrays))
+                _write(archive, described, json.dumps(description, indent=2, sort_keys=True).encode("utf-8"))
         return buffer.getvalue()
 
 
-def _split_inputs(estimator) -> set[int]:
-    """Positions (in the model's input order) of the inputs some tree of a fitted boosting model splits on.
+#: Edits scored at once by :meth:`Model.predict_edits` (bounds the memory of the edited copies).
+_EDITS = 50_000
 
-    Reads scikit-learn's fitted trees; with categorical inputs, scikit-learn reorders the columns
-    (categories first) through its fitted ``_preprocessor``, whose output slices map them back.
-    """
-    positions = np.arange(estimator.n_features_in_)
-    preprocessor = getattr(estimator, "_preprocessor", None)
-    if preprocessor is not None:
-        parts = []
-        for name, _, columns in preprocessor.transformers_:
-            out = preprocessor.output_indices_.get(name)
-            if out is not None and out.stop > out.start:
-                columns = np.asarray(columns)
-                parts.append((out.start, np.nonzero(columns)[0] if columns.dtype == bool else columns))
-        positions = np.concatenate([columns for _, columns in sorted(parts, key=lambda part: part[0])])
-    split = set()
-    for iteration in estimator._predictors:
-        for tree in iteration:
-            split.update(tree.nodes["feature_idx"][tree.nodes["is_leaf"] == 0].tolist())
-    return {int(positions[i]) for i in split}
+
+def _edited_trees(model: Model, raw: np.ndarray):
+    """For a boosting model: a function scoring a block of edits of the cars ``raw``; an edit of an
+    input no tree reads keeps its car's score."""
+    columns, trees = model.estimator.compact()
+    base = model.preprocessing.matrix_of(raw)[:, columns]
+    unedited = trees.raw(base)
+    where = np.full(raw.shape[1], -1)
+    where[columns] = np.arange(columns.size)
+    numeric = len(model.preprocessing.features)
+    medians = np.asarray(model.preprocessing.medians)
+
+    def score(rows, cols, values):
+        out = unedited[rows]
+        read = np.nonzero(where[cols] >= 0)[0]
+        edited = base[rows[read]]
+        filled = values[read].copy()
+        fill = (cols[read] < numeric) & ~np.isfinite(filled)
+        filled[fill] = medians[cols[read][fill]]
+        edited[np.arange(read.size), where[cols[read]]] = filled
+        out[read] = trees.raw(edited)
+        return probability(out)
+
+    return score
+
+
+def _edited_network(model: Model, raw: np.ndarray):
+    """For a network: a function scoring a block of edits of the cars ``raw`` from their first layer."""
+    prep, network = model.preprocessing, model.estimator
+    scaled = prep.scaled_of(raw, dtype=np.float32)
+    first = network.first(scaled)
+    kernel = network.weights[0]
+    numeric = len(prep.features)
+    starts = numeric + np.concatenate([[0], np.cumsum(prep.levels)[:-1]]).astype(np.intp)
+    levels = np.asarray(prep.levels, dtype=np.intp)
+    medians, centers, scales = (np.asarray(a) for a in (prep.medians, prep.centers, prep.scales))
+
+    def slot(cols, codes):
+        """The one-hot input a category code sets (-1: none, as :meth:`Preprocessing.scaled_of` does)."""
+        j = cols - numeric
+        known = (codes >= 0) & (codes < levels[j]) & (codes == np.floor(codes))
+        return np.where(known, starts[j] + np.where(known, codes, 0).astype(np.intp), -1)
+
+    def score(rows, cols, values):
+        sums = first[rows]
+        number = cols < numeric
+        if number.any():
+            e, c, v = np.nonzero(number)[0], cols[number], values[number]
+            filled = np.where(np.isfinite(v), v, medians[c])
+            new = ((_signed_log(filled) - centers[c]) / scales[c]).astype(np.float32)  # as scaled_of makes it
+            sums[e] += (new - scaled[rows[e], c])[:, None] * kernel[c]
+        if (~number).any():
+            e, c = np.nonzero(~number)[0], cols[~number]
+            old, new = slot(c, raw[rows[e], c]), slot(c, values[~number])
+            sums[e] -= np.where((old >= 0)[:, None], kernel[np.maximum(old, 0)], 0)
+            sums[e] += np.where((new >= 0)[:, None], kernel[np.maximum(new, 0)], 0)
+        return network.predict_from_first(sums)
+
+    return score
 
 
 def _inputs(cars: pd.DataFrame, facts, table_features: tuple[str, ...], fact_columns: FactColumns | None) -> pd.DataFrame:
@@ -327,15 +482,6 @@ def _write(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     archive.writestr(info, data)
 
 
-def _estimator_bytes(family: str, estimator: Any) -> bytes:
-    if family == "hgb":
-        return pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / _ESTIMATOR["keras"]
-        estimator.save(path)
-        return path.read_bytes()
-
-
 def read_meta(data: bytes) -> dict:
     """The facts an artifact records (family, features, ``trained_on``…), without loading its estimator.
 
@@ -354,8 +500,11 @@ def read_meta(data: bytes) -> dict:
 def load_model(data: bytes, *, estimators: bool = True) -> Model:
     """The model saved by :meth:`Model.to_bytes`.
 
-    Load only artifacts from a trusted place (the registry checks their SHA-256): a boosting
-    model's estimator is a pickle.
+    Nothing in an artifact is run: the record is JSON, the estimators are arrays read with
+    ``allow_pickle=False`` and checked against their description (:mod:`kafer.scorers`). An
+    artifact of an older format, whose estimators were a pickle and a ``.keras`` file, is read
+    only for its record (``estimators=False``): scoring it is refused until ``kafer models
+    convert`` has rewritten it.
 
     Parameters
     ----------
@@ -363,8 +512,7 @@ def load_model(data: bytes, *, estimators: bool = True) -> Model:
         The artifact.
     estimators : bool
         ``False`` reads what the model takes in (features, fact columns, record) without its
-        estimators: seconds faster for a network, for work that needs no probability; such a
-        model refuses to predict.
+        estimators, for work that needs no probability; such a model refuses to predict.
 
     Returns
     -------
@@ -374,48 +522,126 @@ def load_model(data: bytes, *, estimators: bool = True) -> Model:
     Raises
     ------
     ModelError
-        When the bytes are not a Käfer model artifact, or its estimator cannot be read.
+        When the bytes are not a Käfer model artifact, its estimators cannot be read, or they are of
+        an older format (pickled) and ``estimators`` is true.
+    """
+    parts = artifact_parts(data)
+    if parts.format in PICKLED_FORMATS:
+        if estimators:
+            raise ModelError(f"this {parts.family} model was kept by an older Käfer, whose artifacts hold a pickle that "
+                             f"would run code when read: it is not loaded; an administrator converts the lake's "
+                             f"models once with `{CONVERT} --lake URL`, then it scores as before")
+    elif parts.format != FORMAT:
+        raise ModelError(f"model artifact format {parts.format} is not one this Käfer reads ({FORMAT}, or "
+                         f"{' and '.join(map(str, PICKLED_FORMATS))} once converted): it was made by a newer Käfer; "
+                         "install that Käfer or retrain")
+    read = {}
+    if estimators:
+        prep = parts.preprocessing
+        width = {"hgb": len(prep.features) + len(prep.categorical), "keras": len(prep.features) + sum(prep.levels)}
+        for family in parts.families:
+            npz, described = _ARRAYS[family]
+            try:
+                description = json.loads(parts.files[described].decode("utf-8"))
+                blob = parts.files[npz]
+            except (KeyError, ValueError) as exc:
+                raise ModelError(f"the {family} estimator of this artifact is missing or unreadable ({exc!r})") from None
+            read[family] = _read_estimator(family, blob, description, inputs=width[family])
+    return assemble(parts, read)
+
+
+@dataclass(frozen=True)
+class ArtifactParts:
+    """What an artifact holds, read without running anything: its record, preprocessing, calibration,
+    fact columns, format, and its other files as bytes (estimators, unread)."""
+
+    family: str
+    meta: dict
+    members: tuple[dict, ...]
+    preprocessing: Preprocessing
+    calibration: tuple[float, ...]
+    fact_columns: FactColumns | None
+    format: int
+    files: Mapping[str, bytes]
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The families of its estimators: the model's, or its members'."""
+        return tuple(m["family"] for m in self.members) if self.members else (self.family,)
+
+
+def artifact_parts(data: bytes) -> ArtifactParts:
+    """The parts of an artifact of any format (:class:`ArtifactParts`).
+
+    Raises
+    ------
+    ModelError
+        When the bytes are not a Käfer model artifact.
     """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             meta = json.loads(archive.read(_META).decode("utf-8"))
-            family = meta["family"]
-            members = meta.pop("members", None) or [meta]
-            blobs = {m["family"]: archive.read(_ESTIMATOR[m["family"]]) for m in members}
-            kept = meta.pop("preprocessing")
-            calibration = meta.pop("calibration")
-            version = meta.pop("format")
-            columns = meta.pop("fact_columns", None)
-            preprocessing = Preprocessing.from_dict(kept)
-            fact_columns = FactColumns.from_dict(columns) if columns else None
+            files = {name: archive.read(name) for name in archive.namelist() if name != _META}
+        family = meta["family"]
+        members = tuple(meta.pop("members", None) or ())
+        preprocessing = Preprocessing.from_dict(meta.pop("preprocessing"))
+        calibration = tuple(float(c) for c in meta.pop("calibration"))
+        version = meta.pop("format")
+        columns = meta.pop("fact_columns", None)
+        fact_columns = FactColumns.from_dict(columns) if columns else None
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise ModelError(f"not a Käfer model artifact ({exc!r}): save models with Model.to_bytes") from None
-    if version not in _READABLE_FORMATS:
-        raise ModelError(f"model artifact format {version} is not one of {_READABLE_FORMATS}: retrain the model "
-                         "with this Käfer")
-    try:
-        read = {name: _read_estimator(name, blob) if estimators else None for name, blob in blobs.items()}
-    except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, KeyError, OSError, TypeError,
-            ValueError) as exc:
-        raise ModelError(f"the {family} estimator in the artifact cannot be read ({exc!r}); it was saved with "
-                         f"{meta.get('versions')}: install those versions or retrain") from None
-    calibration = tuple(float(c) for c in calibration)
-    if family != ENSEMBLE:
-        return Model(family, preprocessing, read[family], calibration, meta, fact_columns)
-    parts = tuple(Model(m["family"], preprocessing, read[m["family"]],
-                        tuple(float(c) for c in m.pop("calibration")), m, fact_columns) for m in members)
-    return Model(family, preprocessing, parts, calibration, meta, fact_columns)
+    return ArtifactParts(family, meta, members, preprocessing, calibration, fact_columns, version, files)
 
 
-def _read_estimator(family: str, blob: bytes) -> Any:
-    if family == "hgb":
-        return pickle.loads(blob)
-    import keras
+def assemble(parts: ArtifactParts, estimators: Mapping[str, Any], *, meta: Mapping | None = None) -> Model:
+    """The model of ``parts`` with ``estimators`` (per family; a family left out is not loaded), its
+    record ``meta`` when given (else the artifact's)."""
+    meta = dict(parts.meta if meta is None else meta)
+    if parts.family != ENSEMBLE:
+        return Model(parts.family, parts.preprocessing, estimators.get(parts.family), parts.calibration, meta,
+                     parts.fact_columns)
+    members = tuple(Model(m["family"], parts.preprocessing, estimators.get(m["family"]),
+                          tuple(float(c) for c in m["calibration"]), {k: v for k, v in m.items() if k != "calibration"},
+                          parts.fact_columns) for m in parts.members)
+    return Model(parts.family, parts.preprocessing, members, parts.calibration, meta, parts.fact_columns)
 
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / _ESTIMATOR["keras"]
-        path.write_bytes(blob)
-        return keras.saving.load_model(path, compile=False)
+
+def _read_estimator(family: str, blob: bytes, description: Mapping, *, inputs: int) -> Trees | Network:
+    kind = Trees if family == "hgb" else Network
+    return kind.from_arrays(load_arrays(blob), description, inputs=inputs)
+
+
+def library_differences(meta: Mapping, *, name: str) -> str | None:
+    """In words, how the libraries a model's scores depend on differ from this Käfer's; ``None`` when
+    they do not.
+
+    A format-3 model is arrays scored by Käfer's own code (:mod:`kafer.scorers`), so only Käfer's
+    and NumPy's versions bear on its scores; scikit-learn and TensorFlow only trained it.
+
+    Parameters
+    ----------
+    meta : dict
+        The model's record (:attr:`Model.meta`), whose ``versions`` it was built with.
+    name : str
+        How the words call the model, e.g. ``production model m2024…``.
+    """
+    recorded = meta.get("versions") or {}
+    here = _installed(SCORING_LIBRARIES)
+    differ = [f"{library} {recorded[library]} (here {here[library]})" for library in SCORING_LIBRARIES
+              if recorded.get(library) and recorded[library] != here[library]]
+    if not differ:
+        return None
+    return (f"{name} was built with other versions of the libraries its scores rest on: {', '.join(differ)}. "
+            "Its trees and weights are read as saved (nothing in them runs) and scored by Käfer's own NumPy code, "
+            "so its scores stay those it was judged on unless that code or NumPy's arithmetic changed; if its track "
+            "record (kafer monitor) looks off, retrain.")
+
+
+def _installed(names: Sequence[str]) -> dict[str, str]:
+    from . import __version__
+
+    return {name: {"kafer": __version__, "numpy": np.__version__}[name] for name in names}
 
 
 def train(train_df: pd.DataFrame, *, features: Sequence[str], family: str, seed: int,
@@ -456,7 +682,10 @@ def train(train_df: pd.DataFrame, *, features: Sequence[str], family: str, seed:
         raise ModelError(f"model family must be one of {', '.join(FAMILIES)}, not {family!r}")
     chosen = _params(family, params)
     y = _labels(train_df)
-    fit, val = _validation_split(train_df, y)
+    if family == ENSEMBLE:
+        fit, val, held = _stacking_split(train_df, y)
+    else:
+        fit, val = _validation_split(train_df, y)
     fact_columns = None
     if facts is not None:
         fact_columns = FactColumns.fit(facts, train_df["KNR"].astype(str).to_numpy(), min_cars=min_fact_cars,
@@ -476,13 +705,15 @@ def train(train_df: pd.DataFrame, *, features: Sequence[str], family: str, seed:
     def member(name: str, options: Mapping[str, Any]) -> Model:
         if name == "hgb":
             x = preprocessing.matrix(inputs)
-            estimator = _fit_hgb(x[fit], y[fit], x[val], y[val], seed=seed, params=options,
-                                 categorical=len(numeric) * [False] + len(categorical) * [True])
-            calibration, fitted = (1.0, 0.0), {"iterations": int(estimator.n_iter_)}
+            boosting = _fit_hgb(x[fit], y[fit], x[val], y[val], seed=seed, params=options,
+                                categorical=len(numeric) * [False] + len(categorical) * [True])
+            estimator = _exported_trees(boosting, x)
+            calibration, fitted = (1.0, 0.0), {"iterations": int(boosting.n_iter_)}
         else:
             x = preprocessing.scaled(inputs).astype(np.float32)
-            estimator, fitted = _fit_keras(x[fit], y[fit], x[val], y[val], seed=seed, params=options)
-            calibration = _platt(np.asarray(estimator(x[val], training=False), dtype=float)[:, 0], y[val])
+            network, fitted = _fit_keras(x[fit], y[fit], x[val], y[val], seed=seed, params=options)
+            estimator = _exported_network(network, x)
+            calibration = _platt(estimator.predict(x[val]), y[val])
         meta = {"family": name, **shared, "params": _json_params(options), "fitted": fitted,
                 "versions": _versions(name)}
         return Model(name, preprocessing, estimator, calibration, meta, fact_columns)
@@ -490,12 +721,13 @@ def train(train_df: pd.DataFrame, *, features: Sequence[str], family: str, seed:
     if family != ENSEMBLE:
         return member(family, chosen)
     members = tuple(member(name, chosen[name]) for name in MEMBERS)
-    validation = inputs.iloc[np.nonzero(val)[0]]
-    logits = np.column_stack([_logit(m.predict_inputs(validation)) for m in members])
-    weights, intercept = _stack(logits, y[val])
+    unseen = inputs.iloc[np.nonzero(held)[0]]
+    logits = np.column_stack([_logit(m.predict_inputs(unseen)) for m in members])
+    weights, intercept = _stack(logits, y[held])
     meta = {"family": family, **shared, "params": {name: _json_params(chosen[name]) for name in MEMBERS},
             "fitted": {name: m.meta["fitted"] for name, m in zip(MEMBERS, members)},
-            "stack": {"weights": dict(zip(MEMBERS, weights)), "intercept": intercept},
+            "stack": {"weights": dict(zip(MEMBERS, weights)), "intercept": intercept,
+                      "cars": int(held.sum()), "positives": int(y[held].sum())},
             "versions": _versions(family)}
     return Model(family, preprocessing, members, (*weights, intercept), meta, fact_columns)
 
@@ -525,8 +757,8 @@ def _stack(logits: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float]
     """Non-negative weights of the members' log-odds, and an intercept, that make the weighted sum a
     calibrated log-odds on ``y`` (logistic regression, a small L2 penalty towards equal weights of 1/k).
 
-    Non-negative: a member is trusted or ignored, never turned upside down. When the validation cars
-    show no ranking at all, the weights stay equal and only the intercept is fitted.
+    Non-negative: a member is trusted or ignored, never turned upside down. When the cars show no
+    ranking at all, the weights stay equal and only the intercept is fitted.
     """
     from scipy.optimize import minimize
 
@@ -665,6 +897,30 @@ def _validation_split(train_df: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray
     return ~val, val
 
 
+def _stacking_split(train_df: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boolean masks of an ensemble's cars: those its members fit on, their validation cars (early
+    stopping, the network's calibration) and the cars the stack is fitted on, which neither member
+    saw: per class, the latest :data:`VALIDATION_FRACTION` of the training cars are held out for the
+    stack, and the members split the others as a single family splits all of them.
+
+    Raises
+    ------
+    ModelError
+        When a class has fewer than 3 cars: each of the three parts needs one.
+    """
+    counts = np.bincount(y, minlength=2)
+    if counts.min() < 3:
+        raise ModelError(f"the {len(y)} training cars hold {counts[1]} road-test failure(s) and {counts[0]} cars "
+                         "without one; the ensemble needs at least 3 of each (its members learn, stop and are "
+                         "stacked on different cars): train on more months of labelled cars, or family hgb")
+    rest, held = _validation_split(train_df, y)
+    kept = np.nonzero(rest)[0]
+    fit_rest, val_rest = _validation_split(train_df.iloc[kept], y[kept])
+    fit, val = np.zeros(len(y), dtype=bool), np.zeros(len(y), dtype=bool)
+    fit[kept[fit_rest]], val[kept[val_rest]] = True, True
+    return fit, val, held
+
+
 def _fit_preprocessing(inputs: pd.DataFrame, numeric: tuple[str, ...], categorical: tuple[str, ...] = (),
                        levels: tuple[int, ...] = (), sparse: set[str] = frozenset()) -> Preprocessing:
     """Medians, and the network's centering and scaling: standardized ``log1p`` for the table's
@@ -694,17 +950,69 @@ def _fit_hgb(x_fit, y_fit, x_val, y_val, *, seed: int, params: Mapping[str, Any]
     return estimator.fit(x_fit, y_fit, X_val=x_val, y_val=y_val)
 
 
+def _exported_trees(boosting, x: np.ndarray) -> Trees:
+    """The fitted boosting model's trees as arrays, checked to give its probabilities on ``x``.
+
+    Raises
+    ------
+    ModelError
+        When they differ: this scikit-learn's trees are not what :class:`kafer.scorers.Trees` reads.
+    """
+    trees = Trees.from_sklearn(boosting)
+    expected = boosting.predict_proba(x)[:, 1]
+    if not np.allclose(trees.predict(x), expected, rtol=0, atol=1e-12):
+        raise ModelError("the boosting model's trees, read as arrays, do not give its own probabilities: this "
+                         "scikit-learn stores its trees otherwise; install the version of the lock file")
+    return trees
+
+
+def _exported_network(network, x: np.ndarray) -> Network:
+    """The fitted Keras network's layers as arrays, checked to give its outputs on ``x`` (to float32 rounding).
+
+    Raises
+    ------
+    ModelError
+        When they differ: the network holds a layer the NumPy pass does not compute alike.
+    """
+    exported = Network.from_keras(network)
+    expected = np.asarray(network(x, training=False), dtype=float)[:, 0]
+    if not np.allclose(exported.predict(x), expected, rtol=1e-4, atol=1e-6):
+        raise ModelError("the network's layers, computed in NumPy, do not give Keras's outputs: its layers are "
+                         "not the dense ones Käfer trains")
+    return exported
+
+
 def _balanced_weights(y: np.ndarray) -> np.ndarray:
     """Sample weights that give both classes the same total weight (mean weight 1)."""
     share = np.bincount(y, minlength=2) / len(y)
     return (0.5 / share)[y]
 
 
-def _fit_keras(x_fit, y_fit, x_val, y_val, *, seed: int, params: Mapping[str, Any]) -> tuple[Any, dict]:
-    """The fitted network, and how many epochs ran and which one's weights it kept."""
+def _tensorflow():
+    """TensorFlow and Keras, imported without the log lines their C++ start-up writes to the process's
+    stderr (absl, oneDNN, the CPU feature guard): a notebook would show them above its results and
+    they are nothing a user can act on. Keras's own errors still raise."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "keras" not in sys.modules:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+                import keras  # noqa: F401
+                import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
     import keras
     import tensorflow as tf
 
+    return keras, tf
+
+
+def _fit_keras(x_fit, y_fit, x_val, y_val, *, seed: int, params: Mapping[str, Any]) -> tuple[Any, dict]:
+    """The fitted Keras network, and how many epochs ran and which one's weights it kept."""
+    keras, tf = _tensorflow()
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     inputs = keras.Input(shape=(x_fit.shape[1],))
@@ -771,8 +1079,6 @@ def _versions(family: str) -> dict:
     out = {"kafer": __version__, "python": platform.python_version(), "numpy": np.__version__,
            "pandas": pd.__version__, "scikit-learn": sklearn.__version__}
     if family in ("keras", ENSEMBLE):
-        import keras
-        import tensorflow as tf
-
+        keras, tf = _tensorflow()
         out.update({"tensorflow": tf.__version__, "keras": keras.__version__})
     return out

@@ -10,16 +10,28 @@ bootstrap, budgets, rounds and seed as the comparison (:func:`kafer.metrics.comp
 figure here equals what ``04_compare`` computes for that model on those cars. Production periods
 come from the decision log; a model rolled back to is judged over all its periods.
 
-The warning is earned: for each of ROC-AUC, PR-AUC and recall at every budget, a one-sided test
-that the pooled figure since the model was kept is below the promised one, each side's standard
-error read from its 95 % interval (the promise was measured on a finite set of cars too); the
-p-values are adjusted together (Holm), and production is flagged only when at least one stays at
-most ``monitor_alpha`` and the pooled cars reach ``min_compare_cars`` and ``min_compare_failures``.
-No single month is ever tested on its own.
+The warning is earned, and speaks only of what the inspection list loses: for ROC-AUC (how well
+the cars that fail are ranked above the others) and recall at every budget (how many of the
+failures the riskiest cars hold), a one-sided test that the pooled figure since the model was kept
+is below the promised one, each side's standard error read from its 95 % interval (the promise
+was measured on a finite set of cars too); the p-values are adjusted together (Holm), and
+production is flagged only when at least one stays at most ``monitor_alpha`` and the pooled cars
+reach ``min_compare_cars`` and ``min_compare_failures``. No single month is ever tested on its
+own. PR-AUC and precision are on the record as figures, never tested: they fall and rise with how
+often the plant fails however well the model ranks (at a budget, precision over the failure rate is
+recall over the budget: nothing the recall does not say already).
 
-Beside the figures: the share of cars at or above the model's operating threshold each month
-(:func:`kafer.metrics.threshold_share`), and what moved in its inputs between its training cars and
-the cars it scored since (:func:`kafer.drift.input_drift`).
+Once inspectors act on the lists, a car an acted-on list flagged has an outcome the list shaped
+(:func:`kafer.lists.shaped_cars`, read as the judged curated version was made): such cars are never
+judged, and a model judged on any of them is judged on its cars below its operating threshold
+against what it did below it on its evaluation cars (:func:`judged_without_lists`).
+
+A change of how often the plant fails is news of its own (:func:`failure_rate_news`): the share of
+the cars road-tested since the model was kept that failed, against the share of the cars it learned
+from, tested two-sided. Beside the figures: the share of cars at or above the model's operating
+threshold each month (:func:`kafer.metrics.threshold_share`), read together with that news (fewer
+risky cars in a plant that fails less often is no fault of the model), and what moved in its inputs
+between its training cars and the cars it scored since (:func:`kafer.drift.input_drift`).
 
 Scores are computed once per model and car and kept with the model
 (:func:`kafer.catalog.save_model_scores`, one immutable key per curated version): a car's score is
@@ -39,8 +51,9 @@ import pandas as pd
 import pyarrow as pa
 from scipy.stats import norm
 
-from . import catalog, registry
+from . import catalog, lists, registry
 from .config import Settings
+from .dataset import labelled
 from .drift import InputDrift, input_drift
 from .errors import KaferError, LakeError
 from .facts import CONFIG_ATTRIBUTES
@@ -59,8 +72,8 @@ _CHANGES = ("keep-new", "rollback")
 
 
 def watched(budgets: Sequence[float]) -> tuple[str, ...]:
-    """The figures the warning tests: ROC-AUC, PR-AUC and recall at every budget."""
-    return ("roc_auc", "pr_auc") + tuple(f"recall_at_{budget_key(b)}" for b in budgets)
+    """The figures the warning tests: ROC-AUC and recall at every budget (what the inspection list loses)."""
+    return ("roc_auc",) + tuple(f"recall_at_{budget_key(b)}" for b in budgets)
 
 
 @dataclass(frozen=True)
@@ -152,7 +165,9 @@ class Period:
     road test, labelled or not, of which ``inside_budget`` is the share at or above the operating
     threshold (:func:`kafer.metrics.threshold_share`). ``figures`` are :func:`kafer.metrics.compare`'s
     (empty when the cars hold a single class); ``recall_at_threshold`` and
-    ``precision_at_threshold`` are what the inspection list's flag delivered.
+    ``precision_at_threshold`` are what the inspection list's flag delivered. ``at_rate`` holds the
+    same figures counted at another failure rate (``{"rate", "figures"}``: the failing cars and the
+    others weighted to it, see :func:`kafer.metrics.compare`), when asked for.
     """
 
     period: str
@@ -163,6 +178,7 @@ class Period:
     inside_budget: Mapping | None = None
     recall_at_threshold: Mapping | None = None
     precision_at_threshold: Mapping | None = None
+    at_rate: Mapping | None = None
 
     def triple(self, name: str) -> list | None:
         """A figure as ``[point, low, high]``; ``None`` when undefined."""
@@ -180,11 +196,14 @@ class Period:
                 "inside_budget": self.triple("inside_budget"),
                 "threshold_far": bool(self.inside_budget and self.inside_budget.get("far")),
                 "recall_at_threshold": self.triple("recall_at_threshold"),
-                "precision_at_threshold": self.triple("precision_at_threshold")}
+                "precision_at_threshold": self.triple("precision_at_threshold"),
+                "at_rate": None if not self.at_rate else {
+                    "rate": self.at_rate["rate"],
+                    "figures": {name: _triple(f) for name, f in self.at_rate["figures"].items()}}}
 
 
 def period_figures(period: str, cars: pd.DataFrame, p: np.ndarray, *, threshold: float | None,
-                   settings: Settings) -> Period:
+                   settings: Settings, at_rate: float | None = None) -> Period:
     """One :class:`Period`: the comparison's figures on the labelled cars, the threshold's share on all.
 
     Parameters
@@ -200,27 +219,32 @@ def period_figures(period: str, cars: pd.DataFrame, p: np.ndarray, *, threshold:
     settings : Settings
         ``budgets``, ``bootstrap_rounds``, ``seed`` (as the comparison uses them), ``operating_budget``
         and ``threshold_tolerance``.
+    at_rate : float, optional
+        Count the figures at this failure rate too (:attr:`Period.at_rate`).
     """
     known = cars["label_known"].fillna(False).astype(bool).to_numpy()
     y, q = cars["label_rod"].to_numpy(dtype=int)[known], p[known]
-    figures = {}
+    figures, counted = {}, None
     if 0 < y.sum() < y.size:
-        figures = compare(y, q, budgets=settings.budgets, rounds=settings.bootstrap_rounds,
-                          seed=settings.seed)["candidate"]
+        options = {"budgets": settings.budgets, "rounds": settings.bootstrap_rounds, "seed": settings.seed}
+        figures = compare(y, q, **options)["candidate"]
+        if at_rate is not None:
+            counted = {"rate": at_rate, "figures": compare(y, q, **options, at_rate=at_rate)["candidate"]}
     flag = None if threshold is None else p >= threshold
     return Period(
         period, int(y.size), int(y.sum()), int(len(cars)), figures,
         None if flag is None else threshold_share(int(flag.sum()), int(flag.size), budget=settings.operating_budget,
                                                   tolerance=settings.threshold_tolerance),
         None if flag is None else proportion(int((flag[known] & (y == 1)).sum()), int(y.sum())),
-        None if flag is None else proportion(int((flag[known] & (y == 1)).sum()), int(flag[known].sum())))
+        None if flag is None else proportion(int((flag[known] & (y == 1)).sum()), int(flag[known].sum())), counted)
 
 
 @dataclass(frozen=True)
 class Check:
     """Whether a model is worse now than it promised: the warning, and the test behind it.
 
-    ``tests`` is indexed by figure: ``promised`` and ``now`` (``{"value", "low", "high"}``),
+    ``tests`` is indexed by figure: ``promised`` and ``now`` (``{"value", "low", "high"}``; a recall
+    counted at the promise's failure rate, ``at_rate``, when the pooled figures hold it),
     ``difference`` (now minus promised), ``p_value`` (one-sided: now is below the promise),
     ``p_adjusted`` (Holm, over the figures tested) and ``slipped``. ``judged`` is false while too
     few cars have their outcome.
@@ -240,7 +264,10 @@ def check_promise(pooled: Period | None, promise: Mapping, *, version: str, budg
     Parameters
     ----------
     pooled : Period or None
-        The model's figures on every car it was judged on (``None``: no car yet).
+        The model's figures on every car it was judged on (``None``: no car yet). When it holds them
+        counted at the promise's failure rate (:attr:`Period.at_rate`), the recalls are tested so: at
+        a budget, a plant failing more often leaves a smaller share of its failures inside the list
+        however well the model ranks, and one failing less often a larger share.
     promise : dict
         Its registry entry's ``metrics``: ``{figure: {"value", "low", "high"}}``.
     version : str
@@ -260,17 +287,21 @@ def check_promise(pooled: Period | None, promise: Mapping, *, version: str, budg
     -------
     Check
     """
-    columns = ["promised", "now", "difference", "p_value", "p_adjusted", "slipped"]
+    columns = ["promised", "now", "at_rate", "difference", "p_value", "p_adjusted", "slipped"]
     cars, failures = (pooled.cars, pooled.failures) if pooled else (0, 0)
+    counted = (pooled.at_rate if pooled else None) or {"rate": None, "figures": {}}
     rows = []
     for name in watched(budgets):
-        then, now = promise.get(name), (pooled.figures.get(name) if pooled else None)
+        recall = name.startswith("recall_at_") and name in counted["figures"]
+        then = promise.get(name)
+        now = counted["figures"][name] if recall else (pooled.figures.get(name) if pooled else None)
         if not then or not now or None in (then.get("low"), then.get("high"), now.get("low"), now.get("high")):
             continue
         spread = np.hypot((then["high"] - then["low"]) / (2 * _Z95), (now["high"] - now["low"]) / (2 * _Z95))
         gap = now["value"] - then["value"]
         p = float(norm.cdf(gap / spread)) if spread > 0 else float(gap >= 0)
-        rows.append({"figure": name, "promised": then, "now": now, "difference": gap, "p_value": p})
+        rows.append({"figure": name, "promised": then, "now": now, "at_rate": counted["rate"] if recall else None,
+                     "difference": gap, "p_value": p})
     tests = pd.DataFrame(rows, columns=["figure", *columns[:-2]]).set_index("figure")
     tests["p_adjusted"] = holm(tests["p_value"].to_numpy()) if len(tests) else []
     tests["slipped"] = tests["p_adjusted"] <= alpha
@@ -291,13 +322,17 @@ def check_promise(pooled: Period | None, promise: Mapping, *, version: str, budg
         return Check(False, True, tests, why, f"keeps its promise ({cars:,} cars since kept; "
                      f"{metric_label(tests.index[0])} {number(head.now['value'], 3)}, promised "
                      f"{number(head.promised['value'], 3)})")
-    said = "; ".join(f"{metric_label(name)} {interval(row.now)} against {interval(row.promised)} promised "
-                     f"({number(-row.difference, 3)} lower; one-sided p {_p(row.p_adjusted)} allowing for the "
-                     f"{len(tests)} figures tested)" for name, row in slipped.iterrows())
+    said = "; ".join(f"{metric_label(name)} {interval(row.now)}"
+                     + (f" (counted at the {row.at_rate:.1%} failure rate of the promise)" if pd.notna(row.at_rate)
+                        else "")
+                     + f" against {interval(row.promised)} promised ({number(-row.difference, 3)} lower; one-sided p "
+                     f"{_p(row.p_adjusted)} allowing for the {len(tests)} figures tested)"
+                     for name, row in slipped.iterrows())
+    lost = ("finds fewer of the road-test failures among the cars it puts first" if any(
+        name.startswith("recall_at_") for name in slipped.index) else "ranks the cars that fail less well")
     why = (f"Production {version} is slipping: on {on}, it does clearly worse than its report promised when it "
-           f"was kept. {said}. It finds fewer road-test failures than it did: retrain with the latest exports "
-           "(kafer retrain EXPORTS, or make retrain DATA=EXPORTS); the comparison will tell whether a new model "
-           "does better.")
+           f"was kept. {said}. It {lost} than it did: retrain with the latest exports (kafer retrain EXPORTS, or "
+           "make retrain DATA=EXPORTS); the comparison will tell whether a new model does better.")
     first = slipped.iloc[0]
     return Check(True, True, tests, why, f"SLIPPING: {metric_label(slipped.index[0])} "
                  f"{number(first.now['value'], 3)} against {number(first.promised['value'], 3)} promised on "
@@ -308,13 +343,110 @@ def _p(value: float) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def promised_rate(promise: Mapping, budgets: Sequence[float]) -> float | None:
+    """The failure rate of the cars a promise was measured on, read off its figures.
+
+    At a budget ``b``, precision over recall is the failures over the ``ceil(b * n)`` cars inspected,
+    so the rate is ``b`` times their ratio (to within one car of the budget); ``None`` when no budget
+    has both figures and a recall above 0.
+    """
+    for budget in budgets:
+        recall = (promise.get(f"recall_at_{budget_key(budget)}") or {}).get("value")
+        precision = (promise.get(f"precision_at_{budget_key(budget)}") or {}).get("value")
+        if recall and precision is not None and 0 < precision * budget / recall < 1:
+            return float(precision * budget / recall)
+    return None
+
+
+@dataclass(frozen=True)
+class RateNews:
+    """How often the plant fails now against when a model learned: the share of road tests that failed.
+
+    ``then_*`` count the cars the model learned from (its training cars), ``now_*`` the labelled cars
+    it was judged on (since it was kept, or in one month). ``p_value`` is two-sided (two proportions);
+    ``moved`` is ``"less"`` or ``"more"`` when it is at most the test's level, else ``None``.
+    """
+
+    then_cars: int
+    then_failures: int
+    now_cars: int
+    now_failures: int
+    p_value: float
+    moved: str | None
+
+    @property
+    def then(self) -> float:
+        """The failure rate of the cars the model learned from."""
+        return self.then_failures / self.then_cars
+
+    @property
+    def now(self) -> float:
+        """The failure rate of the cars it was judged on."""
+        return self.now_failures / self.now_cars
+
+    @property
+    def change(self) -> str:
+        """``7.0 % → 3.4 %``."""
+        return f"{self.then:.1%} → {self.now:.1%}"
+
+    def words(self) -> str | None:
+        """The news in words when the plant clearly fails more or less often, else ``None``."""
+        if self.moved is None:
+            return None
+        counts = (f"{self.now:.1%} of the {self.now_cars:,} cars road-tested since it was kept failed their road test, "
+                  f"against {self.then:.1%} of the {self.then_cars:,} cars the model learned from ({self.change}; "
+                  f"two-sided p {_p(self.p_value)})")
+        if self.moved == "less":
+            return (f"The plant fails less often: {counts}. That is news of the plant, not of the model: with fewer "
+                    "failures to find, PR-AUC and precision fall however well the model ranks (they are shown, not "
+                    "tested), and the inspection list holds fewer failures.")
+        return (f"The plant fails more often: {counts}. That is news of the plant, not of the model: with more failures, "
+                "PR-AUC and precision rise however well the model ranks (they are shown, not tested), and a list of "
+                "the same length can hold a smaller share of all failures.")
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the counts, both rates, ``p_value``, ``moved`` and the news in words."""
+        return {"then": {"cars": self.then_cars, "failures": self.then_failures, "rate": self.then},
+                "now": {"cars": self.now_cars, "failures": self.now_failures, "rate": self.now},
+                "p_value": self.p_value, "moved": self.moved, "news": self.words()}
+
+
+def failure_rate_news(learned: Mapping | None, now: Period | None, *, alpha: float) -> RateNews | None:
+    """Whether the plant fails more or less often than on the cars a model learned from.
+
+    Parameters
+    ----------
+    learned : dict or None
+        The model's ``trained_on`` (``cars``, ``positives``); ``None`` when it recorded none.
+    now : Period or None
+        The cars it was judged on (their ``cars`` and ``failures``).
+    alpha : float
+        Level of the two-sided test of two proportions: the rate moved when its p-value is at most this.
+
+    Returns
+    -------
+    RateNews or None
+        ``None`` when either side has no labelled car.
+    """
+    if not learned or not learned.get("cars") or now is None or not now.cars:
+        return None
+    n0, k0, n1, k1 = int(learned["cars"]), int(learned["positives"]), now.cars, now.failures
+    pooled = (k0 + k1) / (n0 + n1)
+    spread = np.sqrt(pooled * (1 - pooled) * (1 / n0 + 1 / n1))
+    gap = k1 / n1 - k0 / n0
+    p = float(2 * norm.sf(abs(gap) / spread)) if spread > 0 else 1.0
+    return RateNews(n0, k0, n1, k1, p, ("less" if gap < 0 else "more") if p <= alpha else None)
+
+
 @dataclass(frozen=True)
 class Record:
     """One model's track record over the time it was in production.
 
     ``cars`` holds every car it was judged on (``KNR``, ``road_test_at``, ``label_known``,
     ``label_rod``, ``probability``); ``periods`` one :class:`Period` per calendar month of road test;
-    ``pooled`` all of them together; ``check`` the warning.
+    ``pooled`` all of them together; ``check`` the warning; ``learned`` the cars and failures it
+    learned from (its ``trained_on``), against which :attr:`rate` tells whether the plant fails more
+    or less often now, at the level ``alpha``.
     """
 
     version: str
@@ -326,6 +458,15 @@ class Record:
     periods: tuple[Period, ...]
     pooled: Period | None
     check: Check
+    learned: Mapping | None = None
+    alpha: float = 0.05
+    #: Which cars it is judged on when acted-on lists shaped some outcomes (:func:`judged_without_lists`).
+    judged_on: str | None = None
+
+    @property
+    def rate(self) -> RateNews | None:
+        """How often the plant fails since the model was kept against the cars it learned from."""
+        return failure_rate_news(self.learned, self.pooled, alpha=self.alpha)
 
     @property
     def span(self) -> str:
@@ -352,23 +493,44 @@ class Record:
         if latest is None or not latest.inside_budget or not latest.inside_budget["far"]:
             return None
         share = latest.inside_budget
-        return (f"In {latest.period} the operating threshold ({self.threshold:.1%}) flagged "
-                f"{share['value']:.1%} [{share['low']:.1%}, {share['high']:.1%}] of the {latest.road_tested:,} cars "
-                f"at their road test, against a budget of {budget:.0%}: the threshold no longer means what it meant "
-                "when the model was kept. Inspect the flagged cars knowing the list is longer or shorter than planned, "
-                "and retrain: a new model sets a new threshold.")
+        fewer = share["value"] < budget
+        said = (f"In {latest.period} the operating threshold ({self.threshold:.1%}) flagged {share['value']:.1%} "
+                f"[{share['low']:.1%}, {share['high']:.1%}] of the {latest.road_tested:,} cars at their road test, "
+                f"{'fewer' if fewer else 'more'} than the budget of {budget:.0%} it was set for: "
+                f"{'fewer' if fewer else 'more'} cars look as risky as the riskiest {budget:.0%} did when the model "
+                "was kept")
+        month = failure_rate_news(self.learned, latest, alpha=self.alpha)
+        retrain = ("A retrain sets a threshold on the latest cars; its comparison says whether the new model ranks "
+                   "better.")
+        if month is not None and month.moved == ("less" if fewer else "more"):
+            why = (f", and the plant fails {month.moved} often too ({month.change} of road tests that month): the "
+                   "threshold follows the plant, this is no fault of the model.")
+        elif month is not None:
+            why = (f", while the plant fails about as often as when the model learned ({month.change} of road tests "
+                   f"that month): the cars' inputs moved (what moved in them is below). {retrain}")
+        else:
+            why = f" (what moved in its inputs is below). {retrain}"
+        use = (f" The flagged list is shorter than planned: to use the whole budget, inspect the riskiest {budget:.0%} "
+               "by rank (kafer predict ranks every car), the flagged ones first." if fewer else
+               f" The flagged list is longer than planned: when the inspectors cannot test every flagged car, test "
+               f"the riskiest {budget:.0%} by rank first.")
+        return said + why + use
 
     def to_dict(self, *, budget: float) -> dict:
         """JSON-ready."""
+        rate = self.rate
         return {"version": self.version, "family": self.family, "alert": self.check.alert,
                 "judged": self.check.judged, "why": self.check.why,
+                "learned_from": ({"cars": int(self.learned["cars"]), "failures": int(self.learned["positives"])}
+                                 if self.learned else None),
+                "failure_rate": rate.to_dict() if rate else None,
                 "tenures": [asdict(t) for t in self.tenures], "threshold": self.threshold,
                 "promise": {name: _triple(f) for name, f in self.promise.items() if isinstance(f, Mapping)},
                 "pooled": self.pooled.to_dict(budget=budget) if self.pooled else None,
                 "tests": [{"figure": name, "promised": _triple(row.promised), "now": _triple(row.now),
-                           "difference": row.difference, "p_value": row.p_value, "p_adjusted": row.p_adjusted,
+                           "at_rate": None if pd.isna(row.at_rate) else row.at_rate, "difference": row.difference, "p_value": row.p_value, "p_adjusted": row.p_adjusted,
                            "slipped": bool(row.slipped)} for name, row in self.check.tests.iterrows()],
-                "threshold_note": self.threshold_note(budget=budget),
+                "threshold_note": self.threshold_note(budget=budget), "judged_on": self.judged_on,
                 "periods": [p.to_dict(budget=budget) for p in self.periods]}
 
 
@@ -388,7 +550,8 @@ Measure = Callable[..., Period]
 
 
 def judge(version: str, cars: pd.DataFrame, p: np.ndarray, *, promise: Mapping, settings: Settings,
-          family: str | None = None, spans: Sequence[Tenure] = (), measure: Measure = period_figures) -> Record:
+          family: str | None = None, spans: Sequence[Tenure] = (), measure: Measure = period_figures,
+          learned: Mapping | None = None) -> Record:
     """A model's track record from its scores on the cars it is judged on (pure).
 
     Parameters
@@ -407,6 +570,9 @@ def judge(version: str, cars: pd.DataFrame, p: np.ndarray, *, promise: Mapping, 
         When it was in production (kept in the record).
     measure : callable
         :func:`period_figures`, or a function that gives what it would (a cache of it).
+    learned : dict, optional
+        The cars it learned from, its ``trained_on`` (``cars``, ``positives``): the failure rate the
+        plant's is set against (:func:`failure_rate_news`).
 
     Returns
     -------
@@ -419,12 +585,13 @@ def judge(version: str, cars: pd.DataFrame, p: np.ndarray, *, promise: Mapping, 
     periods = tuple(measure(name, scored[month == name], scored.loc[month == name, "probability"].to_numpy(),
                             threshold=threshold, settings=settings) for name in sorted(month.unique()))
     pooled = (measure("since kept", scored, scored["probability"].to_numpy(), threshold=threshold,
-                      settings=settings) if len(scored) else None)
+                      settings=settings, at_rate=promised_rate(promise, settings.budgets)) if len(scored) else None)
     check = check_promise(pooled, promise, version=version, budgets=settings.budgets,
                           budget=settings.operating_budget, alpha=settings.monitor_alpha,
                           min_cars=settings.min_compare_cars, min_failures=settings.min_compare_failures,
                           span=_span(periods))
-    return Record(version, family, tuple(spans), promise, threshold, scored, periods, pooled, check)
+    return Record(version, family, tuple(spans), promise, threshold, scored, periods, pooled, check, learned,
+                  settings.monitor_alpha)
 
 
 @dataclass(frozen=True)
@@ -447,20 +614,33 @@ class TrackRecord:
 
     @property
     def why(self) -> str:
-        """The warning (or its absence) in words, with the threshold's drift when it drifted far."""
+        """The warning (or its absence) in words, then the failure-rate news when the plant clearly fails
+        more or less often, then the threshold's share when it drifted far from the budget."""
         if self.production is None:
             return (f"No model is in production in the lake {self.lake} yet: there is no promise to keep. Keep one "
                     "first (kafer decide RUN keep-new --by NAME --why TEXT, or the decision desk).")
-        note = self.production.threshold_note(budget=self.budget)
-        return self.production.check.why + (f" {note}" if note else "")
+        rate = self.production.rate
+        parts = (self.production.check.why, rate.words() if rate else None, self.production.judged_on,
+                 self.production.threshold_note(budget=self.budget))
+        return " ".join(part for part in parts if part)
+
+    @property
+    def news(self) -> str | None:
+        """The failure-rate news in words (``None`` when the plant fails about as often as when production learned)."""
+        rate = self.production.rate if self.production else None
+        return rate.words() if rate else None
 
     @property
     def headline(self) -> str:
-        """One line: production, and whether it keeps its promise."""
+        """One line: production, whether it keeps its promise, and whether the plant fails more or less often."""
         if self.production is None:
             return "no model in production"
-        note = "; its threshold drifted far from the budget" if self.production.threshold_note(budget=self.budget) else ""
-        return f"production {self.production.version} {self.production.check.headline}{note}"
+        rate = self.production.rate
+        moved = f"; the plant fails {rate.moved} often ({rate.change})" if rate and rate.moved else ""
+        latest = self.production.latest_month
+        note = (f"; its threshold flags {'fewer' if latest.inside_budget['value'] < self.budget else 'more'} cars "
+                "than the budget" if self.production.threshold_note(budget=self.budget) else "")
+        return f"production {self.production.version} {self.production.check.headline}{moved}{note}"
 
     @property
     def records(self) -> tuple[Record, ...]:
@@ -468,9 +648,11 @@ class TrackRecord:
         return self.earlier + ((self.production,) if self.production else ())
 
     def to_dict(self) -> dict:
-        """JSON-ready: ``alert``, ``why``, ``production`` (its version), ``periods`` (its months) and the rest."""
+        """JSON-ready: ``alert``, ``why``, ``production`` (its version), ``failure_rate`` (then, now, whether it
+        moved, the news in words), ``periods`` (its months) and the rest."""
         record = self.production.to_dict(budget=self.budget) if self.production else None
         return {"alert": self.alert, "why": self.why, "production": self.production.version if self.production else None,
+                "failure_rate": record["failure_rate"] if record else None,
                 "lake": self.lake, "data_version": self.data_version, "budget": self.budget,
                 "periods": record["periods"] if record else [], "record": record,
                 "earlier": [r.to_dict(budget=self.budget) for r in self.earlier],
@@ -507,6 +689,7 @@ def track_record(lake: Lake, *, settings: Settings, data_version: str | None = N
         raise LakeError(f"the lake {lake.url} holds no curated table yet: ingest an upload first "
                         "(kafer ingest FOLDER)")
     table = catalog.features(lake, data_version)
+    shaped = frozenset(lists.shaped_as_of(lake, data_version)["KNR"])
     log = registry.decisions(lake)
     metas = {m["version"]: m for m in registry.versions(lake)}
     boundaries = [_boundary(lake, record, metas) for record in log]
@@ -517,7 +700,7 @@ def track_record(lake: Lake, *, settings: Settings, data_version: str | None = N
     chosen = [v for v in versions if earlier or (current and v == current["version"])]
     models = {v: load_model(registry.load_artifact(lake, v), estimators=False) for v in chosen}
     records = {v: _record(lake, models[v], metas[v], [s for s in spans if s.version == v], table, road_tested,
-                          data_version=data_version, settings=settings) for v in chosen}
+                          data_version=data_version, settings=settings, shaped=shaped) for v in chosen}
     production = records.get(current["version"]) if current else None
     marks = tuple(Mark(record["at"], _data_end(lake, boundary), record["choice"], record["by"], record["before"],
                        record["after"]) for record, boundary in zip(log, boundaries))
@@ -556,30 +739,124 @@ def _data_end(lake: Lake, version: str | None) -> str | None:
 
 
 def _record(lake: Lake, model: Model, meta: Mapping, spans: list[Tenure], table: pd.DataFrame,
-            road_tested: Mapping[str, frozenset], *, data_version: str, settings: Settings) -> Record:
+            road_tested: Mapping[str, frozenset], *, data_version: str, settings: Settings,
+            shaped: frozenset = frozenset()) -> Record:
     version = meta["version"]
     inside = tenure_cars(table, spans, road_tested=road_tested)
     trained = registry.training_cars(lake, version, table=table)
     cars = table[inside & ~table["KNR"].astype(str).isin(trained).to_numpy()].reset_index(drop=True)
     p = scores(lake, version, model, cars, data_version=data_version) if len(cars) else np.empty(0)
+    promise, judged_on = meta.get("metrics") or {}, None
+    listed = cars["KNR"].astype(str).isin(shaped).to_numpy()
+    if listed.any():
+        below = _promise_below(lake, model, meta, settings=settings)
+        cars, promise, judged_on = judged_without_lists(cars, p, listed, promise=promise, below=below)
 
-    def measure(name: str, cars: pd.DataFrame, p: np.ndarray, *, threshold: float | None, settings: Settings) -> Period:
+    def measure(name: str, cars: pd.DataFrame, p: np.ndarray, *, threshold: float | None, settings: Settings,
+                at_rate: float | None = None) -> Period:
         """:func:`period_figures`, kept with the model: the bootstrap of a month is run once."""
-        digest = _digest(cars, p, threshold=threshold, settings=settings)
+        digest = _digest(cars, p, threshold=threshold, settings=settings, at_rate=at_rate)
         cached = catalog.model_figures(lake, version, digest)
         if cached is not None:
             return Period(**{**cached, "period": name})
-        figures = period_figures(name, cars, p, threshold=threshold, settings=settings)
+        figures = period_figures(name, cars, p, threshold=threshold, settings=settings, at_rate=at_rate)
         catalog.save_model_figures(lake, version, digest, asdict(figures))
         return figures
 
-    return judge(version, cars, p, promise=meta.get("metrics") or {}, settings=settings, family=meta.get("family"),
-                 spans=spans, measure=measure)
+    record = judge(version, cars, p, promise=promise, settings=settings, family=meta.get("family"), spans=spans,
+                   measure=measure, learned=meta.get("trained_on"))
+    if judged_on is None:
+        return record
+
+    def unflagged(period: Period) -> Period:  # no judged car reached the threshold: what the flag found is unknown
+        return replace(period, recall_at_threshold=None, precision_at_threshold=None)
+
+    return replace(record, periods=tuple(map(unflagged, record.periods)), judged_on=judged_on,
+                   pooled=unflagged(record.pooled) if record.pooled else None)
 
 
-def _digest(cars: pd.DataFrame, p: np.ndarray, *, threshold: float | None, settings: Settings) -> str:
+def judged_without_lists(cars: pd.DataFrame, p: np.ndarray, listed: np.ndarray, *, promise: Mapping,
+                         below: Mapping | None) -> tuple[pd.DataFrame, Mapping, str]:
+    """The documented correction for cars whose outcome an acted-on list shaped (pure).
+
+    A car flagged on a list that was acted on was inspected because the model chose it: its outcome
+    says what the inspection did (a fault fixed before the road test, or found by a harder test),
+    not what the model foresaw, so it is never judged. Leaving those cars out alone would judge the
+    model on its safest cars against a promise measured on all of them, which it cannot keep; so the
+    model is judged on its cars below its operating threshold, against what it did below that
+    threshold on its evaluation cars (``below``). Cars are left out by their ``label_known`` (they
+    still count among the cars scored at their road test, for the threshold's share).
+
+    Parameters
+    ----------
+    cars : pandas.DataFrame
+        The cars the model is judged on (``label_known``).
+    p : numpy.ndarray
+        Its probabilities for them.
+    listed : numpy.ndarray of bool
+        Whether an acted-on list flagged each car.
+    promise : dict
+        Its registry entry's ``metrics`` (``operating_threshold``).
+    below : dict or None
+        Its figures on its evaluation cars below its operating threshold (:func:`kafer.metrics.compare`'s);
+        ``None`` when they cannot be worked out (no threshold, or its training data is gone).
+
+    Returns
+    -------
+    cars, promise, words
+        The cars with the left-out ones not known, the promise to judge them against, and which cars
+        are judged, in words.
+    """
+    known = cars["label_known"].fillna(False).astype(bool).to_numpy()
+    threshold = promise.get("operating_threshold")
+    flagged = f"Inspection lists that were acted on flagged {int((listed & known).sum()):,} of the cars with an outcome"
+    if threshold is None or below is None:
+        keep = known & ~listed
+        return cars.assign(label_known=keep), promise, (
+            f"{flagged}: their outcome says what the inspection did, not what the model foresaw, so they are left "
+            f"out, and it is judged on the other {int(keep.sum()):,}. Its promise was measured on all its evaluation "
+            "cars and cannot be restricted alike (its registry entry records no operating threshold, or its training "
+            "data is gone): on cars the list left it reads low.")
+    keep = known & ~listed & (np.asarray(p) < threshold)
+    return cars.assign(label_known=keep), {**below, "operating_threshold": threshold}, (
+        f"{flagged}: their outcome says what the inspection did, not what the model foresaw, so they are left out. So "
+        "that the others are not its safest cars judged against a promise made on all, it is judged on its cars below "
+        f"its operating threshold ({threshold * 100:.1f} %; {int(keep.sum()):,} with an outcome), against what it did "
+        f"below that threshold on its evaluation cars (ROC-AUC {interval(below.get('roc_auc'))}).")
+
+
+def _promise_below(lake: Lake, model: Model, meta: Mapping, *, settings: Settings) -> dict | None:
+    """A model's figures on its evaluation cars below its operating threshold, kept with the model; ``None``
+    without a threshold, without its training data, or when those cars hold a single class."""
+    version, data_version = meta["version"], meta.get("data_version")
+    threshold = (meta.get("metrics") or {}).get("operating_threshold")
+    if threshold is None or not data_version or not catalog.has_features(lake, data_version):
+        return None
+    digest = hashlib.sha256(json.dumps({"below": threshold, "data_version": data_version,
+                                        "budgets": list(settings.budgets), "rounds": settings.bootstrap_rounds,
+                                        "seed": settings.seed}, sort_keys=True).encode()).hexdigest()
+    cached = catalog.model_figures(lake, version, digest)
+    if cached is not None:
+        return cached or None
+    table = catalog.features(lake, data_version)
+    left_out = registry.training_cars(lake, version, table=table) | set(lists.shaped_as_of(lake, data_version)["KNR"])
+    cars = labelled(table)
+    cars = cars[~cars["KNR"].astype(str).isin(left_out)].reset_index(drop=True)  # its evaluation cars, as compared
+    p = scores(lake, version, model, cars, data_version=data_version) if len(cars) else np.empty(0)
+    below = p < threshold
+    y = cars["label_rod"].to_numpy(dtype=int)[below]
+    figures = {}
+    if 0 < y.sum() < y.size:
+        figures = compare(y, p[below], budgets=settings.budgets, rounds=settings.bootstrap_rounds,
+                          seed=settings.seed)["candidate"]
+    catalog.save_model_figures(lake, version, digest, figures)
+    return figures or None
+
+
+def _digest(cars: pd.DataFrame, p: np.ndarray, *, threshold: float | None, settings: Settings,
+            at_rate: float | None = None) -> str:
     """What a period's figures depend on: its cars, their labels and scores, and the settings used."""
-    digest = hashlib.sha256(json.dumps({"threshold": threshold, "budgets": list(settings.budgets),
+    digest = hashlib.sha256(json.dumps({"threshold": threshold, "at_rate": at_rate, "budgets": list(settings.budgets),
                                         "rounds": settings.bootstrap_rounds, "seed": settings.seed,
                                         "operating_budget": settings.operating_budget,
                                         "tolerance": settings.threshold_tolerance}, sort_keys=True).encode())

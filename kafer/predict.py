@@ -1,15 +1,17 @@
-"""Score cars with the production model: the ranked inspection list.
+"""Score cars with the production model: the ranked inspection list, or a few cars by their KNR.
 
 An upload is read and checked exactly as for ingest, but not added to the lake; its cars get the
 same features and facts as in training, the model kept in production scores them, and each car
 gets the two or three facts that raise its risk most, in words (:func:`kafer.explain.reasons`). The ranked list is
 written as CSV or as the workbook the plant opens (the cars, then which model made the list and
-how to read it).
+how to read it). Cars the lake holds already are scored by their KNR (:func:`predict_cars`), as
+the lake's current curated version knows them: from their rows before their road test, or so far.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,14 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import Settings
-from .errors import OutputError, RegistryError, UploadError
+from .errors import CarError, LakeError, OutputError, RegistryError, UploadError
 from .explain import reasons
 from .facts import build_facts
 from .features import build_features, last_checkpoints
 from .ingest import list_upload, read_upload
 from .lake import Lake
 from .metrics import threshold_share
-from .readers import COLUMNS, Progress, schema
+from .readers import COLUMNS, KNR_PATTERN, Progress, schema
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,51 @@ def upload_cars(paths: Iterable[str], *, settings: Settings, lake: Lake | None =
     return Cars(table, build_facts(*rows, settings=settings), where)
 
 
-def production_model(lake: Lake):
-    """The production model and its registry metadata.
+def lake_cars(knr: Iterable[str], *, lake: Lake) -> Cars:
+    """Cars the lake holds already, as its current curated version knows them: each from its rows
+    before its road test, or from all its rows so far when it has not reached it.
+
+    Raises
+    ------
+    CarError
+        When a KNR is malformed or not in the lake (the message names each and what the lake holds).
+    LakeError
+        When the lake holds no curated table yet.
+    """
+    from . import catalog
+
+    wanted = list(dict.fromkeys(str(k).strip() for k in knr))
+    malformed = [k for k in wanted if not re.fullmatch(KNR_PATTERN, k)]
+    if malformed:
+        raise CarError(f"{', '.join(map(repr, malformed))} {'is not a KNR' if len(malformed) == 1 else 'are not KNRs'}: "
+                       "a KNR is YYYY-NNNNNNN, e.g. 2023-2056234")
+    version = catalog.current_version(lake)
+    if version is None:
+        raise LakeError(f"the lake {lake.url} holds no car yet: ingest an upload first (kafer ingest FOLDER), or "
+                        "score exports with kafer predict EXPORTS --out ranked.xlsx")
+    table = catalog.features(lake, version)
+    known = set(table["KNR"].astype(str))
+    unknown = [k for k in wanted if k not in known]
+    if unknown:
+        built = pd.to_datetime(table["produced_at"]).dropna()
+        held = (f"its {len(table):,} cars were built {built.min():%Y-%m-%d} to {built.max():%Y-%m-%d}"
+                if len(built) else f"it holds {len(table):,} cars")
+        raise CarError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not in the lake {lake.url} ({held}): "
+                       "check the number, or score the car's exports with kafer predict EXPORTS --out ranked.xlsx")
+    cars = table[table["KNR"].astype(str).isin(wanted)]
+    cars = cars.set_index(cars["KNR"].astype(str)).loc[wanted].reset_index(drop=True)
+    selected = pa.array(wanted, pa.string())
+    facts = catalog.facts(lake, version, cars=selected) if catalog.has_facts(lake, version) else None
+    records = [r for r in catalog.raw_records(lake) if r["kind"] == "status"]
+    status = catalog.raw_rows(lake, records, cars=selected, columns=list(COLUMNS["status"]))
+    where = cars[["KNR", "road_test_at"]].merge(last_checkpoints(status), on="KNR", how="left")
+    where.insert(1, "at_road_test", where["road_test_at"].notna().to_numpy())
+    return Cars(cars, facts, where)
+
+
+def production_model(lake: Lake, *, progress: Progress | None = None):
+    """The production model and its registry metadata; says (through ``progress``) when the libraries
+    its scores depend on differ from those it was built with.
 
     Raises
     ------
@@ -100,13 +145,17 @@ def production_model(lake: Lake):
         When no model was ever kept in production.
     """
     from . import registry
-    from .model import load_model
+    from .model import library_differences, load_model
 
     meta = registry.production(lake)
     if meta is None:
         raise RegistryError(f"the lake {lake.url} has no production model yet: retrain, then keep a "
                             "candidate with `kafer decide RUN keep-new --by NAME --why TEXT`")
-    return load_model(registry.load_artifact(lake, meta["version"])), meta
+    model = load_model(registry.load_artifact(lake, meta["version"]))
+    note = library_differences(model.meta, name=f"production model {meta['version']}")
+    if note and progress:
+        progress(note)
+    return model, meta
 
 
 def rank(table: pd.DataFrame, probability: np.ndarray, *, budget: float, threshold: float | None,
@@ -154,14 +203,64 @@ def predict_upload(paths: Iterable[str], *, settings: Settings, progress: Progre
     rows in the upload and the lake: cars at their road test first, riskiest first, then the cars
     still on the line; each with where it is and its reasons."""
     lake = Lake(settings.lake)
-    model, meta = production_model(lake)
-    cars = upload_cars(paths, settings=settings, lake=lake, progress=progress)
+    model, meta = production_model(lake, progress=progress)
+    return scored_list(model, meta, upload_cars(paths, settings=settings, lake=lake, progress=progress),
+                       settings=settings)
+
+
+def predict_cars(knr: Iterable[str], *, settings: Settings, progress: Progress | None = None) -> pd.DataFrame:
+    """Score cars the settings' lake holds already, by their KNR, with its production model: as
+    :func:`predict_upload` lists them, each as the lake knows it (:func:`lake_cars`).
+
+    Raises
+    ------
+    CarError
+        When a KNR is malformed or not in the lake.
+    RegistryError
+        When no model was ever kept in production.
+    """
+    lake = Lake(settings.lake)
+    cars = lake_cars(knr, lake=lake)
+    model, meta = production_model(lake, progress=progress)
+    return scored_list(model, meta, cars, settings=settings)
+
+
+def scored_list(model, meta: Mapping, cars: Cars, *, settings: Settings) -> pd.DataFrame:
+    """The ranked list of ``cars`` by ``model`` (the production model, ``meta`` its registry entry):
+    rank, risk, whether in the inspection budget, where each car is, and its reasons."""
     threshold = (meta.get("metrics") or {}).get("operating_threshold")
     scored = rank(cars.table, model.predict_proba(cars.table, cars.facts), budget=settings.operating_budget,
                   threshold=threshold, at_road_test=cars.where["at_road_test"].to_numpy())
     scored.insert(1, "model_version", meta["version"])
     scored = scored.merge(cars.where, on="KNR", how="left")
     return with_reasons(scored, reasons(model, cars.table, cars.facts))
+
+
+def car_lines(ranked: pd.DataFrame, facts: Mapping) -> str:
+    """Each car of a short list in words, riskiest first: its rank, risk, whether it is in the
+    inspection budget (against the bar it must reach), where it is, and why."""
+    bar = facts.get("threshold")
+    rule = (f"the bar is {_percent(bar, 1)}, the risk of the riskiest {_percent(facts['budget'])} of the production "
+            "model's evaluation cars" if bar is not None else
+            f"no bar was recorded: the riskiest {_percent(facts['budget'])} of these cars")
+    lines = [f"{len(ranked):,} car{'s' if len(ranked) != 1 else ''} scored with production model "
+             f"{facts['model']['version']} ({facts['model']['family']}); {rule}."]
+    for row in ranked.itertuples(index=False):
+        inside = "in the inspection budget" if row.in_budget else "not in the inspection budget"
+        against = "" if bar is None else f" ({'at or above' if row.in_budget else 'below'} the bar)"
+        if row.at_road_test:
+            place = f"at its road test {_when(row.road_test_at)}"
+        else:
+            place = (f"still on the line, last seen at {row.last_checkpoint} {_when(row.last_checkpoint_at)}: a risk so "
+                     "far, from what was known then" if isinstance(row.last_checkpoint, str) else
+                     "not at its road test yet: a risk so far")
+        lines += [f"{row.rank:>3}. {row.KNR}  risk {_percent(row.probability, 1)}, {inside}{against}; {place}.",
+                  f"     Why: {row.reasons}."]
+    return "\n".join(lines)
+
+
+def _when(moment) -> str:
+    return "(time unknown)" if moment is None or pd.isna(moment) else pd.Timestamp(moment).strftime("%Y-%m-%d %H:%M")
 
 
 #: The formats the ranked list is written in, by the output's file suffix.
@@ -252,11 +351,17 @@ def threshold_note(ranked: pd.DataFrame, facts: Mapping) -> str | None:
                             tolerance=facts.get("threshold_tolerance", Settings.threshold_tolerance))
     if not share["far"]:
         return None
+    fewer = share["value"] < facts["budget"]
+    budget = _percent(facts["budget"])
+    use = (f"the list is shorter than planned: to use the whole budget, test the riskiest {budget} of the list by rank, "
+           "the flagged cars first" if fewer else f"the list is longer than planned: when the inspectors cannot test "
+           f"every flagged car, test the riskiest {budget} by rank first")
     return (f"The threshold flags {_percent(share['value'], 1)} of the {len(tested):,} cars at their road test "
-            f"(95 % interval {_percent(share['low'], 1)} to {_percent(share['high'], 1)}), far from the "
-            f"{_percent(facts['budget'])} it was set for: it no longer means what it meant when the model was "
-            "kept, so the list is longer or shorter than planned. Retrain: a new model sets a new threshold "
-            "(kafer monitor shows the share month by month).")
+            f"(95 % interval {_percent(share['low'], 1)} to {_percent(share['high'], 1)}), far from the {budget} it was "
+            f"set for: {'fewer' if fewer else 'more'} cars look as risky as the riskiest {budget} did when the model "
+            f"was kept, so {use}. A plant that fails {'less' if fewer else 'more'} often does this as well as inputs "
+            "that moved; kafer monitor tells which (how often the plant fails, what moved in the inputs) and "
+            "whether a retrain is due.")
 
 
 def line_note(ranked: pd.DataFrame) -> str:
@@ -288,6 +393,36 @@ def budget_note(ranked: pd.DataFrame, facts: Mapping) -> str:
             "budget, a safer one fewer." + (f" {note}" if note else ""))
 
 
+def issue_ranking(ranked: pd.DataFrame, out: str, *, facts: Mapping, settings: Settings, by: str | None,
+                  source: str, paths: Iterable[str], shadow: bool | None = None) -> str:
+    """Issue the ranked list: mark its audit cars, write it to ``out`` (when given) and record it in the
+    settings' lake (:mod:`kafer.lists`); say what was done. What every path that issues a list calls.
+
+    Parameters
+    ----------
+    by : str or None
+        Who issues it (blank: this machine's login); the desk passes the signed-in person.
+    source : str
+        One of :data:`kafer.lists.SOURCES`.
+    paths : iterable of str
+        The upload scored, whose files (and their SHA-256) the record names.
+    shadow : bool, optional
+        A shadow list, recorded as not acted on (``None``: the setting's).
+
+    Raises
+    ------
+    OutputError
+        When ``out`` cannot be written (nothing is recorded then).
+    """
+    from . import lists
+
+    draft = lists.draft_list(ranked, facts=facts, settings=settings, by=by, source=source,
+                             files=lists.upload_files(paths), shadow=shadow)
+    shown = {**facts, "list": draft.record}
+    return lists.issue(draft, lake=Lake(settings.lake), out=out,
+                       write=lambda: save_ranking(draft.ranked, out, facts=shown))
+
+
 def save_ranking(ranked: pd.DataFrame, out: str, *, facts: Mapping) -> str:
     """Write the ranked list to ``out`` (workbook or CSV, by its suffix) when given; say what was done.
 
@@ -316,6 +451,7 @@ _SHOWN = {
     "KNR": ("KNR", "@"),
     "probability": ("Road-test risk", "0.0 %"),
     "in_budget": ("In inspection budget", "@"),
+    "audit": ("Audit pick (random)", "@"),
     "reasons": ("Why (what raises its risk most)", "@"),
     "model_version": ("Model version", "@"),
     "at_road_test": ("At the road test", "@"),
@@ -326,8 +462,8 @@ _SHOWN = {
 #: Widest a column of the list gets, in characters; longer text wraps (its row grows by lines of
 #: ``_LINE_HEIGHT`` points). The second sheet's text is cut into rows of at most ``_ABOUT_WIDTH``.
 _MAX_WIDTH, _LINE_HEIGHT, _ABOUT_WIDTH = 60, 15, 90
-#: Fill of the rows of the cars in the inspection budget.
-_HIGHLIGHT = "FFFFC7CE"
+#: Fill of the rows of the cars in the inspection budget, and of the other cars the audit picked.
+_HIGHLIGHT, _AUDIT = "FFFFC7CE", "FFDDEBF7"
 #: Names of the workbook's sheets.
 LIST_SHEET, ABOUT_SHEET = "Inspection list", "About this list"
 
@@ -357,6 +493,9 @@ def ranking_workbook(ranked: pd.DataFrame, facts: Mapping):
     values = {c: ranked[c].tolist() if c in ("rank", "probability") else _as_text(ranked[c]).tolist()
               for c in columns}
     bold, fill = Font(name="Calibri", size=11, bold=True), PatternFill("solid", fgColor=_HIGHLIGHT)
+    audited = ranked["audit"].to_numpy(dtype=bool) if "audit" in ranked else np.zeros(len(ranked), dtype=bool)
+    fills = [fill if flagged else PatternFill("solid", fgColor=_AUDIT) if audit else None
+             for flagged, audit in zip(ranked["in_budget"].to_numpy(dtype=bool), audited)]
     top, wrapped = Alignment(vertical="top"), Alignment(wrap_text=True, vertical="top")
     centered = Alignment(horizontal="center", vertical="top")
     numbers = {"rank": len(f"{len(ranked):,}"), "probability": len("100.0 %")}
@@ -373,11 +512,11 @@ def ranking_workbook(ranked: pd.DataFrame, facts: Mapping):
     _fit_to_page_width(sheet)
     sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{len(ranked) + 1}"
     sheet.append([_cell(sheet, _SHOWN.get(c, (c,))[0], font=bold) for c in columns])
-    for r, flagged in enumerate(ranked["in_budget"].to_numpy(dtype=bool)):
+    for r, row_fill in enumerate(fills):
         lines = max((len(textwrap.wrap(values[c][r], _MAX_WIDTH - 2)) for c in long), default=1)
         if lines > 1:  # readers do not grow a row for wrapped text on their own
             sheet.row_dimensions[r + 2].height = _LINE_HEIGHT * lines
-        sheet.append([_cell(sheet, values[c][r], number_format=formats[j], fill=fill if flagged else None,
+        sheet.append([_cell(sheet, values[c][r], number_format=formats[j], fill=row_fill,
                             alignment=alignments[j]) for j, c in enumerate(columns)])
     about = book.create_sheet(ABOUT_SHEET)
     about.column_dimensions["A"].width = 24
@@ -417,6 +556,15 @@ def about_rows(ranked: pd.DataFrame, facts: Mapping) -> list[tuple[str, object]]
          else "none recorded: the riskiest share of this list is the budget"),
         ("Lake", facts.get("lake") or "unknown"),
     ]
+    issued = facts.get("list")
+    if issued:
+        rows += [("List", f"{issued['id']}, recorded in the lake by {issued['by']}"),
+                 ("Acted on", "yes" if issued["acted_on"] else "no: a shadow list, recorded to measure what acting "
+                                                              "on the lists would find; pick cars as before"),
+                 ("Audit", f"{issued['audit']:,} cars picked at random whatever their risk "
+                           f"({_percent(issued['audit_share'], 1)} of the cars at their road test, seed "
+                           f"{issued['audit_seed']}): blue rows, Audit pick yes"
+                  if issued["audit_share"] else "none (audit_share is 0)")]
     files = facts.get("files") or []
     rows += [("Upload files" if i == 0 else "", name) for i, name in enumerate(files)]
     rows += [("How to read this list" if i == 0 else "", line) for i, line in enumerate(_reading(ranked, facts))]

@@ -7,7 +7,8 @@ entry). The decision log is written before the production pointer, and the regis
 log as the truth (:mod:`kafer.registry`). This module settles the runs by the registry, which is
 in the lake: a run whose candidate was registered is completed (succeeded), any other left
 running is marked ``abandoned`` with the step it died in. A run is judged dead when nobody alive
-holds the lake's ``retrain`` lock for it (locks die with their owner, see :mod:`kafer.locks`).
+held the lake's ``retrain`` lock for it before or after its manifest was read (locks die with
+their owner, see :mod:`kafer.locks`), and it is settled only if its manifest still says what was read.
 """
 
 from __future__ import annotations
@@ -32,13 +33,31 @@ def running_run(lake: Lake, *, stale_after: float) -> str | None:
     return (holder.get("details") or {}).get("run")
 
 
+def listed_runs(lake: Lake, runs: str | os.PathLike, *, stale_after: float) -> tuple[list[dict], set[str]]:
+    """Every run's manifest, and the runs alive while they were listed.
+
+    A retrain takes the retrain lock before it writes ``running`` into its manifest, and writes its
+    last status before it lets go. So the lock is asked before the listing and again after it: a
+    run listed ``running`` is alive when it held the lock at either moment, and one that held it at
+    neither was already dead when it was listed (or done since, and its manifest no longer says
+    running). Asked only before, a retrain that started in between (took the lock, wrote its
+    manifest) would be listed ``running`` with nobody alive for it, and settled as abandoned while
+    it works.
+    """
+    before = running_run(lake, stale_after=stale_after)
+    manifests = list_runs(runs)
+    after = running_run(lake, stale_after=stale_after)
+    return manifests, {run for run in (before, after) if run}
+
+
 def settle_runs(lake: Lake, runs: str | os.PathLike, *, stale_after: float, holding: bool = False) -> list[dict]:
     """Make this lake's runs agree with its registry after a process died or stopped.
 
     A run whose candidate is in the registry is completed (succeeded), whether it was left
     ``running`` by a process that died or marked ``failed`` by one stopped after registering; a run
     left ``running`` by a process that died, with nothing in the registry, is marked ``abandoned``.
-    The run whose retrain holds the lake's retrain lock is alive and left alone.
+    The run whose retrain holds the lake's retrain lock is alive and left alone, also one that took
+    it while the runs were being listed (:func:`listed_runs`).
 
     Parameters
     ----------
@@ -56,9 +75,9 @@ def settle_runs(lake: Lake, runs: str | os.PathLike, *, stale_after: float, hold
         ``{"run", "outcome", "step"}`` per run settled; ``outcome`` is ``completed`` (its candidate
         was registered: the run succeeded) or ``abandoned``.
     """
-    alive = None if holding else running_run(lake, stale_after=stale_after)
-    ours = [m for m in list_runs(runs) if m.get("status") in ("running", "failed", "abandoned")
-            and m["run_id"] != alive and run_lake(runs, m["run_id"]) == lake.url]
+    manifests, alive = (list_runs(runs), set()) if holding else listed_runs(lake, runs, stale_after=stale_after)
+    ours = [m for m in manifests if m.get("status") in ("running", "failed", "abandoned")
+            and m["run_id"] not in alive and run_lake(runs, m["run_id"]) == lake.url]
     registered = {m["run"]: m for m in catalog.model_metas(lake)} if ours else {}
     settled = []
     for manifest in ours:

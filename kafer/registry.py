@@ -36,8 +36,8 @@ from .errors import DecisionError, LakeError, RegistryError, RunError
 from .lake import Lake, utc_stamp
 from .locks import LockInfo, hold
 from .model import read_meta
-from .recovery import running_run, settle_runs
-from .runrecord import died_in, list_runs, run_lake, state_of
+from .recovery import listed_runs, settle_runs
+from .runrecord import died_in, run_lake, state_of
 
 #: Name of the lake lock every registry change holds.
 LOCK = "registry"
@@ -264,7 +264,8 @@ def production(lake: Lake) -> dict | None:
 
 
 def load_artifact(lake: Lake, version: str) -> bytes:
-    """The artifact bytes of ``version``, checked against the hash registered with them.
+    """The artifact bytes of ``version``, checked against the hash registered with them (for a converted
+    version, the hash its conversion recorded).
 
     Raises
     ------
@@ -274,11 +275,49 @@ def load_artifact(lake: Lake, version: str) -> bytes:
         When the stored bytes do not match their registered hash.
     """
     meta = _meta(lake, version)
+    converted = catalog.artifact_pointer(lake, version)
     data = catalog.model_artifact(lake, version)
-    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+    if hashlib.sha256(data).hexdigest() != (converted or meta)["sha256"]:
         raise LakeError(f"the artifact of {version} in the lake {lake.url} does not match its registered hash: "
                         "it was damaged; roll back to another version")
     return data
+
+
+def replace_artifact(lake: Lake, version: str, artifact: bytes, record: dict, *, replaces: str,
+                     settings: Settings | None = None) -> dict:
+    """Point ``version`` at a new artifact (a conversion of the one it has), keeping everything else:
+    its entry and hash as registered, its training cars, kept scores and the decisions naming it.
+
+    Parameters
+    ----------
+    lake : Lake
+    version : str
+    artifact : bytes
+        The new artifact, written under a new immutable key.
+    record : dict
+        What happened (from which format, when, by whom, how it was checked), kept in the pointer.
+    replaces : str
+        The SHA-256 of the artifact it replaces: when another conversion changed it meanwhile,
+        nothing is written.
+    settings : Settings, optional
+        For the lock's timeout.
+
+    Returns
+    -------
+    dict
+        The pointer as written (``record`` with ``key`` and ``sha256``).
+
+    Raises
+    ------
+    RegistryError
+        When the version is unknown or its artifact changed since it was read.
+    """
+    with _locked(lake, settings, purpose=f"convert the artifact of {version}") as held:
+        now = (catalog.artifact_pointer(lake, version) or _meta(lake, version))["sha256"]
+        if now != replaces:
+            raise RegistryError(f"the artifact of {version} changed while it was converted (another conversion?): "
+                                "run the conversion again")
+        return catalog.save_converted_artifact(lake, version, artifact, record, held=held)
 
 
 def training_cars(lake: Lake, version: str, *, table: pd.DataFrame) -> set[str]:
@@ -334,9 +373,9 @@ def status(lake: Lake, *, runs: str | os.PathLike | None = None, stale_after: fl
     """
     runs_of_lake = []
     if runs is not None:
-        alive = running_run(lake, stale_after=stale_after)
+        manifests, alive = listed_runs(lake, runs, stale_after=stale_after)
         registered = {m["run"]: m["version"] for m in catalog.model_metas(lake)}
-        for manifest in list_runs(runs):
+        for manifest in manifests:
             run_id = manifest["run_id"]
             if run_lake(runs, run_id) != lake.url:
                 continue

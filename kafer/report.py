@@ -312,6 +312,8 @@ def report_header(metrics: Mapping) -> str:
              "", f"Evaluated on {metrics['compared_cars']:,} cars built after every training car of the new model, "
                  f"{metrics['compared_positives']:,} of them failed the road test."]
     fair = metrics.get("fair_comparison") or {}
+    if metrics.get("libraries"):
+        lines += ["", f"**{metrics['libraries']}**"]
     if production is None:
         lines += ["", "**There is no production model yet.** The figures below compare the new model with "
                       "testing cars at random (chance): keeping it puts a model in production for the first time."]
@@ -321,6 +323,15 @@ def report_header(metrics: Mapping) -> str:
     elif fair.get("seen_by_production"):
         lines += ["", f"{fair['seen_by_production']:,} evaluation cars were left out because production was "
                       "trained on them: both models are judged only on cars neither has seen."]
+    shaped = metrics.get("shaped_by_lists") or {}
+    if shaped.get("training") or shaped.get("evaluation"):
+        lines += ["", f"**Outcomes shaped by the inspection lists:** {shaped.get('training', 0):,} training cars and "
+                      f"{shaped.get('evaluation', 0):,} evaluation cars were flagged on lists that were acted on, so "
+                      "their outcome says what the inspection did (a fault fixed before the road test, or found by a "
+                      "harder test), not what the car would have done. The new model was not trained on them and "
+                      "neither model is judged on them; the operating threshold is still set from every evaluation "
+                      "car's risk. The comparison is then made on cars production did not flag, where both models "
+                      "rank less well than on all cars (docs/monitoring.md)."]
     return "\n".join(lines)
 
 
@@ -565,8 +576,10 @@ def family_choice_note(metrics: Mapping) -> str:
     cars = f" ({choice['cars']:,} cars, {choice['failures']:,} failures)" if "cars" in choice else ""
     stack = metrics["models"]["candidate"].get("stack")
     weights = "" if not stack else (" It adds its members' log-odds with the weights " + ", ".join(
-        f"{name} {weight:.2f}" for name, weight in stack["weights"].items()) + ", fitted on the validation cars "
-        "(0: that member is ignored).")
+        f"{name} {weight:.2f}" for name, weight in stack["weights"].items()) + (
+        f", fitted on the latest {stack['cars']:,} training cars ({stack['positives']:,} failures), which neither "
+        "member learned or stopped on" if "cars" in stack else ", fitted on the validation cars") + " (0: that "
+        "member is ignored).")
     return f"The new model is `{family}`; the family was chosen by: {rule}{cars}.{weights}"
 
 

@@ -20,7 +20,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from .config import Settings, load_settings
 from .errors import RunError
@@ -137,12 +137,13 @@ def run_lake(runs: str | os.PathLike, run_id: str) -> str | None:
         return None
 
 
-def state_of(manifest: dict, *, alive: str | None, registered: bool) -> str:
+def state_of(manifest: dict, *, alive: Collection[str], registered: bool) -> str:
     """A run's status as it truly is: ``running`` only while its retrain is alive (``alive`` names
-    the run whose retrain holds the lake); else ``succeeded`` once its candidate is in the registry
-    (``registered``: a run and its candidate always agree), else ``abandoned`` when it died running."""
+    the runs whose retrain held the lake while the manifests were read); else ``succeeded`` once its
+    candidate is in the registry (``registered``: a run and its candidate always agree), else
+    ``abandoned`` when it died running."""
     status = manifest.get("status")
-    if status == "running" and manifest.get("run_id") == alive:
+    if status == "running" and manifest.get("run_id") in alive:
         return "running"
     if registered:
         return "succeeded"

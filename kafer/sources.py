@@ -101,7 +101,7 @@ def fetch_source(path: str, *, staging: str) -> Fetched:
     UploadError
         When the file does not exist or cannot be read.
     """
-    try:
+    with _reading(path):
         fs, root = fsspec.core.url_to_fs(path)
         local = bool(set(protocols(fs)) & {"file", "local"})
         target = root if local else os.path.join(staging, f"original-{uuid.uuid4().hex}")
@@ -113,14 +113,38 @@ def fetch_source(path: str, *, staging: str) -> Fetched:
                 if copy is not None:
                     copy.write(block)
         found = found or os.stat(target)
+    return Fetched(path=target, sha256=digest.hexdigest(), size=found.st_size,
+                   stamp=(found.st_size, found.st_mtime_ns), copied=not local)
+
+
+def content_hash(path: str) -> str:
+    """The SHA-256 of an upload file (local or any fsspec URL), read in one streamed pass.
+
+    Raises
+    ------
+    UploadError
+        When the file does not exist or cannot be read.
+    """
+    digest = hashlib.sha256()
+    with _reading(path), fsspec.open(path, "rb") as src:
+        while block := src.read(COPY_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _reading(path: str):
+    """Turn a missing or unreadable upload file into one :class:`UploadError` line naming it."""
+    try:
+        yield
     except FileNotFoundError:
         raise UploadError("no such file", file=path) from None
+    except UploadError:
+        raise
     except Exception as exc:
         if not from_store(exc):
             raise
         raise UploadError(f"cannot be read ({getattr(exc, 'strerror', None) or first_line(exc)})", file=path) from None
-    return Fetched(path=target, sha256=digest.hexdigest(), size=found.st_size,
-                   stamp=(found.st_size, found.st_mtime_ns), copied=not local)
 
 
 def unchanged(fetched: Fetched) -> bool:

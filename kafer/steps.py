@@ -7,7 +7,9 @@ run's folder; comparing writes ``metrics.json`` and ``predictions.csv`` there. N
 the registry: the pipeline registers the candidate only after every step succeeded.
 
 The candidate and production are compared only on evaluation cars that neither was trained or
-validated on; when too few such cars remain, the comparison says so instead of guessing.
+validated on; when too few such cars remain, the comparison says so instead of guessing. Cars an
+acted-on inspection list flagged (their outcome shaped by the list) are neither trained on nor
+compared (:func:`run_shaped`); the report says how many.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import catalog, registry, runrecord
+from . import catalog, lists, registry, runrecord
 from .dataset import Split, labelled, time_split
 from .drift import data_summary
 from .explain import Drivers, drivers
 from .features import feature_columns
 from .ingest import merge
 from .metrics import compare, threshold_at
-from .model import Model, load_model, select_family, train
+from .model import Model, library_differences, load_model, select_family, train
 from .narrative import recommendation, verdict
 from .readers import Progress
 from .runrecord import CANDIDATE, METRICS, PREDICTIONS, TRAINING_CARS, Run, write_json
@@ -43,9 +45,22 @@ def run_features(run: Run) -> pd.DataFrame:
     return catalog.features(run.lake, run.data_version)
 
 
+def run_shaped(run: Run) -> frozenset[str]:
+    """The cars of the run's pinned version whose outcome an acted-on inspection list shaped (flagged
+    on it: fixed before the road test, or tested harder), from the lists recorded up to its making."""
+    return frozenset(lists.shaped_as_of(run.lake, run.data_version)["KNR"])
+
+
 def run_split(run: Run) -> Split:
-    """The run's training and evaluation cars: the time-ordered split of the pinned version's labelled cars."""
-    return time_split(labelled(run_features(run)), eval_fraction=run.settings.eval_fraction)
+    """The run's training and evaluation cars: the time-ordered split of the pinned version's labelled cars.
+
+    The cars an acted-on list flagged (:func:`run_shaped`) keep their place in time, but none of them is
+    trained on: their label says what the inspection did, not what the car would have done. The
+    evaluation cars keep them (their risk sets the threshold); :func:`evaluate_run` leaves them out of
+    the comparison."""
+    split = time_split(labelled(run_features(run)), eval_fraction=run.settings.eval_fraction)
+    shaped = run_shaped(run)
+    return Split(train=split.train[~split.train["KNR"].isin(shaped)].reset_index(drop=True), eval=split.eval)
 
 
 def split_summary(split: Split) -> pd.DataFrame:
@@ -115,7 +130,8 @@ class Evaluation:
         return self.metrics["verdict"]
 
 
-def fair_cars(cars: pd.DataFrame, seen: set[str] | None, *, min_cars: int, min_failures: int) -> dict:
+def fair_cars(cars: pd.DataFrame, seen: set[str] | None, *, min_cars: int, min_failures: int,
+              shaped: np.ndarray | None = None) -> dict:
     """Which evaluation cars the candidate and production can be compared on.
 
     Parameters
@@ -126,25 +142,29 @@ def fair_cars(cars: pd.DataFrame, seen: set[str] | None, *, min_cars: int, min_f
         The cars production was trained or validated on; ``None`` without a production model.
     min_cars, min_failures : int
         Fewest cars, and failures among them, a fair comparison needs.
+    shaped : array of bool, optional
+        Per car, whether an acted-on inspection list flagged it (its outcome shaped by the list):
+        never compared.
 
     Returns
     -------
     dict
-        ``mask`` (bool array over ``cars``: unseen by production), ``cars`` and ``failures`` among
-        them, ``seen`` (evaluation cars production was trained on), ``possible`` and ``why`` (a
-        sentence when a comparison is not possible, else ``None``).
+        ``mask`` (bool array over ``cars``: unseen by production, not shaped), ``cars`` and
+        ``failures`` among them, ``seen`` (evaluation cars production was trained on), ``shaped``
+        (evaluation cars left out as shaped), ``possible`` and ``why`` (a sentence when a comparison
+        is not possible, else ``None``).
     """
-    if seen is None:
-        mask = np.ones(len(cars), dtype=bool)
-    else:
-        mask = ~cars["KNR"].astype(str).isin(seen).to_numpy()
+    unseen = np.ones(len(cars), dtype=bool) if seen is None else ~cars["KNR"].astype(str).isin(seen).to_numpy()
+    shaped = np.zeros(len(cars), dtype=bool) if shaped is None else np.asarray(shaped, dtype=bool)
+    mask = unseen & ~shaped
     y = cars["label_rod"].to_numpy(dtype=int)[mask]
-    out = {"mask": mask, "cars": int(mask.sum()), "failures": int(y.sum()), "seen": int((~mask).sum()),
-           "possible": True, "why": None}
+    out = {"mask": mask, "cars": int(mask.sum()), "failures": int(y.sum()), "seen": int((~unseen).sum()),
+           "shaped": int((unseen & shaped).sum()), "possible": True, "why": None}
     if seen is not None and (out["cars"] < min_cars or out["failures"] < min_failures or out["failures"] == out["cars"]):
         out["possible"] = False
-        out["why"] = (f"of the {len(cars):,} evaluation cars, {out['seen']:,} were production's own training cars; "
-                      f"the {out['cars']:,} left hold {out['failures']:,} road-test failures, fewer than the "
+        listed = f" and {out['shaped']:,} were flagged on inspection lists that were acted on" if out["shaped"] else ""
+        out["why"] = (f"of the {len(cars):,} evaluation cars, {out['seen']:,} were production's own training cars"
+                      f"{listed}; the {out['cars']:,} left hold {out['failures']:,} road-test failures, fewer than the "
                       f"{min_cars:,} cars and {min_failures:,} failures a fair comparison needs")
     return out
 
@@ -157,17 +177,22 @@ def evaluate_run(run: Run) -> Evaluation:
     settings, lake = run.settings, run.lake
     candidate = load_model(run.folder.joinpath(CANDIDATE).read_bytes())
     table = run_features(run)
-    cars = time_split(labelled(table), eval_fraction=settings.eval_fraction).eval
+    split = time_split(labelled(table), eval_fraction=settings.eval_fraction)
+    cars, listed = split.eval, run_shaped(run)
+    shaped = cars["KNR"].isin(listed).to_numpy()
     facts = run_facts(run, cars)
     production = registry.production(lake)
     seen = None
     p_production = np.full(len(cars), np.nan)
+    libraries = None
     if production is not None:
         model = load_model(registry.load_artifact(lake, production["version"]))
+        libraries = library_differences(model.meta, name=f"Production model {production['version']}")
         seen = registry.training_cars(lake, production["version"], table=table)
         p_production = model.predict_proba(cars, facts)
-    fair = fair_cars(cars, seen, min_cars=settings.min_compare_cars, min_failures=settings.min_compare_failures)
-    compared = fair["mask"] if fair["possible"] else np.ones(len(cars), dtype=bool)
+    fair = fair_cars(cars, seen, min_cars=settings.min_compare_cars, min_failures=settings.min_compare_failures,
+                     shaped=shaped)
+    compared = fair["mask"] if fair["possible"] else ~shaped
     y_true = cars["label_rod"].to_numpy(dtype=int)[compared]
     p_candidate = candidate.predict_proba(cars, facts)
     probabilities = {"candidate": p_candidate[compared]}
@@ -189,21 +214,24 @@ def evaluate_run(run: Run) -> Evaluation:
             "candidate": {"version": runrecord.read_manifest(run.runs, run.run_id)["candidate_version"],
                           "family": candidate.meta["family"], "family_choice": candidate.meta.get("family_choice"),
                           "stack": candidate.meta.get("stack"), "trained_on": candidate.meta["trained_on"],
-                          "metrics": {**comparison["candidate"],
+                          "metrics": {**comparison["candidate"],  # the threshold from every car's risk, shaped or not
                                       "operating_threshold": threshold_at(
-                                          probabilities["candidate"], budget=settings.operating_budget)}},
+                                          p_candidate[compared | shaped], budget=settings.operating_budget)}},
             "production": None if production is None else {
                 "version": production["version"], "family": production.get("family"),
                 "data_version": production.get("data_version"), "trained_on": model.meta.get("trained_on"),
                 "metrics": comparison["production"]},
         },
         "difference": comparison.get("difference"),
+        "shaped_by_lists": {"training": int(split.train["KNR"].isin(listed).sum()), "evaluation": int(shaped.sum())},
+        "libraries": libraries,
     }
     metrics["verdict"] = verdict(comparison, budget=settings.operating_budget, fair=metrics["fair_comparison"],
                                  production=production is not None)
     metrics["recommendation"] = recommendation(comparison, production=production is not None,
                                                fair=metrics["fair_comparison"])
-    explained = drivers(candidate, cars, facts, cars["label_rod"].to_numpy(dtype=int),
+    judged = cars[~shaped].reset_index(drop=True)
+    explained = drivers(candidate, judged, facts, judged["label_rod"].to_numpy(dtype=int),
                         rounds=settings.bootstrap_rounds, seed=settings.seed)
     metrics["drivers"] = explained.to_dict()
     write_json(run.folder / METRICS, metrics)

@@ -5,7 +5,9 @@ hold it until stdin closes (or the process is killed); each line read meanwhile 
 the lock, answered ``held`` or ``lost: <message>``. ``count N [STALE_AFTER]``: N times, take the
 lock, increment the pointer ``counter`` and log its stay in the lock as ``stays/<pid>-<i>.json``
 (start and end, wall clock, and whether it took the lock over). ``KAFER_HOST`` in its environment
-makes it a process of another machine.
+makes it a process of another machine. ``create N``: print ``ready``, wait for a line, then write
+the keys ``NAME/000.json`` … as ``{"pid"}`` each, and print the JSON list of those it created (a key
+another process created first is refused and left out).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import sys
 import time
 
-from kafer.errors import LockLost
+from kafer.errors import LakeError, LockLost
 from kafer.lake import Lake
 from kafer.locks import hold
 
@@ -33,6 +35,19 @@ def main(url: str, name: str, mode: str, *args: str) -> None:
                     print("held", flush=True)
                 except LockLost as exc:
                     print(f"lost: {exc}", flush=True)
+        return
+    if mode == "create":
+        print("ready", flush=True)
+        sys.stdin.readline()
+        won = []
+        for i in range(int(args[0])):
+            key = f"{name}/{i:03d}.json"
+            try:
+                lake.write_json(key, {"pid": os.getpid()})
+                won.append(key)
+            except LakeError:
+                pass
+        print(json.dumps(won), flush=True)
         return
     stale_after = float(args[1]) if len(args) > 1 else 120.0
     for i in range(int(args[0])):

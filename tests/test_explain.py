@@ -57,8 +57,8 @@ def test_permutation_importance_finds_the_input_that_matters_and_only_it():
     x = pd.DataFrame({"a": rng.normal(size=2000), "b": rng.normal(size=2000), "c": rng.normal(size=2000)})
     y = (rng.random(2000) < 1 / (1 + np.exp(-(-2.5 + 1.5 * x["a"])))).astype(int)
 
-    def predict(frame):
-        return 1 / (1 + np.exp(-(frame["a"] + 0.3 * frame["b"]).to_numpy()))
+    def predict(values):
+        return 1 / (1 + np.exp(-(values[:, 0] + 0.3 * values[:, 1])))
 
     table = permutation_importance(predict, x, y, {"signal": ["a"], "noise": ["b", "c"]}, rounds=300, seed=1)
     assert table.loc["signal", "stands_out"] and table.loc["signal", "low"] > 0.1
@@ -127,10 +127,27 @@ def test_standing_out_allows_for_every_group_looked_at():
     x = pd.DataFrame({"a": rng.normal(size=800), "b": rng.normal(size=800)})
     y = (rng.random(800) < 1 / (1 + np.exp(-(-2.5 + 0.4 * x["a"])))).astype(int)
 
-    def predict(frame):
-        return 1 / (1 + np.exp(-(-2.5 + 0.5 * frame["a"].to_numpy())))
+    def predict(values):
+        return 1 / (1 + np.exp(-(-2.5 + 0.5 * values[:, 0])))
 
     alone, among = (permutation_importance(predict, x, y, {"a": ["a"]}, rounds=1000, seed=0, comparisons=k)
                     for k in (1, 40))
     assert alone.loc["a", "importance"] == among.loc["a", "importance"] > 0.05
     assert alone.loc["a", "stands_out"] and not among.loc["a", "stands_out"]
+
+
+def test_each_reason_adds_what_scoring_the_car_without_that_fact_takes_away(planted):
+    """The reasons are exact: a fact's share is the car's probability minus that of a copy of the car with
+    the fact set back to typical, scored whole (as the reasons were before edits were scored in place)."""
+    model, cars, facts = planted
+    found = reasons(model, cars, facts)
+    x = model.inputs(cars, facts)
+    values = x.to_numpy(dtype=float)
+    row = {k: i for i, k in enumerate(cars["KNR"].astype(str))}
+    typical = {c: 0.0 if (":" in c or c in model.preprocessing.categorical)
+               else dict(zip(model.preprocessing.features, model.preprocessing.medians))[c] for c in x.columns}
+    copies = np.array([values[row[r.KNR]] for r in found.itertuples()])
+    for i, r in enumerate(found.itertuples()):
+        copies[i, x.columns.get_loc(r.input)] = typical[r.input]
+    expected = model.predict_values(values)[[row[k] for k in found["KNR"]]] - model.predict_values(copies)
+    np.testing.assert_array_equal(found["adds"].to_numpy(), expected)

@@ -231,21 +231,46 @@ def test_each_file_is_hashed_once(lake, settings, tmp_path, monkeypatch):
     ingest([str(folder)], lake=lake, settings=settings)
     assert sorted(bytes(seen) for seen in fed if bytes(seen) in files) == files
 
-def test_a_falhas_export_without_its_road_test_defects_makes_no_label_known(tmp_path, capsys):
-    """Exported for some halls only: every car would be a known negative; ingest says why it is not."""
+def _months_with_road_test_rows(root, *, kept_share: dict[str, float]):
+    """Three demo months (csv), each keeping this share of its failing cars' road-test (ROD) rows."""
     import pandas as pd
 
     from kafer.demo import make_demo_upload
 
-    demo = make_demo_upload(tmp_path / "demo", cars=300, seed=5, results_per_car=8, layout="csv")
-    for path in demo.files:
-        if path.name.startswith("FALHAS"):
-            rows = pd.read_csv(path, dtype=str, keep_default_na=False)
-            rows[rows["HALLE"].str.strip() != "ROD"].to_csv(path, index=False)
-    lake = str(tmp_path / "lake")
-    assert main(["ingest", str(demo.folder), "--lake", lake]) == 0
+    folders = []
+    for name, seed, start in (("april", 5, "2024-04-01"), ("may", 6, "2024-05-06"), ("june", 7, "2024-06-03")):
+        demo = make_demo_upload(root / name, cars=300, seed=seed, start=start, results_per_car=8, layout="csv")
+        for path in demo.files:
+            if path.name.startswith("FALHAS") and kept_share[name] < 1:
+                rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+                rod = rows["HALLE"].str.strip() == "ROD"
+                failed = sorted(set(rows.loc[rod, "KNR"]))
+                dropped = set(failed[round(kept_share[name] * len(failed)):])
+                rows[~(rod & rows["KNR"].isin(dropped))].to_csv(path, index=False)
+        folders.append(str(demo.folder))
+    return folders
+
+
+def test_a_month_failing_half_as_often_keeps_its_labels_and_an_export_cut_by_hall_is_caught(tmp_path, capsys):
+    """May fails half as often as April (its ROD rows kept for half its failing cars): every label it
+    had stays known. June's exports hold no ROD row (cut by hall): every car would be a known negative,
+    so its period makes no label known, and ingest says why and how to overrule it."""
+    lakes = {}
+    for name, may in (("complete", 1.0), ("halved", 0.5)):
+        folders = _months_with_road_test_rows(tmp_path / name, kept_share={"april": 1.0, "may": may, "june": 0.0})
+        lakes[name] = str(tmp_path / name / "lake")
+        assert main(["ingest", *folders, "--lake", lakes[name]]) == 0
     out = capsys.readouterr().out
-    assert "logs 0 road-test failures among the" in out and "Taken as filtered" in out
-    manifest = current_manifest(Lake(lake))
-    assert len(manifest["filtered_falhas"]) == 2 and manifest["labelled_cars"] == 0
-    assert not current_features(Lake(lake))["label_known"].any()
+    complete, halved = (current_features(Lake(lakes[n])).set_index("KNR") for n in ("complete", "halved"))
+    may = complete.index.str.startswith("2024-19")
+    assert complete.loc[may, "label_known"].sum() > 250
+    assert (halved["label_known"] == complete["label_known"]).all()
+    failed = halved.loc[may & halved["label_known"], "label_rod"]
+    assert 0 < failed.sum() <= complete.loc[may & complete["label_known"], "label_rod"].sum() / 2 + 1
+    june = halved.index.str.startswith("2024-23")
+    assert june.sum() > 250 and not halved.loc[june, "label_known"].any()
+    manifest = current_manifest(Lake(lakes["halved"]))
+    assert {f["name"] for f in manifest["filtered_falhas"]} == {s["name"] for s in manifest["sources"]
+                                                                 if s["kind"] == "falhas" and "_202406" in s["name"]}
+    assert "holds defects of other halls but no road-test (ROD) defect among the" in out
+    assert "Taken as cut by hall" in out and "falhas_complete = [" in out

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,7 +20,7 @@ import pytest
 
 from kafer import holders, locks
 from kafer.cli import main as cli_main
-from kafer.errors import LakeError, LockLost, LockTimeout, NestedLockError
+from kafer.errors import LakeError, LockLost, LockReachWarning, LockTimeout, NestedLockError
 from kafer.holders import judge_holder
 from kafer.lake import Lake
 from kafer.locks import hold, lock_holder
@@ -200,9 +201,52 @@ def test_conditional_writes_hold_only_for_the_version_seen(object_store):
 
 def test_a_store_without_conditional_writes_is_refused_a_lock():
     lake = Lake("http://127.0.0.1:9/lake")  # fsspec reaches it, but without If-Match: no safe lock
-    with pytest.raises(LakeError, match=r"cannot lock: a lock on an object store needs conditional writes"):
+    with pytest.raises(LakeError, match=r"cannot lock: a lock on an object store needs conditional writes") as refused:
         with hold(lake, "lake", timeout=1):
             pass
+    assert "a folder mounted from this store (gcsfuse, blobfuse2, rclone) locks nothing" in str(refused.value)
+
+
+def test_two_writers_who_both_believe_a_key_is_new_leave_one_and_the_other_learns_it(shared, monkeypatch):
+    """Both looked and found no decision number 2 (here: the store's answer lies); both write it at once.
+    One record is kept whole, the other writer gets an error: no decision vanishes without one."""
+    monkeypatch.setattr(shared.fs, "exists", lambda path, **kwargs: False)
+    start, outcome = threading.Barrier(2), {}
+
+    def write(by: str) -> None:
+        start.wait()
+        try:
+            shared.write_json("registry/decisions/000002.json", {"seq": 2, "by": by})
+            outcome[by] = "written"
+        except LakeError as exc:
+            outcome[by] = str(exc)
+
+    writers = [threading.Thread(target=write, args=(by,)) for by in ("Ana", "Rui")]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    [winner] = [by for by, said in outcome.items() if said == "written"]
+    [lost] = [said for said in outcome.values() if said != "written"]
+    assert "refusing to overwrite 'registry/decisions/000002.json'" in lost and "another writer created it first" in lost
+    assert shared.read_json("registry/decisions/000002.json") == {"seq": 2, "by": winner}
+    monkeypatch.undo()
+    assert shared.list("registry") == ["registry/decisions/000002.json"]  # no temporary file left
+    if shared.is_local:
+        assert os.listdir(shared.path("registry/decisions")) == ["000002.json"]
+
+
+def test_two_processes_creating_the_same_keys_at_once_win_each_once(shared, children):
+    racers = [children(shared, "race", "create", "40") for _ in range(2)]
+    for racer in racers:
+        assert racer.line().strip() == "ready"
+    for racer in racers:
+        racer.proc.stdin.write("go\n")
+        racer.proc.stdin.flush()
+    won = [set(json.loads(racer.line())) for racer in racers]
+    assert won[0].isdisjoint(won[1]) and won[0] | won[1] == {f"race/{i:03d}.json" for i in range(40)}
+    for racer, keys in zip(racers, won):
+        assert all(shared.read_json(key) == {"pid": racer.pid} for key in keys)
 
 
 # -- locks ----------------------------------------------------------------------------------------------
@@ -555,40 +599,86 @@ def test_judging_holders(monkeypatch):
 # -- shares whose locks stay on one machine -------------------------------------------------------------
 MOUNTS = """\
 22 1 259:2 / / rw,relatime shared:1 - ext4 /dev/nvme0n1p2 rw
+23 22 0:30 / /tmp rw,relatime shared:2 - tmpfs tmpfs rw
+24 22 0:31 / /var/lib/docker/x rw,relatime shared:3 - overlay overlay rw,lowerdir=/a,upperdir=/b
 40 22 0:45 / /mnt/plant rw,relatime shared:20 - nfs4 filer:/plant rw,vers=4.2,local_lock=none
 41 22 0:46 / /mnt/old rw,relatime shared:21 - nfs filer:/old rw,vers=3,nolock,local_lock=all
 42 22 0:47 / /mnt/smb rw,relatime shared:22 - cifs //nas/kafer rw,vers=3.1.1,nobrl
 43 22 0:48 / /mnt/smb\\040ok rw,relatime shared:23 - cifs //nas/ok rw,vers=3.1.1
 44 22 0:49 / /mnt/ssh rw,relatime shared:24 - fuse.sshfs me@host:/data rw
 45 41 0:50 / /mnt/old/sub rw,relatime shared:25 - nfs4 filer:/sub rw,vers=4.1
+46 22 0:51 / /mnt/gcs rw,nosuid,nodev shared:26 - fuse.gcsfuse plant-bucket rw,user_id=0
+47 22 0:52 / /mnt/blob rw,nosuid,nodev shared:27 - fuse.blobfuse2 blobfuse2 rw,user_id=0
+48 22 0:53 / /mnt/s3 rw,nosuid,nodev shared:28 - fuse.s3fs s3fs rw,user_id=0
+49 22 0:54 / /mnt/rclone rw,nosuid,nodev shared:29 - fuse.rclone remote: rw,user_id=0
+50 22 0:55 / /mnt/dav rw,nosuid,nodev shared:30 - fuse davfs rw,user_id=0
+51 22 0:56 / /media/sf_lake rw,nodev shared:31 - vboxsf lake rw
+52 22 0:57 / /mnt/c rw,noatime shared:32 - 9p drvfs rw,aname=drvfs;path=C:\\
+53 22 0:58 / /mnt/ceph rw,relatime shared:33 - ceph 10.0.0.1:/ rw,name=kafer
+54 22 0:59 / /mnt/lustre rw shared:34 - lustre mgs@tcp:/plant rw,flock
+55 22 0:60 / /mnt/lustre-local rw shared:35 - lustre mgs@tcp:/old rw,localflock
 """
 
 
 @pytest.mark.parametrize("path, problem", [
     ("/home/ana/lake", None),
+    ("/tmp/lake", None),
+    ("/var/lib/docker/x/lake", None),
     ("/mnt/plant/kafer/lake", None),
     ("/mnt/old/kafer", r"an NFS share \(filer:/old mounted on /mnt/old, option local_lock=all\) whose locks stay"),
     ("/mnt/old/sub/kafer", None),  # the nearest mount decides
     ("/mnt/smb/lake", r"an SMB share \(//nas/kafer mounted on /mnt/smb, option nobrl\)"),
     ("/mnt/smb ok/lake", None),
     ("/mnt/ssh/lake", r"an sshfs mount"),
+    ("/mnt/gcs/lake", r"a gcsfuse mount of a Google Cloud Storage bucket \(plant-bucket mounted on /mnt/gcs\), "
+                      r"whose locks are not known to reach other machines"),
+    ("/mnt/blob/lake", r"a blobfuse2 mount of an Azure container"),
+    ("/mnt/s3/lake", r"an s3fs mount of an S3 bucket"),
+    ("/mnt/rclone/lake", r"an rclone mount"),
+    ("/mnt/dav/lake", r"a fuse mount \(davfs mounted on /mnt/dav\)"),
+    ("/media/sf_lake/kafer", r"a VirtualBox shared folder"),
+    ("/mnt/c/Users/ana/lake", r"a 9p mount \(a VM's or WSL's shared folder\)"),
+    ("/mnt/ceph/lake", None),
+    ("/mnt/lustre/lake", None),
+    ("/mnt/lustre-local/lake", r"a Lustre file system \(mgs@tcp:/old mounted on /mnt/lustre-local, option localflock\)"),
 ])
-def test_shares_whose_locks_stay_on_one_machine_are_found(path, problem):
-    found = locks.shared_lock_problem(path, mountinfo=MOUNTS)
-    assert (found is None) if problem is None else re.match(problem, found), found
+def test_locks_are_trusted_only_on_file_systems_known_to_carry_them_across_machines(path, problem):
+    reach = locks.lock_reach(path, mountinfo=MOUNTS)
+    assert reach.checked and ((reach.problem is None) if problem is None else re.match(problem, reach.problem)), reach
 
 
 def test_a_lake_on_such_a_share_is_refused_unless_it_is_used_from_one_machine(tmp_path, monkeypatch):
     mounts = tmp_path / "mountinfo"
-    mounts.write_text(f"50 1 0:51 / {tmp_path} rw - nfs filer:/kafer rw,vers=3,nolock\n")
+    mounts.write_text(f"50 1 0:51 / {tmp_path} rw - fuse.gcsfuse plant-bucket rw,user_id=0\n")
     monkeypatch.setattr(locks, "MOUNTINFO", str(mounts))
     lake = Lake(str(tmp_path / "lake"))
-    with pytest.raises(LakeError, match=r"lies on an NFS share \(filer:/kafer .*option nolock\) whose locks stay on "
-                                        r"this machine.*set single_machine = true in kafer.toml"):
+    with pytest.raises(LakeError, match=r"lies on a gcsfuse mount .*not known to reach other machines.*set "
+                                        r"single_machine = true in kafer.toml"):
         with hold(lake, "lake", timeout=1):
             pass
     with hold(lake, "lake", timeout=1, single_machine=True) as info:
         assert info.took_over_from is None
+
+
+def test_where_the_mounts_cannot_be_read_the_lock_s_reach_is_said_unchecked(tmp_path, monkeypatch, capsys):
+    """Outside Linux (a lake on a Windows share or a synced folder) nothing says which file system holds it."""
+    monkeypatch.setattr(locks, "MOUNTINFO", str(tmp_path / "no-such-mountinfo"))
+    assert locks.lock_reach(str(tmp_path)) == locks.LockReach(False)
+    lake = Lake(str(tmp_path / "lake"))
+    with pytest.warns(LockReachWarning, match=r"whether its locks reach other machines was not checked.*a synced "
+                                              r"folder \(OneDrive, Dropbox, Google Drive\)"):
+        with hold(lake, "lake", timeout=1):
+            pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with hold(lake, "lake", timeout=1):  # said once per lake
+            pass
+        with hold(Lake(str(tmp_path / "other")), "lake", timeout=1, single_machine=True):  # the user's word
+            pass
+    assert cli_main(["rebuild", "--lake", str(tmp_path / "third")]) == 1
+    said = capsys.readouterr().err.splitlines()
+    assert said[0].startswith("kafer rebuild: warning: the lake ") and "was not checked" in said[0]
+    assert said[1].startswith("kafer rebuild: error: ") and len(said) == 2
 
 
 # -- faults ------------------------------------------------------------------------------------------

@@ -187,3 +187,20 @@ def test_a_share_s_interval_is_wilson_s():
     assert share["value"] == 0.1 and share["low"] == pytest.approx(0.0493, abs=1e-4)
     assert share["high"] == pytest.approx(0.1923, abs=1e-4)
     assert proportion(0, 0) == {"value": None, "low": None, "high": None}
+
+
+def test_figures_at_another_failure_rate_are_those_of_the_cars_weighted_to_it():
+    """100 failures and 650 other cars (13.3 %) counted at 100 / 1,400 (7.1 %) are the same cars with every
+    other car counted twice: same ranking, the plant failing about half as often."""
+    rng = np.random.default_rng(3)
+    y = np.r_[np.ones(100), np.zeros(650)].astype(int)
+    p = np.clip(rng.beta(2, 8, 750) + 0.08 * y, 0, 1)
+    weighted = compare(y, p, budgets=(0.1, 0.2), rounds=200, seed=1, at_rate=100 / 1400)["candidate"]
+    twice = evaluate(np.r_[y, y[y == 0]], np.r_[p, p[y == 0]], budgets=(0.1, 0.2))
+    assert {name: weighted[name]["value"] for name in twice} == pytest.approx(twice)
+    plain = compare(y, p, budgets=(0.1, 0.2), rounds=200, seed=1)["candidate"]
+    assert weighted["roc_auc"]["value"] == pytest.approx(plain["roc_auc"]["value"])
+    assert weighted["recall_at_10"]["value"] > plain["recall_at_10"]["value"]
+    assert weighted["recall_at_10"]["low"] < weighted["recall_at_10"]["value"] < weighted["recall_at_10"]["high"]
+    with pytest.raises(ModelError, match="between 0 and 1"):
+        compare(y, p, budgets=(0.1,), rounds=10, seed=1, at_rate=1.0)

@@ -92,7 +92,7 @@ def test_the_artifact_round_trip_gives_identical_predictions(fitted, data, famil
     with zipfile.ZipFile(io.BytesIO(blob)) as archive:
         names = set(archive.namelist())
         meta = json.loads(archive.read("meta.json"))
-    assert "meta.json" in names and len(names) == 2
+    assert names == {"meta.json", f"{family}.npz", f"{family}.json"}
     assert meta["family"] == family and meta["features"] == list(FEATURES)
     assert meta["preprocessing"]["features"] == list(FEATURES)
     loaded = load_model(blob)
@@ -179,6 +179,9 @@ def test_too_few_failures_are_refused(data):
     table = data[0].assign(label_rod=np.r_[1, np.zeros(499, dtype=int)])
     with pytest.raises(ModelError, match="at least 2 failures"):
         train(table, features=FEATURES, family="hgb", seed=0)
+    two = data[0].assign(label_rod=np.r_[1, 1, np.zeros(498, dtype=int)])
+    with pytest.raises(ModelError, match="2 road-test failure.*the ensemble needs at least 3 of each"):
+        train(two, features=FEATURES, family="ensemble", seed=0)
 
 
 def test_an_unknown_family_or_parameter_is_refused(data):
@@ -262,29 +265,13 @@ def test_facts_and_categories_are_learned_and_kept_in_the_artifact(factual, fami
 
 def test_boosting_splits_categories_natively_and_the_network_gets_them_one_hot(factual):
     models, (train_df, facts), _ = factual
-    assert models["hgb"].estimator.is_categorical_.tolist() == [False] * (len(FEATURES) + 2) + [True]
+    trees = models["hgb"].estimator
+    categorical = trees.category >= 0
+    assert categorical.any() and set(trees.feature[categorical]) == {models["hgb"].features.index("config:MOTOR")}
     assert {"nok_test:131200", "config:MOTOR"} <= set(models["hgb"].used_inputs())
     x = models["keras"].inputs(train_df.head(5), facts)
     assert models["keras"].preprocessing.scaled(x).shape == (5, len(FEATURES) + 2 + 4)
     assert models["keras"].used_inputs() == models["keras"].features
-
-
-def test_an_artifact_of_format_1_still_scores(fitted, data):
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(fitted["hgb"].to_bytes())) as source, zipfile.ZipFile(buffer, "w") as target:
-        for name in source.namelist():
-            blob = source.read(name)
-            if name == "meta.json":
-                meta = json.loads(blob)
-                meta.update(format=1, fact_columns=None)
-                for key in ("categorical", "levels"):
-                    meta["preprocessing"].pop(key)
-                del meta["fact_columns"]
-                blob = json.dumps(meta).encode()
-            target.writestr(name, blob)
-    old = load_model(buffer.getvalue())
-    assert old.fact_columns is None
-    np.testing.assert_array_equal(old.predict_proba(data[1]), fitted["hgb"].predict_proba(data[1]))
 
 
 def test_families_are_compared_on_the_same_latest_training_cars(factual):
@@ -326,17 +313,53 @@ def test_a_configuration_with_more_categories_than_boosting_takes_keeps_the_most
     assert np.isfinite(model.predict_proba(table.head(50), facts)).all()
 
 
-def test_the_ensemble_stacks_both_families_log_odds_with_weights_fitted_on_the_validation_cars(factual):
-    """Its probability is the logistic of the members' weighted log-odds; it round-trips; it ranks
-    at least about as well as the better member and stays calibrated on average."""
+def latest_per_class(table: pd.DataFrame, share: float) -> np.ndarray:
+    """Whether each car is among the latest ``share`` of its class (failures, the others) by production time."""
+    order = table.sort_values(["produced_at", "KNR"], kind="stable").index
+    latest = np.zeros(len(table), dtype=bool)
+    for label in (0, 1):
+        of_class = order[table.loc[order, "label_rod"].to_numpy() == label]
+        latest[table.index.get_indexer(of_class[len(of_class) - int(np.ceil(share * len(of_class))):])] = True
+    return latest
+
+
+def test_the_ensemble_stacks_both_families_log_odds_with_weights_fitted_on_cars_neither_member_saw(factual,
+                                                                                                     monkeypatch):
+    """Its probability is the logistic of the members' weighted log-odds, the weights fitted on the latest
+    15 % of each class, which neither member learned or stopped on; it round-trips; it ranks at least
+    about as well as the better member and stays calibrated on average."""
+    import kafer.model as fitting
+
     models, (train_df, facts), (test_df, test_facts) = factual
+    seen = {}
+    stack, fit_hgb = fitting._stack, fitting._fit_hgb
+
+    def stacked(logits, y):
+        seen["stack"] = logits, y
+        return stack(logits, y)
+
+    def boosted(x_fit, y_fit, x_val, y_val, **options):
+        seen["members"] = len(y_fit), len(y_val)
+        return fit_hgb(x_fit, y_fit, x_val, y_val, **options)
+
+    monkeypatch.setattr(fitting, "_stack", stacked)
+    monkeypatch.setattr(fitting, "_fit_hgb", boosted)
     model = train(train_df, features=FEATURES, family="ensemble", seed=7, facts=facts, min_fact_cars=20,
                   params={"keras": {"max_epochs": 60, "patience": 10}})
     hgb, keras = model.estimator
     assert (hgb.family, keras.family) == ("hgb", "keras")
     weights, intercept = np.asarray(model.calibration[:2]), model.calibration[2]
     assert (weights >= 0).all() and weights.sum() > 0
-    assert model.meta["stack"] == {"weights": {"hgb": weights[0], "keras": weights[1]}, "intercept": intercept}
+    train_df = train_df.reset_index(drop=True)
+    held = latest_per_class(train_df, 0.15)
+    assert model.meta["stack"] == {"weights": {"hgb": weights[0], "keras": weights[1]}, "intercept": intercept,
+                                   "cars": held.sum(), "positives": train_df.loc[held, "label_rod"].sum()}
+    unseen = model.inputs(train_df[held], facts)
+    np.testing.assert_allclose(seen["stack"][0], np.column_stack(
+        [np.log(p / (1 - p)) for p in (hgb.predict_inputs(unseen), keras.predict_inputs(unseen))]), rtol=1e-6)
+    np.testing.assert_array_equal(seen["stack"][1], train_df.loc[held, "label_rod"].to_numpy())
+    validated = latest_per_class(train_df[~held].reset_index(drop=True), 0.15)
+    assert seen["members"] == ((~validated).sum(), validated.sum()) and len(train_df) - held.sum() == len(validated)
     x = model.inputs(test_df, test_facts)
     logit = lambda p: np.log(p / (1 - p))  # noqa: E731
     expected = 1 / (1 + np.exp(-(weights[0] * logit(hgb.predict_inputs(x)) + weights[1] * logit(keras.predict_inputs(x))
@@ -365,3 +388,123 @@ def test_stacking_ignores_a_member_that_ranks_nothing_and_never_reverses_one():
     noise = rng.normal(size=(3000, 2))
     flat, intercept = _stack(noise * 0, y)
     assert flat == (0.5, 0.5) and 1 / (1 + np.exp(-intercept)) == pytest.approx(y.mean(), abs=1e-3)
+
+
+def test_the_network_scores_in_numpy_what_keras_gives_to_float32_rounding(data, monkeypatch):
+    """A trained network with a category one-hot: Keras's inference pass (dropout off) then the
+    calibration, against the model's NumPy pass; Keras with dropout on gives something else."""
+    import kafer.model as module
+
+    networks = []
+    fit = module._fit_keras
+
+    def kept(*args, **kwargs):
+        network, fitted = fit(*args, **kwargs)
+        networks.append(network)
+        return network, fitted
+
+    monkeypatch.setattr(module, "_fit_keras", kept)
+    train_df, facts = with_facts(pd.concat([data[0], cars(800, seed=4)], ignore_index=True), seed=1)
+    test_df, test_facts = with_facts(data[1], seed=2)
+    model = train(train_df, features=FEATURES, family="keras", seed=7, facts=facts, params=FAST_KERAS)
+    assert "config:MOTOR" in model.preprocessing.categorical and model.calibration != (1.0, 0.0)
+    x = model.inputs(test_df, test_facts)
+    scaled = model.preprocessing.scaled(x).astype(np.float32)
+    assert scaled.shape[1] == len(model.preprocessing.features) + 4  # DHS, CWL, CWS, other
+    (network,) = networks
+    by_keras = np.asarray(network(scaled, training=False), dtype=float)[:, 0]
+    slope, intercept = model.calibration
+    expected = 1 / (1 + np.exp(-(slope * np.log(by_keras / (1 - by_keras)) + intercept)))
+    np.testing.assert_allclose(model.predict_inputs(x), expected, rtol=2e-6)
+    dropped = np.asarray(network(scaled, training=True), dtype=float)[:, 0]
+    assert not np.allclose(dropped, by_keras, rtol=1e-3)
+
+
+def test_scoring_a_network_or_an_ensemble_never_imports_tensorflow(factual, tmp_path):
+    models, _, (test_df, test_facts) = factual
+    (tmp_path / "model.bin").write_bytes(models["keras"].to_bytes())
+    test_df.to_parquet(tmp_path / "cars.parquet")
+    test_facts.to_pandas().to_parquet(tmp_path / "facts.parquet")
+    code = ("import sys, pandas as pd, pyarrow as pa; from kafer.model import load_model; "
+            f"m = load_model(open({str(tmp_path / 'model.bin')!r}, 'rb').read()); "
+            f"p = m.predict_proba(pd.read_parquet({str(tmp_path / 'cars.parquet')!r}), "
+            f"pa.Table.from_pandas(pd.read_parquet({str(tmp_path / 'facts.parquet')!r}), preserve_index=False)); "
+            "assert len(p) and 'tensorflow' not in sys.modules and 'keras' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("family", ["hgb", "keras"])
+def test_edits_score_as_the_edited_cars_do(factual, family):
+    """predict_edits (one input of a car changed, no copy of the car) gives what scoring the edited
+    copies gives: bit for bit for the trees, to float32 rounding for the network; a category edited to
+    a code no car had, or to missing, and a number to missing, included."""
+    models, _, (test_df, test_facts) = factual
+    model = models[family]
+    raw = model.preprocessing.raw(model.inputs(test_df, test_facts))
+    rng = np.random.default_rng(5)
+    rows, columns = rng.integers(0, len(raw), 3000), rng.integers(0, raw.shape[1], 3000)
+    values = raw[rng.integers(0, len(raw), 3000), columns]
+    values[::5] = np.nan
+    values[columns == model.features.index("config:MOTOR")] = np.r_[9.0, 2.5, -1.0, 1.0][np.arange(
+        int((columns == model.features.index("config:MOTOR")).sum())) % 4]
+    edited = raw[rows].copy()
+    edited[np.arange(rows.size), columns] = values
+    fast, slow = model.predict_edits(raw, rows, columns, values), model.predict_values(edited)
+    if family == "hgb":
+        np.testing.assert_array_equal(fast, slow)
+    else:
+        np.testing.assert_allclose(fast, slow, rtol=1e-5)
+    assert not np.allclose(slow, model.predict_values(raw)[rows])
+
+
+def test_inputs_come_in_the_models_order_after_a_round_trip(data):
+    """Three configuration attributes: the artifact's JSON sorts them (COR, MODELO, MOTOR) while the model
+    was trained MODELO first; a loaded model's inputs still come in its features' order, as arrays read them."""
+    import pyarrow as pa
+
+    train_df, facts = with_facts(data[0], seed=1)
+    n = len(train_df)
+    more = pa.table({"KNR": np.tile(train_df["KNR"].to_numpy(), 2), "kind": ["config"] * (2 * n),
+                     "key": [f"COR={c}" for c in np.where(np.arange(n) % 3 == 0, "BRANCO", "PRETO")]
+                     + [f"MODELO={m}" for m in np.where(np.arange(n) % 4 == 0, "Q3", "TCROSS")],
+                     "value": np.ones(2 * n)})
+    facts = pa.concat_tables([facts, more])
+    model = train(train_df, features=FEATURES, family="hgb", seed=7, facts=facts)
+    loaded = load_model(model.to_bytes())
+    assert loaded.fact_columns.categorical != loaded.preprocessing.categorical  # the JSON's order differs
+    x = loaded.inputs(train_df, facts)
+    assert list(x.columns) == list(loaded.features)
+    np.testing.assert_array_equal(loaded.predict_values(x.to_numpy(dtype=float)), model.predict_proba(train_df, facts))
+
+
+def test_a_model_built_with_other_libraries_says_so_in_words(fitted):
+    from kafer.model import library_differences
+
+    meta = fitted["hgb"].meta
+    assert library_differences(meta, name="production model m1") is None
+    older = {**meta, "versions": {**meta["versions"], "numpy": "1.26.0", "scikit-learn": "0.0.1"}}
+    note = library_differences(older, name="production model m1")
+    assert note.startswith("production model m1 was built with other versions") and f"numpy 1.26.0 (here {np.__version__})" in note
+    assert "scikit-learn" not in note  # it only trained the model: its arrays are scored by Käfer's own code
+
+
+@pytest.mark.parametrize("family", ["hgb", "keras"])
+def test_a_shuffled_group_scores_as_the_shuffled_copies_do(factual, family):
+    """Model.shuffler gives what scoring shuffled copies gives: for a group with a category, a single
+    number, and a group of inputs no tree reads (whose shuffle leaves the trees' scores as they are)."""
+    models, _, (test_df, test_facts) = factual
+    model = models[family]
+    raw = model.preprocessing.raw(model.inputs(test_df, test_facts))
+    shuffled = model.shuffler(raw)
+    order = np.random.default_rng(3).permutation(len(raw))
+    unread = [i for i, name in enumerate(model.features) if name not in models["hgb"].used_inputs()]
+    for columns in ([model.features.index("config:MOTOR"), 0], [model.features.index("nok_test:131200")], unread):
+        copy = raw.copy()
+        copy[:, columns] = raw[np.ix_(order, columns)]
+        fast, slow = shuffled(columns, order), model.predict_values(copy)
+        if family == "hgb":
+            np.testing.assert_array_equal(fast, slow)
+        else:
+            np.testing.assert_allclose(fast, slow, rtol=1e-5)
+    assert unread and not np.allclose(shuffled([model.features.index("nok_test:131200")], order),
+                                      model.predict_values(raw))

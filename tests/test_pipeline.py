@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -35,7 +36,8 @@ def world(tmp_path_factory):
     first = make_demo_upload(root / "first", cars=500, seed=1, results_per_car=30, sheet_rows=2000)
     second = make_demo_upload(root / "second", cars=300, seed=2, results_per_car=30, sheet_rows=2000,
                               start="2024-05-06")
-    settings = load_settings(lake=str(root / "lake"), runs=str(root / "runs"), **SMALL)
+    # The ensemble, one setting away from the default: its network must score without TensorFlow.
+    settings = load_settings(lake=str(root / "lake"), runs=str(root / "runs"), family="ensemble", **SMALL)
     return root, first, second, settings
 
 
@@ -80,6 +82,10 @@ def test_a_retrain_leaves_a_complete_and_true_record(world, history):
     assert metrics["models"]["candidate"]["family_choice"]["chosen"] == "ensemble" == metrics["models"]["candidate"]["family"]
     assert "What drives the risk" in html and run_summary("r1", runs=world[3].runs)["drivers"] == drivers["summary"]
     assert "The settings this run used" in html and "label_maturity_hours" in html
+    for notebook in folder.glob("0*.ipynb"):  # quiet reports: no library's log line among the outputs
+        said = [o for c in json.loads(notebook.read_text())["cells"] for o in c.get("outputs", [])
+                if o.get("name") == "stderr" or "absl" in json.dumps(o) or "oneDNN" in json.dumps(o)]
+        assert said == [], f"{notebook.name} shows {said[:1]}"
 
 
 def test_keep_new_then_keep_old_leaves_the_first_candidate(world, history):
@@ -203,6 +209,87 @@ def test_decide_and_predict_notebooks_run_and_kernel_noise_stays_out_of_the_term
     assert "already decided" in (tmp_path / "05_decide.ipynb").read_text()
     assert "IPKernelApp" not in capfd.readouterr().err
     assert (tmp_path / "kernel.log").exists()
+
+
+def test_predict_cars_the_lake_holds_by_their_knr(world, history, tmp_path, capsys):
+    """kafer predict --car: each car as the lake's curated version knows it, the production model's risk,
+    whether it reaches the bar, where it is and why; a KNR the lake lacks, or a malformed one, is refused."""
+    from kafer.model import load_model
+
+    root, first, second, settings = world
+    lake = Lake(settings.lake)
+    table = catalog.current_features(lake)
+    tested = table.loc[table["road_test_at"].notna(), "KNR"].astype(str).tolist()[:2]
+    on_line = table.loc[table["road_test_at"].isna(), "KNR"].astype(str).tolist()[:1]
+    asked = tested + on_line
+    out = tmp_path / "cars.csv"
+    assert main(["predict", *[a for k in asked for a in ("--car", k)], "--lake", settings.lake,
+                 "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    production = registry.production(lake)
+    model = load_model(registry.load_artifact(lake, production["version"]))
+    rows = table[table["KNR"].astype(str).isin(asked)]
+    risk = dict(zip(rows["KNR"].astype(str), model.predict_proba(rows, catalog.current_facts(lake))))
+    ranked = pd.read_csv(out, dtype={"KNR": str})
+    assert sorted(ranked["KNR"]) == sorted(asked) and ranked["rank"].tolist() == list(range(1, len(asked) + 1))
+    np.testing.assert_allclose(ranked["probability"], [risk[k] for k in ranked["KNR"]], rtol=1e-12)
+    threshold = production["metrics"]["operating_threshold"]
+    for knr in asked:
+        line = next(line for line in said.splitlines() if knr in line)
+        assert f"risk {risk[knr] * 100:.1f} %" in line
+        assert ("not in the inspection budget" in line) == (risk[knr] < threshold)
+        assert ("at its road test" in line) == (knr in tested) and ("risk so far" in line) == (knr in on_line)
+    assert said.count("Why: ") == len(asked) and f"{threshold * 100:.1f} %" in said
+    assert main(["predict", "--car", "2099-0000001", "--lake", settings.lake]) == 2
+    err = capsys.readouterr().err
+    assert "2099-0000001 is not in the lake" in err and "check the number" in err and "Traceback" not in err
+    assert main(["predict", "--car", "20991", "--lake", settings.lake]) == 2
+    assert "'20991' is not a KNR" in capsys.readouterr().err
+    assert main(["predict", str(second.folder), "--car", tested[0], "--lake", settings.lake]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+#: Runs a command or notebooks' cells in a fresh interpreter, then fails if TensorFlow or Keras was imported.
+_WITHOUT_TENSORFLOW = """
+import json, sys
+from kafer.cli import main
+kind, args = sys.argv[1], sys.argv[2:]
+if kind == "cli":
+    assert main(args) == 0
+else:
+    import matplotlib
+    matplotlib.use("Agg")
+    for path, parameters in zip(args[::2], args[1::2]):
+        names = json.loads(parameters)
+        for cell in json.load(open(path))["cells"]:
+            if cell["cell_type"] == "code" and "parameters" not in cell["metadata"].get("tags", []):
+                exec("".join(cell["source"]), names)
+started = sorted(name for name in ("tensorflow", "keras") if name in sys.modules)
+assert not started, f"{kind} {args[:2]} imported {started}"
+"""
+
+
+def test_scoring_never_starts_tensorflow_and_says_only_kaefers_words(world, history, tmp_path):
+    """Production is an ensemble (a network inside): kafer predict, kafer monitor, the desk's notebook and
+    06_predict score it without importing TensorFlow, and the terminal shows Käfer's progress only."""
+    import subprocess
+    import sys
+
+    from kafer.pipeline import NOTEBOOKS
+
+    root, first, second, settings = world
+    assert registry.production(Lake(settings.lake))["family"] == "ensemble"
+    runs = [["cli", "predict", str(second.folder), "--lake", settings.lake, "--out", str(tmp_path / "r.csv")],
+            ["cli", "monitor", "--lake", settings.lake],
+            ["cells", str(NOTEBOOKS / "05_decide.ipynb"), json.dumps({"run_id": "r1", "lake": settings.lake,
+                                                                     "runs": settings.runs, "user": "Ana"}),
+             str(NOTEBOOKS / "06_predict.ipynb"), json.dumps({"upload": [str(second.folder)], "lake": settings.lake,
+                                                              "out": ""})]]
+    for args in runs:
+        done = subprocess.run([sys.executable, "-c", _WITHOUT_TENSORFLOW, *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        noise = [line for line in done.stderr.splitlines() if line and not line.startswith("  ")]
+        assert noise == [], noise[:3]
 
 
 def test_a_failing_step_marks_the_run_failed_and_leaves_no_candidate(tmp_path):

@@ -105,6 +105,7 @@ def test_the_list_says_when_its_threshold_flags_far_more_or_fewer_cars_than_the_
     many = ranked.assign(in_budget=tested & (np.cumsum(tested) <= 60))  # 60 of 199: 30 %
     note = threshold_note(many, facts)
     assert note.startswith("The threshold flags 30.2 % of the 199 cars at their road test") and "far from the 10 %" in note
+    assert "the list is longer than planned" in note and "kafer monitor tells which" in note and "Retrain:" not in note
     assert summary(many, facts).endswith(note) and budget_note(many, facts).endswith(note)
 
 

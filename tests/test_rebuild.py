@@ -88,7 +88,11 @@ def test_building_in_small_batches_gives_exactly_the_table_of_one_batch(demo, se
 NOT_TABLE = {"lake", "runs", "merge_batch_cars", "eval_fraction", "min_compare_cars", "min_compare_failures",
              "budgets", "operating_budget", "bootstrap_rounds", "family", "fact_min_cars", "fact_max_columns",
              "seed", "lock_timeout", "lock_stale_after", "single_machine", "sheet_rows", "dates_from",
-             "dates_ahead_days", "staging_dir", "monitor_alpha", "threshold_tolerance"}
+             "dates_ahead_days", "staging_dir", "monitor_alpha", "threshold_tolerance",
+             "language", "upload_dir", "upload_max_file_mb", "upload_max_mb", "upload_max_unpacked_mb",
+             "upload_expire_hours",
+             "audit_share", "shadow", "shadow_from", "shadow_weeks", "shadow_bar", "shadow_min_failures",
+             "person_key_file"}
 #: The desk's block (who signs in, how it is served) shapes no table either.
 NOT_TABLE |= {"desk_state_dir", "desk_proxy_addresses", "desk_user_header", "desk_groups_header", "desk_group_roles",
               "desk_user_roles", "desk_default_role", "desk_kernels_per_person", "desk_idle_minutes",
@@ -96,7 +100,8 @@ NOT_TABLE |= {"desk_state_dir", "desk_proxy_addresses", "desk_user_header", "des
 CHANGED = {"zones": {"ZP5": ("R640",)}, "hall_groups": {"ZP5": ("ZP5", "ZP5A")}, "road_test_code": "G720",
            "label_hall": "AGUA", "post_road_sections": ("SECTION_ZP8_", "SECTION_ROL_"), "falhas_gap_hours": 48.0,
            "shift_start_hours": (5, 13, 21), "label_maturity_hours": 240.0, "filtered_falhas_chance": 0.01,
-           "filtered_falhas_rate_share": 0.25, "expected_failure_rate": 0.08, "expected_failure_rate_road_tests": 10}
+           "filtered_falhas_rate_share": 0.25, "expected_failure_rate": 0.08, "expected_failure_rate_road_tests": 10,
+           "falhas_complete": ("FALHAS_06_2024.csv",), "falhas_filtered": ("FALHAS_07_2024.csv",)}
 
 
 def test_every_setting_that_shapes_a_label_or_a_feature_versions_the_table(settings):

@@ -138,6 +138,41 @@ def test_a_live_retrain_on_another_machine_is_neither_abandoned_nor_taken_over(t
     assert not (Path(settings.runs) / "r-live" / "candidate.model").exists()
 
 
+def test_a_retrain_that_starts_while_recovery_lists_the_runs_is_left_alone(settings, monkeypatch):
+    """Recovery asks who holds the retrain lock (nobody), then lists the runs; in between a retrain takes
+    the lock and writes its manifest. Neither settle_runs (as decide runs it) nor status may take it for
+    dead: it is alive, its candidate being trained."""
+    from kafer import recovery
+
+    script = ("import sys\nfrom kafer.lake import Lake\nfrom kafer.locks import hold\n"
+              f"with hold(Lake({settings.lake!r}), 'retrain', purpose='retrain r-new', details={{'run': 'r-new'}}):\n"
+              "    print('held', flush=True)\n    sys.stdin.read()\n")
+    started, listed = [], recovery.list_runs
+
+    def list_while_a_retrain_starts(runs):
+        if not started:
+            started.append(subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, text=True))
+            assert started[0].stdout.readline().strip() == "held"
+            start_run(settings.runs, "r-new", settings)
+            update_manifest(settings.runs, "r-new", status="running", steps={"01_ingest": 1.0})
+            (Path(settings.runs) / "r-new" / "candidate.model").write_bytes(b"being trained")
+        return listed(runs)
+
+    monkeypatch.setattr(recovery, "list_runs", list_while_a_retrain_starts)
+    lake = Lake(settings.lake)
+    try:
+        assert settle_runs(lake, settings.runs, stale_after=settings.lock_stale_after) == []
+        assert read_manifest(settings.runs, "r-new")["status"] == "running"
+        assert (Path(settings.runs) / "r-new" / "candidate.model").exists()
+        assert [(r["run"], r["status"]) for r in status(settings)["runs"]] == [("r-new", "running")]
+    finally:
+        started[0].kill()
+        started[0].wait(timeout=30)
+    assert settle_runs(lake, settings.runs, stale_after=settings.lock_stale_after) == [
+        {"run": "r-new", "outcome": "abandoned", "step": "02_merge"}]
+
+
 @pytest.fixture
 def steps_here(monkeypatch):
     """``kafer.pipeline.retrain`` with its notebook steps run in this process (see tests/crashing.py)."""

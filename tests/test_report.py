@@ -238,6 +238,10 @@ def test_the_importance_chart_and_the_family_choice():
     assert family_choice_note(stacked) == ("The new model is `ensemble`; the family was chosen by: named. It adds "
                                            "its members' log-odds with the weights hgb 0.81, keras 0.00, fitted on "
                                            "the validation cars (0: that member is ignored).")
+    stacked["models"]["candidate"]["stack"].update(cars=310, positives=22)
+    assert family_choice_note(stacked).endswith("hgb 0.81, keras 0.00, fitted on the latest 310 training cars (22 "
+                                                "failures), which neither member learned or stopped on (0: that member "
+                                                "is ignored).")
 
 
 def test_the_drivers_tables_are_in_words_and_percentages():

@@ -9,7 +9,10 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
+from kafer.config import load_settings
+from kafer.errors import ConfigError
 from kafer.features import FalhasPeriod, build_features, label_coverage, merge_periods
 from kafer.predict import rank
 from kafer.readers import COLUMNS, schema
@@ -89,25 +92,58 @@ def road_tested(n: int, start: dt.datetime, *, prefix: str = "2024-15") -> pd.Se
                      index=[f"{prefix}{i:05d}" for i in range(n)], dtype="datetime64[ns]")
 
 
-def period(name, at: pd.Series, failed: int) -> FalhasPeriod:
-    return FalhasPeriod(name, at.min().to_pydatetime(), at.max().to_pydatetime(), frozenset(at.index[:failed]))
+def period(name, at: pd.Series, failed: int, *, other_halls: bool = True) -> FalhasPeriod:
+    return FalhasPeriod(name, at.min().to_pydatetime(), at.max().to_pydatetime(), frozenset(at.index[:failed]),
+                        other_halls=other_halls)
 
 
-def test_a_falhas_export_is_filtered_only_when_its_failures_are_implausibly_few(settings):
-    """At the ~7 % the lake has seen, 60 road tests without one failure happen about 1 time in 70:
-    implausible; 30 without one (1 in 8) and a month better than usual are plausible."""
-    history = road_tested(3000, T(2024, 1, 1), prefix="2024-01")
-    cases = {"sixty": (60, 0, True), "thirty": (30, 0, False), "better": (3000, 150, False),
-             "partial": (3000, 60, True), "usual": (3000, 210, False)}
-    for name, (tests, failures, filtered) in cases.items():
-        month = road_tested(tests, T(2024, 6, 1), prefix="2024-06")
-        at = pd.concat([history, month])
-        periods, left_out = label_coverage([period("history", history, 210), period(name, month, failures)], at,
-                                           settings=settings)
-        assert [f["name"] for f in left_out] == ([name] if filtered else []), name
-        assert len(periods) == (1 if filtered else 2), name
+def left_out(history: tuple[int, int], month: tuple[int, int], settings, *, other_halls: bool = True,
+             name: str = "month") -> list[dict]:
+    """The exports taken as filtered of a lake holding a complete ``history`` export and ``month``
+    (each ``(road tests, failures)``)."""
+    before = road_tested(history[0], T(2024, 1, 1), prefix="2024-01")
+    after = road_tested(month[0], T(2024, 6, 1), prefix="2024-06")
+    periods, filtered = label_coverage([period("history", before, history[1]),
+                                        period(name, after, month[1], other_halls=other_halls)],
+                                       pd.concat([before, after]), settings=settings)
+    assert len(periods) == (1 if filtered else 2)
+    return filtered
+
+
+def test_a_falhas_export_is_filtered_only_when_its_failures_are_absent_or_implausibly_few(settings):
+    """At the ~7 % the lake has seen, a month failing half or a quarter as often keeps its labels; 60 road
+    tests without one failure (about 1 time in 70) and 6 failures among 3,000 road tests (under a tenth of
+    the rate) are an export cut by hall; 30 road tests without one (1 time in 8) are too few to tell."""
+    history = (3000, 210)
+    cases = {"halved": ((3000, 105), False), "quarter": ((3000, 52), False), "usual": ((3000, 210), False),
+             "sixty": ((60, 0), True), "thirty": ((30, 0), False), "stray": ((3000, 6), True)}
+    for name, (month, filtered) in cases.items():
+        assert [f["name"] for f in left_out(history, month, settings, name=name)] == ([name] if filtered else []), name
+    # an export of the road-test hall alone is complete for the labels, however few failures it logs
+    assert left_out(history, (3000, 6), settings, other_halls=False) == []
     # without history, the expected rate (6 %) judges: 100 road tests without a failure is implausible
     alone = road_tested(100, T(2024, 6, 1))
     assert label_coverage([period("alone", alone, 0)], alone, settings=settings)[1][0]["failures"] == 0
     lenient = settings.replace(filtered_falhas_chance=1e-3)
     assert label_coverage([period("alone", alone, 0)], alone, settings=lenient)[1] == []
+
+
+def test_an_export_is_judged_by_the_rate_of_the_other_exports_never_its_own(settings):
+    """A long export cut by hall with a few stray road-test rows (20 among 8,000 road tests) beside a
+    complete month at 7 %: counted in, its own rows would pull the rate it is judged by down to 1.5 %."""
+    [found] = left_out((1000, 70), (8000, 20), settings)
+    assert found["failures"] == 20 and found["rate_road_tests"] == 1000
+    assert found["rate"] == pytest.approx((70 + 1000 * settings.expected_failure_rate) / 2000)
+
+
+def test_the_analyst_overrules_the_rule_by_naming_an_export(settings, tmp_path):
+    toml = tmp_path / "kafer.toml"
+    toml.write_text('falhas_complete = ["month"]\n', encoding="utf-8")
+    complete = load_settings(config_file=toml)
+    assert complete.falhas_complete == ("month",)
+    assert left_out((3000, 210), (3000, 0), complete) == []
+    [named] = left_out((3000, 210), (3000, 105), settings.replace(falhas_filtered=("month",)))
+    assert named["named"] and named["failures"] == 105
+    toml.write_text('falhas_complete = ["month"]\nfalhas_filtered = ["month"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="falhas_complete and falhas_filtered both name month"):
+        load_settings(config_file=toml)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -60,7 +61,8 @@ class DemoUpload:
 def make_demo_upload(out: str | Path, *, cars: int = 2000, seed: int = 0, start: str = "2024-04-01",
                      signal: float = 1.0, layout: str = "plant", sheet_rows: int | None = None,
                      falhas_until: str | None = None, results_per_car: int | None = None,
-                     signal_in: tuple[str, ...] = ("contract",), settings: Settings | None = None) -> DemoUpload:
+                     signal_in: tuple[str, ...] = ("contract",), settings: Settings | None = None,
+                     fixed: Iterable[str] = (), fixed_share: float = 1.0) -> DemoUpload:
     """Write a synthetic upload of ``cars`` cars and the truth behind it.
 
     Parameters
@@ -97,6 +99,13 @@ def make_demo_upload(out: str | Path, *, cars: int = 2000, seed: int = 0, start:
         is drawn from the seed and written to ``out/signal.json``.
     settings : Settings, optional
         Zones, hall groups, road-test code and label hall (default: :func:`load_settings`).
+    fixed : iterable of str
+        KNRs an inspection list flagged, and inspectors fixed before their road test: each one's
+        road-test failure, if it had one, is prevented with chance ``fixed_share`` (drawn per car from
+        the seed). Nothing known before the road test changes, nor whether any other car fails: the same
+        seed with and without ``fixed`` is the same plant, the list acted on or not.
+    fixed_share : float
+        Chance that the inspection prevents a fixed car's failure.
 
     Returns
     -------
@@ -121,6 +130,8 @@ def make_demo_upload(out: str | Path, *, cars: int = 2000, seed: int = 0, start:
         raise ConfigError(f"results_per_car must be at least 4, not {results_per_car}")
     if signal < 0:
         raise ConfigError(f"signal must not be negative, not {signal}")
+    if not 0 <= fixed_share <= 1:
+        raise ConfigError(f"fixed_share must lie between 0 and 1, not {fixed_share}")
     if isinstance(signal_in, str) or not signal_in or not set(signal_in) <= set(PLACEMENTS):
         raise ConfigError(f"signal_in must name some of {', '.join(PLACEMENTS)}, not {signal_in!r}")
     signal_in = tuple(dict.fromkeys(signal_in))
@@ -142,6 +153,10 @@ def make_demo_upload(out: str | Path, *, cars: int = 2000, seed: int = 0, start:
                               results=results, found=defects, settings=settings)
     p_true = truth.p_true(score, signal)
     label = (streams[4].random(cars) < p_true) & line.road_tested
+    fixed = set(fixed)
+    if fixed:  # an acted-on list: its flagged cars' failures prevented before their road test, by chance
+        prevented = np.random.default_rng([seed, 27]).random(cars) < fixed_share
+        label &= ~(np.isin(fleet.knr, list(fixed)) & prevented)
     defects = plant.with_label_defects(streams[4], defects, label, line, settings)
     line, results, defects = plant.with_road_rework(streams[8], line, plan, results, defects, label, settings)
     if falhas_until is not None:
@@ -154,5 +169,6 @@ def make_demo_upload(out: str | Path, *, cars: int = 2000, seed: int = 0, start:
     table.to_csv(truth_path, index=False)
     signal_path = out / "signal.json"
     signal_path.write_text(json.dumps({"signal": signal, "signal_in": list(signal_in), "seed": seed,
-                                       "carriers": carriers}, indent=2, default=str), encoding="utf-8")
+                                       "carriers": carriers, "fixed": len(fixed), "fixed_share": fixed_share},
+                                      indent=2, default=str), encoding="utf-8")
     return DemoUpload(folder=folder, files=tuple(files), truth=truth_path, signal=signal_path)

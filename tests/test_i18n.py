@@ -1,0 +1,169 @@
+"""The plant's language: every marked message translated, numbers and dates as Brazilians write them,
+the language of a context, the setting, and ``kafer`` speaking Portuguese end to end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from kafer import i18n
+from kafer.config import load_settings
+from kafer.errors import ConfigError, StepError, UploadError
+from kafer.i18n import (Marked, catalog_problems, current, date, datetime, marked_messages, megabytes, ntr, number,
+                        percent, tr, using)
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTE = ("Note: {count} car was road-tested outside the period the falhas cover (or not yet): its label is unknown "
+        "and it is not used to train or evaluate.",
+        "Note: {count} cars were road-tested outside the period the falhas cover (or not yet): their label is "
+        "unknown and they are not used to train or evaluate.")
+
+
+def test_every_marked_message_has_a_portuguese_translation_with_the_same_placeholders():
+    marked = marked_messages()
+    assert {m.file for m in marked} >= {"kafer/cli.py", "kafer/errors.py", "kafer/jobs.py", "kafer/uploads.py"}
+    assert catalog_problems("pt-BR", marked) == []
+
+
+def test_the_catalog_check_finds_a_missing_a_stale_and_a_wrong_translation(tmp_path, monkeypatch):
+    folder = tmp_path / "pt_BR" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    (folder / "kafer.po").write_text(
+        'msgid ""\nmsgstr ""\n"Language: pt_BR\\n"\n"Plural-Forms: nplurals=2; plural=(n > 1);\\n"\n\n'
+        'msgid "row {row}"\nmsgstr "linha {linha}"\n\n'
+        'msgid "gone"\nmsgstr "sumiu"\n\n'
+        '#, fuzzy\nmsgid "sheets"\nmsgstr "planilhas"\n', encoding="utf-8")
+    monkeypatch.setattr(i18n, "LOCALES", tmp_path)
+    problems = catalog_problems("pt-BR", [Marked("row {row}", "kafer/errors.py", 3),
+                                          Marked("sheets", "kafer/cli.py", 9),
+                                          Marked("", "kafer/x.py", 5, "tr() needs a literal message id")])
+    assert any("'linha {linha}'" in p and "placeholders" in p for p in problems)
+    assert any("no pt-BR translation of 'sheets'" in p for p in problems)  # a fuzzy one reads in English
+    assert any("'gone' is marked nowhere" in p for p in problems)
+    assert any(p.startswith("kafer/x.py:5: tr() needs a literal") for p in problems)
+
+
+def test_the_extraction_reads_literal_ids_and_refuses_text_built_at_run_time(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text(
+        "from kafer.i18n import mark, ntr, tr\n"
+        "HEADERS = {'file': mark('file')}\n"
+        "def f(n, name):\n"
+        "    tr('read {n} rows', n=n)\n"
+        "    ntr('one car', '{count} cars', n)\n"
+        "    tr(HEADERS[name])\n"
+        "    tr(f'read {n} rows')\n"
+        "    tr('read ' + name)\n"
+        "    mark(name)\n", encoding="utf-8")
+    found = marked_messages(package)
+    assert [m.id for m in found if not m.problem] == ["file", "read {n} rows", ("one car", "{count} cars")]
+    assert [m.line for m in found if m.problem] == [7, 8, 9]
+
+
+@pytest.mark.parametrize("language, expected", [
+    ("en", ["1,234.5", "12.5%", "2026-12-06", "2026-12-06 14:05", "0.0", "124.3 MB", "1,234,567"]),
+    ("pt-BR", ["1.234,5", "12,5\u00a0%", "06/12/2026", "06/12/2026 14:05", "0,0", "124,3 MB", "1.234.567"]),
+])
+def test_numbers_shares_and_dates_are_written_as_the_language_writes_them(language, expected):
+    with using(language):
+        assert [number(1234.46, 1), percent(0.125), date(dt.date(2026, 12, 6)),
+                datetime("2026-12-06T14:05:31+00:00"), number(-0.04, 1), megabytes(124_300_000),
+                number(1234567)] == expected
+        assert datetime(dt.datetime(2026, 12, 6, 14, 5)) == expected[3]
+
+
+def test_messages_plurals_and_errors_read_in_the_current_language():
+    error = UploadError("bad KNR", file="a.xlsx", sheet="Relatório 1", row=3, column="KNR", value="x")
+    assert str(error) == "a.xlsx, sheet 'Relatório 1', row 3, column KNR (value 'x'): bad KNR"
+    with using("pt-BR"):
+        error = UploadError("bad KNR", file="a.xlsx", sheet="Relatório 1", row=3, column="KNR", value="x")
+        assert str(error) == "a.xlsx, planilha 'Relatório 1', linha 3, coluna KNR (valor 'x'): bad KNR"
+        assert str(StepError("03_retrain", "boom")) == "a etapa '03_retrain' falhou: boom"
+        assert tr("kafer {command}: interrupted", command="ingest") == "kafer ingest: interrompido"
+        assert ntr(*NOTE, 1).startswith("Observação: 1 carro passou")
+        assert ntr(*NOTE, 2345).startswith("Observação: 2.345 carros passaram")
+        assert tr("a message nobody translated") == "a message nobody translated"
+    assert ntr(*NOTE, 2345).startswith("Note: 2,345 cars were")
+
+
+def test_the_language_is_the_context_s_then_the_environment_s_then_english(monkeypatch):
+    monkeypatch.delenv("KAFER_LANG", raising=False)
+    assert current() == "en"
+    with using("pt_BR"):
+        assert current() == "pt-BR"
+        with using("en-US"):
+            assert current() == "en"
+        assert current() == "pt-BR"
+        with using(None):
+            assert current() == "pt-BR"
+    monkeypatch.setenv("KAFER_LANG", "pt-br")
+    assert current() == "pt-BR"
+    monkeypatch.setenv("KAFER_LANG", "klingon")
+    assert current() == "en"  # a message never fails for its language
+    with pytest.raises(ConfigError, match="language must be one of en, pt-BR, not 'fr'"):
+        with using("fr"):
+            pass
+
+
+def test_using_with_environ_reaches_new_threads_and_child_processes_then_is_undone(monkeypatch):
+    monkeypatch.delenv("KAFER_LANG", raising=False)
+    heard = []
+    with using("pt-BR", environ=True):
+        thread = threading.Thread(target=lambda: heard.append(current()))
+        thread.start()
+        thread.join()
+        child = subprocess.run([sys.executable, "-c", "from kafer.i18n import current; print(current())"],
+                               capture_output=True, text=True, check=True)
+    assert heard == ["pt-BR"] and child.stdout.strip() == "pt-BR"
+    assert "KAFER_LANG" not in os.environ and current() == "en"
+
+
+def test_the_setting_comes_from_kafer_toml_and_kafer_lang_overrides_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("KAFER_LANG", raising=False)
+    (tmp_path / "kafer.toml").write_text('language = "pt_BR"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().language == "pt-BR"
+    monkeypatch.setenv("KAFER_LANG", "en")
+    assert load_settings().language == "en"
+    monkeypatch.setenv("KAFER_LANG", "de")
+    with pytest.raises(ConfigError, match="not 'de'"):
+        load_settings()
+
+
+def test_kafer_speaks_portuguese_with_brazilian_numbers_when_the_plant_says_so(tmp_path, months):
+    project = tmp_path / "plant"
+    project.mkdir()
+    (project / "kafer.toml").write_text('language = "pt-BR"\nlake = "lake"\n', encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("KAFER_LANG", None)
+
+    def kafer(*args):
+        return subprocess.run([sys.executable, "-m", "kafer.cli", *args], cwd=project, env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    done = kafer("ingest", str(months[0]))
+    assert done.returncode == 0, done.stderr
+    assert "Recebido:" in done.stdout and "arquivo" in done.stdout and "linhas no lago" in done.stdout
+    table = re.search(r"Tabela curada v\S+: ([\d.]+) carros, ([\d.]+) com rótulo conhecido, ([\d.]+) falhas na "
+                      r"rodagem \((\d+,\d)\u00a0%\)", done.stdout)
+    assert table and table.group(1) == "400", done.stdout
+    rows = re.findall(r"(\d{2}/\d{2}/\d{4} \d{2}:\d{2}) a \d{2}/\d{2}/\d{4} \d{2}:\d{2}  "
+                      r"\((\d{1,3}(?:\.\d{3})+) linhas no lago\)", done.stdout)
+    assert len(rows) == 3, done.stdout  # resultados, falhas and status, thousands grouped with points
+
+    bad = project / "FALHAS_bad.csv"
+    bad.write_text("KNR,MODELO,COR,MOTOR,ESTACAO,USUARIO,HALLE,FALHA,DATA\n"
+                   "2024-0100001,T-Cross,Azul,1.0,ST1,u1,ZP7,Ruído,2024-04-02 10:00:00\n"
+                   "24-1,T-Cross,Azul,1.0,ST1,u1,ZP7,Ruído,2024-04-02 10:00:00\n", encoding="utf-8")
+    refused = kafer("ingest", str(bad))
+    assert refused.returncode == 2
+    said = refused.stderr.splitlines()[-1]
+    assert said.startswith("kafer ingest: erro: FALHAS_bad.csv, linha 3, coluna KNR (valor '24-1'): "), refused.stderr
