@@ -260,10 +260,12 @@ else:
     import matplotlib
     matplotlib.use("Agg")
     for path, parameters in zip(args[::2], args[1::2]):
-        names = json.loads(parameters)
+        names = {}
         for cell in json.load(open(path))["cells"]:
-            if cell["cell_type"] == "code" and "parameters" not in cell["metadata"].get("tags", []):
+            if cell["cell_type"] == "code":
                 exec("".join(cell["source"]), names)
+                if "parameters" in cell["metadata"].get("tags", []):
+                    names.update(json.loads(parameters))  # as papermill injects them after the defaults
 started = sorted(name for name in ("tensorflow", "keras") if name in sys.modules)
 assert not started, f"{kind} {args[:2]} imported {started}"
 """
