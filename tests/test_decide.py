@@ -167,11 +167,11 @@ def test_the_panel_shows_the_run_both_models_the_figures_and_what_to_do(world):
     assert interval(metrics["difference"]["brier"], 4, sign=True) in panel.figures.value
     assert "text-align:right" in panel.figures.value and "padding" in panel.figures.value
     assert metrics["recommendation"]["text"].split(":")[0] in panel.verdict.value
-    assert "keep-new" in panel.history.value and "Ana" in panel.history.value and first in panel.production.value
+    assert "keep new" in panel.history.value and "Ana" in panel.history.value and first in panel.production.value
     assert panel.message.value == ""
     bundle = panel._repr_mimebundle_()
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
-    assert bundle["text/plain"].startswith(f"Decision on run {RUN2}\n  ROC-AUC: new ")
+    assert bundle["text/plain"].startswith(f"Decision on run {RUN2}\n  ROC-AUC: new model ")
 
 
 def test_outside_the_desk_the_operating_system_user_decides_and_the_log_says_so(world, monkeypatch):
