@@ -259,30 +259,43 @@ def cmd_status(args) -> int:
             track = {"alert": record.alert, "headline": record.headline, "why": record.why,
                      "failure_rate": rate.to_dict() if rate else None}
         except KaferError as exc:
-            track = {"alert": None, "headline": f"cannot be worked out ({exc})", "why": str(exc), "failure_rate": None}
+            track = {"alert": None, "headline": tr("cannot be worked out ({problem})", problem=exc), "why": str(exc),
+                     "failure_rate": None}
     if args.json:
         print(json.dumps({**state, "track_record": track}, indent=2, default=str))
         return 0
-    print(f"Lake: {lake.url}")
+    print(tr("Lake: {lake}", lake=lake.url))
     if not (state["production"] or state["candidates"] or state["decisions"] or state["runs"]):
-        print(f"The lake {lake.url} holds no model yet: retrain first "
-              "(make retrain, or kafer retrain PATH).")
+        print(tr("The lake {lake} holds no model yet: retrain first (make retrain, or kafer retrain PATH).",
+                 lake=lake.url))
         return 0
     prod = state["production"]
-    print(f"Production: {prod['version']} (run {prod['run']}, {prod['family']})" if prod else "Production: none")
+    print(tr("Production: {version} (run {run}, {family})", version=prod["version"], run=prod["run"],
+             family=prod["family"]) if prod else tr("Production: none"))
     if track:
-        print(f"Track record: {track['headline']} (kafer monitor)")
-    print(f"Pending candidates: {', '.join(c['version'] + ' (run ' + c['run'] + ')' for c in state['candidates']) or 'none'}")
-    print("Runs:" if state["runs"] else "Runs: none")
+        print(tr("Track record: {headline} (kafer monitor)", headline=track["headline"]))
+    waiting = ", ".join(tr("{version} (run {run})", version=c["version"], run=c["run"]) for c in state["candidates"])
+    print(tr("New models waiting for a decision: {models}", models=waiting or tr("none")))
+    print(tr("Runs:") if state["runs"] else tr("Runs: none"))
     for r in state["runs"]:
-        where = f" in {r['step']}" if r["status"] in ("failed", "abandoned", "running") and r["step"] else ""
-        print(f"  {r['run']}  {r['status']}{where}  started {_short(r['started_at'])}"
-              + (f"  candidate {r['candidate']}" if r["candidate"] else ""))
-    print("Decisions:" if state["decisions"] else "Decisions: none")
+        where = tr(" in {step}", step=r["step"]) if r["status"] in ("failed", "abandoned", "running") and r["step"] else ""
+        status = tr(_STATUS[r["status"]]) if r["status"] in _STATUS else r["status"]
+        print(f"  {r['run']}  " + tr("{status}{where}  started {when}", status=status, where=where,
+                                     when=_short(r["started_at"]))
+              + ("  " + tr("new model {version}", version=r["candidate"]) if r["candidate"] else ""))
+    print(tr("Decisions:") if state["decisions"] else tr("Decisions: none"))
     for d in state["decisions"]:
         known = f" ({d['by_source']})" if d.get("by_source") else ""
-        print(f"  {d['at']}  {d['choice']:<9} run {d.get('run') or '-'}  by {d['by']}{known}: {d['why']}")
+        print(f"  {_short(d['at'])}  " + tr("{choice} run {run}  by {by}{known}: {why}",
+                                           choice=f"{tr(_CHOICE[d['choice']]) if d['choice'] in _CHOICE else d['choice']:<13}",
+                                           run=d.get("run") or "-", by=d["by"], known=known, why=d["why"]))
     return 0
+
+
+#: A run's status and a logged choice as a terminal says them (the JSON keeps the keys).
+_STATUS = {"succeeded": mark("succeeded"), "failed": mark("failed"), "abandoned": mark("abandoned"),
+           "running": mark("running")}
+_CHOICE = {"keep-new": mark("keep new"), "keep-old": mark("keep old"), "rollback": mark("roll back")}
 
 
 def cmd_monitor(args) -> int:
@@ -344,7 +357,8 @@ def format_monitor(record) -> str:
 
 
 def _short(iso: str | None) -> str:
-    return "?" if not iso else str(iso)[:16].replace("T", " ")
+    """A recorded moment to the minute, as the plant's language writes it."""
+    return "?" if not iso else datetime(str(iso)[:16])
 
 
 def cmd_predict(args) -> int:
@@ -406,24 +420,28 @@ def cmd_lists(args) -> int:
 
 def format_lists(found) -> str:
     """The lists issued, oldest first, with their outcome, then the shadow's verdict, for a terminal."""
-    lines = [f"Lake: {found.lake} (labels of curated version {found.data_version or 'none yet'})"]
+    lines = [tr("Lake: {lake} (labels of curated version {data})", lake=found.lake,
+                data=found.data_version or tr("none yet"))]
     if not found.lists:
-        lines.append("No inspection list issued yet (kafer predict PATHS --out FILE issues and records one).")
+        lines.append(tr("No inspection list issued yet (kafer predict PATHS --out FILE issues and records one)."))
     else:
-        lines.append(f"  {'list':<34} {'made (UTC)':<16} {'by':<10} {'model':<26} {'acted on':<8} {'cars':>6} "
-                     f"{'flagged':>7} {'audit':>5} {'known':>6} {'failures':>11}  lift over random [95 %]")
+        lines.append(f"  {tr('list'):<34} {tr('made (UTC)'):<16} {tr('by'):<10} {tr('model'):<26} "
+                     f"{tr('acted on'):<8} {tr('cars'):>6} {tr('flagged'):>7} {tr('audit'):>5} {tr('known'):>6} "
+                     f"{tr('failures'):>11}  {tr('lift over random [95 %]')}")
     for item in found.lists:
         outcome = item["outcome"]
         lift = (outcome or {}).get("lift_over_random")
         failures = "—" if outcome is None else f"{outcome['flagged_failures']} / {outcome['other_failures']}"
         lines.append(f"  {item['id']:<34} {_short(item['at']):<16} {str(item['by'])[:10]:<10} {item['model']:<26} "
-                     f"{'yes' if item['acted_on'] else 'shadow':<8} {item['cars']:>6,} {item['flagged']:>7,} "
-                     f"{item['audit']:>5,} {(outcome or {}).get('known', 0):>6,} {failures:>11}  "
-                     + ("—" if lift is None else f"{lift[0]:.2f} [{lift[1]:.2f}, {lift[2]:.2f}]"))
+                     f"{tr('yes') if item['acted_on'] else tr('shadow'):<8} {number(item['cars']):>6} "
+                     f"{number(item['flagged']):>7} {number(item['audit']):>5} "
+                     f"{number((outcome or {}).get('known', 0)):>6} {failures:>11}  "
+                     + ("—" if lift is None else f"{number(lift[0], 2)} [{number(lift[1], 2)}, {number(lift[2], 2)}]"))
     if found.lists:
-        lines.append("  failures: among the flagged cars / among the rest, of the cars whose outcome the lake knows")
+        lines.append("  " + tr("failures: among the flagged cars / among the rest, of the cars whose outcome the "
+                               "lake knows"))
     verdict = found.verdict
-    lines += ["", f"Shadow verdict: {verdict.decision.upper()}. {verdict.words}"]
+    lines += ["", tr("Shadow verdict: {decision}. {words}", decision=verdict.decision.upper(), words=verdict.words)]
     if verdict.note:
         lines.append(verdict.note)
     return "\n".join(lines)
