@@ -315,51 +315,64 @@ def risk_chart(ranked: pd.DataFrame, *, top: int = 20, threshold: float | None =
 
 
 def _day(iso: str | None) -> str:
-    return "—" if not iso else str(iso)[:16].replace("T", " ")
+    from .i18n import datetime as moment
+
+    return "—" if not iso else moment(str(iso)[:16])
 
 
 def _trained(model: Mapping) -> str:
+    from .i18n import number
+
     trained = model.get("trained_on") or {}
     if not trained:
         return "—"
-    return (f"{trained['cars']:,} cars ({trained['positives']:,} road-test failures) built "
-            f"{_day(trained['produced_from'])} to {_day(trained['produced_to'])}")
+    return tr("{cars} cars ({failures} road-test failures) built {start} to {end}", cars=number(trained["cars"]),
+              failures=number(trained["positives"]), start=_day(trained["produced_from"]),
+              end=_day(trained["produced_to"]))
 
 
 def report_header(metrics: Mapping) -> str:
-    """The report's first lines (Markdown): the run, both models and the data version, and what the
-    figures mean when there is no production model yet or no fair comparison."""
+    """The report's first lines (Markdown, in the current language): the run, both models and the data
+    version, and what the figures mean when there is no production model yet or no fair comparison."""
+    from .i18n import number
+
     candidate, production = metrics["models"]["candidate"], metrics["models"]["production"]
-    against = (f"production model {production['version']}" if production else "no production model (first run)")
-    lines = [f"## Run {metrics['run_id']}: new model {candidate['version']} against {against}", "",
-             "| | new model | production model |", "|---|---|---|",
-             f"| version | {candidate['version']} | {production['version'] if production else 'none yet'} |",
-             f"| family | {candidate['family']} | {production['family'] if production else '—'} |",
-             f"| trained on | {_trained(candidate)} | {_trained(production) if production else '—'} |",
-             f"| data version | {metrics['data_version']} | {production.get('data_version') or '—' if production else '—'} |",
-             "", f"Evaluated on {metrics['compared_cars']:,} cars built after every training car of the new model, "
-                 f"{metrics['compared_positives']:,} of them failed the road test."]
+    against = (tr("production model {version}", version=production["version"]) if production
+               else tr("no production model (first run)"))
+    none = "—"
+    lines = ["## " + tr("Run {run}: new model {new} against {against}", run=metrics["run_id"],
+                        new=candidate["version"], against=against), "",
+             f"| | {tr('new model')} | {tr('production model')} |", "|---|---|---|",
+             f"| {tr('version')} | {candidate['version']} | {production['version'] if production else tr('none yet')} |",
+             f"| {tr('family')} | {candidate['family']} | {production['family'] if production else none} |",
+             f"| {tr('trained on')} | {_trained(candidate)} | {_trained(production) if production else none} |",
+             f"| {tr('data version')} | {metrics['data_version']} | "
+             f"{production.get('data_version') or none if production else none} |",
+             "", tr("Evaluated on {cars} cars built after every training car of the new model, {failures} of them "
+                    "failed the road test.", cars=number(metrics["compared_cars"]),
+                    failures=number(metrics["compared_positives"]))]
     fair = metrics.get("fair_comparison") or {}
     if metrics.get("libraries"):
         lines += ["", f"**{metrics['libraries']}**"]
     if production is None:
-        lines += ["", "**There is no production model yet.** The figures below compare the new model with "
-                      "testing cars at random (chance): keeping it puts a model in production for the first time."]
+        lines += ["", tr("**There is no production model yet.** The figures below compare the new model with testing "
+                         "cars at random (chance): keeping it puts a model in production for the first time.")]
     elif not fair.get("possible", True):
-        lines += ["", f"**No fair comparison with production is possible yet:** {fair['why']}. The figures below are "
-                      "the new model's alone, against chance."]
+        lines += ["", tr("**No fair comparison with production is possible yet:** {why}. The figures below are the new "
+                         "model's alone, against chance.", why=fair["why"])]
     elif fair.get("seen_by_production"):
-        lines += ["", f"{fair['seen_by_production']:,} evaluation cars were left out because production was "
-                      "trained on them: both models are judged only on cars neither has seen."]
+        lines += ["", tr("{cars} evaluation cars were left out because production was trained on them: both models "
+                         "are judged only on cars neither has seen.", cars=number(fair["seen_by_production"]))]
     shaped = metrics.get("shaped_by_lists") or {}
     if shaped.get("training") or shaped.get("evaluation"):
-        lines += ["", f"**Outcomes shaped by the inspection lists:** {shaped.get('training', 0):,} training cars and "
-                      f"{shaped.get('evaluation', 0):,} evaluation cars were flagged on lists that were acted on, so "
-                      "their outcome says what the inspection did (a fault fixed before the road test, or found by a "
-                      "harder test), not what the car would have done. The new model was not trained on them and "
-                      "neither model is judged on them; the operating threshold is still set from every evaluation "
-                      "car's risk. The comparison is then made on cars production did not flag, where both models "
-                      "rank less well than on all cars (docs/monitoring.md)."]
+        lines += ["", tr("**Outcomes shaped by the inspection lists:** {training} training cars and {evaluation} "
+                         "evaluation cars were flagged on lists that were acted on, so their outcome says what the "
+                         "inspection did (a fault fixed before the road test, or found by a harder test), not what "
+                         "the car would have done. The new model was not trained on them and neither model is judged "
+                         "on them; the operating threshold is still set from every evaluation car's risk. The "
+                         "comparison is then made on cars production did not flag, where both models rank less well "
+                         "than on all cars (docs/monitoring.md).", training=number(shaped.get("training", 0)),
+                         evaluation=number(shaped.get("evaluation", 0)))]
     return "\n".join(lines)
 
 
