@@ -142,7 +142,7 @@ def run_summary(run_id: str, *, runs: str | os.PathLike) -> dict:
             "data_version": metrics["data_version"],
             "verdict": said["verdict"],
             "recommendation": said["recommendation"],
-            "drivers": (metrics.get("drivers") or {}).get("summary"),
+            "drivers": _drivers_in_words(metrics.get("drivers")),
             "compared_cars": metrics["compared_cars"],
             "compared_positives": metrics["compared_positives"],
             "budgets": metrics["budgets"],
@@ -177,6 +177,27 @@ def _in_words(metrics: dict) -> dict:
                 "recommendation": recommendation(comparison, production=production, fair=fair)}
     except (KaferError, KeyError, TypeError):
         return {"verdict": metrics["verdict"], "recommendation": metrics["recommendation"]}
+
+
+def _drivers_in_words(drivers: dict | None) -> str | None:
+    """What drives the new model's risk, said again in the current language from the figures the run
+    kept (its stored text when they cannot be read; ``None`` for a run made before Käfer said it)."""
+    import pandas as pd
+
+    from .narrative import drivers_summary
+
+    if not drivers:
+        return None
+    try:
+        families = pd.DataFrame(drivers["families"]).set_index("group")
+        inputs = pd.DataFrame(drivers["inputs"])
+        families["stands_out"] = families["stands_out"].astype(bool)
+        if len(inputs):
+            inputs = inputs.set_index("input")
+            inputs["stands_out"] = inputs["stands_out"].astype(bool)
+        return drivers_summary(families, inputs, cars=drivers["cars"], failures=drivers["failures"])
+    except (KeyError, TypeError, ValueError):
+        return drivers.get("summary")
 
 
 def _model(entry: dict, *, version: str | None = None, data_version: str | None = None) -> dict:
@@ -484,10 +505,16 @@ def _who_html(person: Person | None) -> str:
     if person.source == "account":
         base = os.environ.get("VOILA_BASE_URL", "/")
         out = f' · <a href="{html.escape(base.rstrip("/") + "/logout", quote=True)}">{_e(tr("sign out"))}</a>'
-    roles = ", ".join(person.roles) or tr("no role")
+    roles = ", ".join(tr(_ROLES[r]) if r in _ROLES else r for r in person.roles) or tr("no role")
+    source = tr(_SOURCES[person.source]) if person.source in _SOURCES else person.by_source
     return (f"<p style='color:{_GREY};text-align:right'>"
             + tr("Signed in as {name} ({roles}; {source})", name=f"<b>{_e(person.name)}</b>", roles=_e(roles),
-                 source=_e(person.by_source)) + f"{out}</p>")
+                 source=_e(source)) + f"{out}</p>")
+
+
+#: The desk's roles and the ways it knows a person, as this page names them (the log keeps the keys).
+_ROLES = {"approver": mark("approver"), "analyst": mark("analyst"), "viewer": mark("viewer")}
+_SOURCES = {"proxy": mark("desk sign-in (proxy)"), "account": mark("desk account"), "os user": mark("os user")}
 
 
 def _outcome(record: dict) -> str:

@@ -225,9 +225,11 @@ def verdict(comparison: Mapping, *, budget: float, production: bool, fair: Mappi
 
 
 #: How each feature family is named for people.
-FAMILY_WORDS = {"contract": "the contract's counts and dwell times", "configuration": "the configuration (model, "
-                "colour, engine)", "tests": "which tests were NOK", "route": "the route (rework loops, checkpoints, "
-                "time on the line, shifts)", "defects": "which defects, in which hall and at which station"}
+FAMILY_WORDS = {"contract": mark("the contract's counts and dwell times"),
+                "configuration": mark("the configuration (model, colour, engine)"),
+                "tests": mark("which tests were NOK"),
+                "route": mark("the route (rework loops, checkpoints, time on the line, shifts)"),
+                "defects": mark("which defects, in which hall and at which station")}
 _TABLE_WORDS = {
     "n_results_id1": "machine operation results", "n_results_id2": "screw tightening results",
     "n_results_id718": "electronics and section results", "n_nok_id1": "NOK machine operations",
@@ -344,21 +346,33 @@ def drivers_summary(families, inputs, *, cars: int, failures: int) -> str:
     cars, failures : int
         The cars it was measured on.
     """
-    measured = f"Measured on {cars:,} evaluation cars with {failures:,} road-test failures."
+    from .i18n import number as written
+
+    measured = tr("Measured on {cars} evaluation cars with {failures} road-test failures.", cars=written(cars),
+                  failures=written(failures))
     strong = families[families["stands_out"]].sort_values("importance", ascending=False)
     if strong.empty:
-        return ("Nothing stands out from noise: shuffling any one family of inputs among the cars does not clearly "
-                f"lower the ROC-AUC. {measured} The model's ranking rests on no input it could show to be real; "
-                "treat any pattern in the tables below as chance.")
-    named = "; ".join(f"{FAMILY_WORDS.get(f, f)} (ROC-AUC falls by {number(r.importance, 3)} "
-                      f"[{number(r.low, 3)}, {number(r.high, 3)}] without it)" for f, r in strong.iterrows())
-    others = [FAMILY_WORDS.get(f, f) for f in families.index if f not in strong.index]
-    text = f"What drives the risk: {named}."
+        return tr("Nothing stands out from noise: shuffling any one family of inputs among the cars does not clearly "
+                  "lower the ROC-AUC. {measured} The model's ranking rests on no input it could show to be real; "
+                  "treat any pattern in the tables below as chance.", measured=measured)
+    named = "; ".join(tr("{family} (ROC-AUC falls by {fall} [{low}, {high}] without it)",
+                         family=tr(FAMILY_WORDS[f]) if f in FAMILY_WORDS else f, fall=number(r.importance, 3),
+                         low=number(r.low, 3), high=number(r.high, 3)) for f, r in strong.iterrows())
+    others = [tr(FAMILY_WORDS[f]) if f in FAMILY_WORDS else f for f in families.index if f not in strong.index]
+    text = tr("What drives the risk: {named}.", named=named)
     if others:
-        text += f" The other families ({'; '.join(others)}) do not stand out from noise."
+        text += " " + tr("The other families ({others}) do not stand out from noise.", others="; ".join(others))
     clear = inputs[inputs["stands_out"]] if len(inputs) else inputs
     if len(clear):
-        text += " Single inputs that stand out: " + "; ".join(
-            f"{r['with']} ({r['failure_rate_with']:.0%} of {r['cars_with']:,} such cars failed, "
-            f"{r['failure_rate_without']:.0%} of the others)" for _, r in clear.iterrows()) + "."
+        text += " " + tr("Single inputs that stand out: {inputs}.", inputs="; ".join(
+            tr("{input} ({rate_with} of {cars} such cars failed, {rate_without} of the others)", input=r["with"],
+               rate_with=_share(r["failure_rate_with"]), cars=written(r["cars_with"]),
+               rate_without=_share(r["failure_rate_without"])) for _, r in clear.iterrows()))
     return f"{text} {measured}"
+
+
+def _share(rate: float) -> str:
+    """A failure rate as a whole percentage (``12%``, ``12 %`` in pt-BR)."""
+    from .i18n import percent
+
+    return percent(rate, 0)

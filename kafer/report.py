@@ -461,7 +461,7 @@ def record_chart(record) -> Figure:
     pct = budget_key(record.budget)
     panels = (("roc_auc", tr("ROC-AUC (0.5: chance, 1: perfect)")),
               (f"recall_at_{pct}", tr("failures found in the riskiest {budget} (of every 100)", budget=f"{pct} %")),
-              ("inside_budget", tr("cars flagged by the threshold (of every 100; budget {budget})",
+              ("inside_budget", tr("cars flagged by the threshold\n(of every 100; budget {budget})",
                                    budget=f"{pct} %")))
     fig, axes = _figure(len(panels), width=3.9, height=3.5)
     earlier = _colors([r.version for r in record.records if r is not record.production])
@@ -498,7 +498,7 @@ def record_chart(record) -> Figure:
                        color="tab:green", alpha=0.08, label=tr("about the budget"))
         if scale == 100:
             ax.yaxis.set_major_formatter(_percent_axis())
-        ax.set(title=title, xlabel=tr("month of road test"),
+        ax.set(title=title, xlabel=tr("month of road test"), ylabel="ROC-AUC" if scale == 1 else tr("of every 100"),
                xlim=(first - pd.Timedelta(days=20), last + pd.Timedelta(days=20)))
         ax.title.set_fontsize(9)
         ax.xaxis.set_major_locator(MonthLocator(interval=spread))
@@ -507,8 +507,8 @@ def record_chart(record) -> Figure:
     handles, labels = axes[0].get_legend_handles_labels()
     band = dict(zip(*reversed(axes[-1].get_legend_handles_labels())))[tr("about the budget")]
     fig.legend([*handles, band], [*labels, tr("about the budget")], loc="outside lower center", ncol=5, fontsize=8)
-    fig.suptitle(tr("Track record: {headline}", headline=record.headline) if record.production
-                 else tr("Track record: no model in production"), fontsize=10)
+    fig.suptitle(tr("Track record of production model {version}", version=_short_version(record.production.version))
+                 if record.production else tr("Track record: no model in production"), fontsize=10)
     return fig
 
 
