@@ -357,7 +357,8 @@ class DecisionPanel:
         self.show_report.disabled = self.summary["report"] is None
         if earlier is not None:
             self._stop(tr("Run {run} was already decided: {choice} by {by} at {at} ({why!r}).", run=self.run_id,
-                          choice=earlier["choice"], by=earlier["by"], at=earlier["at"], why=earlier["why"]))
+                          choice=_choice(earlier["choice"]), by=earlier["by"], at=_when(earlier["at"]),
+                          why=earlier["why"]))
         else:
             self._buttons(enabled=True)
 

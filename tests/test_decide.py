@@ -324,7 +324,7 @@ def test_an_already_decided_run_opens_disabled(world):
     registry.decide(lake, RUN1, "keep-old", by="Ana", why="not convinced", runs_dir=settings.runs)
     panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, person=acting("Rui"))
     assert panel_state(panel) == (True, True)
-    assert f"Run {RUN1} was already decided: keep-old by Ana" in panel.message.value
+    assert f"Run {RUN1} was already decided: keep old by Ana" in panel.message.value
     assert panel._repr_mimebundle_()["text/plain"].endswith(panel.said) and "already decided" in panel.said
     assert "ROC-AUC" in panel.figures.value
 
@@ -479,5 +479,5 @@ def test_a_decision_made_elsewhere_shows_in_the_history_after_a_refresh(world):
     registry.decide(lake, RUN1, "keep-new", by="Ana", why="from the CLI", runs_dir=settings.runs)
     panel.refresh_button.click()
     assert "from the CLI" in panel.history.value and "Ana" in panel.history.value
-    assert f"Run {RUN1} was already decided: keep-new by Ana" in panel.message.value
+    assert f"Run {RUN1} was already decided: keep new by Ana" in panel.message.value
 
