@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from kafer.errors import ModelError
 from kafer.metrics import compare, threshold_at
 from kafer.drift import input_drift
-from kafer.report import (NEW_COLOUR, PRODUCTION_COLOUR, model_name, calibration, confusion_matrices, data_changes_table, drift_inputs_table, drift_sentence,
-                          drift_table, figure_html, metrics_table, ranking_curves, recall_by_budget, record_chart,
+from kafer.report import (NEW_COLOUR, PRODUCTION_COLOUR, calibration, confusion_matrices, data_changes_table,
+                          drift_inputs_table, drift_sentence, drift_table, model_name, figure_html, metrics_table, ranking_curves, recall_by_budget, record_chart,
                           report_header, risk_chart)
 from kafer.steps import data_changes
 
@@ -139,6 +139,19 @@ def test_the_report_header_names_the_run_both_models_and_the_data_version():
     assert first == "## Run r20241126T201753Z-3fa9: new model m2 against production model m1"
     assert "v20241126T201700.000000Z" in text and "keras" in text and "1,612 cars" in text
     assert "2024-04-01 06:00 to 2024-04-12 21:10" in text and "no production model" not in text
+
+
+def test_the_report_header_in_brazilian_portuguese():
+    from kafer.i18n import using
+
+    with using("pt-BR"):
+        text = report_header(metrics_of(production=True))
+        first = text.splitlines()[0]
+        assert first == "## Execução r20241126T201753Z-3fa9: modelo novo m2 contra modelo de produção m1"
+        assert "| | modelo novo | modelo de produção |" in text and "1.612 carros" in text
+        assert "01/04/2024 06:00 a 12/04/2024 21:10" in text and "Avaliado em" in text
+        assert "Ainda não há modelo de produção" in report_header(metrics_of(production=False))
+    assert report_header(metrics_of(production=True)).startswith("## Run r20241126T201753Z-3fa9")
 
 
 def test_a_first_run_says_there_is_no_production_model_yet():
