@@ -278,7 +278,8 @@ def cmd_status(args) -> int:
     print(tr("New models waiting for a decision: {models}", models=waiting or tr("none")))
     print(tr("Runs:") if state["runs"] else tr("Runs: none"))
     for r in state["runs"]:
-        where = tr(" in {step}", step=r["step"]) if r["status"] in ("failed", "abandoned", "running") and r["step"] else ""
+        stopped = r["status"] in ("failed", "abandoned", "running") and r["step"]
+        where = tr(" in {step}", step=r["step"]) if stopped else ""
         status = tr(_STATUS[r["status"]]) if r["status"] in _STATUS else r["status"]
         print(f"  {r['run']}  " + tr("{status}{where}  started {when}", status=status, where=where,
                                      when=_short(r["started_at"]))
@@ -286,8 +287,8 @@ def cmd_status(args) -> int:
     print(tr("Decisions:") if state["decisions"] else tr("Decisions: none"))
     for d in state["decisions"]:
         known = f" ({d['by_source']})" if d.get("by_source") else ""
-        print(f"  {_short(d['at'])}  " + tr("{choice} run {run}  by {by}{known}: {why}",
-                                           choice=f"{tr(_CHOICE[d['choice']]) if d['choice'] in _CHOICE else d['choice']:<13}",
+        choice = tr(_CHOICE[d["choice"]]) if d["choice"] in _CHOICE else d["choice"]
+        print(f"  {_short(d['at'])}  " + tr("{choice} run {run}  by {by}{known}: {why}", choice=f"{choice:<13}",
                                            run=d.get("run") or "-", by=d["by"], known=known, why=d["why"]))
     return 0
 
@@ -436,7 +437,8 @@ def format_lists(found) -> str:
                      f"{tr('yes') if item['acted_on'] else tr('shadow'):<8} {number(item['cars']):>6} "
                      f"{number(item['flagged']):>7} {number(item['audit']):>5} "
                      f"{number((outcome or {}).get('known', 0)):>6} {failures:>11}  "
-                     + ("—" if lift is None else f"{number(lift[0], 2)} [{number(lift[1], 2)}, {number(lift[2], 2)}]"))
+                     + ("—" if lift is None else
+                        f"{number(lift[0], 2)} [{number(lift[1], 2)}, {number(lift[2], 2)}]"))
     if found.lists:
         lines.append("  " + tr("failures: among the flagged cars / among the rest, of the cars whose outcome the "
                                "lake knows"))

@@ -564,7 +564,9 @@ def _header_html(summary: dict, *, pending: list[str]) -> str:
     if pending:
         links = ", ".join(f'<a href="?run={_e(r)}">{_e(r)}</a>' for r in pending)
         others = "<p>" + tr("Also waiting for a decision: {runs}.", runs=links) + "</p>"
-    return (f"<h3>{_e(tr('Run {run}: new model {new} against {against}', run=summary['run_id'], new=candidate['version'], against=against))}</h3>"
+    title = tr("Run {run}: new model {new} against {against}", run=summary["run_id"], new=candidate["version"],
+               against=against)
+    return (f"<h3>{_e(title)}</h3>"
             "<p>" + _e(tr("Retrained {when} UTC on data version {data}; compared on {cars} evaluation cars ({failures} "
                           "road-test failures) that neither model was trained on.", when=_when(summary["started_at"]),
                           data=summary["data_version"], cars=number(summary["compared_cars"]),
@@ -625,7 +627,8 @@ def _figures_html(summary: dict) -> str:
                     f"<td style='{_NUMBER}'>{_figure(f, 'difference')}</td>"
                     f"<td style='{_WORD};color:{colour}'>{_e(word)}</td></tr>")
     head = "".join(f"<th style='{_WORD};text-align:{align}'>{name}</th>" for name, align in (
-        (_e(tr("figure (↑ higher is better, ↓ lower)")), "left"), (f"{_swatch(NEW)} {_e(tr('new model'))}", "right"),
+        (_e(tr("figure (↑ higher is better, ↓ lower)")), "left"),
+        (f"{_swatch(NEW)} {_e(tr('new model'))}", "right"),
         (f"{_swatch(PRODUCTION)} {_e(tr('production model'))}", "right"), (_e(tr("new − production")), "right"),
         ("", "left")))
     return (f"<h3>{_e(tr('The figures the verdict cites'))}</h3><table style='border-collapse:collapse'>"
@@ -645,12 +648,15 @@ def _track_html(settings) -> str:
     try:
         record = track_record(Lake(settings.lake), settings=settings)
     except (KaferError, OSError) as exc:
-        return f"{title}<p style='color:{_BAD}'>{_e(tr('The track record cannot be worked out: {problem}', problem=exc))}</p>"
+        said = tr("The track record cannot be worked out: {problem}", problem=exc)
+        return f"{title}<p style='color:{_BAD}'>{_e(said)}</p>"
     production = record.production
     if production is None:
-        return f"{title}<p>{_e(tr('No model is in production yet: there is no promise to keep and nothing to draw.'))}</p>"
+        return title + "<p>" + _e(tr("No model is in production yet: there is no promise to keep and nothing to "
+                                     "draw.")) + "</p>"
     colour = _BAD if record.alert else _OK if production.check.judged else _GREY
-    said = f"{title}<p style='border-left:4px solid {colour};padding:6px 12px;background:#f6f8fa'>{_e(_track_words(record))}</p>"
+    said = (f"{title}<p style='border-left:4px solid {colour};padding:6px 12px;background:#f6f8fa'>"
+            f"{_e(_track_words(record))}</p>")
     if not any(r.months for r in record.records):
         return said + f"<p>{_e(tr('No car road-tested since then has its outcome yet: nothing to draw.'))}</p>"
     alt = tr("Track record of production {version}: failures found among the riskiest cars and the share of cars "
@@ -665,8 +671,8 @@ def _track_words(record) -> str:
     pooled = production.pooled
     cars, failures = (pooled.cars, pooled.failures) if pooled else (0, 0)
     if not production.check.judged:
-        return tr("Production model {version}: {cars} cars road-tested since it was kept have their outcome ({failures} "
-                  "failed): too few yet to say whether it keeps its promise.", version=production.version,
+        return tr("Production model {version}: {cars} cars road-tested since it was kept have their outcome "
+                  "({failures} failed): too few yet to say whether it keeps its promise.", version=production.version,
                   cars=number(cars), failures=number(failures))
     if not record.alert:
         return tr("Production model {version} keeps its promise: on {cars} cars road-tested since it was kept "
@@ -734,7 +740,8 @@ def _history_html(log: list[dict]) -> str:
                    for name in (mark("when (UTC)"), mark("who"), mark("decision"), mark("run"),
                                 mark("production before → after"), mark("why")))
     rows = "".join(f"<tr><td style='{_WORD}'>{_e(_when(d['at']))}</td><td style='{_CELL}'>{_by(d)}"
-                   f"</td><td style='{_WORD}'>{_e(_choice(d['choice']))}</td><td style='{_WORD}'>{_e(d.get('run'))}</td>"
+                   f"</td><td style='{_WORD}'>{_e(_choice(d['choice']))}</td>"
+                   f"<td style='{_WORD}'>{_e(d.get('run'))}</td>"
                    f"<td style='{_CELL}'>{_e(d['before'])} → {_e(d['after'])}</td><td style='{_CELL}'>{_e(d['why'])}</td>"
                    "</tr>" for d in reversed(log))
     return f"<table style='border-collapse:collapse'><tr>{head}</tr>{rows}</table>"

@@ -413,8 +413,8 @@ def budget_note(ranked: pd.DataFrame, facts: Mapping) -> str:
               "reaches {threshold}, the risk the riskiest {budget} of the production model's evaluation cars "
               "reached. The threshold does not depend on how many cars are scored together, so a car's flag is the "
               "same in any list; a riskier batch has more than {budget} of its cars in the budget, a safer one "
-              "fewer.", flagged=written(flagged), cars=written(n), share=share, threshold=_percent(facts["threshold"], 1),
-              budget=budget) + (f" {note}" if note else "")
+              "fewer.", flagged=written(flagged), cars=written(n), share=share,
+              threshold=_percent(facts["threshold"], 1), budget=budget) + (f" {note}" if note else "")
 
 
 def issue_ranking(ranked: pd.DataFrame, out: str, *, facts: Mapping, settings: Settings, by: str | None,

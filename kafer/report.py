@@ -239,7 +239,8 @@ def confusion_matrices(y_true, probs: Mapping[str, np.ndarray], *, budget: float
                     color="white" if count > counts.max() / 2 else "black", fontsize=13)
         ax.set_xticks([0, 1], ["not inspected", "inspected"])
         ax.set_yticks([0, 1], ["no failure", "failure"])
-        ax.set_title(f"{model_name(name)}\nthreshold {threshold:.3f}, {int(flagged.sum()):,} of {y.size:,} cars inspected")
+        ax.set_title(f"{model_name(name)}\nthreshold {threshold:.3f}, {int(flagged.sum()):,} of {y.size:,} cars "
+                     "inspected")
     fig.suptitle(f"Riskiest {budget_key(budget)} % of cars inspected")
     return fig
 
@@ -343,7 +344,8 @@ def report_header(metrics: Mapping) -> str:
     lines = ["## " + tr("Run {run}: new model {new} against {against}", run=metrics["run_id"],
                         new=candidate["version"], against=against), "",
              f"| | {tr('new model')} | {tr('production model')} |", "|---|---|---|",
-             f"| {tr('version')} | {candidate['version']} | {production['version'] if production else tr('none yet')} |",
+             f"| {tr('version')} | {candidate['version']} | "
+             f"{production['version'] if production else tr('none yet')} |",
              f"| {tr('family')} | {candidate['family']} | {production['family'] if production else none} |",
              f"| {tr('trained on')} | {_trained(candidate)} | {_trained(production) if production else none} |",
              f"| {tr('data version')} | {metrics['data_version']} | "

@@ -160,8 +160,8 @@ def test_the_workbook_in_brazilian_portuguese_with_brazilian_moments(world, scor
     book = load_workbook(out)
     assert book.sheetnames == [LIST_SHEET, ABOUT_SHEET], "scripts open the sheets by these names"
     sheet = book[LIST_SHEET]
-    assert [c.value for c in sheet[1]][:6] == ["Posição", "KNR", "Risco no teste de rodagem",
-                                               "No orçamento de inspeção", "No teste de rodagem", "Teste de rodagem em"]
+    assert [c.value for c in sheet[1]][:6] == ["Posição", "KNR", "Risco no teste de rodagem", "No orçamento de inspeção",
+                                               "No teste de rodagem", "Teste de rodagem em"]
     rows = list(sheet.iter_rows(min_row=2))
     assert {r[3].value for r in rows} == {"sim", "não"} and rows[-1][4].value == "não"
     assert re.fullmatch(r"\d{2}/\d{2}/\d{4} \d{2}:\d{2}", rows[0][5].value), rows[0][5].value

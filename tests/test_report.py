@@ -15,8 +15,8 @@ from kafer.errors import ModelError
 from kafer.metrics import compare, threshold_at
 from kafer.drift import input_drift
 from kafer.report import (NEW_COLOUR, PRODUCTION_COLOUR, calibration, confusion_matrices, data_changes_table,
-                          drift_inputs_table, drift_sentence, drift_table, model_name, figure_html, metrics_table, ranking_curves, recall_by_budget, record_chart,
-                          report_header, risk_chart)
+                          drift_inputs_table, drift_sentence, drift_table, figure_html, metrics_table, model_name,
+                          ranking_curves, recall_by_budget, record_chart, report_header, risk_chart)
 from kafer.steps import data_changes
 
 BUDGETS = (0.05, 0.10, 0.20)
