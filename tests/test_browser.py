@@ -151,3 +151,29 @@ def test_the_desk_keeps_new_keeps_old_and_rolls_back_and_the_report_names_its_ru
     data_version = json.loads((first.run_dir / "metrics.json").read_text())["data_version"]
     expect(page.get_by_text(data_version).first).to_be_visible()
     assert "def " not in page.content() and "import " not in page.content()
+
+
+def test_the_desk_in_brazilian_portuguese_where_the_plant_speaks_it(page, tmp_path, months):
+    settings = _settings(tmp_path)
+    first = quick_retrain(months[0], settings=settings, run_id="r1")
+    port = free_port()
+    argv = [sys.executable, "-m", "kafer.cli", "desk", "--port", str(port), "--no-browser",
+            "--lake", settings.lake, "--runs", settings.runs]
+    with serving(argv, port=port, ready=VOILA_READY, log=tmp_path / "desk.log",
+                 env=_environment(tmp_path, KAFER_LANG="pt-BR")) as server:
+        page.goto(server.url + "/")
+        expect(page.get_by_role("heading", name="Manter o modelo novo ou o antigo")).to_be_visible()
+        expect(page.get_by_role("heading", name=f"Execução r1: modelo novo {first} contra nenhum modelo de produção "
+                                                "(primeira execução)")).to_be_visible()
+        expect(page.get_by_text("O que as evidências sustentam:")).to_be_visible()
+        expect(page.get_by_role("img", name="Falhas encontradas pelo modelo novo")).to_be_visible()
+        figures = json.loads((Path(settings.runs) / "r1" / "metrics.json").read_text())["models"]["candidate"]
+        auc = f"{figures['metrics']['roc_auc']['value']:.3f}".replace(".", ",")
+        expect(page.get_by_role("cell", name=auc).first).to_be_visible()  # a decimal comma, as Brazilians write
+        page.get_by_placeholder("O que na comparação decide (obrigatório)").fill("primeiro modelo")
+        page.get_by_role("button", name="manter o novo", exact=True).click()
+        expect(page.get_by_text(f"Modelo novo mantido: {first} agora está em produção")).to_be_visible()
+        body = page.inner_text("body")
+        for word in ("candidate", "Holm", "PSI", "05 ·", "Run all cells", "Keep the new model"):
+            assert word not in body, word
+    assert registry.production(Lake(settings.lake))["version"] == first
