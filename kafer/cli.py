@@ -323,37 +323,41 @@ def format_monitor(record) -> str:
     from .metrics import budget_key
     from .narrative import interval
 
-    lines = [f"Lake: {record.lake} (curated version {record.data_version})"]
+    lines = [tr("Lake: {lake} (curated version {data})", lake=record.lake, data=record.data_version)]
     if record.production is None:
         return "\n".join(lines + [record.why])
     pct = budget_key(record.budget)
     recall = f"recall_at_{pct}"
     for model in record.records:
-        spans = ", ".join(f"kept {_short(t.kept_at)} by {t.kept_by}"
-                          + (f", left {_short(t.left_at)}" if t.left_at else "") for t in model.tenures)
-        now = "production" if model is record.production else "earlier production"
-        lines += ["", f"{now.capitalize()} {model.version} ({model.family}; {spans}): {model.check.headline}",
-                  f"  {'month':<11} {'cars':>6} {'failed':>6} {'rate':>6}  {'ROC-AUC':<22} "
-                  f"{'recall at ' + str(pct) + ' %':<22} {'inside the budget':<22}"]
+        spans = ", ".join(tr("kept {when} by {who}", when=_short(t.kept_at), who=t.kept_by)
+                          + (tr(", left {when}", when=_short(t.left_at)) if t.left_at else "") for t in model.tenures)
+        said = (tr("Production {version} ({family}; {spans}): {headline}") if model is record.production else
+                tr("Earlier production {version} ({family}; {spans}): {headline}"))
+        lines += ["", said.format(version=model.version, family=model.family, spans=spans,
+                                  headline=model.check.headline),
+                  f"  {tr('month'):<11} {tr('cars'):>6} {tr('failed'):>6} {tr('rate'):>6}  {'ROC-AUC':<22} "
+                  f"{tr('recall at {budget}', budget=f'{pct} %'):<22} {tr('inside the budget'):<22}"]
         learned, promised = model.learned, model.promise
         if learned and learned.get("cars"):
-            lines.append(f"  {'learned on':<11} {learned['cars']:>6,} {learned['positives']:>6,} "
-                         f"{learned['positives'] / learned['cars']:>6.1%}")
-        lines.append(f"  {'promised':<11} {'':>6} {'':>6} {'':>6}  {interval(promised.get('roc_auc')):<22} "
-                     f"{interval(promised.get(recall)):<22} {record.budget:.1%}")
+            lines.append(f"  {tr('learned on'):<11} {number(learned['cars']):>6} {number(learned['positives']):>6} "
+                         f"{percent(learned['positives'] / learned['cars']):>6}")
+        lines.append(f"  {tr('promised'):<11} {'':>6} {'':>6} {'':>6}  {interval(promised.get('roc_auc')):<22} "
+                     f"{interval(promised.get(recall)):<22} {percent(record.budget)}")
         for period in (*model.periods, *((model.pooled,) if model.pooled else ())):
             share = period.inside_budget
-            inside = "—" if not share else (f"{share['value']:.1%} [{share['low']:.1%}, {share['high']:.1%}]"
-                                            + (" far" if share["far"] else ""))
-            rate = f"{period.failures / period.cars:.1%}" if period.cars else "—"
-            lines.append(f"  {period.period:<11} {period.cars:>6,} {period.failures:>6,} {rate:>6}  "
+            inside = "—" if not share else (f"{percent(share['value'])} [{percent(share['low'])}, "
+                                            f"{percent(share['high'])}]" + (" " + tr("far") if share["far"] else ""))
+            rate = percent(period.failures / period.cars) if period.cars else "—"
+            lines.append(f"  {period.period:<11} {number(period.cars):>6} {number(period.failures):>6} {rate:>6}  "
                          f"{interval(period.figures.get('roc_auc')):<22} {interval(period.figures.get(recall)):<22} "
                          f"{inside}")
     lines += ["", record.why]
     if record.drift is not None:
         lines += ["", record.drift.summary]
-        lines += [f"  {family:<14} {row.moved:>3} of {row.inputs:>3} inputs moved"
-                  + (f"; most: {row.most}" if row.most else "") for family, row in record.drift.families.iterrows()]
+        lines += [f"  {family:<14} " + tr("{moved} of {inputs} inputs moved", moved=f"{row.moved:>3}",
+                                           inputs=f"{row.inputs:>3}")
+                  + (tr("; most: {inputs}", inputs=row.most) if row.most else "")
+                  for family, row in record.drift.families.iterrows()]
     return "\n".join(lines)
 
 
