@@ -183,10 +183,6 @@ def test_kafer_status_and_lists_in_portuguese(lake, tmp_path, capsys, monkeypatc
     assert out[:3] == [f"Lago: {lake.url}", "Produção: nenhum",
                        f"Modelos novos aguardando decisão: {version} (execução {RUN1})"]
     assert out[3:] == ["Execuções: nenhuma", "Decisões: nenhuma"]
-    assert main(["monitor", "--lake", lake.url]) == 0
-    said = capsys.readouterr().out.splitlines()
-    assert said[0].startswith(f"Lago: {lake.url} (versão curada v") and said[1].startswith(
-        f"Ainda não há modelo em produção no lago {lake.url}: não há promessa a cumprir.")
     assert main(["lists", "--lake", lake.url]) == 0
     said = capsys.readouterr().out
     assert said.startswith(f"Lago: {lake.url} (rótulos da versão curada ")
