@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Mapping
 
 from .errors import ModelError
-from .i18n import mark, tr
+from .i18n import mark, percent, tr
+from .i18n import number as written
 from .metrics import budget_key
 
 #: How each figure of :func:`kafer.metrics.evaluate` is named for people.
@@ -20,8 +21,6 @@ LABELS = {"roc_auc": mark("ROC-AUC"), "pr_auc": mark("PR-AUC (average precision)
 def number(x: float, digits: int, *, sign: bool = False) -> str:
     """``x`` with a true minus sign, never ``-0.0``, its decimal mark the current language's
     (``0,710`` in pt-BR)."""
-    from .i18n import number as written
-
     value = round(float(x), digits) + 0.0
     text = written(abs(value), digits)
     return ("\u2212" if value < 0 else "+" if sign else "") + text
@@ -172,8 +171,6 @@ def verdict(comparison: Mapping, *, budget: float, production: bool, fair: Mappi
     ModelError
         When the comparison holds no figures for ``budget``.
     """
-    from .i18n import number as written
-
     pct = budget_key(budget)
     key = f"recall_at_{pct}"
     candidate = comparison["candidate"]
@@ -346,8 +343,6 @@ def drivers_summary(families, inputs, *, cars: int, failures: int) -> str:
     cars, failures : int
         The cars it was measured on.
     """
-    from .i18n import number as written
-
     measured = tr("Measured on {cars} evaluation cars with {failures} road-test failures.", cars=written(cars),
                   failures=written(failures))
     strong = families[families["stands_out"]].sort_values("importance", ascending=False)
@@ -373,6 +368,4 @@ def drivers_summary(families, inputs, *, cars: int, failures: int) -> str:
 
 def _share(rate: float) -> str:
     """A failure rate as a whole percentage (``12%``, ``12 %`` in pt-BR)."""
-    from .i18n import percent
-
     return percent(rate, 0)

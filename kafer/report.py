@@ -17,7 +17,9 @@ from .config import Settings
 from .errors import ModelError
 from .metrics import budget_key, gain_curve, inspected, threshold_at
 from .drift import PSI_LARGE, PSI_MODERATE
-from .i18n import current, mark, tr
+from .i18n import current, mark, percent, tr
+from .i18n import datetime as moment
+from .i18n import number as written
 from .narrative import FAMILY_WORDS, interval, metric_label
 
 if TYPE_CHECKING:
@@ -50,15 +52,13 @@ def _colors(names) -> dict:
     translated name), any other model a grey."""
     fixed = {"candidate": NEW_COLOUR, "production": PRODUCTION_COLOUR,
              model_name("candidate"): NEW_COLOUR, model_name("production"): PRODUCTION_COLOUR}
-    others = iter(range(10**6))
-    return {name: fixed.get(name) or _EARLIER_COLOURS[next(others) % len(_EARLIER_COLOURS)] for name in names}
+    others = [name for name in names if name not in fixed]
+    return {name: fixed.get(name) or _EARLIER_COLOURS[others.index(name) % len(_EARLIER_COLOURS)] for name in names}
 
 
 def _percent_axis():
     """Tick labels of an axis counted of every 100 (``20 %``), written as the current language writes them."""
     from matplotlib.ticker import FuncFormatter
-
-    from .i18n import percent
 
     return FuncFormatter(lambda value, _position: percent(value / 100, 0))
 
@@ -316,27 +316,21 @@ def risk_chart(ranked: pd.DataFrame, *, top: int = 20, threshold: float | None =
 
 
 def _day(iso: str | None) -> str:
-    from .i18n import datetime as moment
-
     return "—" if not iso else moment(str(iso)[:16])
 
 
 def _trained(model: Mapping) -> str:
-    from .i18n import number
-
     trained = model.get("trained_on") or {}
     if not trained:
         return "—"
-    return tr("{cars} cars ({failures} road-test failures) built {start} to {end}", cars=number(trained["cars"]),
-              failures=number(trained["positives"]), start=_day(trained["produced_from"]),
+    return tr("{cars} cars ({failures} road-test failures) built {start} to {end}", cars=written(trained["cars"]),
+              failures=written(trained["positives"]), start=_day(trained["produced_from"]),
               end=_day(trained["produced_to"]))
 
 
 def report_header(metrics: Mapping) -> str:
     """The report's first lines (Markdown, in the current language): the run, both models and the data
     version, and what the figures mean when there is no production model yet or no fair comparison."""
-    from .i18n import number
-
     candidate, production = metrics["models"]["candidate"], metrics["models"]["production"]
     against = (tr("production model {version}", version=production["version"]) if production
                else tr("no production model (first run)"))
@@ -351,8 +345,8 @@ def report_header(metrics: Mapping) -> str:
              f"| {tr('data version')} | {metrics['data_version']} | "
              f"{production.get('data_version') or none if production else none} |",
              "", tr("Evaluated on {cars} cars built after every training car of the new model, {failures} of them "
-                    "failed the road test.", cars=number(metrics["compared_cars"]),
-                    failures=number(metrics["compared_positives"]))]
+                    "failed the road test.", cars=written(metrics["compared_cars"]),
+                    failures=written(metrics["compared_positives"]))]
     fair = metrics.get("fair_comparison") or {}
     if metrics.get("libraries"):
         lines += ["", f"**{metrics['libraries']}**"]
@@ -364,7 +358,7 @@ def report_header(metrics: Mapping) -> str:
                          "model's alone, against chance.", why=fair["why"])]
     elif fair.get("seen_by_production"):
         lines += ["", tr("{cars} evaluation cars were left out because production was trained on them: both models "
-                         "are judged only on cars neither has seen.", cars=number(fair["seen_by_production"]))]
+                         "are judged only on cars neither has seen.", cars=written(fair["seen_by_production"]))]
     shaped = metrics.get("shaped_by_lists") or {}
     if shaped.get("training") or shaped.get("evaluation"):
         lines += ["", tr("**Outcomes shaped by the inspection lists:** {training} training cars and {evaluation} "
@@ -373,8 +367,8 @@ def report_header(metrics: Mapping) -> str:
                          "the car would have done. The new model was not trained on them and neither model is judged "
                          "on them; the operating threshold is still set from every evaluation car's risk. The "
                          "comparison is then made on cars production did not flag, where both models rank less well "
-                         "than on all cars (docs/monitoring.md).", training=number(shaped.get("training", 0)),
-                         evaluation=number(shaped.get("evaluation", 0)))]
+                         "than on all cars (docs/monitoring.md).", training=written(shaped.get("training", 0)),
+                         evaluation=written(shaped.get("evaluation", 0)))]
     return "\n".join(lines)
 
 
