@@ -259,30 +259,44 @@ def cmd_status(args) -> int:
             track = {"alert": record.alert, "headline": record.headline, "why": record.why,
                      "failure_rate": rate.to_dict() if rate else None}
         except KaferError as exc:
-            track = {"alert": None, "headline": f"cannot be worked out ({exc})", "why": str(exc), "failure_rate": None}
+            track = {"alert": None, "headline": tr("cannot be worked out ({problem})", problem=exc), "why": str(exc),
+                     "failure_rate": None}
     if args.json:
         print(json.dumps({**state, "track_record": track}, indent=2, default=str))
         return 0
-    print(f"Lake: {lake.url}")
+    print(tr("Lake: {lake}", lake=lake.url))
     if not (state["production"] or state["candidates"] or state["decisions"] or state["runs"]):
-        print(f"The lake {lake.url} holds no model yet: retrain first "
-              "(make retrain, or kafer retrain PATH).")
+        print(tr("The lake {lake} holds no model yet: retrain first (make retrain, or kafer retrain PATH).",
+                 lake=lake.url))
         return 0
     prod = state["production"]
-    print(f"Production: {prod['version']} (run {prod['run']}, {prod['family']})" if prod else "Production: none")
+    print(tr("Production: {version} (run {run}, {family})", version=prod["version"], run=prod["run"],
+             family=prod["family"]) if prod else tr("Production: none"))
     if track:
-        print(f"Track record: {track['headline']} (kafer monitor)")
-    print(f"Pending candidates: {', '.join(c['version'] + ' (run ' + c['run'] + ')' for c in state['candidates']) or 'none'}")
-    print("Runs:" if state["runs"] else "Runs: none")
+        print(tr("Track record: {headline} (kafer monitor)", headline=track["headline"]))
+    waiting = ", ".join(tr("{version} (run {run})", version=c["version"], run=c["run"]) for c in state["candidates"])
+    print(tr("New models waiting for a decision: {models}", models=waiting or tr("none")))
+    print(tr("Runs:") if state["runs"] else tr("Runs: none"))
     for r in state["runs"]:
-        where = f" in {r['step']}" if r["status"] in ("failed", "abandoned", "running") and r["step"] else ""
-        print(f"  {r['run']}  {r['status']}{where}  started {_short(r['started_at'])}"
-              + (f"  candidate {r['candidate']}" if r["candidate"] else ""))
-    print("Decisions:" if state["decisions"] else "Decisions: none")
+        stopped = r["status"] in ("failed", "abandoned", "running") and r["step"]
+        where = tr(" in {step}", step=r["step"]) if stopped else ""
+        status = tr(_STATUS[r["status"]]) if r["status"] in _STATUS else r["status"]
+        print(f"  {r['run']}  " + tr("{status}{where}  started {when}", status=status, where=where,
+                                     when=_short(r["started_at"]))
+              + ("  " + tr("new model {version}", version=r["candidate"]) if r["candidate"] else ""))
+    print(tr("Decisions:") if state["decisions"] else tr("Decisions: none"))
     for d in state["decisions"]:
         known = f" ({d['by_source']})" if d.get("by_source") else ""
-        print(f"  {d['at']}  {d['choice']:<9} run {d.get('run') or '-'}  by {d['by']}{known}: {d['why']}")
+        choice = tr(_CHOICE[d["choice"]]) if d["choice"] in _CHOICE else d["choice"]
+        print(f"  {_short(d['at'])}  " + tr("{choice} run {run}  by {by}{known}: {why}", choice=f"{choice:<13}",
+                                           run=d.get("run") or "-", by=d["by"], known=known, why=d["why"]))
     return 0
+
+
+#: A run's status and a logged choice as a terminal says them (the JSON keeps the keys).
+_STATUS = {"succeeded": mark("succeeded"), "failed": mark("failed"), "abandoned": mark("abandoned"),
+           "running": mark("running")}
+_CHOICE = {"keep-new": mark("keep new"), "keep-old": mark("keep old"), "rollback": mark("roll back")}
 
 
 def cmd_monitor(args) -> int:
@@ -309,42 +323,47 @@ def format_monitor(record) -> str:
     from .metrics import budget_key
     from .narrative import interval
 
-    lines = [f"Lake: {record.lake} (curated version {record.data_version})"]
+    lines = [tr("Lake: {lake} (curated version {data})", lake=record.lake, data=record.data_version)]
     if record.production is None:
         return "\n".join(lines + [record.why])
     pct = budget_key(record.budget)
     recall = f"recall_at_{pct}"
     for model in record.records:
-        spans = ", ".join(f"kept {_short(t.kept_at)} by {t.kept_by}"
-                          + (f", left {_short(t.left_at)}" if t.left_at else "") for t in model.tenures)
-        now = "production" if model is record.production else "earlier production"
-        lines += ["", f"{now.capitalize()} {model.version} ({model.family}; {spans}): {model.check.headline}",
-                  f"  {'month':<11} {'cars':>6} {'failed':>6} {'rate':>6}  {'ROC-AUC':<22} "
-                  f"{'recall at ' + str(pct) + ' %':<22} {'inside the budget':<22}"]
+        spans = ", ".join(tr("kept {when} by {who}", when=_short(t.kept_at), who=t.kept_by)
+                          + (tr(", left {when}", when=_short(t.left_at)) if t.left_at else "") for t in model.tenures)
+        said = (tr("Production {version} ({family}; {spans}): {headline}") if model is record.production else
+                tr("Earlier production {version} ({family}; {spans}): {headline}"))
+        lines += ["", said.format(version=model.version, family=model.family, spans=spans,
+                                  headline=model.check.headline),
+                  f"  {tr('month'):<11} {tr('cars'):>6} {tr('failed'):>6} {tr('rate'):>6}  {'ROC-AUC':<22} "
+                  f"{tr('recall at {budget}', budget=f'{pct} %'):<22} {tr('inside the budget'):<22}"]
         learned, promised = model.learned, model.promise
         if learned and learned.get("cars"):
-            lines.append(f"  {'learned on':<11} {learned['cars']:>6,} {learned['positives']:>6,} "
-                         f"{learned['positives'] / learned['cars']:>6.1%}")
-        lines.append(f"  {'promised':<11} {'':>6} {'':>6} {'':>6}  {interval(promised.get('roc_auc')):<22} "
-                     f"{interval(promised.get(recall)):<22} {record.budget:.1%}")
+            lines.append(f"  {tr('learned on'):<11} {number(learned['cars']):>6} {number(learned['positives']):>6} "
+                         f"{percent(learned['positives'] / learned['cars']):>6}")
+        lines.append(f"  {tr('promised'):<11} {'':>6} {'':>6} {'':>6}  {interval(promised.get('roc_auc')):<22} "
+                     f"{interval(promised.get(recall)):<22} {percent(record.budget)}")
         for period in (*model.periods, *((model.pooled,) if model.pooled else ())):
             share = period.inside_budget
-            inside = "—" if not share else (f"{share['value']:.1%} [{share['low']:.1%}, {share['high']:.1%}]"
-                                            + (" far" if share["far"] else ""))
-            rate = f"{period.failures / period.cars:.1%}" if period.cars else "—"
-            lines.append(f"  {period.period:<11} {period.cars:>6,} {period.failures:>6,} {rate:>6}  "
+            inside = "—" if not share else (f"{percent(share['value'])} [{percent(share['low'])}, "
+                                            f"{percent(share['high'])}]" + (" " + tr("far") if share["far"] else ""))
+            rate = percent(period.failures / period.cars) if period.cars else "—"
+            lines.append(f"  {period.period:<11} {number(period.cars):>6} {number(period.failures):>6} {rate:>6}  "
                          f"{interval(period.figures.get('roc_auc')):<22} {interval(period.figures.get(recall)):<22} "
                          f"{inside}")
     lines += ["", record.why]
     if record.drift is not None:
         lines += ["", record.drift.summary]
-        lines += [f"  {family:<14} {row.moved:>3} of {row.inputs:>3} inputs moved"
-                  + (f"; most: {row.most}" if row.most else "") for family, row in record.drift.families.iterrows()]
+        lines += [f"  {family:<14} " + tr("{moved} of {inputs} inputs moved", moved=f"{row.moved:>3}",
+                                           inputs=f"{row.inputs:>3}")
+                  + (tr("; most: {inputs}", inputs=row.most) if row.most else "")
+                  for family, row in record.drift.families.iterrows()]
     return "\n".join(lines)
 
 
 def _short(iso: str | None) -> str:
-    return "?" if not iso else str(iso)[:16].replace("T", " ")
+    """A recorded moment to the minute, as the plant's language writes it."""
+    return "?" if not iso else datetime(str(iso)[:16])
 
 
 def cmd_predict(args) -> int:
@@ -406,24 +425,29 @@ def cmd_lists(args) -> int:
 
 def format_lists(found) -> str:
     """The lists issued, oldest first, with their outcome, then the shadow's verdict, for a terminal."""
-    lines = [f"Lake: {found.lake} (labels of curated version {found.data_version or 'none yet'})"]
+    lines = [tr("Lake: {lake} (labels of curated version {data})", lake=found.lake,
+                data=found.data_version or tr("none yet"))]
     if not found.lists:
-        lines.append("No inspection list issued yet (kafer predict PATHS --out FILE issues and records one).")
+        lines.append(tr("No inspection list issued yet (kafer predict PATHS --out FILE issues and records one)."))
     else:
-        lines.append(f"  {'list':<34} {'made (UTC)':<16} {'by':<10} {'model':<26} {'acted on':<8} {'cars':>6} "
-                     f"{'flagged':>7} {'audit':>5} {'known':>6} {'failures':>11}  lift over random [95 %]")
+        lines.append(f"  {tr('list'):<34} {tr('made (UTC)'):<16} {tr('by'):<10} {tr('model'):<26} "
+                     f"{tr('acted on'):<8} {tr('cars'):>6} {tr('flagged'):>7} {tr('audit'):>5} {tr('known'):>6} "
+                     f"{tr('failures'):>11}  {tr('lift over random [95 %]')}")
     for item in found.lists:
         outcome = item["outcome"]
         lift = (outcome or {}).get("lift_over_random")
         failures = "—" if outcome is None else f"{outcome['flagged_failures']} / {outcome['other_failures']}"
         lines.append(f"  {item['id']:<34} {_short(item['at']):<16} {str(item['by'])[:10]:<10} {item['model']:<26} "
-                     f"{'yes' if item['acted_on'] else 'shadow':<8} {item['cars']:>6,} {item['flagged']:>7,} "
-                     f"{item['audit']:>5,} {(outcome or {}).get('known', 0):>6,} {failures:>11}  "
-                     + ("—" if lift is None else f"{lift[0]:.2f} [{lift[1]:.2f}, {lift[2]:.2f}]"))
+                     f"{tr('yes') if item['acted_on'] else tr('shadow'):<8} {number(item['cars']):>6} "
+                     f"{number(item['flagged']):>7} {number(item['audit']):>5} "
+                     f"{number((outcome or {}).get('known', 0)):>6} {failures:>11}  "
+                     + ("—" if lift is None else
+                        f"{number(lift[0], 2)} [{number(lift[1], 2)}, {number(lift[2], 2)}]"))
     if found.lists:
-        lines.append("  failures: among the flagged cars / among the rest, of the cars whose outcome the lake knows")
+        lines.append("  " + tr("failures: among the flagged cars / among the rest, of the cars whose outcome the "
+                               "lake knows"))
     verdict = found.verdict
-    lines += ["", f"Shadow verdict: {verdict.decision.upper()}. {verdict.words}"]
+    lines += ["", tr("Shadow verdict: {decision}. {words}", decision=verdict.decision.upper(), words=verdict.words)]
     if verdict.note:
         lines.append(verdict.note)
     return "\n".join(lines)

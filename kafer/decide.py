@@ -26,11 +26,12 @@ from .config import load_settings
 from .desk.person import current_person
 from .desk.rights import Person, allowed, require
 from .errors import DecisionError, KaferError, RightsError, RunError
+from .i18n import datetime as moment, mark, number, tr
 from .lake import Lake
-from .narrative import interval, judgements
+from .narrative import interval, judgements, metric_label, recommendation, verdict
 
 #: Key figures shown for both models: metrics.json key, label, whether higher is better.
-FIGURES = (("roc_auc", "ROC-AUC", True), ("pr_auc", "PR-AUC", True), ("brier", "Brier score", False))
+FIGURES = (("roc_auc", mark("ROC-AUC"), True), ("pr_auc", mark("PR-AUC"), True), ("brier", mark("Brier score"), False))
 _CELL = "padding:4px 14px;border-bottom:1px solid #d0d7de"
 _WORD = f"{_CELL};white-space:nowrap"
 _NUMBER = f"{_CELL};text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap"
@@ -88,8 +89,8 @@ def rollback(to_version: str, *, by: str, why: str, lake: str | None = None, by_
     settings = load_settings(lake=lake)
     record = registry.rollback(Lake(settings.lake), to_version=to_version, by=by, why=why, settings=settings,
                                by_source=by_source)
-    return {**record, "message": f"Rolled back: {record['after']} is in production again (was {record['before']}). "
-                                 f"Logged at {record['at']}."}
+    return {**record, "message": tr("Rolled back: {after} is in production again (was {before}). Logged at {at}.",
+                                    after=record["after"], before=record["before"], at=record["at"])}
 
 
 def run_summary(run_id: str, *, runs: str | os.PathLike) -> dict:
@@ -123,23 +124,25 @@ def run_summary(run_id: str, *, runs: str | os.PathLike) -> dict:
         models = {name: metrics["models"][name] for name in ("candidate", "production")}
         difference = metrics.get("difference") or {}
         percent = round(budget * 100)
-        figures = FIGURES + ((f"recall_at_{percent}", f"Recall at {percent} %", True),
-                             (f"precision_at_{percent}", f"Precision at {percent} %", True))
+        figures = tuple((key, tr(label), higher) for key, label, higher in FIGURES) + (
+            (f"recall_at_{percent}", metric_label(f"recall_at_{percent}"), True),
+            (f"precision_at_{percent}", metric_label(f"precision_at_{percent}"), True))
         compared = {"candidate": models["candidate"]["metrics"], "cars": metrics["compared_cars"],
                     "positives": metrics["compared_positives"], "budgets": metrics["budgets"],
                     "difference": metrics.get("difference")}
         judged = {j["metric"]: j["judgement"]
                   for j in judgements(compared, against_production=metrics.get("difference") is not None)}
         report = folder / runrecord.REPORT
+        said = _in_words(metrics)
         return {
             "run_id": run_id,
             "status": manifest.get("status"),
             "started_at": manifest.get("started_at"),
             "finished_at": manifest.get("finished_at"),
             "data_version": metrics["data_version"],
-            "verdict": metrics["verdict"],
-            "recommendation": metrics["recommendation"],
-            "drivers": (metrics.get("drivers") or {}).get("summary"),
+            "verdict": said["verdict"],
+            "recommendation": said["recommendation"],
+            "drivers": _drivers_in_words(metrics.get("drivers")),
             "compared_cars": metrics["compared_cars"],
             "compared_positives": metrics["compared_positives"],
             "budgets": metrics["budgets"],
@@ -158,6 +161,43 @@ def run_summary(run_id: str, *, runs: str | os.PathLike) -> dict:
     except (KeyError, TypeError, AttributeError) as exc:
         raise DecisionError(f"run {run_id}: {folder / runrecord.METRICS} is incomplete ({exc!r} missing or "
                             "malformed): rerun the comparison") from None
+
+
+def _in_words(metrics: dict) -> dict:
+    """The run's verdict and recommendation said again in the current language, from the figures its
+    metrics.json holds (the text it stored, in the language of the retrain, when they cannot be)."""
+    models = metrics["models"]
+    comparison = {"candidate": models["candidate"]["metrics"],
+                  "production": (models["production"] or {}).get("metrics"),
+                  "difference": metrics.get("difference"), "cars": metrics["compared_cars"],
+                  "positives": metrics["compared_positives"], "budgets": metrics["budgets"]}
+    production, fair = models["production"] is not None, metrics["fair_comparison"]
+    try:
+        return {"verdict": verdict(comparison, budget=metrics["operating_budget"], production=production, fair=fair),
+                "recommendation": recommendation(comparison, production=production, fair=fair)}
+    except (KaferError, KeyError, TypeError):
+        return {"verdict": metrics["verdict"], "recommendation": metrics["recommendation"]}
+
+
+def _drivers_in_words(drivers: dict | None) -> str | None:
+    """What drives the new model's risk, said again in the current language from the figures the run
+    kept (its stored text when they cannot be read; ``None`` for a run made before Käfer said it)."""
+    import pandas as pd
+
+    from .narrative import drivers_summary
+
+    if not drivers:
+        return None
+    try:
+        families = pd.DataFrame(drivers["families"]).set_index("group")
+        inputs = pd.DataFrame(drivers["inputs"])
+        families["stands_out"] = families["stands_out"].astype(bool)
+        if len(inputs):
+            inputs = inputs.set_index("input")
+            inputs["stands_out"] = inputs["stands_out"].astype(bool)
+        return drivers_summary(families, inputs, cars=drivers["cars"], failures=drivers["failures"])
+    except (KeyError, TypeError, ValueError):
+        return drivers.get("summary")
 
 
 def _model(entry: dict, *, version: str | None = None, data_version: str | None = None) -> dict:
@@ -205,7 +245,8 @@ class DecisionPanel:
         except RightsError as exc:
             self.person, refused = None, str(exc)
         else:
-            refused = "" if allowed(self.person, "read") else f"{self.person.describe()} may not read the desk"
+            refused = "" if allowed(self.person, "read") else tr("{person} may not read the desk",
+                                                                   person=self.person.describe())
         may_decide, may_roll_back = allowed(self.person, "decide"), allowed(self.person, "rollback")
         settings = load_settings(lake=lake or None, runs=runs or None)
         self.settings = settings
@@ -216,52 +257,59 @@ class DecisionPanel:
         self.record = None
         self.said = ""
         wide = widgets.Layout(width="56em")
+        self.title = widgets.HTML(_title_html())
         self.header = widgets.HTML()
         self.track = widgets.HTML()
         self.gain = widgets.HTML()
         self.figures = widgets.HTML()
         self.verdict = widgets.HTML(layout=wide)
-        self.show_report = widgets.Button(description="show the full report", disabled=True,
-                                          tooltip="the comparison report of this run, below")
+        self.show_report = widgets.Button(description=tr("show the full report"), disabled=True,
+                                          tooltip=tr("the comparison report of this run, with every figure, below"))
+        self.refresh_button = widgets.Button(description=tr("refresh"), icon="refresh",
+                                             tooltip=tr("read production and the decisions again (one may have been "
+                                                        "made elsewhere)"))
         self.report = widgets.HTML()
         self.who = widgets.HTML(_who_html(self.person))
         self.message = widgets.HTML()
         self.production = widgets.HTML()
         self.history = widgets.HTML()
         self.show_report.on_click(lambda _button: self._report())
+        self.refresh_button.on_click(lambda _button: self.refresh())
         self.why = self.keep_new = self.keep_old = self.buttons = None
         self.rollback_to = self.rollback_why = self.roll_back = self.rolling_back = self.no_rollback = None
         deciding = [self.show_report, self.report]
         if may_decide:  # only an approver's page holds the controls (and their widget models) at all
-            self.why = widgets.Textarea(description="why", placeholder="What in the comparison decides it (required)",
+            self.why = widgets.Textarea(description=tr("why"),
+                                        placeholder=tr("What in the comparison decides it (required)"),
                                         layout=widgets.Layout(width="56em", height="5em"))
-            self.keep_new = widgets.Button(description="keep new", button_style="success", disabled=True,
-                                           tooltip="the candidate becomes the production model")
-            self.keep_old = widgets.Button(description="keep old", button_style="warning", disabled=True,
-                                           tooltip="production stays; the candidate is rejected")
+            self.keep_new = widgets.Button(description=tr("keep new"), button_style="success", disabled=True,
+                                           tooltip=tr("the new model becomes the production model"))
+            self.keep_old = widgets.Button(description=tr("keep old"), button_style="warning", disabled=True,
+                                           tooltip=tr("production stays; the new model is rejected"))
             self.keep_new.on_click(lambda _button: self._decide("keep-new"))
             self.keep_old.on_click(lambda _button: self._decide("keep-old"))
             self.buttons = widgets.HBox([self.keep_new, self.keep_old])
-            deciding += [widgets.HTML("<h3>Your decision</h3>"), self.why, self.buttons]
+            deciding += [widgets.HTML(f"<h3>{_e(tr('Your decision'))}</h3>"), self.why, self.buttons]
         elif self.person is not None:
-            deciding.append(widgets.HTML("<p style='color:#57606a'>You can read this page; keeping a model or rolling "
-                                         "back takes the approver role.</p>"))
+            deciding.append(widgets.HTML("<p style='color:#57606a'>" + _e(tr(
+                "You can read this page; keeping a model or rolling back takes the approver role.")) + "</p>"))
         rolling = []
         if may_roll_back:
-            self.rollback_to = widgets.Dropdown(description="version", options=[], disabled=True)
-            self.rollback_why = widgets.Textarea(description="why", placeholder="Why go back (required)",
+            self.rollback_to = widgets.Dropdown(description=tr("version"), options=[], disabled=True)
+            self.rollback_why = widgets.Textarea(description=tr("why"), placeholder=tr("Why go back (required)"),
                                                  layout=widgets.Layout(width="56em", height="3.5em"))
-            self.roll_back = widgets.Button(description="roll back", button_style="danger", disabled=True,
-                                            tooltip="put this earlier production model back in production")
+            self.roll_back = widgets.Button(description=tr("roll back"), button_style="danger", disabled=True,
+                                            tooltip=tr("put this earlier production model back in production"))
             self.roll_back.on_click(lambda _button: self._rollback())
-            self.no_rollback = widgets.HTML("<p>No earlier production model to go back to.</p>")
+            self.no_rollback = widgets.HTML(f"<p>{_e(tr('No earlier production model to go back to.'))}</p>")
             self.rolling_back = widgets.VBox([self.rollback_to, self.rollback_why, self.roll_back])
-            rolling = [widgets.HTML("<h4>Roll back to an earlier production model</h4>"), self.no_rollback,
-                       self.rolling_back]
+            rolling = [widgets.HTML(f"<h4>{_e(tr('Roll back to an earlier production model'))}</h4>"),
+                       self.no_rollback, self.rolling_back]
         self.deciding = widgets.VBox(deciding)
         self.widget = widgets.VBox([
-            self.who, self.header, self.track, self.gain, self.figures, self.verdict, self.deciding, self.message,
-            widgets.HTML("<h3>Production and decisions so far</h3>"), self.production, self.history, *rolling],
+            self.who, self.title, self.header, self.verdict, self.figures, self.gain, self.deciding, self.message,
+            widgets.HTML(f"<h3>{_e(tr('Production and decisions so far'))}</h3>"), self.refresh_button,
+            self.production, self.history, *rolling, self.track],
             layout=widgets.Layout(max_width="84em"))
         if refused:
             self._stop(refused)
@@ -274,13 +322,14 @@ class DecisionPanel:
         return {**self.widget._repr_mimebundle_(**kwargs), "text/plain": self._plain()}
 
     def _plain(self) -> str:
-        lines = [f"Decision on run {self.run_id}"]
+        lines = [tr("Decision on run {run}", run=self.run_id)]
         if self.summary is not None:
-            lines += [f"  {f['label']}: new {_figure(f, 'candidate')}, production {_figure(f, 'production')}"
+            lines += ["  " + tr("{figure}: new model {new}, production {old}", figure=f["label"],
+                                new=_figure(f, "candidate"), old=_figure(f, "production"))
                       for f in self.summary["figures"]]
-            lines += [f"Verdict: {self.summary['verdict']}", self.summary["recommendation"]["text"]]
+            lines += [tr("Verdict: {verdict}", verdict=self.summary["verdict"]), self.summary["recommendation"]["text"]]
             if self.summary["drivers"]:
-                lines.append(f"What drives the new model's risk: {self.summary['drivers']}")
+                lines.append(tr("What drives the new model's risk: {drivers}", drivers=self.summary["drivers"]))
         return "\n".join(lines + ([self.said] if self.said else []))
 
     def _load(self) -> None:
@@ -290,9 +339,10 @@ class DecisionPanel:
             if self.run_id is None:
                 self.run_id = registry.latest_pending_run(Lake(self.lake))
             if self.run_id is None:
-                self.header.value = ("<h2>Nothing to decide</h2><p>No new model waits for a decision in the lake "
-                                     f"<code>{html.escape(self.lake)}</code>: retrain first (<code>make retrain</code>)."
-                                     " Production and the decisions so far are below.</p>")
+                self.header.value = (f"<h2>{_e(tr('Nothing to decide'))}</h2><p>" + tr(
+                    "No new model waits for a decision in the lake {lake}: retrain first (bring the month's exports "
+                    "and retrain). Production and the decisions so far are below.",
+                    lake=f"<code>{_e(self.lake)}</code>") + "</p>")
                 _show(self.deciding, shown=False)
                 return
             self.summary = run_summary(self.run_id, runs=self.runs)
@@ -306,8 +356,9 @@ class DecisionPanel:
         self.verdict.value = _verdict_html(self.summary)
         self.show_report.disabled = self.summary["report"] is None
         if earlier is not None:
-            self._stop(f"Run {self.run_id} was already decided: {earlier['choice']} by {earlier['by']} at "
-                       f"{earlier['at']} ({earlier['why']!r}).")
+            self._stop(tr("Run {run} was already decided: {choice} by {by} at {at} ({why!r}).", run=self.run_id,
+                          choice=_choice(earlier["choice"]), by=earlier["by"], at=_when(earlier["at"]),
+                          why=earlier["why"]))
         else:
             self._buttons(enabled=True)
 
@@ -316,17 +367,18 @@ class DecisionPanel:
         try:
             return require(self._person(), right)
         except RightsError as exc:
-            self._stop(f"Your {asked} was refused: {exc}. Nothing was {nothing}.")
+            self._stop(tr("Your {asked} was refused: {reason}. Nothing was {nothing}.", asked=asked, reason=exc,
+                          nothing=nothing))
             if self.roll_back is not None:
                 self.roll_back.disabled = True
             return None
 
     def _decide(self, choice: str) -> None:
-        person = self._acting("decide", asked=choice.replace("-", " "), nothing="decided")
+        person = self._acting("decide", asked=tr(_CHOICES[choice]), nothing=tr("decided"))
         if person is None:
             return
         if not self.why.value.strip():
-            self._say("Write why first (what in the comparison decides it): nothing was decided.", ok=False)
+            self._say(tr("Write why first (what in the comparison decides it): nothing was decided."), ok=False)
             return
         self._buttons(enabled=False)
         try:
@@ -335,16 +387,17 @@ class DecisionPanel:
         except (KaferError, OSError) as exc:
             self._say(str(exc), ok=False)
             self._buttons(enabled=self._still_open())
+            self._refresh_registry()  # a decision made elsewhere meanwhile shows in the history at once
             return
         self._say(self.record["message"], ok=True)
         self._refresh_registry()
 
     def _rollback(self) -> None:
-        person = self._acting("rollback", asked="roll back", nothing="rolled back")
+        person = self._acting("rollback", asked=tr("roll back"), nothing=tr("rolled back"))
         if person is None:
             return
         if not self.rollback_why.value.strip():
-            self._say("Write why you roll back first: nothing was rolled back.", ok=False)
+            self._say(tr("Write why you roll back first: nothing was rolled back."), ok=False)
             return
         self.roll_back.disabled = True
         try:
@@ -359,12 +412,12 @@ class DecisionPanel:
         self._refresh_registry()
 
     def _report(self) -> None:
-        if self._acting("read", asked="report", nothing="shown") is None:
+        if self._acting("read", asked=tr("report"), nothing=tr("shown")) is None:
             return
         page = Path(self.summary["report"]).read_text(encoding="utf-8")
         # sandbox="" (no allow-scripts, no allow-same-origin): the report's HTML and images show, but no script
         # of it runs, and it gets an origin of its own: it can reach neither the desk nor its kernel
-        self.report.value = (f'<iframe sandbox="" title="comparison report of run {html.escape(self.run_id)}" '
+        self.report.value = (f'<iframe sandbox="" title="{_e(tr("comparison report of run {run}", run=self.run_id))}" '
                              f'srcdoc="{html.escape(page, quote=True)}" '
                              'style="width:100%;min-width:56em;height:70vh;border:1px solid #d0d7de"></iframe>')
         self.show_report.disabled = True
@@ -383,12 +436,21 @@ class DecisionPanel:
         self.history.value = _history_html(log)
         if self.roll_back is None:
             return
-        self.rollback_to.options = [(f"{v['version']} ({v['family']}, run {v['run']})", v["version"])
-                                    for v in reversed(earlier)]
+        self.rollback_to.options = [(tr("{version} ({family}, run {run})", version=v["version"], family=v["family"],
+                                       run=v["run"]), v["version"]) for v in reversed(earlier)]
         self.rollback_to.value = earlier[-1]["version"] if earlier else None
         self.rollback_to.disabled = self.roll_back.disabled = not earlier
         _show(self.rolling_back, shown=bool(earlier))
         _show(self.no_rollback, shown=not earlier)
+
+    def refresh(self) -> None:
+        """Read the lake again: production, the decision history, and whether this run was decided
+        meanwhile (from another page or the command line); the refresh button calls it."""
+        if self._acting("read", asked=tr("refresh"), nothing=tr("shown")) is None:
+            return
+        self.said = ""
+        self.message.value = ""
+        self._load()
 
     def _earlier(self) -> dict | None:
         """This run's logged decision, if any."""
@@ -422,6 +484,20 @@ def _show(*widgets, shown: bool) -> None:
         widget.layout.display = None if shown else "none"
 
 
+#: The choices as a sentence says them ("Your keep new was refused").
+_CHOICES = {"keep-new": mark("keep new"), "keep-old": mark("keep old"), "rollback": mark("roll back")}
+_GREY = "#57606a"
+
+
+def _title_html() -> str:
+    """What the page is for, in the words of a person who decides (the notebook's own text stays out
+    of the page: the desk shows this instead)."""
+    return (f"<h2>{_e(tr('Keep the new model or the old one'))}</h2><p style='color:{_GREY}'>" + _e(tr(
+        "A retrain made a new model. Below: how many road-test failures each model finds among the cars "
+        "the inspectors can test, what the evidence supports, and the decisions so far. Write why, then keep "
+        "the new model or the old one: the decision is logged in your name.")) + "</p>")
+
+
 def _who_html(person: Person | None) -> str:
     """Who acts on this page, and (signed in with a desk account) the way to sign out."""
     if person is None:
@@ -429,17 +505,31 @@ def _who_html(person: Person | None) -> str:
     out = ""
     if person.source == "account":
         base = os.environ.get("VOILA_BASE_URL", "/")
-        out = f' · <a href="{html.escape(base.rstrip("/") + "/logout", quote=True)}">sign out</a>'
-    return f"<p style='color:#57606a;text-align:right'>Signed in as <b>{_e(person.name)}</b> " \
-           f"({_e(', '.join(person.roles) or 'no role')}; {_e(person.by_source)}){out}</p>"
+        out = f' · <a href="{html.escape(base.rstrip("/") + "/logout", quote=True)}">{_e(tr("sign out"))}</a>'
+    roles = ", ".join(tr(_ROLES[r]) if r in _ROLES else r for r in person.roles) or tr("no role")
+    source = tr(_SOURCES[person.source]) if person.source in _SOURCES else person.by_source
+    return (f"<p style='color:{_GREY};text-align:right'>"
+            + tr("Signed in as {name} ({roles}; {source})", name=f"<b>{_e(person.name)}</b>", roles=_e(roles),
+                 source=_e(source)) + f"{out}</p>")
+
+
+#: The desk's roles and the ways it knows a person, as this page names them (the log keeps the keys).
+_ROLES = {"approver": mark("approver"), "analyst": mark("analyst"), "viewer": mark("viewer")}
+_SOURCES = {"proxy": mark("desk sign-in (proxy)"), "account": mark("desk account"), "os user": mark("os user")}
 
 
 def _outcome(record: dict) -> str:
     if record["choice"] == "keep-new":
-        was = f" (was {record['before']})" if record["before"] else ""
-        return f"Kept the new model: {record['after']} is now in production{was}. Logged at {record['at']}."
-    stays = f"{record['before']} stays in production" if record["before"] else "no model is in production"
-    return f"Kept the old model: {stays}; {record['candidate']} is rejected. Logged at {record['at']}."
+        if record["before"]:
+            return tr("Kept the new model: {after} is now in production (was {before}). Logged at {at}.",
+                      after=record["after"], before=record["before"], at=record["at"])
+        return tr("Kept the new model: {after} is now in production. Logged at {at}.", after=record["after"],
+                  at=record["at"])
+    if record["before"]:
+        return tr("Kept the old model: {before} stays in production; {new} is rejected. Logged at {at}.",
+                  before=record["before"], new=record["candidate"], at=record["at"])
+    return tr("Kept the old model: no model is in production; {new} is rejected. Logged at {at}.",
+              new=record["candidate"], at=record["at"])
 
 
 def _e(value) -> str:
@@ -447,138 +537,232 @@ def _e(value) -> str:
 
 
 def _when(iso: str | None) -> str:
-    return "—" if not iso else str(iso)[:16].replace("T", " ")
+    """A recorded moment (UTC) to the minute, as the current language writes it."""
+    return "—" if not iso else moment(str(iso)[:16])
 
 
 def _trained(model: dict | None) -> str:
     trained = (model or {}).get("trained_on")
     if not trained:
         return "—"
-    return (f"{trained['cars']:,} cars ({trained['positives']:,} failures), built {_when(trained['produced_from'])} "
-            f"to {_when(trained['produced_to'])}")
+    return tr("{cars} cars ({failures} failures), built {start} to {end}", cars=number(trained["cars"]),
+              failures=number(trained["positives"]), start=_when(trained["produced_from"]),
+              end=_when(trained["produced_to"]))
 
 
 def _header_html(summary: dict, *, pending: list[str]) -> str:
     candidate, production = summary["candidate"], summary["production"]
-    against = f"production model {_e(production['version'])}" if production else "no production model (first run)"
-    rows = [("version", candidate["version"], production["version"] if production else "none yet"),
-            ("family", candidate["family"], production["family"] if production else "—"),
-            ("trained on", _trained(candidate), _trained(production) if production else "—"),
-            ("data version", candidate["data_version"], production["data_version"] if production else "—")]
+    against = (tr("production model {version}", version=production["version"]) if production
+               else tr("no production model (first run)"))
+    rows = [(tr("version"), candidate["version"], production["version"] if production else tr("none yet")),
+            (tr("kind of model"), candidate["family"], production["family"] if production else "—"),
+            (tr("trained on"), _trained(candidate), _trained(production) if production else "—"),
+            (tr("data version"), candidate["data_version"], production["data_version"] if production else "—")]
     table = "".join(f'<tr><th style="{_WORD};text-align:left">{_e(what)}</th><td style="{_CELL}">{_e(new)}</td>'
                     f'<td style="{_CELL}">{_e(old)}</td></tr>' for what, new, old in rows)
     others = ""
     if pending:
         links = ", ".join(f'<a href="?run={_e(r)}">{_e(r)}</a>' for r in pending)
-        others = f"<p>Also waiting for a decision: {links}.</p>"
-    return (f"<h2>Run {_e(summary['run_id'])}: new model {_e(candidate['version'])} against {against}</h2>"
-            f"<p>Retrained {_when(summary['started_at'])} UTC on data version {_e(summary['data_version'])}; "
-            f"compared on {summary['compared_cars']:,} evaluation cars ({summary['compared_positives']:,} road-test "
-            "failures) that neither model was trained on.</p>"
+        others = "<p>" + tr("Also waiting for a decision: {runs}.", runs=links) + "</p>"
+    title = tr("Run {run}: new model {new} against {against}", run=summary["run_id"], new=candidate["version"],
+               against=against)
+    return (f"<h3>{_e(title)}</h3>"
+            "<p>" + _e(tr("Retrained {when} UTC on data version {data}; compared on {cars} evaluation cars ({failures} "
+                          "road-test failures) that neither model was trained on.", when=_when(summary["started_at"]),
+                          data=summary["data_version"], cars=number(summary["compared_cars"]),
+                          failures=number(summary["compared_positives"]))) + "</p>"
             f'<table style="border-collapse:collapse"><tr><th style="{_CELL}"></th>'
-            f'<th style="{_CELL};text-align:left">new model</th><th style="{_CELL};text-align:left">production model'
+            f'<th style="{_CELL};text-align:left">{_swatch(NEW)} {_e(tr("new model"))}</th>'
+            f'<th style="{_CELL};text-align:left">{_swatch(PRODUCTION)} {_e(tr("production model"))}'
             f"</th></tr>{table}</table>{others}")
 
 
+#: The colours of the models on this page, the same as on every chart (:mod:`kafer.report`).
+NEW, PRODUCTION = "candidate", "production"
+
+
+def _swatch(model: str) -> str:
+    """A small square of a model's colour, the legend of the page's tables."""
+    from .report import NEW_COLOUR, PRODUCTION_COLOUR
+
+    colour = NEW_COLOUR if model == NEW else PRODUCTION_COLOUR
+    return (f"<span style='display:inline-block;width:0.8em;height:0.8em;background:{colour};"
+            "vertical-align:baseline'></span>")
+
+
+#: How the page names each figure for a person who is no statistician (the full report keeps the names of
+#: the trade); the shares are shown of every 100, as the verdict says them.
+_PLAIN = {"roc_auc": mark("How well it orders the cars, riskiest first (ROC-AUC: 0.5 is chance, 1 perfect)"),
+          "pr_auc": mark("How well it puts the failing cars first (PR-AUC: the failure rate is chance, 1 perfect)"),
+          "brier": mark("How far its risks are from what happened (Brier score: lower is better)")}
+
+
+def _label(figure: dict) -> str:
+    """A figure's name on the page, in the current language."""
+    key = figure["metric"]
+    if key in _PLAIN:
+        return tr(_PLAIN[key])
+    kind, _, pct = key.rpartition("_at_")
+    if kind == "recall":
+        return tr("Failures found when the riskiest {budget} of cars are inspected (Recall at {budget}, of every 100 "
+                  "failures)", budget=f"{pct} %")
+    return tr("Inspected cars that fail, riskiest {budget} inspected (Precision at {budget}, of every 100 cars)",
+              budget=f"{pct} %")
+
+
 def _figures_html(summary: dict) -> str:
-    marks = {"better": ("clearly better", _OK), "worse": ("clearly worse", _BAD), "unclear": ("not clear", "#57606a")}
+    marks = {"better": (tr("clearly better"), _OK), "worse": (tr("clearly worse"), _BAD),
+             "unclear": (tr("not clear"), _GREY)}
+    chance = {"better": tr("better than chance"), "worse": tr("worse than chance"),
+              "unclear": tr("not clearly better than chance")}
     against = summary["production"] is not None and any(f["difference"] for f in summary["figures"])
     rows = []
-    for f in summary["figures"]:
-        word, colour = marks.get(f["judgement"], ("", "#57606a"))
+    for f in sorted(summary["figures"], key=lambda f: not f["metric"].startswith("recall")):  # the verdict's first
+        word, colour = marks.get(f["judgement"], ("", _GREY))
         if word and not against:
-            word = {"clearly better": "better than chance", "clearly worse": "worse than chance",
-                    "not clear": "not clearly better than chance"}[word]
-        rows.append(f"<tr><td style='{_WORD}'>{_e(f['label'])} {'↑' if f['higher_is_better'] else '↓'}</td>"
+            word = chance[f["judgement"]]
+        rows.append(f"<tr><td style='{_CELL}'>{_e(_label(f))} {'↑' if f['higher_is_better'] else '↓'}</td>"
                     f"<td style='{_NUMBER}'>{_figure(f, 'candidate')}</td>"
                     f"<td style='{_NUMBER}'>{_figure(f, 'production')}</td>"
                     f"<td style='{_NUMBER}'>{_figure(f, 'difference')}</td>"
-                    f"<td style='{_WORD};color:{colour}'>{word}</td></tr>")
+                    f"<td style='{_WORD};color:{colour}'>{_e(word)}</td></tr>")
     head = "".join(f"<th style='{_WORD};text-align:{align}'>{name}</th>" for name, align in (
-        ("figure (↑ higher is better, ↓ lower)", "left"), ("new model", "right"), ("production", "right"),
-        ("new − production", "right"), ("", "left")))
-    return (f"<h3>Key figures</h3><table style='border-collapse:collapse'><tr>{head}</tr>{''.join(rows)}</table>"
-            "<p style='color:#57606a'>Each figure with its 95 % interval in brackets; an interval of the "
-            "difference that includes 0 means the difference is not clear.</p>")
+        (_e(tr("figure (↑ higher is better, ↓ lower)")), "left"),
+        (f"{_swatch(NEW)} {_e(tr('new model'))}", "right"),
+        (f"{_swatch(PRODUCTION)} {_e(tr('production model'))}", "right"), (_e(tr("new − production")), "right"),
+        ("", "left")))
+    return (f"<h3>{_e(tr('The figures the verdict cites'))}</h3><table style='border-collapse:collapse'>"
+            f"<tr>{head}</tr>{''.join(rows)}</table><p style='color:{_GREY}'>" + _e(tr(
+                "Each figure with its 95 % interval in brackets: the range the figure would likely fall in on other "
+                "cars like these. When the interval of the difference includes 0, the difference is not clear.")) +
+            "</p>")
 
 
 def _track_html(settings) -> str:
-    """Production's track record: the warning in words above its chart (or why there is none)."""
+    """Production's track record: the warning in words above its chart, or words alone when there is
+    nothing to draw."""
     from .monitor import track_record
     from .report import figure_html, record_chart
 
-    title = "<h3>Is production keeping its promise?</h3>"
+    title = f"<h3>{_e(tr('Is production keeping its promise?'))}</h3>"
     try:
         record = track_record(Lake(settings.lake), settings=settings)
     except (KaferError, OSError) as exc:
-        return f"{title}<p style='color:{_BAD}'>The track record cannot be worked out: {_e(exc)}</p>"
-    if record.production is None:
-        return f"{title}<p>{_e(record.why)}</p>"
-    colour = _BAD if record.alert else _OK if record.production.check.judged else "#57606a"
-    alt = (f"Track record of production {record.production.version}: ROC-AUC, recall at the budget and the share of "
-           "cars inside it per month of road test, with 95 % intervals, the promise as a dashed line, each decision "
-           "marked")
-    return (f"{title}<p style='border-left:4px solid {colour};padding:6px 12px;background:#f6f8fa'>{_e(record.why)}</p>"
-            f"{figure_html(record_chart(record), alt=alt)}")
+        said = tr("The track record cannot be worked out: {problem}", problem=exc)
+        return f"{title}<p style='color:{_BAD}'>{_e(said)}</p>"
+    production = record.production
+    if production is None:
+        return title + "<p>" + _e(tr("No model is in production yet: there is no promise to keep and nothing to "
+                                     "draw.")) + "</p>"
+    colour = _BAD if record.alert else _OK if production.check.judged else _GREY
+    said = (f"{title}<p style='border-left:4px solid {colour};padding:6px 12px;background:#f6f8fa'>"
+            f"{_e(_track_words(record))}</p>")
+    if not any(r.months for r in record.records):
+        return said + f"<p>{_e(tr('No car road-tested since then has its outcome yet: nothing to draw.'))}</p>"
+    alt = tr("Track record of production {version}: failures found among the riskiest cars and the share of cars "
+             "flagged, of every 100, per month of road test, with 95 % intervals; the promise as a dashed line, "
+             "each decision marked", version=production.version)
+    return said + figure_html(record_chart(record), alt=alt)
+
+
+def _track_words(record) -> str:
+    """Whether production keeps its promise, in a sentence for a person who is no statistician."""
+    production = record.production
+    pooled = production.pooled
+    cars, failures = (pooled.cars, pooled.failures) if pooled else (0, 0)
+    if not production.check.judged:
+        return tr("Production model {version}: {cars} cars road-tested since it was kept have their outcome "
+                  "({failures} failed): too few yet to say whether it keeps its promise.", version=production.version,
+                  cars=number(cars), failures=number(failures))
+    if not record.alert:
+        return tr("Production model {version} keeps its promise: on {cars} cars road-tested since it was kept "
+                  "({failures} failed), it finds the failures about as well as its report promised.",
+                  version=production.version, cars=number(cars), failures=number(failures))
+    return tr("Production model {version} is slipping: on {cars} cars road-tested since it was kept ({failures} "
+              "failed), it finds clearly fewer failures than its report promised. A retrain on the latest exports "
+              "tells whether a new model does better.", version=production.version, cars=number(cars),
+              failures=number(failures))
 
 
 def _gain_html(summary: dict, *, runs) -> str:
-    """Both models' gain curves on the compared cars: share of failures found against share of cars inspected."""
+    """Both models' gain curves on the compared cars: failures found against cars inspected, of every
+    100; words instead when there is nothing to draw."""
     import pandas as pd
 
     from .report import figure_html, recall_by_budget
 
+    title = f"<h3>{_e(tr('Failures found by inspection budget'))}</h3>"
     path = runrecord.run_dir(runs, summary["run_id"]) / runrecord.PREDICTIONS
+    nothing = title + "<p>" + _e(tr("This run kept no score per car, so there is no curve to draw; the figures "
+                                    "above say what each model finds.")) + "</p>"
     if not path.is_file():
-        return ""
+        return nothing
     scored = pd.read_csv(path, dtype={"KNR": str})
     compared = scored[scored["compared"].astype(bool)]
-    probs = {"new model": compared["p_candidate"].to_numpy()}
+    probs = {NEW: compared["p_candidate"].to_numpy()}
     if summary["production"] is not None and compared["p_production"].notna().all():
-        probs["production"] = compared["p_production"].to_numpy()
+        probs[PRODUCTION] = compared["p_production"].to_numpy()
     try:
         chart = recall_by_budget(compared["y_true"].to_numpy(), probs, budgets=summary["budgets"])
     except KaferError:
-        return ""
-    alt = f"Gain curve of {' and '.join(probs)}: share of road-test failures found against share of cars inspected"
-    return f"<h3>Failures found by inspection budget</h3>{figure_html(chart, alt=alt)}"
+        return nothing
+    named = " " + tr("and") + " "
+    alt = tr("Failures found by {models}, of every 100 road-test failures, against the cars inspected riskiest "
+             "first, of every 100 cars", models=named.join(tr("new model") if m == NEW else tr("production model")
+                                                           for m in probs))
+    return (title + "<p>" + _e(tr("Inspect the riskiest cars first: each line says how many of every 100 road-test "
+                                  "failures are found for each share of cars inspected. Higher is better; the dashed "
+                                  "line is picking cars at random.")) + "</p>" + figure_html(chart, alt=alt))
 
 
 def _verdict_html(summary: dict) -> str:
     advice = summary["recommendation"]
     colour = _OK if advice["choice"] == "keep-new" else "#9a6700"
-    drivers = (f"<h3>What drives the new model's risk</h3><p>{_e(summary['drivers'])}</p>"
+    drivers = (f"<h3>{_e(tr('What drives the new model’s risk'))}</h3><p>{_e(summary['drivers'])}</p>"
                if summary["drivers"] else "")
-    return (f"<h3>Verdict</h3><p>{_e(summary['verdict'])}</p>"
+    return (f"<h3>{_e(tr('Verdict'))}</h3><p>{_e(summary['verdict'])}</p>"
             f"<p style='border-left:4px solid {colour};padding:6px 12px;background:#f6f8fa'>"
-            f"<b>What the evidence supports:</b> {_e(advice['text'])}</p>{drivers}")
+            f"<b>{_e(tr('What the evidence supports:'))}</b> {_e(advice['text'])}</p>{drivers}")
 
 
 def _production_html(current: dict | None, lake: str) -> str:
     if current is None:
-        return f"<p>No model is in production in the lake <code>{_e(lake)}</code> yet.</p>"
-    return (f"<p>In production: <b>{_e(current['version'])}</b> ({_e(current['family'])}, run {_e(current['run'])}), "
-            f"since {_when(current['since'])} UTC.</p>")
+        return "<p>" + tr("No model is in production in the lake {lake} yet.", lake=f"<code>{_e(lake)}</code>") + "</p>"
+    return "<p>" + tr("In production: {version} ({family}, run {run}), since {since} UTC.",
+                      version=f"<b>{_e(current['version'])}</b>", family=_e(current["family"]), run=_e(current["run"]),
+                      since=_e(_when(current["since"]))) + "</p>"
 
 
 def _history_html(log: list[dict]) -> str:
     if not log:
-        return "<p>No decision yet.</p>"
-    head = "".join(f"<th style='{_CELL};text-align:left'>{name}</th>"
-                   for name in ("when (UTC)", "who", "decision", "run", "production before → after", "why"))
-    rows = "".join(f"<tr><td style='{_WORD}'>{_when(d['at'])}</td><td style='{_CELL}'>{_by(d)}"
-                   f"</td><td style='{_WORD}'>{_e(d['choice'])}</td><td style='{_WORD}'>{_e(d.get('run'))}</td>"
+        return f"<p>{_e(tr('No decision yet.'))}</p>"
+    head = "".join(f"<th style='{_CELL};text-align:left'>{_e(tr(name))}</th>"
+                   for name in (mark("when (UTC)"), mark("who"), mark("decision"), mark("run"),
+                                mark("production before → after"), mark("why")))
+    rows = "".join(f"<tr><td style='{_WORD}'>{_e(_when(d['at']))}</td><td style='{_CELL}'>{_by(d)}"
+                   f"</td><td style='{_WORD}'>{_e(_choice(d['choice']))}</td>"
+                   f"<td style='{_WORD}'>{_e(d.get('run'))}</td>"
                    f"<td style='{_CELL}'>{_e(d['before'])} → {_e(d['after'])}</td><td style='{_CELL}'>{_e(d['why'])}</td>"
                    "</tr>" for d in reversed(log))
     return f"<table style='border-collapse:collapse'><tr>{head}</tr>{rows}</table>"
 
 
+def _choice(choice: str) -> str:
+    """A logged choice as a person reads it: ``keep new`` (in the current language)."""
+    return tr(_CHOICES[choice]) if choice in _CHOICES else choice
+
+
 def _by(decision: dict) -> str:
     """Who decided, and how they were known when the log says it."""
     known = decision.get("by_source")
-    return _e(decision["by"]) + (f" <span style='color:#57606a'>({_e(known)})</span>" if known else "")
+    return _e(decision["by"]) + (f" <span style='color:{_GREY}'>({_e(known)})</span>" if known else "")
 
 
 def _figure(figure: dict, column: str) -> str:
-    """One cell of the figures table: the Brier score with four digits, differences signed."""
-    return interval(figure[column], 4 if figure["metric"] == "brier" else 3, sign=column == "difference")
+    """One cell of the figures table: shares of every 100 with one decimal (as the verdict says them),
+    the Brier score with four digits, the others three; differences signed."""
+    value = figure[column]
+    if figure["metric"].startswith(("recall_at_", "precision_at_")) and value:
+        value = {k: (None if v is None else v * 100) for k, v in value.items() if k in ("value", "low", "high")}
+        return interval(value, 1, sign=column == "difference")
+    return interval(value, 4 if figure["metric"] == "brier" else 3, sign=column == "difference")

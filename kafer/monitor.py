@@ -60,6 +60,8 @@ from .facts import CONFIG_ATTRIBUTES
 from .lake import Lake
 from .metrics import budget_key, compare, holm, proportion, threshold_share
 from .model import Model, load_model
+from .i18n import number as written
+from .i18n import percent, tr
 from .narrative import interval, metric_label, number
 
 #: The z of a two-sided 95 % interval: an interval's half width over it is a standard error.
@@ -306,37 +308,46 @@ def check_promise(pooled: Period | None, promise: Mapping, *, version: str, budg
     tests["p_adjusted"] = holm(tests["p_value"].to_numpy()) if len(tests) else []
     tests["slipped"] = tests["p_adjusted"] <= alpha
     judged = cars >= min_cars and failures >= min_failures and len(tests) > 0
-    on = f"{cars:,} cars road-tested since it was kept{f' ({span})' if span else ''}, {failures:,} of them failed"
+    on = tr("{cars} cars road-tested since it was kept{span}, {failures} of them failed", cars=written(cars),
+            span=f" ({span})" if span else "", failures=written(failures))
     if not judged:
-        why = (f"Production {version}: {cars:,} cars road-tested since it was kept have their outcome "
-               f"({failures:,} road-test failures); its track record is judged from {min_cars:,} cars and "
-               f"{min_failures:,} failures, so it cannot say yet whether the model keeps its promise.")
-        return Check(False, False, tests, why, f"too few cars yet ({cars:,} with their outcome, {failures:,} failures)")
+        why = tr("Production {version}: {cars} cars road-tested since it was kept have their outcome ({failures} "
+                 "road-test failures); its track record is judged from {min_cars} cars and {min_failures} failures, "
+                 "so it cannot say yet whether the model keeps its promise.", version=version, cars=written(cars),
+                 failures=written(failures), min_cars=written(min_cars), min_failures=written(min_failures))
+        return Check(False, False, tests, why, tr("too few cars yet ({cars} with their outcome, {failures} failures)",
+                                                  cars=written(cars), failures=written(failures)))
     slipped = tests[tests["slipped"]]
     if slipped.empty:
-        shown = "; ".join(f"{metric_label(name)} {interval(row.now)} against {interval(row.promised)} promised"
+        shown = "; ".join(tr("{figure} {now} against {promised} promised", figure=metric_label(name),
+                             now=interval(row.now), promised=interval(row.promised))
                           for name, row in tests.iterrows() if name in ("roc_auc", f"recall_at_{budget_key(budget)}"))
-        why = (f"Production {version} keeps its promise: on {on}, no figure is clearly below what its report "
-               f"promised when it was kept ({shown}).")
+        why = tr("Production {version} keeps its promise: on {on}, no figure is clearly below what its report "
+                 "promised when it was kept ({shown}).", version=version, on=on, shown=shown)
         head = tests.iloc[0]
-        return Check(False, True, tests, why, f"keeps its promise ({cars:,} cars since kept; "
-                     f"{metric_label(tests.index[0])} {number(head.now['value'], 3)}, promised "
-                     f"{number(head.promised['value'], 3)})")
-    said = "; ".join(f"{metric_label(name)} {interval(row.now)}"
-                     + (f" (counted at the {row.at_rate:.1%} failure rate of the promise)" if pd.notna(row.at_rate)
-                        else "")
-                     + f" against {interval(row.promised)} promised ({number(-row.difference, 3)} lower; one-sided p "
-                     f"{_p(row.p_adjusted)} allowing for the {len(tests)} figures tested)"
+        return Check(False, True, tests, why, tr("keeps its promise ({cars} cars since kept; {figure} {now}, promised "
+                                                 "{promised})", cars=written(cars), figure=metric_label(tests.index[0]),
+                                                 now=number(head.now["value"], 3),
+                                                 promised=number(head.promised["value"], 3)))
+    said = "; ".join(tr("{figure} {now}{counted} against {promised} promised ({lower} lower; one-sided p {p} allowing "
+                        "for the {tested} figures tested)", figure=metric_label(name), now=interval(row.now),
+                        counted=tr(" (counted at the {rate} failure rate of the promise)", rate=percent(row.at_rate))
+                        if pd.notna(row.at_rate) else "", promised=interval(row.promised),
+                        lower=number(-row.difference, 3), p=_p(row.p_adjusted), tested=len(tests))
                      for name, row in slipped.iterrows())
-    lost = ("finds fewer of the road-test failures among the cars it puts first" if any(
-        name.startswith("recall_at_") for name in slipped.index) else "ranks the cars that fail less well")
-    why = (f"Production {version} is slipping: on {on}, it does clearly worse than its report promised when it "
-           f"was kept. {said}. It {lost} than it did: retrain with the latest exports (kafer retrain EXPORTS, or "
-           "make retrain DATA=EXPORTS); the comparison will tell whether a new model does better.")
+    if any(name.startswith("recall_at_") for name in slipped.index):
+        lost = tr("It finds fewer of the road-test failures among the cars it puts first than it did")
+    else:
+        lost = tr("It ranks the cars that fail less well than it did")
+    why = tr("Production {version} is slipping: on {on}, it does clearly worse than its report promised when it was "
+             "kept. {said}. {lost}: retrain with the latest exports (kafer retrain EXPORTS, or make retrain "
+             "DATA=EXPORTS); the comparison will tell whether a new model does better.", version=version, on=on,
+             said=said, lost=lost)
     first = slipped.iloc[0]
-    return Check(True, True, tests, why, f"SLIPPING: {metric_label(slipped.index[0])} "
-                 f"{number(first.now['value'], 3)} against {number(first.promised['value'], 3)} promised on "
-                 f"{cars:,} cars since kept; retrain")
+    return Check(True, True, tests, why, tr("SLIPPING: {figure} {now} against {promised} promised on {cars} cars since "
+                                            "kept; retrain", figure=metric_label(slipped.index[0]),
+                                            now=number(first.now["value"], 3),
+                                            promised=number(first.promised["value"], 3), cars=written(cars)))
 
 
 def _p(value: float) -> str:
@@ -617,8 +628,8 @@ class TrackRecord:
         """The warning (or its absence) in words, then the failure-rate news when the plant clearly fails
         more or less often, then the threshold's share when it drifted far from the budget."""
         if self.production is None:
-            return (f"No model is in production in the lake {self.lake} yet: there is no promise to keep. Keep one "
-                    "first (kafer decide RUN keep-new --by NAME --why TEXT, or the decision desk).")
+            return tr("No model is in production in the lake {lake} yet: there is no promise to keep. Keep one first "
+                      "(kafer decide RUN keep-new --by NAME --why TEXT, or the decision desk).", lake=self.lake)
         rate = self.production.rate
         parts = (self.production.check.why, rate.words() if rate else None, self.production.judged_on,
                  self.production.threshold_note(budget=self.budget))
@@ -634,13 +645,20 @@ class TrackRecord:
     def headline(self) -> str:
         """One line: production, whether it keeps its promise, and whether the plant fails more or less often."""
         if self.production is None:
-            return "no model in production"
+            return tr("no model in production")
         rate = self.production.rate
-        moved = f"; the plant fails {rate.moved} often ({rate.change})" if rate and rate.moved else ""
+        moved = ""
+        if rate and rate.moved:
+            moved = (tr("; the plant fails less often ({change})", change=rate.change) if rate.moved == "less" else
+                     tr("; the plant fails more often ({change})", change=rate.change))
         latest = self.production.latest_month
-        note = (f"; its threshold flags {'fewer' if latest.inside_budget['value'] < self.budget else 'more'} cars "
-                "than the budget" if self.production.threshold_note(budget=self.budget) else "")
-        return f"production {self.production.version} {self.production.check.headline}{moved}{note}"
+        note = ""
+        if self.production.threshold_note(budget=self.budget):
+            note = (tr("; its threshold flags fewer cars than the budget")
+                    if latest.inside_budget["value"] < self.budget else
+                    tr("; its threshold flags more cars than the budget"))
+        return tr("production {version} {headline}{moved}{note}", version=self.production.version,
+                  headline=self.production.check.headline, moved=moved, note=note)
 
     @property
     def records(self) -> tuple[Record, ...]:

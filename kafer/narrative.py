@@ -9,15 +9,21 @@ from __future__ import annotations
 from typing import Mapping
 
 from .errors import ModelError
+from .i18n import mark, percent, tr
+from .i18n import number as written
 from .metrics import budget_key
 
 #: How each figure of :func:`kafer.metrics.evaluate` is named for people.
-LABELS = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC (average precision)", "brier": "Brier score (lower is better)"}
+LABELS = {"roc_auc": mark("ROC-AUC"), "pr_auc": mark("PR-AUC (average precision)"),
+          "brier": mark("Brier score (lower is better)")}
 
 
 def number(x: float, digits: int, *, sign: bool = False) -> str:
-    """``x`` with a true minus sign, never ``-0.0``."""
-    return f"{round(x, digits) + 0.0:{'+' if sign else ''}.{digits}f}".replace("-", "\u2212")
+    """``x`` with a true minus sign, never ``-0.0``, its decimal mark the current language's
+    (``0,710`` in pt-BR)."""
+    value = round(float(x), digits) + 0.0
+    text = written(abs(value), digits)
+    return ("\u2212" if value < 0 else "+" if sign else "") + text
 
 
 def interval(figure: Mapping | None, digits: int = 3, *, sign: bool = False) -> str:
@@ -31,10 +37,14 @@ def interval(figure: Mapping | None, digits: int = 3, *, sign: bool = False) -> 
 
 
 def metric_label(name: str) -> str:
-    """How a figure's key is written for people: ``recall_at_10`` → ``Recall at 10 %``."""
+    """How a figure's key is written for people: ``recall_at_10`` → ``Recall at 10 %`` (in the current language)."""
     if name in LABELS:
-        return LABELS[name]
+        return tr(LABELS[name])
     kind, _, pct = name.rpartition("_at_")
+    if kind == "recall":
+        return tr("Recall at {budget}", budget=f"{pct} %")
+    if kind == "precision":
+        return tr("Precision at {budget}", budget=f"{pct} %")
     return f"{kind.capitalize()} at {pct} %"
 
 
@@ -105,37 +115,39 @@ def recommendation(comparison: Mapping, *, production: bool, fair: Mapping | Non
         ``choice`` (``keep-new`` or ``keep-old``) and ``text``, one or two sentences.
     """
     if production and fair is not None and not fair.get("possible", True):
-        return {"choice": KEEP_OLD, "text": f"Keep the old model: no fair comparison is possible yet ({fair['why']}). "
-                                            "Keeping production is the safe default; retrain when more months are in."}
+        return {"choice": KEEP_OLD, "text": tr("Keep the old model: no fair comparison is possible yet ({why}). "
+                                               "Keeping production is the safe default; retrain when more months "
+                                               "are in.", why=fair["why"])}
     against = production and comparison.get("difference") is not None
     judged = judgements(comparison, against_production=against)
     better = [j["label"] for j in judged if j["judgement"] == "better"]
     worse = [j["label"] for j in judged if j["judgement"] == "worse"]
     if not against:
         if better and not worse:
-            return {"choice": KEEP_NEW, "text": "Keep the new model: there is no production model yet, and this one "
-                                                f"ranks cars clearly better than chance ({_listed(better)}), so "
-                                                "inspecting in its order finds more failures than testing at random."}
-        return {"choice": KEEP_OLD, "text": "Keep the old model (no model in production): the new model is not clearly "
-                                            "better than chance on any ranking figure; inspectors picking cars at "
-                                            "random would do as well. Upload more months and retrain."}
+            return {"choice": KEEP_NEW, "text": tr("Keep the new model: there is no production model yet, and this "
+                                                   "one ranks cars clearly better than chance ({figures}), so "
+                                                   "inspecting in its order finds more failures than testing at "
+                                                   "random.", figures=_listed(better))}
+        return {"choice": KEEP_OLD, "text": tr("Keep the old model (no model in production): the new model is not "
+                                               "clearly better than chance on any ranking figure; inspectors picking "
+                                               "cars at random would do as well. Upload more months and retrain.")}
     if better and not worse:
-        return {"choice": KEEP_NEW, "text": f"Keep the new model: it is clearly better on {_listed(better)} and "
-                                            "clearly worse on none."}
+        return {"choice": KEEP_NEW, "text": tr("Keep the new model: it is clearly better on {better} and clearly "
+                                               "worse on none.", better=_listed(better))}
     if worse and not better:
-        return {"choice": KEEP_OLD, "text": f"Keep the old model: the new one is clearly worse on {_listed(worse)} and "
-                                            "clearly better on none."}
+        return {"choice": KEEP_OLD, "text": tr("Keep the old model: the new one is clearly worse on {worse} and "
+                                               "clearly better on none.", worse=_listed(worse))}
     if worse and better:
-        return {"choice": KEEP_OLD, "text": f"Mixed evidence: the new model is clearly better on {_listed(better)} but "
-                                            f"clearly worse on {_listed(worse)}. Keeping production is the safe "
-                                            "default unless the figure that matters most to inspectors is among "
-                                            "the better ones."}
-    return {"choice": KEEP_OLD, "text": "No clear difference: keeping production is the safe default. Every "
-                                        "interval of the difference includes zero."}
+        return {"choice": KEEP_OLD, "text": tr("Mixed evidence: the new model is clearly better on {better} but "
+                                               "clearly worse on {worse}. Keeping production is the safe default "
+                                               "unless the figure that matters most to inspectors is among the "
+                                               "better ones.", better=_listed(better), worse=_listed(worse))}
+    return {"choice": KEEP_OLD, "text": tr("No clear difference: keeping production is the safe default. Every "
+                                           "interval of the difference includes zero.")}
 
 
 def _listed(labels: list[str]) -> str:
-    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+    return labels[0] if len(labels) == 1 else tr("{some} and {last}", some=", ".join(labels[:-1]), last=labels[-1])
 
 
 def verdict(comparison: Mapping, *, budget: float, production: bool, fair: Mapping | None = None) -> str:
@@ -165,44 +177,56 @@ def verdict(comparison: Mapping, *, budget: float, production: bool, fair: Mappi
     if key not in candidate:
         raise ModelError(f"the comparison has no figures for a {pct} % budget; it was made for "
                          f"{', '.join(f'{budget_key(b)} %' for b in comparison.get('budgets', []))}")
-    cars = (f"Measured on {comparison['cars']:,} evaluation cars with {comparison['positives']:,} road-test failures, "
-            "none of them seen by either model in training.")
+    cars = tr("Measured on {cars} evaluation cars with {failures} road-test failures, none of them seen by either "
+              "model in training.", cars=written(comparison["cars"]), failures=written(comparison["positives"]))
     against = production and comparison.get("difference") is not None
     judged = {j["metric"]: j for j in judgements(comparison, against_production=against)}
+    budget_words = f"{pct} %"
     if against:
         diff = comparison["difference"][key]
         value = diff["value"] * 100
-        finds = ("as many road-test failures as the production model" if round(value, 1) == 0 else
-                 f"{abs(value):.1f} {'more' if value > 0 else 'fewer'} of every 100 road-test failures than the "
-                 "production model")
-        span = "" if diff["low"] is None else \
-            f" (95 % interval {number(diff['low'] * 100, 1)} to {number(diff['high'] * 100, 1)})"
-        words = {"better": "clearly better", "worse": "clearly worse", "unclear": "not clearly different"}
-        figures = "; ".join(f"{j['label']} {number(comparison['candidate'][m]['value'], 3)} against "
-                            f"{number(comparison['production'][m]['value'], 3)}, {words[j['judgement']]}"
+        if round(value, 1) == 0:
+            finds = tr("as many road-test failures as the production model")
+        elif value > 0:
+            finds = tr("{count} more of every 100 road-test failures than the production model",
+                       count=number(abs(value), 1))
+        else:
+            finds = tr("{count} fewer of every 100 road-test failures than the production model",
+                       count=number(abs(value), 1))
+        span = "" if diff["low"] is None else tr(" (95 % interval {low} to {high})", low=number(diff["low"] * 100, 1),
+                                                 high=number(diff["high"] * 100, 1))
+        words = {"better": tr("clearly better"), "worse": tr("clearly worse"), "unclear": tr("not clearly different")}
+        figures = "; ".join(tr("{figure} {new} against {old}, {judgement}", figure=j["label"],
+                               new=number(comparison["candidate"][m]["value"], 3),
+                               old=number(comparison["production"][m]["value"], 3), judgement=words[j["judgement"]])
                             for m, j in judged.items() if not m.startswith("recall"))
-        head = f"At a {pct} % inspection budget the new model finds {finds}{span}. {figures}."
+        head = tr("At a {budget} inspection budget the new model finds {finds}{span}. {figures}.",
+                  budget=budget_words, finds=finds, span=span, figures=figures)
     else:
         own = candidate[key]
-        span = "" if own["low"] is None else \
-            f" (95 % interval {own['low'] * 100:.0f} to {own['high'] * 100:.0f})"
-        words = {"better": "clearly better than chance", "worse": "clearly worse than chance",
-                 "unclear": "not clearly better than chance"}
-        figures = "; ".join(f"{j['label']} {interval(candidate[m])}, {words[j['judgement']]}"
+        span = "" if own["low"] is None else tr(" (95 % interval {low} to {high})", low=number(own["low"] * 100, 0),
+                                                high=number(own["high"] * 100, 0))
+        words = {"better": tr("clearly better than chance"), "worse": tr("clearly worse than chance"),
+                 "unclear": tr("not clearly better than chance")}
+        figures = "; ".join(tr("{figure} {value}, {judgement}", figure=j["label"], value=interval(candidate[m]),
+                               judgement=words[j["judgement"]])
                             for m, j in judged.items() if not m.startswith("recall"))
-        first = ("There is no production model yet, so the new model is judged against chance. "
-                 if not production else "")
-        head = (f"{first}At a {pct} % inspection budget the new model finds {own['value'] * 100:.0f} of every 100 "
-                f"road-test failures{span}, against {pct} by chance. {figures}.")
+        first = tr("There is no production model yet, so the new model is judged against chance. ") if not production \
+            else ""
+        head = tr("{first}At a {budget} inspection budget the new model finds {found} of every 100 road-test "
+                  "failures{span}, against {chance} by chance. {figures}.", first=first, budget=budget_words,
+                  found=number(own["value"] * 100, 0), span=span, chance=pct, figures=figures)
         if production:
-            head = "No fair comparison with production is possible yet. " + head
+            head = tr("No fair comparison with production is possible yet. ") + head
     return f"{head} {cars}"
 
 
 #: How each feature family is named for people.
-FAMILY_WORDS = {"contract": "the contract's counts and dwell times", "configuration": "the configuration (model, "
-                "colour, engine)", "tests": "which tests were NOK", "route": "the route (rework loops, checkpoints, "
-                "time on the line, shifts)", "defects": "which defects, in which hall and at which station"}
+FAMILY_WORDS = {"contract": mark("the contract's counts and dwell times"),
+                "configuration": mark("the configuration (model, colour, engine)"),
+                "tests": mark("which tests were NOK"),
+                "route": mark("the route (rework loops, checkpoints, time on the line, shifts)"),
+                "defects": mark("which defects, in which hall and at which station")}
 _TABLE_WORDS = {
     "n_results_id1": "machine operation results", "n_results_id2": "screw tightening results",
     "n_results_id718": "electronics and section results", "n_nok_id1": "NOK machine operations",
@@ -319,21 +343,29 @@ def drivers_summary(families, inputs, *, cars: int, failures: int) -> str:
     cars, failures : int
         The cars it was measured on.
     """
-    measured = f"Measured on {cars:,} evaluation cars with {failures:,} road-test failures."
+    measured = tr("Measured on {cars} evaluation cars with {failures} road-test failures.", cars=written(cars),
+                  failures=written(failures))
     strong = families[families["stands_out"]].sort_values("importance", ascending=False)
     if strong.empty:
-        return ("Nothing stands out from noise: shuffling any one family of inputs among the cars does not clearly "
-                f"lower the ROC-AUC. {measured} The model's ranking rests on no input it could show to be real; "
-                "treat any pattern in the tables below as chance.")
-    named = "; ".join(f"{FAMILY_WORDS.get(f, f)} (ROC-AUC falls by {number(r.importance, 3)} "
-                      f"[{number(r.low, 3)}, {number(r.high, 3)}] without it)" for f, r in strong.iterrows())
-    others = [FAMILY_WORDS.get(f, f) for f in families.index if f not in strong.index]
-    text = f"What drives the risk: {named}."
+        return tr("Nothing stands out from noise: shuffling any one family of inputs among the cars does not clearly "
+                  "lower the ROC-AUC. {measured} The model's ranking rests on no input it could show to be real; "
+                  "treat any pattern in the tables below as chance.", measured=measured)
+    named = "; ".join(tr("{family} (ROC-AUC falls by {fall} [{low}, {high}] without it)",
+                         family=tr(FAMILY_WORDS[f]) if f in FAMILY_WORDS else f, fall=number(r.importance, 3),
+                         low=number(r.low, 3), high=number(r.high, 3)) for f, r in strong.iterrows())
+    others = [tr(FAMILY_WORDS[f]) if f in FAMILY_WORDS else f for f in families.index if f not in strong.index]
+    text = tr("What drives the risk: {named}.", named=named)
     if others:
-        text += f" The other families ({'; '.join(others)}) do not stand out from noise."
+        text += " " + tr("The other families ({others}) do not stand out from noise.", others="; ".join(others))
     clear = inputs[inputs["stands_out"]] if len(inputs) else inputs
     if len(clear):
-        text += " Single inputs that stand out: " + "; ".join(
-            f"{r['with']} ({r['failure_rate_with']:.0%} of {r['cars_with']:,} such cars failed, "
-            f"{r['failure_rate_without']:.0%} of the others)" for _, r in clear.iterrows()) + "."
+        text += " " + tr("Single inputs that stand out: {inputs}.", inputs="; ".join(
+            tr("{input} ({rate_with} of {cars} such cars failed, {rate_without} of the others)", input=r["with"],
+               rate_with=_share(r["failure_rate_with"]), cars=written(r["cars_with"]),
+               rate_without=_share(r["failure_rate_without"])) for _, r in clear.iterrows()))
     return f"{text} {measured}"
+
+
+def _share(rate: float) -> str:
+    """A failure rate as a whole percentage (``12%``, ``12 %`` in pt-BR)."""
+    return percent(rate, 0)

@@ -27,6 +27,9 @@ from .config import Settings
 from .errors import CarError, LakeError, OutputError, RegistryError, UploadError
 from .explain import reasons
 from .facts import build_facts
+from .i18n import current, mark, ntr, tr
+from .i18n import datetime as written_moment
+from .i18n import number as written
 from .features import build_features, last_checkpoints
 from .ingest import list_upload, read_upload
 from .lake import Lake
@@ -240,31 +243,40 @@ def car_lines(ranked: pd.DataFrame, facts: Mapping) -> str:
     """Each car of a short list in words, riskiest first: its rank, risk, whether it is in the
     inspection budget (against the bar it must reach), where it is, and why."""
     bar = facts.get("threshold")
-    rule = (f"the bar is {_percent(bar, 1)}, the risk of the riskiest {_percent(facts['budget'])} of the production "
-            "model's evaluation cars" if bar is not None else
-            f"no bar was recorded: the riskiest {_percent(facts['budget'])} of these cars")
-    lines = [f"{len(ranked):,} car{'s' if len(ranked) != 1 else ''} scored with production model "
-             f"{facts['model']['version']} ({facts['model']['family']}); {rule}."]
+    budget = _percent(facts["budget"])
+    rule = (tr("the bar is {bar}, the risk of the riskiest {budget} of the production model's evaluation cars",
+               bar=_percent(bar, 1), budget=budget) if bar is not None else
+            tr("no bar was recorded: the riskiest {budget} of these cars", budget=budget))
+    lines = [ntr("{count} car scored with production model {version} ({family}); {rule}.",
+                 "{count} cars scored with production model {version} ({family}); {rule}.", len(ranked),
+                 version=facts["model"]["version"], family=facts["model"]["family"], rule=rule)]
     for row in ranked.itertuples(index=False):
-        inside = "in the inspection budget" if row.in_budget else "not in the inspection budget"
-        against = "" if bar is None else f" ({'at or above' if row.in_budget else 'below'} the bar)"
-        if row.at_road_test:
-            place = f"at its road test {_when(row.road_test_at)}"
+        if bar is None:
+            inside = tr("in the inspection budget") if row.in_budget else tr("not in the inspection budget")
         else:
-            place = (f"still on the line, last seen at {row.last_checkpoint} {_when(row.last_checkpoint_at)}: a risk so "
-                     "far, from what was known then" if isinstance(row.last_checkpoint, str) else
-                     "not at its road test yet: a risk so far")
-        lines += [f"{row.rank:>3}. {row.KNR}  risk {_percent(row.probability, 1)}, {inside}{against}; {place}.",
-                  f"     Why: {row.reasons}."]
+            inside = (tr("in the inspection budget (at or above the bar)") if row.in_budget
+                      else tr("not in the inspection budget (below the bar)"))
+        if row.at_road_test:
+            place = tr("at its road test {when}", when=_when(row.road_test_at))
+        elif isinstance(row.last_checkpoint, str):
+            place = tr("still on the line, last seen at {checkpoint} {when}: a risk so far, from what was known then",
+                       checkpoint=row.last_checkpoint, when=_when(row.last_checkpoint_at))
+        else:
+            place = tr("not at its road test yet: a risk so far")
+        lines += [tr("{rank}. {knr}  risk {risk}, {inside}; {place}.", rank=f"{row.rank:>3}", knr=row.KNR,
+                     risk=_percent(row.probability, 1), inside=inside, place=place),
+                  "     " + tr("Why: {reasons}.", reasons=row.reasons)]
     return "\n".join(lines)
 
 
 def _when(moment) -> str:
-    return "(time unknown)" if moment is None or pd.isna(moment) else pd.Timestamp(moment).strftime("%Y-%m-%d %H:%M")
+    if moment is None or pd.isna(moment):
+        return tr("(time unknown)")
+    return pd.Timestamp(moment).strftime(_MINUTE[current()])
 
 
 #: The formats the ranked list is written in, by the output's file suffix.
-FORMATS = {".xlsx": "workbook", ".csv": "CSV"}
+FORMATS = {".xlsx": mark("workbook"), ".csv": mark("CSV")}
 
 
 def output_format(out: str) -> str | None:
@@ -335,10 +347,13 @@ def summary(ranked: pd.DataFrame, facts: Mapping) -> str:
     model = facts["model"]
     flagged = int(ranked["in_budget"].sum())
     on_line = int((~ranked["at_road_test"]).sum()) if "at_road_test" in ranked else 0
-    where = f", {on_line:,} of them still on the line and scored on what is known so far" if on_line else ""
+    where = tr(", {count} of them still on the line and scored on what is known so far",
+               count=written(on_line)) if on_line else ""
     note = threshold_note(ranked, facts)
-    return (f"{len(ranked):,} cars scored with production model {model['version']} ({model['family']}){where}; "
-            f"{flagged:,} fall in the inspection budget ({_budget_rule(facts)})." + (f" {note}" if note else ""))
+    return (tr("{cars} cars scored with production model {version} ({family}){where}; {flagged} fall in the "
+               "inspection budget ({rule}).", cars=written(len(ranked)), version=model["version"],
+               family=model["family"], where=where, flagged=written(flagged), rule=_budget_rule(facts))
+            + (f" {note}" if note else ""))
 
 
 def threshold_note(ranked: pd.DataFrame, facts: Mapping) -> str | None:
@@ -353,27 +368,34 @@ def threshold_note(ranked: pd.DataFrame, facts: Mapping) -> str | None:
         return None
     fewer = share["value"] < facts["budget"]
     budget = _percent(facts["budget"])
-    use = (f"the list is shorter than planned: to use the whole budget, test the riskiest {budget} of the list by rank, "
-           "the flagged cars first" if fewer else f"the list is longer than planned: when the inspectors cannot test "
-           f"every flagged car, test the riskiest {budget} by rank first")
-    return (f"The threshold flags {_percent(share['value'], 1)} of the {len(tested):,} cars at their road test "
-            f"(95 % interval {_percent(share['low'], 1)} to {_percent(share['high'], 1)}), far from the {budget} it was "
-            f"set for: {'fewer' if fewer else 'more'} cars look as risky as the riskiest {budget} did when the model "
-            f"was kept, so {use}. A plant that fails {'less' if fewer else 'more'} often does this as well as inputs "
-            "that moved; kafer monitor tells which (how often the plant fails, what moved in the inputs) and "
-            "whether a retrain is due.")
+    values = {"share": _percent(share["value"], 1), "cars": written(len(tested)), "low": _percent(share["low"], 1),
+              "high": _percent(share["high"], 1), "budget": budget}
+    if fewer:
+        return tr("The threshold flags {share} of the {cars} cars at their road test (95 % interval {low} to {high}), "
+                  "far from the {budget} it was set for: fewer cars look as risky as the riskiest {budget} did when "
+                  "the model was kept, so the list is shorter than planned: to use the whole budget, test the "
+                  "riskiest {budget} of the list by rank, the flagged cars first. A plant that fails less often does "
+                  "this as well as inputs that moved; kafer monitor tells which (how often the plant fails, what "
+                  "moved in the inputs) and whether a retrain is due.", **values)
+    return tr("The threshold flags {share} of the {cars} cars at their road test (95 % interval {low} to {high}), far "
+              "from the {budget} it was set for: more cars look as risky as the riskiest {budget} did when the model "
+              "was kept, so the list is longer than planned: when the inspectors cannot test every flagged car, test "
+              "the riskiest {budget} by rank first. A plant that fails more often does this as well as inputs that "
+              "moved; kafer monitor tells which (how often the plant fails, what moved in the inputs) and whether a "
+              "retrain is due.", **values)
 
 
 def line_note(ranked: pd.DataFrame) -> str:
     """Where the cars are, and how to read the risk of those still on the line, in words."""
     on_line = int((~ranked["at_road_test"]).sum()) if "at_road_test" in ranked else 0
     if not on_line:
-        return "Every car of this list had reached its road test: each risk uses all that was known at it."
-    return (f"{on_line:,} of these cars had not reached their road test when their rows were exported: they are "
-            "listed after the cars at the road test, with their last checkpoint and when. Their risk is a risk so "
-            "far, from what was known at their last checkpoint: defects and NOK tests still to come are not in it, "
-            "so it is usually lower than it will be at the road test. A car still on the line that is already in "
-            "the budget is worth testing when it arrives; score the others again when they reach the road test.")
+        return tr("Every car of this list had reached its road test: each risk uses all that was known at it.")
+    return tr("{count} of these cars had not reached their road test when their rows were exported: they are listed "
+              "after the cars at the road test, with their last checkpoint and when. Their risk is a risk so far, "
+              "from what was known at their last checkpoint: defects and NOK tests still to come are not in it, so it "
+              "is usually lower than it will be at the road test. A car still on the line that is already in the "
+              "budget is worth testing when it arrives; score the others again when they reach the road test.",
+              count=written(on_line))
 
 
 def budget_note(ranked: pd.DataFrame, facts: Mapping) -> str:
@@ -382,15 +404,17 @@ def budget_note(ranked: pd.DataFrame, facts: Mapping) -> str:
     share = f" ({_percent(flagged / n, 1)})" if n else ""
     budget = _percent(facts["budget"])
     if facts.get("threshold") is None:
-        return (f"{flagged:,} of these {n:,} cars{share} are in the inspection budget: the production model "
-                f"recorded no operating threshold, so the budget is the riskiest {budget} of this list, and a "
-                "car's flag depends on which cars are scored with it.")
+        return tr("{flagged} of these {cars} cars{share} are in the inspection budget: the production model recorded "
+                  "no operating threshold, so the budget is the riskiest {budget} of this list, and a car's flag "
+                  "depends on which cars are scored with it.", flagged=written(flagged), cars=written(n), share=share,
+                  budget=budget)
     note = threshold_note(ranked, facts)
-    return (f"{flagged:,} of these {n:,} cars{share} are in the inspection budget: a car is in it when its risk "
-            f"reaches {_percent(facts['threshold'], 1)}, the risk the riskiest {budget} of the production model's "
-            "evaluation cars reached. The threshold does not depend on how many cars are scored together, so a "
-            f"car's flag is the same in any list; a riskier batch has more than {budget} of its cars in the "
-            "budget, a safer one fewer." + (f" {note}" if note else ""))
+    return tr("{flagged} of these {cars} cars{share} are in the inspection budget: a car is in it when its risk "
+              "reaches {threshold}, the risk the riskiest {budget} of the production model's evaluation cars "
+              "reached. The threshold does not depend on how many cars are scored together, so a car's flag is the "
+              "same in any list; a riskier batch has more than {budget} of its cars in the budget, a safer one "
+              "fewer.", flagged=written(flagged), cars=written(n), share=share,
+              threshold=_percent(facts["threshold"], 1), budget=budget) + (f" {note}" if note else "")
 
 
 def issue_ranking(ranked: pd.DataFrame, out: str, *, facts: Mapping, settings: Settings, by: str | None,
@@ -442,22 +466,22 @@ def save_ranking(ranked: pd.DataFrame, out: str, *, facts: Mapping) -> str:
             ranked.to_csv(out, index=False)
     except OSError as exc:
         raise OutputError(f"cannot write {out}: {exc.strerror or exc} (is it open in another program?)") from None
-    return f"{text} Written to {out} ({FORMATS[fmt]})."
+    return tr("{summary} Written to {out} ({format}).", summary=text, out=out, format=tr(FORMATS[fmt]))
 
 
 #: Known columns of the ranked list in the workbook: header and number format.
 _SHOWN = {
-    "rank": ("Rank", "#,##0"),
+    "rank": (mark("Rank"), "#,##0"),
     "KNR": ("KNR", "@"),
-    "probability": ("Road-test risk", "0.0 %"),
-    "in_budget": ("In inspection budget", "@"),
-    "audit": ("Audit pick (random)", "@"),
-    "reasons": ("Why (what raises its risk most)", "@"),
-    "model_version": ("Model version", "@"),
-    "at_road_test": ("At the road test", "@"),
-    "road_test_at": ("Road test at", "@"),
-    "last_checkpoint": ("Last checkpoint", "@"),
-    "last_checkpoint_at": ("Last checkpoint at", "@"),
+    "probability": (mark("Road-test risk"), "0.0 %"),
+    "in_budget": (mark("In inspection budget"), "@"),
+    "audit": (mark("Audit pick (random)"), "@"),
+    "reasons": (mark("Why (what raises its risk most)"), "@"),
+    "model_version": (mark("Model version"), "@"),
+    "at_road_test": (mark("At the road test"), "@"),
+    "road_test_at": (mark("Road test at"), "@"),
+    "last_checkpoint": (mark("Last checkpoint"), "@"),
+    "last_checkpoint_at": (mark("Last checkpoint at"), "@"),
 }
 #: Widest a column of the list gets, in characters; longer text wraps (its row grows by lines of
 #: ``_LINE_HEIGHT`` points). The second sheet's text is cut into rows of at most ``_ABOUT_WIDTH``.
@@ -502,6 +526,7 @@ def ranking_workbook(ranked: pd.DataFrame, facts: Mapping):
     formats, alignments = [], []
     for i, column in enumerate(columns, start=1):
         header, number_format = _SHOWN.get(column, (column, "@"))
+        header = tr(header) if column in _SHOWN else header
         longest = max(len(header), numbers.get(column) or max(map(len, values[column]), default=0))
         sheet.column_dimensions[get_column_letter(i)].width = min(longest + 2, _MAX_WIDTH)
         formats.append(number_format)
@@ -511,7 +536,7 @@ def ranking_workbook(ranked: pd.DataFrame, facts: Mapping):
     sheet.print_title_rows = "1:1"
     _fit_to_page_width(sheet)
     sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{len(ranked) + 1}"
-    sheet.append([_cell(sheet, _SHOWN.get(c, (c,))[0], font=bold) for c in columns])
+    sheet.append([_cell(sheet, _header(c), font=bold) for c in columns])
     for r, row_fill in enumerate(fills):
         lines = max((len(textwrap.wrap(values[c][r], _MAX_WIDTH - 2)) for c in long), default=1)
         if lines > 1:  # readers do not grow a row for wrapped text on their own
@@ -532,68 +557,81 @@ def ranking_workbook(ranked: pd.DataFrame, facts: Mapping):
     return book
 
 
+def _header(column: str) -> str:
+    """A column's header in the list, in the current language (a column Käfer does not know: its name)."""
+    return tr(_SHOWN[column][0]) if column in _SHOWN else column
+
+
 def about_rows(ranked: pd.DataFrame, facts: Mapping) -> list[tuple[str, object]]:
     """The second sheet's rows: which model, when, the upload's files, the budget, how to read the list."""
     model = facts["model"]
     trained = model.get("trained_on") or {}
-    kept = "unknown"
+    unknown = tr("unknown")
+    kept = unknown
     if model.get("since"):
-        kept = _moment(model["since"]) + (f" by {model['by']}" if model.get("by") else "")
+        kept = _moment(model["since"]) + (" " + tr("by {person}", person=model["by"]) if model.get("by") else "")
         kept += f" (\"{model['why']}\")" if model.get("why") else ""
     rows = [
-        ("Inspection list", f"{len(ranked):,} cars, riskiest first; "
-                            f"{int(ranked['in_budget'].sum()):,} in the inspection budget (filled rows)"),
-        ("Made at", _moment(facts["made_at"])),
-        ("Model version", model["version"]),
-        ("Model family", _FAMILY.get(model.get("family"), model.get("family") or "unknown")),
-        ("Trained on", f"{trained['cars']:,} cars ({trained['positives']:,} road-test failures) built "
-                       f"{_moment(trained['produced_from'], utc=False)} to {_moment(trained['produced_to'], utc=False)}"
-         if trained else "unknown"),
-        ("Trained by run", f"{model.get('run') or 'unknown'} on data version {model.get('data_version') or 'unknown'}"),
-        ("In production since", kept),
-        ("Inspection budget", facts["budget"]),
-        ("Operating threshold", facts["threshold"] if facts.get("threshold") is not None
-         else "none recorded: the riskiest share of this list is the budget"),
-        ("Lake", facts.get("lake") or "unknown"),
+        (tr("Inspection list"), tr("{cars} cars, riskiest first; {flagged} in the inspection budget (filled rows)",
+                                   cars=written(len(ranked)), flagged=written(int(ranked["in_budget"].sum())))),
+        (tr("Made at"), _moment(facts["made_at"])),
+        (tr("Model version"), model["version"]),
+        (tr("Model family"), tr(_FAMILY[model["family"]]) if model.get("family") in _FAMILY
+         else model.get("family") or unknown),
+        (tr("Trained on"), tr("{cars} cars ({failures} road-test failures) built {start} to {end}",
+                              cars=written(trained["cars"]), failures=written(trained["positives"]),
+                              start=_moment(trained["produced_from"], utc=False),
+                              end=_moment(trained["produced_to"], utc=False)) if trained else unknown),
+        (tr("Trained by run"), tr("{run} on data version {data}", run=model.get("run") or unknown,
+                                  data=model.get("data_version") or unknown)),
+        (tr("In production since"), kept),
+        (tr("Inspection budget"), facts["budget"]),
+        (tr("Operating threshold"), facts["threshold"] if facts.get("threshold") is not None
+         else tr("none recorded: the riskiest share of this list is the budget")),
+        (tr("Lake"), facts.get("lake") or unknown),
     ]
     issued = facts.get("list")
     if issued:
-        rows += [("List", f"{issued['id']}, recorded in the lake by {issued['by']}"),
-                 ("Acted on", "yes" if issued["acted_on"] else "no: a shadow list, recorded to measure what acting "
-                                                              "on the lists would find; pick cars as before"),
-                 ("Audit", f"{issued['audit']:,} cars picked at random whatever their risk "
-                           f"({_percent(issued['audit_share'], 1)} of the cars at their road test, seed "
-                           f"{issued['audit_seed']}): blue rows, Audit pick yes"
-                  if issued["audit_share"] else "none (audit_share is 0)")]
+        rows += [(tr("List"), tr("{list}, recorded in the lake by {person}", list=issued["id"], person=issued["by"])),
+                 (tr("Acted on"), tr("yes") if issued["acted_on"] else tr(
+                     "no: a shadow list, recorded to measure what acting on the lists would find; pick cars as "
+                     "before")),
+                 (tr("Audit"), tr("{cars} cars picked at random whatever their risk ({share} of the cars at their "
+                                  "road test, seed {seed}): blue rows, {column} {yes}", cars=written(issued["audit"]),
+                                  share=_percent(issued["audit_share"], 1), seed=issued["audit_seed"],
+                                  column=tr("Audit pick (random)").split(" (")[0], yes=tr("yes"))
+                  if issued["audit_share"] else tr("none (audit_share is 0)"))]
     files = facts.get("files") or []
-    rows += [("Upload files" if i == 0 else "", name) for i, name in enumerate(files)]
-    rows += [("How to read this list" if i == 0 else "", line) for i, line in enumerate(_reading(ranked, facts))]
+    rows += [(tr("Upload files") if i == 0 else "", name) for i, name in enumerate(files)]
+    rows += [(tr("How to read this list") if i == 0 else "", line) for i, line in enumerate(_reading(ranked, facts))]
     return rows
 
 
 #: What each model family is, in words.
-_FAMILY = {"hgb": "hgb (gradient boosting, scikit-learn)", "keras": "keras (neural network)",
-           "ensemble": "ensemble (gradient boosting and a neural network, stacked)"}
+_FAMILY = {"hgb": mark("hgb (gradient boosting, scikit-learn)"), "keras": mark("keras (neural network)"),
+           "ensemble": mark("ensemble (gradient boosting and a neural network, stacked)")}
 
 
 def _budget_rule(facts: Mapping) -> str:
     budget = _percent(facts["budget"])
     if facts.get("threshold") is None:
-        return f"the riskiest {budget} of this list"
-    return (f"a risk of at least {_percent(facts['threshold'], 1)}, reached by the riskiest {budget} of the "
-            "model's evaluation cars")
+        return tr("the riskiest {budget} of this list", budget=budget)
+    return tr("a risk of at least {threshold}, reached by the riskiest {budget} of the model's evaluation cars",
+              threshold=_percent(facts["threshold"], 1), budget=budget)
 
 
 def _reading(ranked: pd.DataFrame, facts: Mapping) -> list[str]:
     return [
-        "One row per car of the upload, riskiest first: rank 1 is the car most likely to fail the road test "
-        "among the cars at their road test, which come first.",
-        "Road-test risk is the production model's probability that the car fails the road test.",
-        "Filled rows (In inspection budget: yes) are the cars to road-test first.",
-        "Why lists the two or three facts of the car that raise its risk most (what the model gives it "
-        "without each of them).",
+        tr("One row per car of the upload, riskiest first: rank 1 is the car most likely to fail the road test "
+           "among the cars at their road test, which come first."),
+        tr("{risk} is the production model's probability that the car fails the road test.",
+           risk=_header("probability")),
+        tr("Filled rows ({column}: {yes}) are the cars to road-test first.", column=_header("in_budget"),
+           yes=tr("yes")),
+        tr("{why} lists the two or three facts of the car that raise its risk most (what the model gives it "
+           "without each of them).", why=_header("reasons").split(" (")[0]),
         budget_note(ranked, facts),
-        "The filter arrows in the header show only the cars in the budget, or find a KNR.",
+        tr("The filter arrows in the header show only the cars in the budget, or find a KNR."),
         line_note(ranked),
     ]
 
@@ -601,9 +639,9 @@ def _reading(ranked: pd.DataFrame, facts: Mapping) -> list[str]:
 def _as_text(values: pd.Series) -> pd.Series:
     """Cells as text: booleans as yes/no, moments to the minute, missing values empty."""
     if values.dtype == bool:
-        return values.map({True: "yes", False: "no"})
+        return values.map({True: tr("yes"), False: tr("no")})
     if pd.api.types.is_datetime64_any_dtype(values):
-        return values.dt.strftime("%Y-%m-%d %H:%M").fillna("")
+        return values.dt.strftime(_MINUTE[current()]).fillna("")
     return values.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
 
 
@@ -629,11 +667,17 @@ def _cell(sheet, value, *, number_format: str | None = None, font=None, fill=Non
     return cell
 
 
+#: A moment to the minute in a cell, as each language writes it.
+_MINUTE = {"en": "%Y-%m-%d %H:%M", "pt-BR": "%d/%m/%Y %H:%M"}
+
+
 def _percent(share: float, digits: int = 0) -> str:
-    return f"{share * 100:.{digits}f} %"
+    """``12.5 %`` (``12,5 %`` in pt-BR)."""
+    return f"{written(share * 100, digits)} %"
 
 
 def _moment(iso: str, *, utc: bool = True) -> str:
-    """An ISO time as ``2024-11-26 20:17 UTC`` (without ``UTC`` for the plant's own clock: production times)."""
-    text = str(iso)[:16].replace("T", " ")
+    """An ISO time as ``2024-11-26 20:17 UTC`` (``26/11/2024 20:17 UTC`` in pt-BR; without ``UTC`` for the
+    plant's own clock: production times)."""
+    text = written_moment(str(iso)[:16])
     return f"{text} UTC" if utc else text

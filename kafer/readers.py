@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import ConfigError, UploadError
+from .i18n import tr
 
 #: Required columns of each kind, in the plant's order.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -241,11 +242,11 @@ def scan_export(source: Source, name: str, *, write: Callable[[pa.Table], None],
     """
     size = len(source) if isinstance(source, bytes) else os.path.getsize(source)
     if not size:
-        raise UploadError("the file is empty", file=name)
+        raise UploadError(tr("the file is empty"), file=name)
     window = dates_within or plausible_dates()
     fmt = sniff_format(_head(source, 4))
     if name.lower().endswith((".xlsx", ".xlsm")) and fmt != "xlsx":
-        raise UploadError("named .xlsx but is not an Excel workbook (truncated, or another format)", file=name)
+        raise UploadError(tr("named .xlsx but is not an Excel workbook (truncated, or another format)"), file=name)
     blocks = _xlsx_blocks(source, name, window, progress) if fmt == "xlsx" else \
         _csv_blocks(source, name, fmt, window, progress)
     kind, sheets, rows, cars, first, last = None, [], 0, set(), None, None
@@ -266,7 +267,7 @@ def scan_export(source: Source, name: str, *, write: Callable[[pa.Table], None],
         last = high.as_py() if last is None else max(last, high.as_py())
         write(block.rows)
     if rows == 0:
-        raise UploadError(f"the {kind} export has a header but no data rows", file=name)
+        raise UploadError(tr("the {kind} export has a header but no data rows", kind=kind), file=name)
     return Scanned(kind=kind, format=fmt, size=size, sheets=tuple(sheets), rows=rows, cars=len(cars),
                    period=(first, last))
 
@@ -294,7 +295,8 @@ def recognize_kind(header: list[str], name: str) -> str:
     present = [h for h in header if not _is_index_column(h)]
     dupes = sorted({h for h in present if present.count(h) > 1})
     if dupes:
-        raise UploadError(f"column(s) {', '.join(dupes)} appear more than once in the header", file=name)
+        raise UploadError(tr("column(s) {columns} appear more than once in the header", columns=", ".join(dupes)),
+                          file=name)
     cols = set(present)
     scored = []
     lowered = name.lower()
@@ -308,16 +310,15 @@ def recognize_kind(header: list[str], name: str) -> str:
     if score == 0:
         return kind
     if len(cols & set(COLUMNS[kind])) < 2 or "KNR" not in cols:
-        raise UploadError("not a recognized plant export: the header "
-                          f"({', '.join(present[:10]) or 'empty'}) matches none of resultados, falhas, status",
-                          file=name)
+        raise UploadError(tr("not a recognized plant export: the header ({header}) matches none of resultados, "
+                             "falhas, status", header=", ".join(present[:10]) or tr("empty")), file=name)
     parts = []
     if missing:
-        parts.append(f"missing column(s) {', '.join(missing)}")
+        parts.append(tr("missing column(s) {columns}", columns=", ".join(missing)))
     if unknown:
-        parts.append(f"unknown column(s) {', '.join(unknown)}")
-    raise UploadError(f"looks like a {kind} export but has {' and '.join(parts)}; "
-                      f"expected {', '.join(KINDS[kind])}", file=name)
+        parts.append(tr("unknown column(s) {columns}", columns=", ".join(unknown)))
+    raise UploadError(tr("looks like a {kind} export but has {found}; expected {expected}", kind=kind,
+                         found=f" {tr('and')} ".join(parts), expected=", ".join(KINDS[kind])), file=name)
 
 
 # -- csv ------------------------------------------------------------------------------------------
@@ -331,12 +332,12 @@ def _csv_blocks(source: Source, name: str, fmt: str, window: tuple[dt.datetime, 
     """The normalized blocks of a csv; ``None`` before a second reading from the start voids the first."""
     head = _head_bytes(source, fmt, name)
     if b"\x00" in head:
-        raise UploadError("binary content, not a text CSV or an xlsx workbook", file=name)
+        raise UploadError(tr("binary content, not a text CSV or an xlsx workbook"), file=name)
     encoding = _encoding(head, name)
     text = head.decode(encoding, errors="replace")
     first_line = text.splitlines()[0] if text.strip() else ""
     if not first_line.strip():
-        raise UploadError("the first line is empty: expected a header naming the columns", file=name)
+        raise UploadError(tr("the first line is empty: expected a header naming the columns"), file=name)
     delimiter = max(";,\t|", key=first_line.count)
     header = _clean_header(next(csv.reader([first_line], delimiter=delimiter)))
     kind = recognize_kind(header, name)
@@ -356,7 +357,7 @@ def _csv_blocks(source: Source, name: str, fmt: str, window: tuple[dt.datetime, 
         yield from parse(encoding)
     except _NotUtf8:
         if not head.isascii():
-            raise UploadError("mixes UTF-8 text with bytes that are not UTF-8: save it again in one encoding",
+            raise UploadError(tr("mixes UTF-8 text with bytes that are not UTF-8: save it again in one encoding"),
                               file=name) from None
         # Plain ASCII until past the first 64 KiB: a cp1252 file whose first accent comes late.
         yield None
@@ -399,12 +400,14 @@ def _parse_csv(source: Source, name: str, fmt: str, kind: str, names: list[str],
             raise
         if encoding == "utf-8" and "invalid UTF8" in str(exc):
             raise _NotUtf8 from None
-        raise UploadError(f"cannot be read as CSV ({_short(exc)})", file=name) from None
+        raise UploadError(tr("cannot be read as CSV ({problem})", problem=_short(exc)), file=name) from None
     except UnicodeDecodeError as exc:
-        problem = "text is neither UTF-8 nor cp1252" if encoding == "cp1252" else "text marked as UTF-8 is not UTF-8"
-        raise UploadError(f"{problem} (undecodable byte 0x{exc.object[exc.start]:02x})", file=name) from None
+        problem = tr("text is neither UTF-8 nor cp1252") if encoding == "cp1252" else \
+            tr("text marked as UTF-8 is not UTF-8")
+        raise UploadError(tr("{problem} (undecodable byte {byte})", problem=problem,
+                             byte=f"0x{exc.object[exc.start]:02x}"), file=name) from None
     except (OSError, EOFError) as exc:
-        raise UploadError(f"cannot be read as CSV ({_short(exc)})", file=name) from None
+        raise UploadError(tr("cannot be read as CSV ({problem})", problem=_short(exc)), file=name) from None
     if not done:
         yield _Block(kind, None, encoded_schema(kind).empty_table())
 
@@ -418,7 +421,7 @@ def _head_bytes(source: Source, fmt: str, name: str) -> bytes:
     try:
         return zlib.decompressobj(wbits=31).decompress(_head(source, 1 << 22), 1 << 16)
     except zlib.error as exc:
-        raise UploadError(f"gzip data is corrupt ({exc})", file=name) from None
+        raise UploadError(tr("gzip data is corrupt ({problem})", problem=exc), file=name) from None
 
 
 def _encoding(head: bytes, name: str) -> str:
@@ -434,8 +437,8 @@ def _encoding(head: bytes, name: str) -> str:
         head.decode("cp1252")
         return "cp1252"
     except UnicodeDecodeError as exc:
-        raise UploadError(f"text is neither UTF-8 nor cp1252 (undecodable byte 0x{head[exc.start]:02x} "
-                          f"at offset {exc.start})", file=name) from None
+        raise UploadError(tr("text is neither UTF-8 nor cp1252 (undecodable byte {byte} at offset {offset})",
+                             byte=f"0x{head[exc.start]:02x}", offset=exc.start), file=name) from None
 
 
 def _short(exc: Exception) -> str:
@@ -457,7 +460,8 @@ def _xlsx_blocks(source: Source, name: str, window: tuple[dt.datetime, dt.dateti
             book = CalamineWorkbook.from_path(os.fspath(source))
         sheet_names = list(book.sheet_names)
     except Exception as exc:  # calamine raises its own error types for broken archives
-        raise UploadError(f"not a readable xlsx workbook, truncated or damaged ({_short(exc)})", file=name) from None
+        raise UploadError(tr("not a readable xlsx workbook, truncated or damaged ({problem})", problem=_short(exc)),
+                          file=name) from None
     kind = None
     columns: list[int] = []
     done = 0
@@ -466,7 +470,8 @@ def _xlsx_blocks(source: Source, name: str, window: tuple[dt.datetime, dt.dateti
             sheet = book.get_sheet_by_name(sheet_name)
             rows = sheet.iter_rows()  # from Excel row 1, columns from the used range's first
         except Exception as exc:
-            raise UploadError(f"sheet cannot be read ({_short(exc)})", file=name, sheet=sheet_name) from None
+            raise UploadError(tr("sheet cannot be read ({problem})", problem=_short(exc)), file=name,
+                              sheet=sheet_name) from None
         peek = []
         for row in rows:
             peek.append(row)
@@ -477,7 +482,8 @@ def _xlsx_blocks(source: Source, name: str, window: tuple[dt.datetime, dt.dateti
             header = _clean_header(peek[header_at])
             found = recognize_kind(header, name)
             if kind is not None and found != kind:
-                raise UploadError(f"holds a {found} sheet after {kind} sheets", file=name, sheet=sheet_name)
+                raise UploadError(tr("holds a {found} sheet after {kind} sheets", found=found, kind=kind), file=name,
+                                  sheet=sheet_name)
             kind = found
             columns = [i for i, h in enumerate(header) if h and not _is_index_column(h)]
             names = [header[i] for i in columns]
@@ -485,7 +491,7 @@ def _xlsx_blocks(source: Source, name: str, window: tuple[dt.datetime, dt.dateti
         elif kind is None:
             if not any(_non_empty(r) for r in peek):
                 continue
-            raise UploadError(f"no header row naming KNR found in the first {_HEADER_SCAN_ROWS} rows",
+            raise UploadError(tr("no header row naming KNR found in the first {rows} rows", rows=_HEADER_SCAN_ROWS),
                               file=name, sheet=sheet_name)
         else:
             body_start = 0
@@ -506,7 +512,7 @@ def _xlsx_blocks(source: Source, name: str, window: tuple[dt.datetime, dt.dateti
         if empty:
             yield _Block(kind, sheet_name, encoded_schema(kind).empty_table())
     if kind is None:
-        raise UploadError("the workbook has no sheet with data", file=name)
+        raise UploadError(tr("the workbook has no sheet with data"), file=name)
 
 
 def _find_header(rows: list[list]) -> int | None:
@@ -591,7 +597,7 @@ def _cells_to_table(cells: list[tuple], numbers: list[int], columns: list[int], 
     if filled:
         first = min(filled)
         value = next(cell for cell in (extra[first] for extra in cells[width:]) if _non_empty([cell]))
-        raise UploadError(f"has a value beyond the header's last column ({names[-1]})", file=name,
+        raise UploadError(tr("has a value beyond the header's last column ({column})", column=names[-1]), file=name,
                           sheet=sheet, row=numbers[first], value=value)
     arrays["__row"] = pa.array(numbers, type=pa.int64())
     return pa.table(arrays)
@@ -648,7 +654,7 @@ def _normalize(table: pa.Table, kind: str, name: str, sheet: str | None, window:
     good = pc.fill_null(pc.match_substring_regex(knr.dictionary, KNR_PATTERN), False)
     if knr.null_count or not pc.all(good).as_py():  # every value of the dictionary is some row's
         i = pc.index(pc.fill_null(pc.take(good, knr.indices), False), False).as_py()
-        raise UploadError("malformed KNR: expected YYYY-NNNNNNN (e.g. 2023-2056234)", file=name, sheet=sheet,
+        raise UploadError(tr("malformed KNR: expected YYYY-NNNNNNN (e.g. 2023-2056234)"), file=name, sheet=sheet,
                           row=row_of(i), column="KNR", value=knr[i].as_py())
     raw_dates = table["DATA"].combine_chunks()
     if pa.types.is_timestamp(raw_dates.type):
@@ -665,15 +671,17 @@ def _normalize(table: pa.Table, kind: str, name: str, sheet: str | None, window:
     if dates.null_count:
         i = pc.index(pc.is_null(dates), True).as_py()
         value = "" if pa.types.is_timestamp(raw_dates.type) else raw_of(i)
-        problem = "empty DATA" if not value else "DATA is not a date and time (ISO, day-first or an Excel serial day)"
+        problem = tr("empty DATA") if not value else tr("DATA is not a date and time (ISO, day-first or an Excel "
+                                                         "serial day)")
         raise UploadError(problem, file=name, sheet=sheet, row=row_of(i), column="DATA", value=value or None)
     start, end = (pa.scalar(bound, pa.timestamp("s")) for bound in window)
     outside = pc.or_(pc.less(dates, start), pc.greater(dates, end))
     if pc.any(outside).as_py():
         i = pc.index(outside, True).as_py()
-        raise UploadError(f"DATA {dates[i].as_py()} lies outside the plausible window {start.as_py():%Y-%m-%d} to "
-                          f"{end.as_py():%Y-%m-%d %H:%M}: correct the export (or the settings dates_from, "
-                          "dates_ahead_days)", file=name, sheet=sheet, row=row_of(i), column="DATA", value=raw_of(i))
+        raise UploadError(tr("DATA {when} lies outside the plausible window {start} to {end}: correct the export (or "
+                             "the settings dates_from, dates_ahead_days)", when=dates[i].as_py(),
+                             start=f"{start.as_py():%Y-%m-%d}", end=f"{end.as_py():%Y-%m-%d %H:%M}"),
+                          file=name, sheet=sheet, row=row_of(i), column="DATA", value=raw_of(i))
     out["DATA"] = dates
     return pa.table([out[c] for c in COLUMNS[kind]], schema=encoded_schema(kind))
 

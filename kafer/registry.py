@@ -33,6 +33,7 @@ import pandas as pd
 from . import catalog, runrecord
 from .config import Settings, load_settings
 from .errors import DecisionError, LakeError, RegistryError, RunError
+from .i18n import tr
 from .lake import Lake, utc_stamp
 from .locks import LockInfo, hold
 from .model import read_meta
@@ -152,8 +153,8 @@ def decide(lake: Lake, run_id: str, choice: str, *, by: str, why: str, runs_dir:
         When another registry change holds the lock longer than ``settings.lock_timeout``.
     """
     if choice not in CHOICES:
-        raise DecisionError(f"unknown choice {choice!r}: keep-new (the run's candidate becomes production) or "
-                            "keep-old (production stays); to go back to an earlier model, roll back")
+        raise DecisionError(tr("unknown choice {choice!r}: keep-new (the run's new model becomes production) or "
+                               "keep-old (production stays); to go back to an earlier model, roll back", choice=choice))
     by, why = _who_and_why(by, why)
     settle_runs(lake, runs_dir, stale_after=(settings or load_settings()).lock_stale_after)
     manifest = _succeeded_manifest(runs_dir, run_id)
@@ -163,26 +164,29 @@ def decide(lake: Lake, run_id: str, choice: str, *, by: str, why: str, runs_dir:
         metas, pointer, log = _state(lake)
         candidate = _candidate_of(metas, run_id)
         if candidate is None:
-            raise DecisionError(f"run {run_id} has no candidate in the registry of the lake {lake.url}: "
-                                "is this the lake the run used?")
+            raise DecisionError(tr("run {run} has no new model in the registry of the lake {lake}: is this the lake "
+                                   "the run used?", run=run_id, lake=lake.url))
         listed = manifest.get("candidate_version")
         if listed and listed != candidate["version"]:
-            raise DecisionError(f"run {run_id}'s manifest names candidate {listed}, but the lake {lake.url} holds "
-                                f"{candidate['version']} for it: are the lake and the runs folder from the same place?")
+            raise DecisionError(tr("run {run}'s manifest names new model {listed}, but the lake {lake} holds {held} "
+                                   "for it: are the lake and the runs folder from the same place?", run=run_id,
+                                   listed=listed, lake=lake.url, held=candidate["version"]))
         earlier = _decision_of(log, run_id)
         if earlier is not None:
-            raise DecisionError(f"run {run_id} was already decided: {earlier['choice']} by {earlier['by']} at "
-                                f"{earlier['at']} ({earlier['why']!r})")
+            raise DecisionError(tr("run {run} was already decided: {choice} by {by} at {at} ({why!r})", run=run_id,
+                                   choice=earlier["choice"], by=earlier["by"], at=earlier["at"], why=earlier["why"]))
         before = pointer["version"] if pointer else None
         compared = _compared_with(candidate, manifest)
         if choice == "keep-new" and compared == _UNRECORDED:
-            raise DecisionError(f"run {run_id}'s candidate {candidate['version']} does not say which production model "
-                                "it was compared with (neither its registry entry nor its run's record does): retrain "
-                                "to compare against the current production model, or keep-old")
+            raise DecisionError(tr("run {run}'s new model {version} does not say which production model it was "
+                                   "compared with (neither its registry entry nor its run's record does): retrain to "
+                                   "compare against the current production model, or keep-old", run=run_id,
+                                   version=candidate["version"]))
         if choice == "keep-new" and compared != before:
-            raise DecisionError(f"run {run_id} compared its candidate with {compared or 'no production model'}, "
-                                f"but production is now {before or 'empty'}: its report no longer describes this "
-                                "choice; retrain to compare against the current production model, or keep-old")
+            raise DecisionError(tr("run {run} compared its new model with {compared}, but production is now {now}: its "
+                                   "report no longer describes this choice; retrain to compare against the current "
+                                   "production model, or keep-old", run=run_id,
+                                   compared=compared or tr("no production model"), now=before or tr("empty")))
         after = candidate["version"] if choice == "keep-new" else before
         record = _log(lake, held, log, choice, run=run_id, candidate=candidate["version"], before=before, after=after,
                       by=by, by_source=by_source, why=why, report_sha256=report_sha256)
@@ -228,26 +232,29 @@ def rollback(lake: Lake, *, to_version: str, by: str, why: str, settings: Settin
         metas, pointer, log = _state(lake)
         target = next((m for m in metas if m["version"] == to_version), None)
         if target is None:
-            raise DecisionError(f"unknown model version {to_version!r} in the lake {lake.url}: "
-                                "`kafer status` lists the versions")
+            raise DecisionError(tr("unknown model version {version!r} in the lake {lake}: `kafer status` lists the "
+                                   "versions", version=to_version, lake=lake.url))
         before = pointer["version"] if pointer else None
         state = _status_of(to_version, before, log)
         if state == "production":
-            raise DecisionError(f"{to_version} is already in production (since {pointer['since']}): "
-                                "nothing to roll back")
+            raise DecisionError(tr("{version} is already in production (since {since}): nothing to roll back",
+                                   version=to_version, since=pointer["since"]))
         if state == "pending":
             compared = target.get("compared_with")
             if compared == before:
-                raise DecisionError(f"{to_version} was never in production: it is the pending candidate of run "
-                                    f"{target['run']}; read its report, then `kafer decide {target['run']} keep-new`")
-            raise DecisionError(f"{to_version} was never in production: it is the pending candidate of run "
-                                f"{target['run']}, compared with {compared or 'no production model'} while "
-                                f"production is now {before or 'empty'}; retrain to compare it with today's "
-                                "production model before keeping it")
+                raise DecisionError(tr("{version} was never in production: it is the new model of run {run}, waiting "
+                                       "for a decision; read its report, then `kafer decide {run} keep-new`",
+                                       version=to_version, run=target["run"]))
+            raise DecisionError(tr("{version} was never in production: it is the new model of run {run}, waiting for a "
+                                   "decision, compared with {compared} while production is now {now}; retrain to "
+                                   "compare it with today's production model before keeping it", version=to_version,
+                                   run=target["run"], compared=compared or tr("no production model"),
+                                   now=before or tr("empty")))
         if state == "rejected":
             rejected = _decision_of(log, target["run"])
-            raise DecisionError(f"{to_version} was never in production: run {target['run']} kept the old model "
-                                f"({rejected['by']} at {rejected['at']}); retrain to compare again")
+            raise DecisionError(tr("{version} was never in production: run {run} kept the old model ({by} at {at}); "
+                                   "retrain to compare again", version=to_version, run=target["run"],
+                                   by=rejected["by"], at=rejected["at"]))
         record = _log(lake, held, log, "rollback", run=None, candidate=None, before=before, after=to_version,
                       by=by, by_source=by_source, why=why, report_sha256=None)
         catalog.set_production(lake, _pointer(record), held=held)
@@ -467,10 +474,10 @@ def _pointer(record: dict) -> dict:
 
 def _who_and_why(by: str, why: str) -> tuple[str, str]:
     if not isinstance(why, str) or not why.strip():
-        raise DecisionError("a decision needs a reason: say why (--why TEXT), e.g. what in the comparison "
-                            "report convinced you")
+        raise DecisionError(tr("a decision needs a reason: say why (--why TEXT), e.g. what in the comparison report "
+                               "convinced you"))
     if not isinstance(by, str) or not by.strip():
-        raise DecisionError("a decision needs a name: say who decides (--by NAME)")
+        raise DecisionError(tr("a decision needs a name: say who decides (--by NAME)"))
     return by.strip(), why.strip()
 
 
@@ -478,10 +485,10 @@ def _succeeded_manifest(runs_dir: str | os.PathLike, run_id: str) -> dict:
     try:
         manifest = runrecord.read_manifest(runs_dir, run_id)
     except RunError as exc:
-        raise DecisionError(f"unknown run {run_id!r}: {exc}") from None
+        raise DecisionError(tr("unknown run {run!r}: {problem}", run=run_id, problem=exc)) from None
     if manifest.get("status") != "succeeded":
-        raise DecisionError(f"run {run_id} has status {manifest.get('status')!r}: only a succeeded run's "
-                            "candidate can be decided")
+        raise DecisionError(tr("run {run} has status {status!r}: only a succeeded run's new model can be decided",
+                               run=run_id, status=manifest.get("status")))
     return manifest
 
 

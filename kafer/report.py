@@ -17,6 +17,9 @@ from .config import Settings
 from .errors import ModelError
 from .metrics import budget_key, gain_curve, inspected, threshold_at
 from .drift import PSI_LARGE, PSI_MODERATE
+from .i18n import current, mark, percent, tr
+from .i18n import datetime as moment
+from .i18n import number as written
 from .narrative import FAMILY_WORDS, interval, metric_label
 
 if TYPE_CHECKING:
@@ -31,11 +34,33 @@ def _figure(ncols: int = 1, *, width: float = 6.2, height: float = 4.4):
     return fig, list(axes[0])
 
 
-def _colors(names) -> dict:
-    from matplotlib import colormaps
+#: One colour per model on every chart of Käfer, the same everywhere: the model in production, the new
+#: model of a run, and greys for the models that were in production before.
+PRODUCTION_COLOUR, NEW_COLOUR = "#1f5fa8", "#e07b00"
+_EARLIER_COLOURS = ("#7f7f7f", "#a6a6a6", "#595959", "#c4c4c4")
+#: The names a comparison gives its models (``candidate``, ``production``), and how a chart names them.
+MODEL_NAMES = {"candidate": mark("new model"), "production": mark("production model")}
 
-    palette = colormaps["tab10"].colors
-    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
+
+def model_name(name: str) -> str:
+    """How a chart's legend names a model: ``candidate`` is the new model, in the current language."""
+    return tr(MODEL_NAMES[name]) if name in MODEL_NAMES else name
+
+
+def _colors(names) -> dict:
+    """Each model's colour: the new model's and production's always the same (by their key or their
+    translated name), any other model a grey."""
+    fixed = {"candidate": NEW_COLOUR, "production": PRODUCTION_COLOUR,
+             model_name("candidate"): NEW_COLOUR, model_name("production"): PRODUCTION_COLOUR}
+    others = [name for name in names if name not in fixed]
+    return {name: fixed.get(name) or _EARLIER_COLOURS[others.index(name) % len(_EARLIER_COLOURS)] for name in names}
+
+
+def _percent_axis():
+    """Tick labels of an axis counted of every 100 (``20 %``), written as the current language writes them."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _position: percent(value / 100, 0))
 
 
 def _checked(y_true, probs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict]:
@@ -77,10 +102,10 @@ def ranking_curves(y_true, probs: Mapping[str, np.ndarray]) -> Figure:
     colors = _colors(probs)
     for name, p in probs.items():
         fpr, tpr, _ = roc_curve(y, p)
-        roc.plot(fpr, tpr, color=colors[name], label=f"{name} (ROC-AUC {roc_auc_score(y, p):.3f})")
+        roc.plot(fpr, tpr, color=colors[name], label=f"{model_name(name)} (ROC-AUC {roc_auc_score(y, p):.3f})")
         precision, recall, _ = precision_recall_curve(y, p)
         pr.step(recall, precision, where="post", color=colors[name],
-                label=f"{name} (PR-AUC {average_precision_score(y, p):.3f})")
+                label=f"{model_name(name)} (PR-AUC {average_precision_score(y, p):.3f})")
     roc.plot([0, 1], [0, 1], color="grey", linestyle="--", label="chance (0.5)")
     roc.set(xlabel="share of cars without failure flagged (false positive rate)",
             ylabel="share of failures flagged (recall)", title="ROC curves", xlim=(0, 1), ylim=(0, 1))
@@ -124,7 +149,7 @@ def calibration(y_true, probs: Mapping[str, np.ndarray], *, bins: int = 10) -> F
         used = count > 0
         predicted = np.bincount(which, weights=p, minlength=edges.size + 1)[used] / count[used]
         observed = np.bincount(which, weights=y, minlength=edges.size + 1)[used] / count[used]
-        ax.plot(predicted, observed, marker="o", color=colors[name], label=name)
+        ax.plot(predicted, observed, marker="o", color=colors[name], label=model_name(name))
         top = max(top, predicted.max(), observed.max())
     top = min(1.0, top * 1.1) or 1.0
     ax.plot([0, top], [0, top], color="grey", linestyle="--", label="perfect calibration")
@@ -159,19 +184,22 @@ def recall_by_budget(y_true, probs: Mapping[str, np.ndarray], *,
     colors = _colors(probs)
     for row, (name, p) in enumerate(probs.items()):
         share, found = gain_curve(y, p)
-        ax.plot(share * 100, found * 100, color=colors[name], label=name)
+        ax.plot(share * 100, found * 100, color=colors[name], label=model_name(name))
         for budget in budgets:
             at = inspected(y.size, budget=budget) / y.size
             recall = float(np.interp(at, share, found)) * 100
             ax.plot([at * 100], [recall], marker="o", color=colors[name])
             ax.annotate(f"{recall:.0f}", (at * 100, 100), textcoords="offset points", xytext=(3, -14 - 13 * row),
                         color=colors[name], fontweight="bold", ha="left")
-    ax.plot([0, 100], [0, 100], color="grey", linestyle="--", label="chance")
+    ax.plot([0, 100], [0, 100], color="grey", linestyle="--", label=tr("cars picked at random"))
     for budget in budgets:
         ax.axvline(budget * 100, color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="cars inspected, riskiest first (%)",
-           ylabel="road-test failures found (%)", xlim=(0, 100), ylim=(0, 100),
-           title="Failures found by inspection budget (numbers at the top: % found at each budget)")
+    ax.set(xlabel=tr("cars inspected, riskiest first (of every 100 cars)"),
+           ylabel=tr("road-test failures found (of every 100)"), xlim=(0, 100), ylim=(0, 100),
+           title=tr("Failures found by inspection budget (numbers at the top: failures found of every 100, "
+                    "at each budget)"))
+    ax.xaxis.set_major_formatter(_percent_axis())
+    ax.yaxis.set_major_formatter(_percent_axis())
     ax.legend(loc="lower right")
     return fig
 
@@ -211,7 +239,8 @@ def confusion_matrices(y_true, probs: Mapping[str, np.ndarray], *, budget: float
                     color="white" if count > counts.max() / 2 else "black", fontsize=13)
         ax.set_xticks([0, 1], ["not inspected", "inspected"])
         ax.set_yticks([0, 1], ["no failure", "failure"])
-        ax.set_title(f"{name}\nthreshold {threshold:.3f}, {int(flagged.sum()):,} of {y.size:,} cars inspected")
+        ax.set_title(f"{model_name(name)}\nthreshold {threshold:.3f}, {int(flagged.sum()):,} of {y.size:,} cars "
+                     "inspected")
     fig.suptitle(f"Riskiest {budget_key(budget)} % of cars inspected")
     return fig
 
@@ -287,51 +316,59 @@ def risk_chart(ranked: pd.DataFrame, *, top: int = 20, threshold: float | None =
 
 
 def _day(iso: str | None) -> str:
-    return "—" if not iso else str(iso)[:16].replace("T", " ")
+    return "—" if not iso else moment(str(iso)[:16])
 
 
 def _trained(model: Mapping) -> str:
     trained = model.get("trained_on") or {}
     if not trained:
         return "—"
-    return (f"{trained['cars']:,} cars ({trained['positives']:,} road-test failures) built "
-            f"{_day(trained['produced_from'])} to {_day(trained['produced_to'])}")
+    return tr("{cars} cars ({failures} road-test failures) built {start} to {end}", cars=written(trained["cars"]),
+              failures=written(trained["positives"]), start=_day(trained["produced_from"]),
+              end=_day(trained["produced_to"]))
 
 
 def report_header(metrics: Mapping) -> str:
-    """The report's first lines (Markdown): the run, both models and the data version, and what the
-    figures mean when there is no production model yet or no fair comparison."""
+    """The report's first lines (Markdown, in the current language): the run, both models and the data
+    version, and what the figures mean when there is no production model yet or no fair comparison."""
     candidate, production = metrics["models"]["candidate"], metrics["models"]["production"]
-    against = (f"production model {production['version']}" if production else "no production model (first run)")
-    lines = [f"## Run {metrics['run_id']}: new model {candidate['version']} against {against}", "",
-             "| | new model | production model |", "|---|---|---|",
-             f"| version | {candidate['version']} | {production['version'] if production else 'none yet'} |",
-             f"| family | {candidate['family']} | {production['family'] if production else '—'} |",
-             f"| trained on | {_trained(candidate)} | {_trained(production) if production else '—'} |",
-             f"| data version | {metrics['data_version']} | {production.get('data_version') or '—' if production else '—'} |",
-             "", f"Evaluated on {metrics['compared_cars']:,} cars built after every training car of the new model, "
-                 f"{metrics['compared_positives']:,} of them failed the road test."]
+    against = (tr("production model {version}", version=production["version"]) if production
+               else tr("no production model (first run)"))
+    none = "—"
+    lines = ["## " + tr("Run {run}: new model {new} against {against}", run=metrics["run_id"],
+                        new=candidate["version"], against=against), "",
+             f"| | {tr('new model')} | {tr('production model')} |", "|---|---|---|",
+             f"| {tr('version')} | {candidate['version']} | "
+             f"{production['version'] if production else tr('none yet')} |",
+             f"| {tr('family')} | {candidate['family']} | {production['family'] if production else none} |",
+             f"| {tr('trained on')} | {_trained(candidate)} | {_trained(production) if production else none} |",
+             f"| {tr('data version')} | {metrics['data_version']} | "
+             f"{production.get('data_version') or none if production else none} |",
+             "", tr("Evaluated on {cars} cars built after every training car of the new model, {failures} of them "
+                    "failed the road test.", cars=written(metrics["compared_cars"]),
+                    failures=written(metrics["compared_positives"]))]
     fair = metrics.get("fair_comparison") or {}
     if metrics.get("libraries"):
         lines += ["", f"**{metrics['libraries']}**"]
     if production is None:
-        lines += ["", "**There is no production model yet.** The figures below compare the new model with "
-                      "testing cars at random (chance): keeping it puts a model in production for the first time."]
+        lines += ["", tr("**There is no production model yet.** The figures below compare the new model with testing "
+                         "cars at random (chance): keeping it puts a model in production for the first time.")]
     elif not fair.get("possible", True):
-        lines += ["", f"**No fair comparison with production is possible yet:** {fair['why']}. The figures below are "
-                      "the new model's alone, against chance."]
+        lines += ["", tr("**No fair comparison with production is possible yet:** {why}. The figures below are the new "
+                         "model's alone, against chance.", why=fair["why"])]
     elif fair.get("seen_by_production"):
-        lines += ["", f"{fair['seen_by_production']:,} evaluation cars were left out because production was "
-                      "trained on them: both models are judged only on cars neither has seen."]
+        lines += ["", tr("{cars} evaluation cars were left out because production was trained on them: both models "
+                         "are judged only on cars neither has seen.", cars=written(fair["seen_by_production"]))]
     shaped = metrics.get("shaped_by_lists") or {}
     if shaped.get("training") or shaped.get("evaluation"):
-        lines += ["", f"**Outcomes shaped by the inspection lists:** {shaped.get('training', 0):,} training cars and "
-                      f"{shaped.get('evaluation', 0):,} evaluation cars were flagged on lists that were acted on, so "
-                      "their outcome says what the inspection did (a fault fixed before the road test, or found by a "
-                      "harder test), not what the car would have done. The new model was not trained on them and "
-                      "neither model is judged on them; the operating threshold is still set from every evaluation "
-                      "car's risk. The comparison is then made on cars production did not flag, where both models "
-                      "rank less well than on all cars (docs/monitoring.md)."]
+        lines += ["", tr("**Outcomes shaped by the inspection lists:** {training} training cars and {evaluation} "
+                         "evaluation cars were flagged on lists that were acted on, so their outcome says what the "
+                         "inspection did (a fault fixed before the road test, or found by a harder test), not what "
+                         "the car would have done. The new model was not trained on them and neither model is judged "
+                         "on them; the operating threshold is still set from every evaluation car's risk. The "
+                         "comparison is then made on cars production did not flag, where both models rank less well "
+                         "than on all cars (docs/monitoring.md).", training=written(shaped.get("training", 0)),
+                         evaluation=written(shaped.get("evaluation", 0)))]
     return "\n".join(lines)
 
 
@@ -418,47 +455,56 @@ def record_chart(record) -> Figure:
     from matplotlib.dates import DateFormatter, MonthLocator
 
     pct = budget_key(record.budget)
-    panels = (("roc_auc", "ROC-AUC"), (f"recall_at_{pct}", f"recall at {pct} %"),
-              ("inside_budget", f"share flagged by the threshold\n(budget {record.budget:.0%})"))
+    panels = (("roc_auc", tr("ROC-AUC (0.5: chance, 1: perfect)")),
+              (f"recall_at_{pct}", tr("failures found in the riskiest {budget} (of every 100)", budget=f"{pct} %")),
+              ("inside_budget", tr("cars flagged by the threshold\n(of every 100; budget {budget})",
+                                   budget=f"{pct} %")))
     fig, axes = _figure(len(panels), width=3.9, height=3.5)
-    colors = _colors([r.version for r in record.records])
+    earlier = _colors([r.version for r in record.records if r is not record.production])
+    colors = {r.version: PRODUCTION_COLOUR if r is record.production else earlier[r.version] for r in record.records}
     dates = ([pd.Timestamp(f"{p.period}-15") for r in record.records for p in r.months]
              + [pd.Timestamp(m.data_end) for m in record.marks if m.data_end])
     first, last = (min(dates), max(dates)) if dates else (pd.Timestamp.now(), pd.Timestamp.now())
     spread = max(1, round((last - first).days / 30 / 8))
     for ax, (name, title) in zip(axes, panels):
+        scale = 1 if name == "roc_auc" else 100  # shares are drawn of every 100, as the sentences say them
         for model in record.records:
             colour = colors[model.version]
-            label = f"{_short_version(model.version)}{' (production)' if model is record.production else ''}"
+            label = (tr("{version} (production)", version=_short_version(model.version))
+                     if model is record.production else _short_version(model.version))
             months = [p for p in model.months if p.triple(name)]
             when = [pd.Timestamp(f"{p.period}-15") for p in months]
-            values = np.array([p.triple(name) for p in months], dtype=float).reshape(-1, 3)
+            values = np.array([p.triple(name) for p in months], dtype=float).reshape(-1, 3) * scale
             ax.errorbar(when, values[:, 0], yerr=np.abs(values[:, 1:].T - values[:, 0]), fmt="o", color=colour,
                         capsize=3, label=label)
             promised = (model.promise.get(name) or {}).get("value")
             if promised is not None and when:
-                ax.hlines(promised, when[0] - pd.Timedelta(days=15), when[-1] + pd.Timedelta(days=15), colors=colour,
-                          linestyles="--", label=f"promised by {_short_version(model.version)}")
-        for mark in record.marks:
-            if mark.data_end:
-                at = pd.Timestamp(mark.data_end)
+                ax.hlines(promised * scale, when[0] - pd.Timedelta(days=15), when[-1] + pd.Timedelta(days=15),
+                          colors=colour, linestyles="--",
+                          label=tr("promised by {version}", version=_short_version(model.version)))
+        for mark_ in record.marks:
+            if mark_.data_end:
+                at = pd.Timestamp(mark_.data_end)
                 ax.axvline(at, color="grey", linestyle=":", linewidth=1)
-                ax.annotate(_mark_words(mark), (at, 1), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
+                ax.annotate(_mark_words(mark_), (at, 1), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
                             va="top", ha="right", color="dimgrey")
         if name == "inside_budget":
-            ax.axhline(record.budget, color="black", linewidth=0.8)
-            ax.axhspan(record.budget * (1 - record.tolerance), record.budget * (1 + record.tolerance), color="tab:green",
-                       alpha=0.08, label="about the budget")
-        ax.set(title=title, xlabel="month of road test",
+            ax.axhline(record.budget * 100, color="black", linewidth=0.8)
+            ax.axhspan(record.budget * (1 - record.tolerance) * 100, record.budget * (1 + record.tolerance) * 100,
+                       color="tab:green", alpha=0.08, label=tr("about the budget"))
+        if scale == 100:
+            ax.yaxis.set_major_formatter(_percent_axis())
+        ax.set(title=title, xlabel=tr("month of road test"), ylabel="ROC-AUC" if scale == 1 else tr("of every 100"),
                xlim=(first - pd.Timedelta(days=20), last + pd.Timedelta(days=20)))
+        ax.title.set_fontsize(9)
         ax.xaxis.set_major_locator(MonthLocator(interval=spread))
-        ax.xaxis.set_major_formatter(DateFormatter("%Y-%m"))
+        ax.xaxis.set_major_formatter(DateFormatter("%m/%Y" if current() == "pt-BR" else "%Y-%m"))
         ax.tick_params(axis="x", labelrotation=45)
     handles, labels = axes[0].get_legend_handles_labels()
-    band = dict(zip(*reversed(axes[-1].get_legend_handles_labels())))["about the budget"]
-    fig.legend([*handles, band], [*labels, "about the budget"], loc="outside lower center", ncol=5, fontsize=8)
-    fig.suptitle(f"Track record: {record.headline}" if record.production else "Track record: no model in production",
-                 fontsize=10)
+    band = dict(zip(*reversed(axes[-1].get_legend_handles_labels())))[tr("about the budget")]
+    fig.legend([*handles, band], [*labels, tr("about the budget")], loc="outside lower center", ncol=5, fontsize=8)
+    fig.suptitle(tr("Track record of production model {version}", version=_short_version(record.production.version))
+                 if record.production else tr("Track record: no model in production"), fontsize=10)
     return fig
 
 
@@ -467,10 +513,13 @@ def _short_version(version: str) -> str:
     return version[:14]
 
 
-def _mark_words(mark) -> str:
-    if mark.choice == "keep-old":
-        return f"keep old ({_short_version(mark.before or '')})" if mark.before else "keep old"
-    return f"{mark.choice.replace('-', ' ')} → {_short_version(mark.after or '')}"
+def _mark_words(decision) -> str:
+    if decision.choice == "keep-old":
+        return (tr("keep old ({version})", version=_short_version(decision.before)) if decision.before
+                else tr("keep old"))
+    if decision.choice == "keep-new":
+        return tr("keep new → {version}", version=_short_version(decision.after or ""))
+    return tr("roll back → {version}", version=_short_version(decision.after or ""))
 
 
 def figure_html(fig: Figure, *, alt: str) -> str:

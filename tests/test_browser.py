@@ -3,7 +3,8 @@
 (a) JupyterLab started exactly as ``make lab`` starts it: open the decision notebook, run all, write
 why, click *keep new*, and the registry has the candidate in production (and the committed notebook
 is unchanged after saving). (b) ``kafer desk``: *keep new* on a first run, *keep old* on a second
-(the page shows production's track record and both models' gain curves above the tables), *keep
+(the page shows the verdict, the figures it cites, both models' gain curves, then production's track
+record), *keep
 new* on a third, then roll back from the same page. (c) the rendered comparison report names its
 run and both models. See tests/browser.py for the fixtures and why each selector and wait is the
 one it is.
@@ -22,6 +23,7 @@ from playwright.sync_api import expect
 from browser import ROOT, VOILA_READY, free_port, lab_args, lab_panel, lab_run_all, lab_wait_for_kernel, serving
 from kafer import registry
 from kafer.config import load_settings
+from kafer.decide import _track_words
 from kafer.lake import Lake
 from kafer.monitor import track_record
 from kafer.pipeline import retrain
@@ -107,13 +109,16 @@ def test_the_desk_keeps_new_keeps_old_and_rolls_back_and_the_report_names_its_ru
                                                 f"{first.candidate_version}")).to_be_visible()
         expect(page.get_by_role("heading", name="Is production keeping its promise?")).to_be_visible()
         record = track_record(lake, settings=load_settings(lake=settings.lake), earlier=False, drift=False)
-        expect(page.get_by_text(record.why[:80])).to_be_visible()
+        expect(page.get_by_text(_track_words(record)[:80])).to_be_visible()
         chart = page.get_by_role("img", name=f"Track record of production {first.candidate_version}")
         expect(chart).to_be_visible()
-        gain = page.get_by_role("img", name="Gain curve of new model and production")
+        gain = page.get_by_role("img", name="Failures found by new model and production model")
         expect(gain).to_be_visible()
-        assert chart.bounding_box()["y"] < gain.bounding_box()["y"] < page.get_by_role(
-            "heading", name="Key figures").bounding_box()["y"], "the charts come above the tables"
+        figures = page.get_by_role("heading", name="The figures the verdict cites")
+        assert page.get_by_role("heading", name="Verdict", exact=True).bounding_box()["y"] < figures.bounding_box()["y"] < \
+            gain.bounding_box()["y"] < chart.bounding_box()["y"], "what decides first; production's record last"
+        for word in ("candidate", "Holm", "PSI", "05 ·", "Run all cells"):
+            assert word not in page.inner_text("body"), word
         page.screenshot(path=str(tmp_path / "desk-r2.png"), full_page=True)
         page.get_by_placeholder(WHY).fill("no clear difference")
         page.get_by_role("button", name="keep old", exact=True).click()
@@ -146,3 +151,29 @@ def test_the_desk_keeps_new_keeps_old_and_rolls_back_and_the_report_names_its_ru
     data_version = json.loads((first.run_dir / "metrics.json").read_text())["data_version"]
     expect(page.get_by_text(data_version).first).to_be_visible()
     assert "def " not in page.content() and "import " not in page.content()
+
+
+def test_the_desk_in_brazilian_portuguese_where_the_plant_speaks_it(page, tmp_path, months):
+    settings = _settings(tmp_path)
+    first = quick_retrain(months[0], settings=settings, run_id="r1")
+    port = free_port()
+    argv = [sys.executable, "-m", "kafer.cli", "desk", "--port", str(port), "--no-browser",
+            "--lake", settings.lake, "--runs", settings.runs]
+    with serving(argv, port=port, ready=VOILA_READY, log=tmp_path / "desk.log",
+                 env=_environment(tmp_path, KAFER_LANG="pt-BR")) as server:
+        page.goto(server.url + "/")
+        expect(page.get_by_role("heading", name="Manter o modelo novo ou o antigo")).to_be_visible()
+        expect(page.get_by_role("heading", name=f"Execução r1: modelo novo {first} contra nenhum modelo de produção "
+                                                "(primeira execução)")).to_be_visible()
+        expect(page.get_by_text("O que as evidências sustentam:")).to_be_visible()
+        expect(page.get_by_role("img", name="Falhas encontradas pelo modelo novo")).to_be_visible()
+        figures = json.loads((Path(settings.runs) / "r1" / "metrics.json").read_text())["models"]["candidate"]
+        auc = f"{figures['metrics']['roc_auc']['value']:.3f}".replace(".", ",")
+        expect(page.get_by_role("cell", name=auc).first).to_be_visible()  # a decimal comma, as Brazilians write
+        page.get_by_placeholder("O que na comparação decide (obrigatório)").fill("primeiro modelo")
+        page.get_by_role("button", name="manter o novo", exact=True).click()
+        expect(page.get_by_text(f"Modelo novo mantido: {first} agora está em produção")).to_be_visible()
+        body = page.inner_text("body")
+        for word in ("candidate", "Holm", "PSI", "05 ·", "Run all cells", "Keep the new model"):
+            assert word not in body, word
+    assert registry.production(Lake(settings.lake))["version"] == first

@@ -66,7 +66,8 @@ def test_status_with_a_pending_candidate(lake, tmp_path, capsys):
     version = retrain(lake, tmp_path / "runs", RUN1)
     assert main(["status", "--lake", lake.url]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[:3] == [f"Lake: {lake.url}", "Production: none", f"Pending candidates: {version} (run {RUN1})"]
+    assert lines[:3] == [f"Lake: {lake.url}", "Production: none",
+                         f"New models waiting for a decision: {version} (run {RUN1})"]
     assert main(["status", "--json", "--lake", lake.url]) == 0
     state = json.loads(capsys.readouterr().out)
     assert state["lake"] == lake.url and [c["version"] for c in state["candidates"]] == [version]

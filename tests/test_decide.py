@@ -7,6 +7,7 @@ The panel acts for a person (tests/people: ``acting``), asked again at every cli
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,7 @@ def test_the_cli_decides_and_rolls_back_through_the_same_functions(world, capsys
     assert [(d["by"], d["by_source"]) for d in state["decisions"]] == [("Ana", "--by"), ("rui", "os user"),
                                                                       ("rui", "os user")]
     assert main(["status", "--lake", lake.url]) == 0
-    assert "keep-new  run r20241026T101500Z-ab12  by Ana (--by): better" in capsys.readouterr().out
+    assert re.search(r"keep new +run r20241026T101500Z-ab12  by Ana \(--by\): better", capsys.readouterr().out)
 
 
 def test_run_summary_reads_what_the_real_evaluation_wrote(world):
@@ -167,11 +168,11 @@ def test_the_panel_shows_the_run_both_models_the_figures_and_what_to_do(world):
     assert interval(metrics["difference"]["brier"], 4, sign=True) in panel.figures.value
     assert "text-align:right" in panel.figures.value and "padding" in panel.figures.value
     assert metrics["recommendation"]["text"].split(":")[0] in panel.verdict.value
-    assert "keep-new" in panel.history.value and "Ana" in panel.history.value and first in panel.production.value
+    assert "keep new" in panel.history.value and "Ana" in panel.history.value and first in panel.production.value
     assert panel.message.value == ""
     bundle = panel._repr_mimebundle_()
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.widget.model_id
-    assert bundle["text/plain"].startswith(f"Decision on run {RUN2}\n  ROC-AUC: new ")
+    assert bundle["text/plain"].startswith(f"Decision on run {RUN2}\n  ROC-AUC: new model ")
 
 
 def test_outside_the_desk_the_operating_system_user_decides_and_the_log_says_so(world, monkeypatch):
@@ -323,7 +324,7 @@ def test_an_already_decided_run_opens_disabled(world):
     registry.decide(lake, RUN1, "keep-old", by="Ana", why="not convinced", runs_dir=settings.runs)
     panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, person=acting("Rui"))
     assert panel_state(panel) == (True, True)
-    assert f"Run {RUN1} was already decided: keep-old by Ana" in panel.message.value
+    assert f"Run {RUN1} was already decided: keep old by Ana" in panel.message.value
     assert panel._repr_mimebundle_()["text/plain"].endswith(panel.said) and "already decided" in panel.said
     assert "ROC-AUC" in panel.figures.value
 
@@ -373,3 +374,110 @@ def test_the_panel_without_anything_to_decide(lake, tmp_path):
 def test_the_panel_on_a_missing_run_record(lake, tmp_path):
     panel = DecisionPanel(RUN1, lake=lake.url, runs=str(tmp_path / "runs"), person=acting("Ana"))
     assert f"run {RUN1} cannot be shown" in panel.message.value and panel_state(panel) == (True, True)
+
+
+#: Words of the full report and of notebooks and tests that a person deciding never reads on the page.
+NOT_ON_THE_PAGE = ("candidate", "Candidate", "Holm", "PSI", "log-odds", "stack weight", "05 ·", "Run all cells")
+
+
+def page_text(panel) -> str:
+    """Every word the panel shows (its HTML and its controls' labels), images left out."""
+    import ipywidgets as widgets
+
+    def walk(widget):
+        yield widget
+        for child in getattr(widget, "children", ()):
+            yield from walk(child)
+
+    said = []
+    for w in walk(panel.widget):
+        if isinstance(w, widgets.HTML):
+            said.append(re.sub(r'src="data:image/png;base64,[^"]*"', "", w.value))
+        for name in ("description", "placeholder", "tooltip"):
+            said.append(str(getattr(w, name, "") or ""))
+    return "\n".join(said)
+
+
+def chart_of(html_text: str):
+    """The chart an HTML widget shows, as its ``<img>`` alt text and PNG bytes."""
+    import base64
+
+    found = re.search(r'<img alt="([^"]*)" src="data:image/png;base64,([^"]*)"', html_text)
+    return (found.group(1), base64.b64decode(found.group(2))) if found else None
+
+
+def test_the_page_in_brazilian_portuguese_speaks_to_a_person_who_is_no_statistician(world, monkeypatch):
+    from kafer.i18n import using
+    from kafer.report import NEW_COLOUR, PRODUCTION_COLOUR, recall_by_budget
+
+    lake, settings, run = world
+    first = run(RUN1)
+    registry.decide(lake, RUN1, "keep-new", by="Ana", why="primeiro", runs_dir=settings.runs)
+    run(RUN2)
+    metrics = metrics_of(settings, RUN2)
+    charts = []
+    real = recall_by_budget
+
+    def kept(*args, **kwargs):  # the gain chart the page draws, kept to read its legend and axes
+        charts.append(real(*args, **kwargs))
+        return charts[-1]
+
+    monkeypatch.setattr("kafer.report.recall_by_budget", kept)
+    with using("pt-BR"):
+        panel = DecisionPanel(RUN2, lake=lake.url, runs=settings.runs, person=acting("Rui"))
+        text = page_text(panel)
+        assert "Manter o modelo novo ou o antigo" in panel.title.value and "Veredito" in panel.verdict.value
+        assert "modelo novo" in panel.header.value and "modelo de produção" in panel.header.value
+        assert (panel.keep_new.description, panel.keep_old.description) == ("manter o novo", "manter o antigo")
+        assert "Conectado como <b>Rui</b>" in panel.who.value and "Nenhuma decisão" not in panel.history.value
+        assert "manter o novo" in panel.history.value and "Ana" in panel.history.value
+        recall = metrics["models"]["production"]["metrics"]["recall_at_10"]
+        shown = f"{recall['value'] * 100:.1f}".replace(".", ",")
+        assert shown in panel.figures.value, "a share of every 100, with a decimal comma"
+        assert "Falhas encontradas ao inspecionar os 10 % de carros mais arriscados" in panel.figures.value
+        difference = metrics["difference"]["recall_at_10"]["value"] * 100
+        cited = f"{abs(difference):.1f}".replace(".", ",")
+        assert cited in panel.verdict.value and cited in panel.figures.value, "the verdict's figure is on the page"
+        auc = metrics["models"]["candidate"]["metrics"]["roc_auc"]["value"]
+        assert f"{auc:.3f}".replace(".", ",") in panel.verdict.value and f"{auc:.3f}".replace(".", ",") in \
+            panel.figures.value
+        assert "Falhas encontradas por orçamento de inspeção" in panel.gain.value
+        [chart] = charts
+        [ax] = chart.axes
+        assert ax.get_xlabel() == "carros inspecionados, os mais arriscados primeiro (a cada 100 carros)"
+        assert ax.get_ylabel() == "falhas no teste de rodagem encontradas (a cada 100)"
+        legend = {t.get_text(): line.get_color() for t, line in zip(ax.get_legend().get_texts(),
+                                                                     ax.get_legend().get_lines())}
+        assert legend["modelo novo"] == NEW_COLOUR and legend["modelo de produção"] == PRODUCTION_COLOUR
+        assert chart_of(panel.gain.value)[1].startswith(b"\x89PNG")
+        assert NEW_COLOUR in panel.header.value and PRODUCTION_COLOUR in panel.figures.value  # the page's legend
+    for word in NOT_ON_THE_PAGE:
+        assert word not in text, word
+    english = page_text(DecisionPanel(RUN2, lake=lake.url, runs=settings.runs, person=acting("Rui")))
+    for word in NOT_ON_THE_PAGE:
+        assert word not in english, word
+    assert "Keep the new model or the old one" in english and "keep new" in english and first in english
+
+
+def test_the_page_draws_no_empty_chart_it_says_so_in_words(world):
+    from kafer import runrecord
+
+    lake, settings, run = world
+    run(RUN1)
+    (Path(settings.runs) / RUN1 / runrecord.PREDICTIONS).unlink()
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, person=acting("Rui"))
+    assert chart_of(panel.gain.value) is None and "no curve to draw" in panel.gain.value
+    assert chart_of(panel.track.value) is None and "No model is in production yet" in panel.track.value
+    assert "Failures found" in panel.figures.value  # the figures stay, in words and numbers
+
+
+def test_a_decision_made_elsewhere_shows_in_the_history_after_a_refresh(world):
+    lake, settings, run = world
+    run(RUN1)
+    panel = DecisionPanel(RUN1, lake=lake.url, runs=settings.runs, person=acting("Rui", role="viewer"))
+    assert "No decision yet" in panel.history.value
+    registry.decide(lake, RUN1, "keep-new", by="Ana", why="from the CLI", runs_dir=settings.runs)
+    panel.refresh_button.click()
+    assert "from the CLI" in panel.history.value and "Ana" in panel.history.value
+    assert f"Run {RUN1} was already decided: keep new by Ana" in panel.message.value
+

@@ -167,3 +167,26 @@ def test_kafer_speaks_portuguese_with_brazilian_numbers_when_the_plant_says_so(t
     assert refused.returncode == 2
     said = refused.stderr.splitlines()[-1]
     assert said.startswith("kafer ingest: erro: FALHAS_bad.csv, linha 3, coluna KNR (valor '24-1'): "), refused.stderr
+
+
+def test_kafer_status_and_lists_in_portuguese(lake, tmp_path, capsys, monkeypatch):
+    from kafer.cli import main
+    from test_registry import RUN1, retrain
+
+    monkeypatch.setenv("KAFER_LANG", "pt-BR")
+    assert main(["status", "--lake", lake.url]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (f"O lago {lake.url} ainda não tem nenhum modelo: retreine "
+                                                       "primeiro (make retrain, ou kafer retrain CAMINHO).")
+    version = retrain(lake, tmp_path / "runs", RUN1)
+    assert main(["status", "--lake", lake.url, "--runs", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == [f"Lago: {lake.url}", "Produção: nenhum",
+                       f"Modelos novos aguardando decisão: {version} (execução {RUN1})"]
+    assert out[3:] == ["Execuções: nenhuma", "Decisões: nenhuma"]
+    assert main(["lists", "--lake", lake.url]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith(f"Lago: {lake.url} (rótulos da versão curada ")
+    assert "Nenhuma lista de inspeção emitida ainda" in said and "Veredito da lista sombra:" in said
+    monkeypatch.delenv("KAFER_LANG")
+    assert main(["lists", "--lake", lake.url]) == 0
+    assert "No inspection list issued yet" in capsys.readouterr().out

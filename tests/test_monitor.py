@@ -93,6 +93,12 @@ def test_a_model_that_lost_its_signal_is_flagged_with_the_numbers_and_what_to_do
     assert check.alert and check.judged and check.tests.loc["roc_auc", "slipped"]
     assert "is slipping" in check.why and "6,000 cars" in check.why and "retrain" in check.why
     assert f"{promise['roc_auc']['value']:.3f}" in check.why and check.headline.startswith("SLIPPING")
+    from kafer.i18n import using
+
+    with using("pt-BR"):
+        said = judge("m1", cars, np.concatenate([p for _, p in months]), promise=promise, settings=SETTINGS).check
+    assert said.why.startswith("A produção m1 está piorando: em 6.000 carros testados na rodagem") and "retreine" in said.why
+    assert f"{promise['roc_auc']['value']:.3f}".replace(".", ",") in said.why and said.headline.startswith("PIORANDO")
 
 
 def test_a_model_as_good_as_it_promised_is_not_flagged():

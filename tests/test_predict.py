@@ -23,6 +23,7 @@ from kafer.config import load_settings
 from kafer.demo import make_demo_upload
 from kafer.errors import KaferError, OutputError, StepError, UploadError
 from kafer.features import feature_columns
+from kafer.i18n import number
 from kafer.lake import Lake
 from kafer.metrics import threshold_at
 from kafer.model import train
@@ -146,6 +147,33 @@ def test_the_workbook_the_plant_opens(world, scored, tmp_path):
     values = [v for _, v in book[ABOUT_SHEET].iter_rows(max_col=2, values_only=True) if isinstance(v, str)]
     assert set(facts["files"]) <= set(values) and max(map(len, values)) <= 90
     assert budget_note(ranked, facts) in " ".join(values)
+
+
+def test_the_workbook_in_brazilian_portuguese_with_brazilian_moments(world, scored, tmp_path):
+    from kafer.i18n import using
+
+    ranked, facts = scored
+    out = tmp_path / "lista.xlsx"
+    with using("pt-BR"):
+        said = save_ranking(ranked, str(out), facts=facts)
+    assert said.endswith(f"Gravado em {out} (planilha).") and "carros pontuados com o modelo de produção" in said
+    book = load_workbook(out)
+    assert book.sheetnames == [LIST_SHEET, ABOUT_SHEET], "scripts open the sheets by these names"
+    sheet = book[LIST_SHEET]
+    assert [c.value for c in sheet[1]][:6] == ["Posição", "KNR", "Risco no teste de rodagem", "No orçamento de inspeção",
+                                               "No teste de rodagem", "Teste de rodagem em"]
+    rows = list(sheet.iter_rows(min_row=2))
+    assert {r[3].value for r in rows} == {"sim", "não"} and rows[-1][4].value == "não"
+    assert re.fullmatch(r"\d{2}/\d{2}/\d{4} \d{2}:\d{2}", rows[0][5].value), rows[0][5].value
+    assert isinstance(rows[0][2].value, float) and rows[0][2].number_format == "0.0 %"  # Excel writes it as its reader
+    about = dict(r for r in book[ABOUT_SHEET].iter_rows(max_col=2, values_only=True) if r[0])
+    assert re.fullmatch(r"\d{2}/\d{2}/\d{4} \d{2}:\d{2} UTC", about["Feita em"]), about["Feita em"]
+    assert about["Versão do modelo"] == world["version"] and about["Família do modelo"].startswith("hgb")
+    assert about["Em produção desde"].endswith('por Ana ("first model")')
+    assert about["Como ler esta lista"].startswith("Uma linha por carro do envio")
+    with using("pt-BR"):
+        assert f"{number(facts['threshold'] * 100, 1)} %" in budget_note(ranked, facts)
+        assert "," in f"{number(facts['threshold'] * 100, 1)}"
 
 
 def test_the_writer_writes_every_column_of_the_list_and_highlights_by_the_flag_alone():

@@ -189,10 +189,10 @@ def test_a_run_that_did_not_succeed_is_refused(lake, runs, status):
 
 def test_a_run_without_a_candidate_in_this_lake_is_refused(lake, runs):
     write_run(runs, RUN1, candidate="m20241026T101500.000000Z", production=None)
-    with pytest.raises(DecisionError, match=f"run {RUN1} has no candidate in the registry"):
+    with pytest.raises(DecisionError, match=f"run {RUN1} has no new model in the registry"):
         registry.decide(lake, RUN1, "keep-new", by="Ana", why="better", runs_dir=runs)
     register(lake, run_id=RUN1, artifact=b"a", family="hgb", data_version="f1", metrics={})
-    with pytest.raises(DecisionError, match="manifest names candidate m20241026T101500.000000Z"):
+    with pytest.raises(DecisionError, match="manifest names new model m20241026T101500.000000Z"):
         registry.decide(lake, RUN1, "keep-new", by="Ana", why="better", runs_dir=runs)
     assert registry.decisions(lake) == []
 
@@ -201,7 +201,7 @@ def test_keep_new_on_a_stale_comparison_is_refused(lake, runs):
     first = retrain(lake, runs, RUN1)
     retrain(lake, runs, RUN2)  # compared against no production model
     registry.decide(lake, RUN1, "keep-new", by="Ana", why="first", runs_dir=runs)
-    stale = f"compared its candidate with no production model, but production is now {first}"
+    stale = f"compared its new model with no production model, but production is now {first}"
     with pytest.raises(DecisionError, match=stale):
         registry.decide(lake, RUN2, "keep-new", by="Ana", why="also good", runs_dir=runs)
     assert registry.production(lake)["version"] == first
@@ -214,7 +214,7 @@ def test_whether_a_comparison_is_stale_is_read_from_the_registry_not_the_runs_fo
     registry.decide(lake, RUN1, "keep-new", by="Ana", why="first", runs_dir=runs)
     stale = register(lake, run_id=RUN2, artifact=b"two", compared_with=None)
     write_run(runs, RUN2, candidate=stale, production=first)  # a runs folder that says otherwise
-    with pytest.raises(DecisionError, match=f"compared its candidate with no production model, but production is now "
+    with pytest.raises(DecisionError, match=f"compared its new model with no production model, but production is now "
                                             f"{first}"):
         registry.decide(lake, RUN2, "keep-new", by="Ana", why="looks fine here", runs_dir=runs)
     fresh = register(lake, run_id=RUN3, artifact=b"three", compared_with=first)
@@ -280,7 +280,7 @@ def test_rollback_restores_an_earlier_version_and_is_logged(lake, runs):
 
 def test_rollback_refusals_change_nothing(lake, runs):
     first = retrain(lake, runs, RUN1)
-    pending = f"{first} was never in production: it is the pending candidate of run {RUN1}"
+    pending = f"{first} was never in production: it is the new model of run {RUN1}, waiting for a decision"
     with pytest.raises(DecisionError, match=pending):
         registry.rollback(lake, to_version=first, by="Ana", why="try it")
     registry.decide(lake, RUN1, "keep-new", by="Ana", why="first", runs_dir=runs)

@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 from kafer.errors import ModelError
 from kafer.metrics import compare, threshold_at
 from kafer.drift import input_drift
-from kafer.report import (calibration, confusion_matrices, data_changes_table, drift_inputs_table, drift_sentence,
-                          drift_table, figure_html, metrics_table, ranking_curves, recall_by_budget, record_chart,
-                          report_header, risk_chart)
+from kafer.report import (NEW_COLOUR, PRODUCTION_COLOUR, calibration, confusion_matrices, data_changes_table,
+                          drift_inputs_table, drift_sentence, drift_table, figure_html, metrics_table, model_name,
+                          ranking_curves, recall_by_budget, record_chart, report_header, risk_chart)
 from kafer.steps import data_changes
 
 BUDGETS = (0.05, 0.10, 0.20)
@@ -45,8 +45,10 @@ def test_each_curve_figure_draws_every_model_and_leaves_no_figure_open(scored, p
     assert isinstance(fig, Figure) and plt.get_fignums() == open_before
     for ax in fig.axes:
         labels = [line.get_label() for line in ax.get_lines()]
-        assert any(label.startswith("candidate") for label in labels)
-        assert any(label.startswith("production") for label in labels)
+        assert any(label.startswith("new model") for label in labels)  # "candidate" is a key, not a word
+        assert any(label.startswith("production model") for label in labels)
+        colours = {line.get_label().split(" (")[0]: line.get_color() for line in ax.get_lines()}
+        assert (colours["new model"], colours["production model"]) == (NEW_COLOUR, PRODUCTION_COLOUR)
     assert drawn(fig).startswith(b"\x89PNG")
 
 
@@ -54,8 +56,8 @@ def test_ranking_curves_show_roc_and_precision_recall_side_by_side(scored):
     y, probs = scored
     fig = ranking_curves(y, {"candidate": probs["candidate"]})
     roc, pr = fig.axes
-    assert [line.get_label() for line in roc.get_lines()][0].startswith("candidate (ROC-AUC")
-    assert [line.get_label() for line in pr.get_lines()][0].startswith("candidate (PR-AUC")
+    assert [line.get_label() for line in roc.get_lines()][0].startswith("new model (ROC-AUC")
+    assert [line.get_label() for line in pr.get_lines()][0].startswith("new model (PR-AUC")
 
 
 def test_the_budget_curve_marks_each_budget_with_the_recall_found_off_the_curves(scored):
@@ -78,7 +80,7 @@ def test_confusion_matrices_count_the_cars_at_the_operating_threshold(scored):
         counts = {t.get_text() for t in ax.texts}
         assert f"{int(np.sum(flagged & (y == 1))):,}" in counts
         assert f"{int(np.sum(~flagged & (y == 0))):,}" in counts
-        assert f"{int(flagged.sum()):,} of 400 cars inspected" in ax.get_title() and name in ax.get_title()
+        assert f"{int(flagged.sum()):,} of 400 cars inspected" in ax.get_title() and model_name(name) in ax.get_title()
     assert drawn(fig).startswith(b"\x89PNG")
 
 
@@ -137,6 +139,19 @@ def test_the_report_header_names_the_run_both_models_and_the_data_version():
     assert first == "## Run r20241126T201753Z-3fa9: new model m2 against production model m1"
     assert "v20241126T201700.000000Z" in text and "keras" in text and "1,612 cars" in text
     assert "2024-04-01 06:00 to 2024-04-12 21:10" in text and "no production model" not in text
+
+
+def test_the_report_header_in_brazilian_portuguese():
+    from kafer.i18n import using
+
+    with using("pt-BR"):
+        text = report_header(metrics_of(production=True))
+        first = text.splitlines()[0]
+        assert first == "## Execução r20241126T201753Z-3fa9: modelo novo m2 contra modelo de produção m1"
+        assert "| | modelo novo | modelo de produção |" in text and "1.612 carros" in text
+        assert "01/04/2024 06:00 a 12/04/2024 21:10" in text and "Avaliado em" in text
+        assert "Ainda não há modelo de produção" in report_header(metrics_of(production=False))
+    assert report_header(metrics_of(production=True)).startswith("## Run r20241126T201753Z-3fa9")
 
 
 def test_a_first_run_says_there_is_no_production_model_yet():
