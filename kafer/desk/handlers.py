@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -27,13 +28,17 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from voila.tornado.handler import TornadoVoilaHandler
 
+from ..config import Settings
 from ..errors import RightsError
+from ..i18n import tr, using
 from .identity import AccountIdentity
 from .kernels import OPENING, PagesCapReached
+from .pages import LANGUAGE_COOKIE, chosen_language, nav
 from .person import kernel_environment
 from .rights import Person, require
 
 _KERNEL = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
+_BODY = re.compile(r"<body[^>]*>")
 _PAGES = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent.parent / "templates" / "desk"),
                      autoescape=True)
 
@@ -45,6 +50,16 @@ class DeskMixin:
     def person(self) -> Person | None:
         """Who is signed in (``None``: nobody)."""
         return getattr(self.current_user, "person", None)
+
+    @property
+    def desk_settings(self) -> Settings:
+        """The desk's settings (lake, runs folder, caps, the plant's language)."""
+        return self.settings["kafer_desk_settings"]
+
+    @property
+    def language(self) -> str:
+        """The language this request is answered in: the person's choice, else the plant's setting."""
+        return chosen_language(self.get_cookie(LANGUAGE_COOKIE), self.desk_settings)
 
     def require(self, right: str) -> Person:
         """The signed-in person when they have ``right``; a 403 saying why otherwise."""
@@ -66,9 +81,11 @@ class DeskMixin:
         said = error.log_message if isinstance(error, web.HTTPError) and status_code in (403, 404, 429) else ""
         if status_code == 429:
             self.set_header("Retry-After", "60")
-        title = {403: "Not allowed", 404: "Not found", 429: "Too many pages open"}.get(status_code, "Something failed")
-        self.desk_page(title, said or "The desk could not answer this request; its log says why.", status=status_code,
-                       problem=True, link=self.base_url, link_text="Back to the desk")
+        with using(self.language):
+            title = {403: tr("Not allowed"), 404: tr("Not found"),
+                     429: tr("Too many pages open")}.get(status_code, tr("Something failed"))
+            self.desk_page(title, said or tr("The desk could not answer this request; its log says why."),
+                           status=status_code, problem=True, link=self.base_url, link_text=tr("Back to the desk"))
 
 
 class DeskHandler(DeskMixin, JupyterHandler):
@@ -85,15 +102,27 @@ class DeskPageHandler(DeskMixin, TornadoVoilaHandler):
         if manager.pages_of(person.name) >= manager.kernels_per_person:
             raise PagesCapReached(person, manager.kernels_per_person)
         self.xsrf_token  # sets the XSRF cookie the page's script sends back when it closes its kernel (a beacon)
+        with using(self.language):
+            self.bar = nav(person, base=self.base_url, here="", xsrf_form_html=self.xsrf_form_html(),
+                           next_url=self.request.uri)
         opening = OPENING.set((person, self.kernel_environment(person)))
         try:
             await super().get(path)
         finally:
             OPENING.reset(opening)
 
+    def write(self, chunk) -> None:
+        """Voila's page as it streams, with the desk's bar put in first thing in its body."""
+        bar = getattr(self, "bar", None)
+        if bar and isinstance(chunk, str) and _BODY.search(chunk):
+            chunk = _BODY.sub(lambda found: found.group(0) + bar, chunk, count=1)
+            self.bar = None
+        super().write(chunk)
+
     def kernel_environment(self, person: Person) -> dict[str, str]:
-        """What the page's kernel is told: who it acts for (and where to re-check a local account)."""
-        return kernel_environment(person, users_file=self.identity_provider.users_file())
+        """What the page's kernel is told: who it acts for (and where to re-check a local account), and
+        the language the person chose (``KAFER_LANG``)."""
+        return kernel_environment(person, users_file=self.identity_provider.users_file(), language=self.language)
 
 
 class SignInHandler(DeskHandler):
@@ -199,7 +228,10 @@ def desk_handlers(server_url: str, *, page_options: dict) -> list[tuple]:
     page_options : dict
         The options Voila gives its page handler (notebook, templates, configuration).
     """
+    from .loop import loop_handlers
+
     return [
+        *loop_handlers(server_url),
         (url_path_join(server_url, "/login"), SignInHandler),
         (url_path_join(server_url, "/logout"), SignOutHandler),
         (url_path_join(server_url, rf"/voila/api/shutdown/{_KERNEL}"), ShutdownHandler),
