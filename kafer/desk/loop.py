@@ -95,7 +95,7 @@ class LoopPage(DeskHandler):
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         self.finish(TEMPLATES.get_template(template).render(
-            bar=bar, w=said, words_json=json.dumps(said), language=self.language, base=base,
+            bar=bar, w=said, words_json=json.dumps(said).replace("</", "<\\/"), language=self.language, base=base,
             static=url_path_join(base, "desk-static/loop.js"), person=self.person,
             piece=int(self.desk_settings.desk_piece_mb * 1e6), **values))
 
@@ -405,7 +405,7 @@ def car_rows(knr: str, settings) -> list[dict]:
     rows = []
     for car in ranked.itertuples(index=False):
         if bar is None:
-            budget = tr("yes") if car.in_budget else tr("no")
+            budget = tr("yes: in the budget") if car.in_budget else tr("no: not in the budget")
         elif car.in_budget:
             budget = tr("yes: at or above the bar of {bar}", bar=percent(bar))
         else:

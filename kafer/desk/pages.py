@@ -55,7 +55,7 @@ def nav(person: Person | None, *, base: str, here: str, xsrf_form_html: str, nex
         links=links, person=person, roles=roles, language=current(), languages=LANGUAGE_NAMES,
         action=base + "language", xsrf_form_html=xsrf_form_html, next=next_url,
         who=tr("Signed in: {name} ({roles})", name=person.name, roles=roles) if person else "",
-        switch=tr("Language"), signout=tr("sign out") if person and person.source == "account" else "",
+        switch=tr("Language"), signout=tr("Sign out") if person and person.source == "account" else "",
         signout_href=base + "logout")
 
 
@@ -81,7 +81,6 @@ def words() -> dict[str, str]:
         "no_job": tr("No retrain has run on this desk yet."),
         "progress_lines": tr("What it says as it works"),
         "open_decision": tr("Open the comparison and the decision"),
-        "watching": tr("This page follows it as it runs."),
         "lists_title": tr("Inspection lists"),
         "latest_heading": tr("The latest list issued"),
         "no_list": tr("No list has been issued from this lake yet."),
@@ -93,11 +92,11 @@ def words() -> dict[str, str]:
         "scoring": tr("Scoring the cars with the production model…"),
         "download_list": tr("Download the list (workbook)"),
         "car_heading": tr("One car by its KNR"),
-        "knr": tr("KNR"),
+        "knr": tr("The car's KNR"),
         "look_up": tr("Score this car"),
-        "rank": tr("Rank"),
-        "risk": tr("Road-test risk"),
-        "budget": tr("Inspection budget"),
+        "rank": tr("Its rank"),
+        "risk": tr("Its road-test risk"),
+        "budget": tr("In the inspection budget?"),
         "stage": tr("Where it is"),
-        "why": tr("Why"),
+        "why": tr("Why (strongest first)"),
     }
