@@ -115,7 +115,7 @@ def test_a_month_brought_on_the_page_retrained_watched_decided_then_lists_in_bot
 
 
 def test_uploads_refused_on_the_page_and_forced_requests_refused_by_the_server(browser, tmp_path, months):
-    settings = desk_world(tmp_path, upload_max_mb=0.3, upload_max_file_mb=0.2)
+    settings = desk_world(tmp_path, upload_max_mb=0.4, upload_max_file_mb=0.4)
     add_accounts(settings, rui="analyst", vic="viewer")
     bad = tmp_path / "FALHAS_extra.csv"
     bad.write_bytes(b"KNR,MODELO,COR,MOTOR,ESTACAO,USUARIO,HALLE,DATA\n"
@@ -138,7 +138,7 @@ def test_uploads_refused_on_the_page_and_forced_requests_refused_by_the_server(b
         expect(said).to_contain_text("an upload holds exports only")
         rui.get_by_label(DROP).set_input_files(sorted(months[1].iterdir()))
         rui.get_by_role("button", name="Send the files").click()
-        expect(said).to_contain_text("more than the 0.3 MB one upload may be (setting upload_max_mb)")
+        expect(said).to_contain_text("more than the 0.4 MB one upload may be (setting upload_max_mb)")
 
         vic = Visitor(server.url, source="127.0.0.41")
         vic.sign_in("vic")
