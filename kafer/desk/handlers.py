@@ -39,6 +39,8 @@ from .rights import Person, require
 
 _KERNEL = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
 _BODY = re.compile(r"<body[^>]*>")
+#: Characters of Voila's page held at most while waiting for its body's tag.
+_HOLD_MOST = 1 << 20
 _PAGES = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent.parent / "templates" / "desk"),
                      autoescape=True)
 
@@ -112,12 +114,23 @@ class DeskPageHandler(DeskMixin, TornadoVoilaHandler):
             OPENING.reset(opening)
 
     def write(self, chunk) -> None:
-        """Voila's page as it streams, with the desk's bar put in first thing in its body."""
-        bar = getattr(self, "bar", None)
-        if bar and isinstance(chunk, str) and _BODY.search(chunk):
-            chunk = _BODY.sub(lambda found: found.group(0) + bar, chunk, count=1)
+        """Voila's page as it streams, with the desk's bar put in first thing in its body (Voila sends its
+        head in small snippets: they are held until the body's tag is whole)."""
+        if not getattr(self, "bar", None) or not isinstance(chunk, str):
+            super().write(chunk)
+            return
+        self.held = getattr(self, "held", "") + chunk
+        if _BODY.search(self.held) or len(self.held) > _HOLD_MOST:
+            chunk, self.held = _BODY.sub(lambda found: found.group(0) + self.bar, self.held, count=1), ""
             self.bar = None
-        super().write(chunk)
+            super().write(chunk)
+
+    def finish(self, chunk=None):
+        """Finish the page, with whatever was held waiting for the body's tag first."""
+        held, self.held, self.bar = getattr(self, "held", ""), "", None
+        if held:
+            super().write(held)
+        return super().finish(chunk)
 
     def kernel_environment(self, person: Person) -> dict[str, str]:
         """What the page's kernel is told: who it acts for (and where to re-check a local account), and
