@@ -13,6 +13,8 @@ someone else's is not theirs to send to. See tests/desk.py and tests/browser.py.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 
 import openpyxl
@@ -28,6 +30,18 @@ WHY = "What in the comparison decides it (required)"
 DROP = "Drop the files here, or choose them"
 #: A job's whole run on a small world takes about 20 s on a quiet machine.
 JOB_TIMEOUT = 240_000
+
+
+def road_tested(month) -> str:
+    """The KNR of a car the falhas export of ``month`` names (a car at its road test)."""
+    falhas = next(path for path in sorted(month.iterdir()) if path.name.startswith("FALHAS_") and path.suffix == ".csv")
+    with open(falhas, encoding="latin-1", newline="") as rows:
+        return next(csv.DictReader(rows, delimiter=";"))["KNR"]
+
+
+def workbook(download):
+    """A downloaded workbook, opened (the browser keeps it under a name without its ending)."""
+    return openpyxl.load_workbook(io.BytesIO(download.path().read_bytes()), read_only=True)
 
 
 def test_a_month_brought_on_the_page_retrained_watched_decided_then_lists_in_both_languages(browser, tmp_path,
@@ -83,18 +97,19 @@ def test_a_month_brought_on_the_page_retrained_watched_decided_then_lists_in_bot
             vic.get_by_role("link", name="Download the list (workbook)").click()
         record = catalog.list_records(lake)[-1]
         assert (record["by"], record["source"], record["model"]) == ("vic", "desk", production["version"])
-        book = openpyxl.load_workbook(scored.value.path(), read_only=True)
+        assert scored.value.suggested_filename == f"inspection-list-{record['id']}.xlsx"
+        book = workbook(scored.value)
         rows = list(book["Inspection list"].iter_rows(values_only=True))
         assert rows[0][:2] == ("Rank", "KNR") and len(rows) - 1 == record["cars"] > 100
         assert "Why (what raises its risk most)" in rows[0]  # the workbook as issued, reasons and all
-        knr = rows[1][1]
         vic.reload()
         expect(vic.get_by_text(f"List {record['id']}, issued on")).to_contain_text("by vic (desk)")
         with vic.expect_download() as latest:
             vic.get_by_role("link", name="Download the latest list (workbook)").click()
-        again = openpyxl.load_workbook(latest.value.path(), read_only=True)
+        again = workbook(latest.value)
         assert [r[1] for r in again["Inspection list"].iter_rows(values_only=True)] == [r[1] for r in rows]
 
+        knr = road_tested(months[1])  # a car the lake knows (the month brought on the page)
         vic.get_by_label("The car's KNR").fill(knr)
         vic.get_by_role("button", name="Score this car").click()
         table = vic.get_by_role("table", name="One car by its KNR")
