@@ -7,6 +7,7 @@ keeps the new model. The viewer then scores an export into a list and downloads 
 opens and holds the cars), downloads the latest list, looks up one car by its KNR, switches to
 Portuguese (Portuguese words, a Brazilian number) and back to English. (b) Uploads refused: a bad
 file in ingest's words, a wrong ending and a month too big for the caps, each said on the page; a
+retrain refused while a terminal's retrain holds the lake's lock, in words naming it; a
 viewer's forced requests to the upload and retrain routes are refused 403 and an upload that is
 someone else's is not theirs to send to. See tests/desk.py and tests/browser.py.
 """
@@ -23,7 +24,11 @@ from playwright.sync_api import expect
 from browser import VOILA_READY, free_port, serving
 from desk import Visitor, add_accounts, desk_argv, desk_world, person, sign_in
 from kafer import catalog, registry
+from kafer.demo import make_demo_upload
+from kafer.jobs import list_jobs
 from kafer.lake import Lake
+from kafer.locks import hold
+from kafer.recovery import RETRAIN_LOCK
 from worlds import quick_retrain
 
 WHY = "What in the comparison decides it (required)"
@@ -154,6 +159,15 @@ def test_uploads_refused_on_the_page_and_forced_requests_refused_by_the_server(b
         rui.get_by_label(DROP).set_input_files(sorted(months[1].iterdir()))
         rui.get_by_role("button", name="Send the files").click()
         expect(said).to_contain_text("more than the 0.4 MB one upload may be (setting upload_max_mb)")
+        small = make_demo_upload(tmp_path / "small", cars=40, seed=5, results_per_car=10, sheet_rows=3000,
+                                 start="2024-05-06").folder
+        rui.get_by_label(DROP).set_input_files(sorted(small.iterdir()))
+        rui.get_by_role("button", name="Send the files").click()
+        expect(rui.get_by_text("Ready: every file passed ingest's checks.")).to_be_visible()
+        with hold(Lake(settings.lake), RETRAIN_LOCK, purpose="retrain r-terminal", details={"run": "r-terminal"}):
+            rui.get_by_role("button", name="Start the retrain").click()
+            expect(said).to_contain_text("is being retrained outside the desk: retrain r-terminal")
+        assert not list_jobs(settings)
 
         vic = Visitor(server.url, source="127.0.0.41")
         vic.sign_in("vic")
