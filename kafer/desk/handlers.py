@@ -3,13 +3,14 @@
 Every desk handler derives from :class:`DeskMixin`: it gives the signed-in :class:`Person`
 (``self.person``), checks a right where the handler acts (``self.require("decide")``, a 403 in
 words otherwise) and answers errors with a small page of the desk's own (no traceback, nothing of
-the lake). Routes added later (uploading exports, starting a retrain, downloading lists) are
-classes like these, appended to :func:`desk_handlers`.
+the lake). The routes of the whole loop (bringing exports, the retrain job, inspection lists, the
+language) are :mod:`kafer.desk.loop`'s, registered here too (:func:`desk_handlers`).
 
 The routes here: ``/`` the decision page (Voila's page handler, after a right and the cap on pages
 are checked, with the person handed to the kernel manager), ``/login`` and ``/logout`` (local
 accounts; with single sign-on they say where to sign in) and ``/voila/api/shutdown/<kernel>`` (the
-page closing its own kernel, for the kernel's owner only).
+page closing its own kernel, for the kernel's owner only). The decision page carries the desk's bar
+(:func:`kafer.desk.pages.nav`), and its kernel is told the person's language.
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from pathlib import Path
 from urllib.parse import urlparse
 
-from jinja2 import Environment, FileSystemLoader
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import allow_unauthenticated, authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
@@ -33,7 +32,7 @@ from ..errors import RightsError
 from ..i18n import tr, using
 from .identity import AccountIdentity
 from .kernels import OPENING, PagesCapReached
-from .pages import LANGUAGE_COOKIE, chosen_language, nav
+from .pages import LANGUAGE_COOKIE, TEMPLATES, chosen_language, nav
 from .person import kernel_environment
 from .rights import Person, require
 
@@ -41,8 +40,6 @@ _KERNEL = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
 _BODY = re.compile(r"<body[^>]*>")
 #: Characters of Voila's page held at most while waiting for its body's tag.
 _HOLD_MOST = 1 << 20
-_PAGES = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent.parent / "templates" / "desk"),
-                     autoescape=True)
 
 
 class DeskMixin:
@@ -75,7 +72,7 @@ class DeskMixin:
         self.set_status(status)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(_PAGES.get_template("page.html").render(title=title, message=message, problem=problem, **more))
+        self.finish(TEMPLATES.get_template("page.html").render(title=title, message=message, problem=problem, **more))
 
     def write_error(self, status_code: int, **kwargs) -> None:
         """Errors as a desk page: the refusal's words for 403 and 429, the status otherwise."""

@@ -41,7 +41,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from .. import jobs, uploads
-from ..errors import CarError, JobBusy, KaferError, OwnerError, RegistryError, RightsError, SessionError
+from ..errors import CarError, JobBusy, KaferError, OutputError, OwnerError, RegistryError, RightsError, SessionError
 from ..i18n import datetime, number, percent, tr, using
 from .handlers import DeskHandler, DeskMixin
 from .pages import LANGUAGE_COOKIE, LANGUAGE_NAMES, TEMPLATES, nav, words
@@ -272,7 +272,8 @@ class LatestJobAPI(LoopAPI):
             self.answer({"job": None, "lines": [], "offset": 0})
             return
         job = found[0]
-        since = int(self.get_query_argument("since", "0") or 0) if self.get_query_argument("job", "") == job.job_id else 0
+        since = self.get_query_argument("since", "0")
+        since = int(since) if since.isdigit() and self.get_query_argument("job", "") == job.job_id else 0
         progress = await in_thread(jobs.read_progress, job.job_id, settings=settings, since=since)
         self.answer({"job": job_json(job, base=self.base_url), "lines": list(progress.lines),
                      "offset": progress.offset})
@@ -288,8 +289,10 @@ class ListsAPI(LoopAPI):
         settings = self.desk_settings
         upload_id = str(self.body_json().get("upload", ""))
         upload = await in_thread(uploads.check_upload, upload_id, by=person.name, settings=settings, isolated=True)
-        issued = await in_thread(issue_list, upload, by=person.name, settings=settings)
-        await in_thread(uploads.cancel_upload, upload_id, by=person.name, settings=settings)
+        try:
+            issued = await in_thread(issue_list, upload, by=person.name, settings=settings)
+        finally:  # scored or not, its files are not kept: the list's record names them and their hashes
+            await in_thread(uploads.cancel_upload, upload_id, by=person.name, settings=settings)
         self.log.info("kafer desk: %s issued list %s", person.name, issued["list"])
         self.answer({**issued, "download": url_path_join(self.base_url, f"lists/{issued['list']}.xlsx")})
 
@@ -378,8 +381,11 @@ def issue_list(upload: uploads.Upload, *, by: str, settings) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f".{upload.upload_id}.xlsx"
     said = issue_ranking(ranked, str(out), facts=facts, settings=settings, by=by, source="desk", paths=upload.paths)
-    record = next(r for r in reversed(catalog.list_records(Lake(settings.lake)))
-                  if r["at"] == facts["made_at"] and r["by"] == by and r["source"] == "desk")
+    record = next((r for r in reversed(catalog.list_records(Lake(settings.lake)))
+                   if r["at"] == facts["made_at"] and r["by"] == by and r["source"] == "desk"), None)
+    if record is None:
+        raise OutputError(tr("the list was issued, but its record is not in the lake {lake}: look for it with kafer "
+                             "lists", lake=settings.lake))
     out.rename(kept_workbook(settings, record["id"]))
     return {"list": record["id"], "said": said, "cars": record["cars"], "flagged": record["flagged"]}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader
 
 from ..config import Settings
-from ..i18n import LANGUAGES, current, language_code, tr
+from ..i18n import current, language_code, tr
 from .rights import Person, allowed
 
 #: The cookie that keeps a person's language on this desk.
