@@ -1188,24 +1188,32 @@ def desk_memory(server) -> dict:
     return out
 
 
-def bench_desk(family: str | None, *, ingested: bool = False) -> None:
-    """Five people signed in, each with the desk open (see the module's docstring, point 8)."""
+def start_desk(root: Path, port: int, where: dict) -> tuple[subprocess.Popen, object]:
+    """``kafer desk`` for the world in ``root`` on ``port``, its log in ``root/server.log``, once it
+    answers; the command's process and the desk server's (a ``psutil.Process``)."""
     import psutil
-    from playwright.sync_api import expect, sync_playwright
 
-    root, where = desk_world(family, ingested=ingested)
-    port = 8870 + (family == "ensemble") + 2 * ingested
     log = root / "server.log"
     with open(log, "wb") as sink:
         server = subprocess.Popen(KAFER + ["desk", "--no-browser", "--port", str(port), "--lake", where["lake"],
                                            "--runs", where["runs"]], cwd=root, stdout=sink, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while b"The decision desk is at" not in log.read_bytes():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.terminate()
+            raise SystemExit(f"the desk did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    return server, next(p for p in psutil.Process(server.pid).children() if "kafer.desk" in " ".join(p.cmdline()))
+
+
+def bench_desk(family: str | None, *, ingested: bool = False) -> None:
+    """Five people signed in, each with the desk open (see the module's docstring, point 8)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    root, where = desk_world(family, ingested=ingested)
+    port = 8870 + (family == "ensemble") + 2 * ingested
+    server, desk = start_desk(root, port, where)
     try:
-        deadline = time.monotonic() + 120
-        while b"The decision desk is at" not in log.read_bytes():
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the desk did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        desk = next(p for p in psutil.Process(server.pid).children() if "kafer.desk" in " ".join(p.cmdline()))
         idle = desk_memory(desk)["server"]
         since = ", a month ingested since the retrain" if ingested else ""
         print(f"\n== The shared desk, family {family or 'default'}{since}: five people signed in, each with the page "
@@ -1252,7 +1260,6 @@ def bench_deskloop(cars: int) -> None:
     import re
     import threading
 
-    import psutil
     from playwright.sync_api import expect, sync_playwright
 
     folder = upload(f"month-{cars}", cars=cars, seed=11) / "upload"
@@ -1270,18 +1277,9 @@ def bench_deskloop(cars: int) -> None:
     terminal, terminal_peak, _ = timed(KAFER + ["retrain", str(folder), "--lake", str(root / "lake-terminal"),
                                                 "--runs", str(root / "runs-terminal"), "--run-id", "r-terminal"])
     print(f"  kafer retrain of the upload from the terminal: {terminal:6.1f} s (peak {terminal_peak:,.0f} MB)", flush=True)
-    port, log = 8880, root / "server.log"
-    with open(log, "wb") as sink:
-        server = subprocess.Popen(KAFER + ["desk", "--no-browser", "--port", str(port), "--lake", str(root / "lake"),
-                                           "--runs", str(root / "runs")], cwd=root, stdout=sink,
-                                  stderr=subprocess.STDOUT)
+    port = 8880
+    server, desk = start_desk(root, port, {"lake": str(root / "lake"), "runs": str(root / "runs")})
     try:
-        deadline = time.monotonic() + 120
-        while b"The decision desk is at" not in log.read_bytes():
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the desk did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        desk = next(p for p in psutil.Process(server.pid).children() if "kafer.desk" in " ".join(p.cmdline()))
         idle = desk.memory_info().rss / 2**20
         peak, watching = [idle], threading.Event()
 
