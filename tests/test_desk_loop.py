@@ -183,3 +183,7 @@ def test_uploads_refused_on_the_page_and_forced_requests_refused_by_the_server(b
         assert theirs.status == 403 and f"upload {upload} is rui's" in theirs.json()["message"]
         assert vic.request("POST", "/api/uploads", data=b"{}", headers={"Content-Type": "application/json"}).status \
             == 403  # no XSRF token: refused before anything is read
+        chosen = vic.post("/language", {"language": "pt-BR", "next": "/\\elsewhere.example/"})
+        assert chosen.status == 302 and chosen.location == "/" and vic.cookies["kafer-desk-lang"] == "pt-BR"
+        assert "Listas de inspeção" in vic.get("/lists").body
+        assert vic.post("/language", {"language": "xx", "next": "/lists"}).status == 400

@@ -60,6 +60,15 @@ class DeskMixin:
         """The language this request is answered in: the person's choice, else the plant's setting."""
         return chosen_language(self.get_cookie(LANGUAGE_COOKIE), self.desk_settings)
 
+    def next_url(self) -> str:
+        """Where to go next (after signing in, after choosing a language): the page asked for
+        (``next``), when it is one of the desk's own."""
+        asked = self.get_argument("next", self.base_url).replace("\\", "/")
+        parsed = urlparse(asked)
+        if parsed.scheme or parsed.netloc or asked.startswith("//") or not asked.startswith(self.base_url):
+            return self.base_url
+        return asked
+
     def require(self, right: str) -> Person:
         """The signed-in person when they have ``right``; a 403 saying why otherwise."""
         try:
@@ -182,14 +191,6 @@ class SignInHandler(DeskHandler):
         self.desk_page("Sign in to the decision desk", message, status=status, problem=bool(message), form=True,
                        action=url_path_join(self.base_url, "login"), next=self.next_url(), name=name,
                        xsrf_form_html=self.xsrf_form_html())
-
-    def next_url(self) -> str:
-        """Where to go after signing in: the page asked for, when it is one of the desk's own."""
-        asked = self.get_argument("next", self.base_url).replace("\\", "/")
-        parsed = urlparse(asked)
-        if parsed.scheme or parsed.netloc or asked.startswith("//") or not asked.startswith(self.base_url):
-            return self.base_url
-        return asked
 
 
 class SignOutHandler(DeskHandler):

@@ -154,8 +154,7 @@ class LanguageHandler(DeskHandler):
             raise web.HTTPError(400, f"unknown language {chosen[:20]!r}")
         self.set_cookie(LANGUAGE_COOKIE, chosen, path=self.base_url, expires_days=365, samesite="Lax",
                         secure=self.request.protocol == "https")
-        back = self.get_body_argument("next", self.base_url)
-        self.redirect(back if back.startswith(self.base_url) and not back.startswith("//") else self.base_url)
+        self.redirect(self.next_url())
 
 
 class LoopAPI(DeskMixin, APIHandler):
