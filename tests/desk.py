@@ -7,7 +7,8 @@ is started from that folder and reads it, as a plant's would), and the desk's pr
 inside it. :class:`Visitor` is a person's browser reduced to what the tests look at: its cookies, no
 redirect followed, the XSRF token sent back as a browser's form or script would, and the source
 address it connects from (127.0.0.0/8 all reaches this computer), so failed sign-ins from one
-visitor do not slow another.
+visitor do not slow another; :meth:`Visitor.api` posts to the desk's JSON routes as its pages'
+script does. :func:`person` and :func:`sign_in` are a person's real browser (a Playwright context).
 """
 
 from __future__ import annotations
