@@ -44,6 +44,11 @@
     family once a month was ingested after the last retrain with production's scores of it not kept
     (``kafer ingest`` keeps them; a lake an older Käfer fed may not have them): the first page scores
     those cars and keeps the scores for the others.
+11. The whole loop on the desk's pages (``--only deskloop``): a month-sized upload dropped on the
+    Bring exports page (sent in the page's pieces), checked, retrained as the server's job, until the
+    decision page shows the new model, in Chromium; against ``kafer retrain`` of the same upload from
+    the terminal (both into an empty lake), and the desk server's peak memory (RSS) while it
+    receives and checks the upload.
 
 Uploads are made once by the project's own generator and kept in bench/out/.
 """
@@ -1183,24 +1188,32 @@ def desk_memory(server) -> dict:
     return out
 
 
-def bench_desk(family: str | None, *, ingested: bool = False) -> None:
-    """Five people signed in, each with the desk open (see the module's docstring, point 8)."""
+def start_desk(root: Path, port: int, where: dict) -> tuple[subprocess.Popen, object]:
+    """``kafer desk`` for the world in ``root`` on ``port``, its log in ``root/server.log``, once it
+    answers; the command's process and the desk server's (a ``psutil.Process``)."""
     import psutil
-    from playwright.sync_api import expect, sync_playwright
 
-    root, where = desk_world(family, ingested=ingested)
-    port = 8870 + (family == "ensemble") + 2 * ingested
     log = root / "server.log"
     with open(log, "wb") as sink:
         server = subprocess.Popen(KAFER + ["desk", "--no-browser", "--port", str(port), "--lake", where["lake"],
                                            "--runs", where["runs"]], cwd=root, stdout=sink, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while b"The decision desk is at" not in log.read_bytes():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.terminate()
+            raise SystemExit(f"the desk did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    return server, next(p for p in psutil.Process(server.pid).children() if "kafer.desk" in " ".join(p.cmdline()))
+
+
+def bench_desk(family: str | None, *, ingested: bool = False) -> None:
+    """Five people signed in, each with the desk open (see the module's docstring, point 8)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    root, where = desk_world(family, ingested=ingested)
+    port = 8870 + (family == "ensemble") + 2 * ingested
+    server, desk = start_desk(root, port, where)
     try:
-        deadline = time.monotonic() + 120
-        while b"The decision desk is at" not in log.read_bytes():
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the desk did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        desk = next(p for p in psutil.Process(server.pid).children() if "kafer.desk" in " ".join(p.cmdline()))
         idle = desk_memory(desk)["server"]
         since = ", a month ingested since the retrain" if ingested else ""
         print(f"\n== The shared desk, family {family or 'default'}{since}: five people signed in, each with the page "
@@ -1242,12 +1255,77 @@ def bench_desk(family: str | None, *, ingested: bool = False) -> None:
         server.wait(60)
 
 
+def bench_deskloop(cars: int) -> None:
+    """A month from the page to the decision, against the terminal's retrain (point 11)."""
+    import re
+    import threading
+
+    from playwright.sync_api import expect, sync_playwright
+
+    folder = upload(f"month-{cars}", cars=cars, seed=11) / "upload"
+    files = sorted(folder.iterdir())
+    size = sum(p.stat().st_size for p in files)
+    root = OUT / "deskloop"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "state").mkdir(parents=True)
+    (root / "kafer.toml").write_text('[kafer]\ndesk_state_dir = "state"\ndesk_signin_wait = 0.0\n', encoding="utf-8")
+    for person, role in (("rui", "analyst"), ("ana", "approver")):
+        subprocess.run(KAFER + ["users", "add", person, "--role", role, "--password-stdin"],
+                       input=f"{person}'s bench password\n", text=True, cwd=root, check=True, capture_output=True)
+    print(f"\n== The whole loop on the desk's pages: a month of {cars:,} cars, {len(files)} files, {size / 1e6:,.1f} MB")
+    print(f"  machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the start (other work included)")
+    terminal, terminal_peak, _ = timed(KAFER + ["retrain", str(folder), "--lake", str(root / "lake-terminal"),
+                                                "--runs", str(root / "runs-terminal"), "--run-id", "r-terminal"])
+    print(f"  kafer retrain of the upload from the terminal: {terminal:6.1f} s (peak {terminal_peak:,.0f} MB)", flush=True)
+    port = 8880
+    server, desk = start_desk(root, port, {"lake": str(root / "lake"), "runs": str(root / "runs")})
+    try:
+        idle = desk.memory_info().rss / 2**20
+        peak, watching = [idle], threading.Event()
+
+        def watch() -> None:
+            while not watching.is_set():
+                peak.append(desk.memory_info().rss / 2**20)
+                time.sleep(0.1)
+
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+            page = chromium.new_context().new_page()
+            page.goto(f"http://127.0.0.1:{port}/login")
+            page.get_by_label("Name").fill("rui")
+            page.get_by_label("Password").fill("rui's bench password")
+            page.get_by_role("button", name="Sign in").click()
+            page.goto(f"http://127.0.0.1:{port}/exports")
+            page.get_by_label("Drop the files here, or choose them").set_input_files(files)
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            started = time.monotonic()
+            page.get_by_role("button", name="Send the files").click()
+            expect(page.get_by_text("Ready: every file passed ingest's checks.")).to_be_visible(timeout=1_800_000)
+            checked = time.monotonic() - started
+            watching.set()
+            watcher.join()
+            page.get_by_role("button", name="Start the retrain").click()
+            page.get_by_role("link", name="Open the comparison and the decision").click(timeout=3_600_000)
+            expect(page.get_by_role("heading", name=re.compile(r"^Run .*: new model"))).to_be_visible(timeout=600_000)
+            whole = time.monotonic() - started
+            chromium.close()
+    finally:
+        server.terminate()
+        server.wait(60)
+    print(f"  from dropping the files on the page to the decision shown: {whole:6.1f} s (of which sent and checked: "
+          f"{checked:.1f} s)")
+    print(f"  ratio page / terminal: {whole / terminal:.2f}")
+    print(f"  the desk server's RSS: {idle:,.0f} MB before, peak {max(peak):,.0f} MB while the upload was received "
+          "and checked (the check reads in a child process of its own)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cars", type=int, default=6000, help="cars in the month-sized upload")
     parser.add_argument("--only", choices=("ingest", "scale", "history", "quality", "signal", "timerule",
                                            "families", "ensemble", "costs", "install", "real", "monitor",
-                                           "uploads", "lists", "warnings", "desk"))
+                                           "uploads", "lists", "warnings", "desk", "deskloop"))
     parser.add_argument("--parse-only", nargs="+", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--land-only", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--csv-shape", nargs=3, help=argparse.SUPPRESS)
@@ -1319,6 +1397,8 @@ def main() -> None:
         bench_desk(None)
         bench_desk("ensemble")
         bench_desk(None, ingested=True)
+    if args.only in (None, "deskloop"):
+        bench_deskloop(args.cars)
     if args.only == "warnings":
         bench_warnings()
 

@@ -234,6 +234,10 @@ class Settings:
     #: Falhas exports taken as filtered (cut by hall, or otherwise incomplete) whatever they hold:
     #: their periods make no label known.
     falhas_filtered: tuple[str, ...] = ()
+    # -- The desk's pages for the whole loop (issue 26: kafer.desk.loop) --
+    #: Size of the pieces the desk's page sends a file in, in MB (10^6 bytes; at most 16): each piece is
+    #: one request, held in the server's memory while it is written.
+    desk_piece_mb: float = 4.0
 
     @property
     def lock_options(self) -> dict:
@@ -430,4 +434,6 @@ def _checked_desk(settings: Settings) -> Settings:
         raise ConfigError("desk_idle_minutes and desk_session_hours must be positive")
     if not 0 <= settings.desk_signin_wait <= settings.desk_signin_wait_max:
         raise ConfigError("desk_signin_wait must lie between 0 and desk_signin_wait_max")
+    if not 0 < settings.desk_piece_mb <= 16:
+        raise ConfigError("desk_piece_mb must lie above 0 and at most 16 (MB a piece of an upload may be)")
     return settings

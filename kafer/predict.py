@@ -681,3 +681,27 @@ def _moment(iso: str, *, utc: bool = True) -> str:
     plant's own clock: production times)."""
     text = written_moment(str(iso)[:16])
     return f"{text} UTC" if utc else text
+
+
+def recorded_workbook(lake: Lake, list_id: str):
+    """The workbook of list ``list_id`` made again from what the lake recorded of it: its cars (rank,
+    risk, budget, audit, where each was) and its facts. A record keeps no reasons, so the list has no
+    "Why" column; the desk keeps the workbook it issued itself, reasons and all.
+
+    Raises
+    ------
+    OutputError
+        When the lake holds no list ``list_id``.
+    """
+    from . import catalog, registry
+
+    record = next((r for r in catalog.list_records(lake) if r["id"] == list_id), None)
+    if record is None:
+        raise OutputError(f"the lake {lake.url} holds no list {list_id}")
+    cars = catalog.list_cars(lake, list_id).assign(model_version=record["model"])
+    meta = next((v for v in registry.versions(lake) if v["version"] == record["model"]), {})
+    facts = {"made_at": record["at"], "lake": lake.url, "files": [f["name"] for f in record.get("files") or ()],
+             "budget": record["budget"], "threshold": record.get("threshold"), "list": record,
+             "model": {"version": record["model"], "family": record.get("family"), "run": meta.get("run"),
+                       "data_version": meta.get("data_version"), "trained_on": meta.get("trained_on")}}
+    return ranking_workbook(cars, facts)

@@ -7,13 +7,15 @@ is started from that folder and reads it, as a plant's would), and the desk's pr
 inside it. :class:`Visitor` is a person's browser reduced to what the tests look at: its cookies, no
 redirect followed, the XSRF token sent back as a browser's form or script would, and the source
 address it connects from (127.0.0.0/8 all reaches this computer), so failed sign-ins from one
-visitor do not slow another.
+visitor do not slow another; :meth:`Visitor.api` posts to the desk's JSON routes as its pages'
+script does. :func:`person` and :func:`sign_in` are a person's real browser (a Playwright context).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as dt
 import http.client
 import json
@@ -25,8 +27,9 @@ from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
 import psutil
+from playwright.sync_api import expect
 
-from browser import free_port
+from browser import _OPEN, UI_TIMEOUT, capture, free_port
 from kafer.config import load_settings
 from kafer.desk import accounts
 from kafer.desk.state import users_file
@@ -90,6 +93,10 @@ class Reply:
     status: int
     headers: http.client.HTTPMessage
     body: str
+    raw: bytes = b""
+
+    def json(self):
+        return json.loads(self.body)
 
     @property
     def location(self) -> str:
@@ -105,7 +112,8 @@ class Visitor:
     headers: dict = field(default_factory=dict)
     cookies: dict = field(default_factory=dict)
 
-    def request(self, method: str, path: str, *, form: dict | None = None, headers: dict | None = None) -> Reply:
+    def request(self, method: str, path: str, *, form: dict | None = None, headers: dict | None = None,
+                data: bytes | None = None) -> Reply:
         url = urlparse(self.base)
         where = {"host": url.hostname, "port": url.port, "timeout": 300, "source_address": (self.source, 0)}
         if url.scheme == "https":
@@ -115,14 +123,15 @@ class Visitor:
         sent = {**self.headers, **(headers or {})}
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        body = None
+        body = data
         if form is not None:
             body = urlencode({"_xsrf": self.cookies.get("_xsrf", ""), **form})
             sent["Content-Type"] = "application/x-www-form-urlencoded"
         try:
             connection.request(method, path, body=body, headers=sent)
             response = connection.getresponse()
-            reply = Reply(response.status, response.headers, response.read().decode("utf-8", "replace"))
+            raw = response.read()
+            reply = Reply(response.status, response.headers, raw.decode("utf-8", "replace"), raw)
         finally:
             connection.close()
         for cookie in reply.headers.get_all("Set-Cookie") or []:
@@ -144,6 +153,14 @@ class Visitor:
 
     def post(self, path: str, form: dict | None = None, **options) -> Reply:
         return self.request("POST", path, form=form or {}, **options)
+
+    def api(self, path: str, payload: dict | None = None, *, data: bytes | None = None) -> Reply:
+        """POST to one of the desk's routes as its pages' script does: JSON (or raw bytes), the XSRF
+        token in its header."""
+        body = data if data is not None else json.dumps(payload or {}).encode()
+        kind = "application/octet-stream" if data is not None else "application/json"
+        return self.request("POST", path, data=body, headers={"X-XSRFToken": self.cookies.get("_xsrf", "").strip('"'),
+                                                              "Content-Type": kind})
 
     def sign_in(self, name: str, password: str | None = None) -> Reply:
         """The sign-in form, filled and sent (its XSRF cookie fetched first)."""
@@ -192,3 +209,30 @@ def kernels_of(server) -> set[str]:
         if match:
             found.add(match.group(1))
     return found
+
+
+@contextlib.contextmanager
+def person(browser, name: str, **options):
+    """A browser context of its own (a person's browser: cookies of their own) and its page,
+    screenshot as ``name`` when the test fails while it is open."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, **options)
+    context.set_default_timeout(UI_TIMEOUT * 1000)
+    page = context.new_page()
+    _OPEN[page] = {"name": name, "console": [], "captured": False}
+    try:
+        yield page
+    except BaseException:
+        capture(page)
+        raise
+    finally:
+        del _OPEN[page]
+        context.close()
+
+
+def sign_in(page, url: str, name: str, password: str | None = None) -> None:
+    """Open the desk (it asks who you are first) and sign in."""
+    page.goto(url + "/")
+    expect(page.get_by_role("heading", name="Sign in to the decision desk")).to_be_visible()
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD[name] if password is None else password)
+    page.get_by_role("button", name="Sign in").click()

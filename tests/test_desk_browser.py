@@ -12,13 +12,12 @@ straight to the desk by anyone else is ignored. See tests/desk.py and tests/brow
 
 from __future__ import annotations
 
-import contextlib
 import sys
 
 from playwright.sync_api import expect
 
-from browser import _OPEN, ROOT, UI_TIMEOUT, VOILA_READY, capture, free_port, serving
-from desk import PASSWORD, Visitor, add_accounts, desk_argv, desk_world, self_signed
+from browser import ROOT, VOILA_READY, free_port, serving
+from desk import PASSWORD, Visitor, add_accounts, desk_argv, desk_world, person, self_signed, sign_in
 from kafer import registry
 from kafer.desk import accounts
 from kafer.desk.state import users_file
@@ -26,33 +25,6 @@ from kafer.lake import Lake
 from worlds import quick_retrain
 
 WHY = "What in the comparison decides it (required)"
-
-
-@contextlib.contextmanager
-def person(browser, name: str, **options):
-    """A browser context of its own (a person's browser: cookies of their own) and its page,
-    screenshot as ``name`` when the test fails while it is open."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, **options)
-    context.set_default_timeout(UI_TIMEOUT * 1000)
-    page = context.new_page()
-    _OPEN[page] = {"name": name, "console": [], "captured": False}
-    try:
-        yield page
-    except BaseException:
-        capture(page)
-        raise
-    finally:
-        del _OPEN[page]
-        context.close()
-
-
-def sign_in(page, url: str, name: str, password: str | None = None) -> None:
-    """Open the desk (it asks who you are first) and sign in."""
-    page.goto(url + "/")
-    expect(page.get_by_role("heading", name="Sign in to the decision desk")).to_be_visible()
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD[name] if password is None else password)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def test_an_approver_and_a_viewer_at_once_over_tls_rights_checked_where_the_click_lands(browser, tmp_path, months):

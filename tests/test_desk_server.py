@@ -26,7 +26,8 @@ RUN = "r20240501T000000Z-desk"
 STRANGER = {"/": 302, f"/?run={RUN}": 302, "/voila/render/05_decide.ipynb": 404, "/voila/tree": 404,
             "/voila/files/05_decide.ipynb": 404, "/voila/files/desk.png": 404, "/api/kernels": 404,
             "/api/contents": 404, "/voila/api/contents/": 404, "/api/sessions": 404, "/tree": 404,
-            "/voila/api/shutdown/00000000-0000-0000-0000-000000000000": 403}
+            "/voila/api/shutdown/00000000-0000-0000-0000-000000000000": 403,
+            "/exports": 302, "/retrain": 302, "/lists": 302, "/lists/latest.xlsx": 302, "/api/jobs/latest": 403}
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,8 @@ def test_without_signing_in_no_page_no_api_no_websocket_and_nothing_of_the_lake(
         assert reply.status in (403, 404) and kernel not in reply.body
     stranger.get("/login")
     assert stranger.post(f"/voila/api/shutdown/{kernel}").status == 403
+    for route in ("/api/uploads", "/api/retrain", "/api/lists"):
+        assert stranger.api(route, {"purpose": "list", "files": [{"name": "STATUS_1.csv", "size": 1}]}).status == 403
     assert stranger.request("DELETE", f"/api/kernels/{kernel}", headers={"X-XSRFToken": "x"}).status == 403
     assert stranger.websocket(kernel) == 403
     assert kernel in kernels_of(desk) and ana.post(f"/voila/api/shutdown/{kernel}").status == 204

@@ -97,6 +97,8 @@ NOT_TABLE = {"lake", "runs", "merge_batch_cars", "eval_fraction", "min_compare_c
 NOT_TABLE |= {"desk_state_dir", "desk_proxy_addresses", "desk_user_header", "desk_groups_header", "desk_group_roles",
               "desk_user_roles", "desk_default_role", "desk_kernels_per_person", "desk_idle_minutes",
               "desk_session_hours", "desk_signin_wait", "desk_signin_wait_max"}
+#: Nor does the desk's loop (the pieces its pages send an upload in).
+NOT_TABLE |= {"desk_piece_mb"}
 CHANGED = {"zones": {"ZP5": ("R640",)}, "hall_groups": {"ZP5": ("ZP5", "ZP5A")}, "road_test_code": "G720",
            "label_hall": "AGUA", "post_road_sections": ("SECTION_ZP8_", "SECTION_ROL_"), "falhas_gap_hours": 48.0,
            "shift_start_hours": (5, 13, 21), "label_maturity_hours": 240.0, "filtered_falhas_chance": 0.01,

@@ -103,6 +103,7 @@ class DeskApp(Voila):
             allow_origin="", allow_origin_pat="", allow_credentials=False,
             login_url=url_path_join(self.base_url, "/login"),
             headers=headers,
+            kafer_desk_settings=desk,
             kafer_desk_throttle=SignInThrottle(wait=desk.desk_signin_wait, wait_max=desk.desk_signin_wait_max),
         )
         return settings

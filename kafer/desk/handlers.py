@@ -3,23 +3,23 @@
 Every desk handler derives from :class:`DeskMixin`: it gives the signed-in :class:`Person`
 (``self.person``), checks a right where the handler acts (``self.require("decide")``, a 403 in
 words otherwise) and answers errors with a small page of the desk's own (no traceback, nothing of
-the lake). Routes added later (uploading exports, starting a retrain, downloading lists) are
-classes like these, appended to :func:`desk_handlers`.
+the lake). The routes of the whole loop (bringing exports, the retrain job, inspection lists, the
+language) are :mod:`kafer.desk.loop`'s, registered here too (:func:`desk_handlers`).
 
 The routes here: ``/`` the decision page (Voila's page handler, after a right and the cap on pages
 are checked, with the person handed to the kernel manager), ``/login`` and ``/logout`` (local
 accounts; with single sign-on they say where to sign in) and ``/voila/api/shutdown/<kernel>`` (the
-page closing its own kernel, for the kernel's owner only).
+page closing its own kernel, for the kernel's owner only). The decision page carries the desk's bar
+(:func:`kafer.desk.pages.nav`), and its kernel is told the person's language.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from pathlib import Path
+import re
 from urllib.parse import urlparse
 
-from jinja2 import Environment, FileSystemLoader
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import allow_unauthenticated, authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
@@ -27,15 +27,19 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from voila.tornado.handler import TornadoVoilaHandler
 
+from ..config import Settings
 from ..errors import RightsError
+from ..i18n import tr, using
 from .identity import AccountIdentity
 from .kernels import OPENING, PagesCapReached
+from .pages import LANGUAGE_COOKIE, TEMPLATES, chosen_language, nav
 from .person import kernel_environment
 from .rights import Person, require
 
 _KERNEL = r"(?P<kernel_id>\w+-\w+-\w+-\w+-\w+)"
-_PAGES = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent.parent / "templates" / "desk"),
-                     autoescape=True)
+_BODY = re.compile(r"<body[^>]*>")
+#: Characters of Voila's page held at most while waiting for its body's tag.
+_HOLD_MOST = 1 << 20
 
 
 class DeskMixin:
@@ -45,6 +49,25 @@ class DeskMixin:
     def person(self) -> Person | None:
         """Who is signed in (``None``: nobody)."""
         return getattr(self.current_user, "person", None)
+
+    @property
+    def desk_settings(self) -> Settings:
+        """The desk's settings (lake, runs folder, caps, the plant's language)."""
+        return self.settings["kafer_desk_settings"]
+
+    @property
+    def language(self) -> str:
+        """The language this request is answered in: the person's choice, else the plant's setting."""
+        return chosen_language(self.get_cookie(LANGUAGE_COOKIE), self.desk_settings)
+
+    def next_url(self) -> str:
+        """Where to go next (after signing in, after choosing a language): the page asked for
+        (``next``), when it is one of the desk's own."""
+        asked = self.get_argument("next", self.base_url).replace("\\", "/")
+        parsed = urlparse(asked)
+        if parsed.scheme or parsed.netloc or asked.startswith("//") or not asked.startswith(self.base_url):
+            return self.base_url
+        return asked
 
     def require(self, right: str) -> Person:
         """The signed-in person when they have ``right``; a 403 saying why otherwise."""
@@ -58,7 +81,7 @@ class DeskMixin:
         self.set_status(status)
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(_PAGES.get_template("page.html").render(title=title, message=message, problem=problem, **more))
+        self.finish(TEMPLATES.get_template("page.html").render(title=title, message=message, problem=problem, **more))
 
     def write_error(self, status_code: int, **kwargs) -> None:
         """Errors as a desk page: the refusal's words for 403 and 429, the status otherwise."""
@@ -66,9 +89,11 @@ class DeskMixin:
         said = error.log_message if isinstance(error, web.HTTPError) and status_code in (403, 404, 429) else ""
         if status_code == 429:
             self.set_header("Retry-After", "60")
-        title = {403: "Not allowed", 404: "Not found", 429: "Too many pages open"}.get(status_code, "Something failed")
-        self.desk_page(title, said or "The desk could not answer this request; its log says why.", status=status_code,
-                       problem=True, link=self.base_url, link_text="Back to the desk")
+        with using(self.language):
+            title = {403: tr("Not allowed"), 404: tr("Not found"),
+                     429: tr("Too many pages open")}.get(status_code, tr("Something failed"))
+            self.desk_page(title, said or tr("The desk could not answer this request; its log says why."),
+                           status=status_code, problem=True, link=self.base_url, link_text=tr("Back to the desk"))
 
 
 class DeskHandler(DeskMixin, JupyterHandler):
@@ -85,15 +110,38 @@ class DeskPageHandler(DeskMixin, TornadoVoilaHandler):
         if manager.pages_of(person.name) >= manager.kernels_per_person:
             raise PagesCapReached(person, manager.kernels_per_person)
         self.xsrf_token  # sets the XSRF cookie the page's script sends back when it closes its kernel (a beacon)
+        with using(self.language):
+            self.bar = nav(person, base=self.base_url, here="", xsrf_form_html=self.xsrf_form_html(),
+                           next_url=self.request.uri)
         opening = OPENING.set((person, self.kernel_environment(person)))
         try:
             await super().get(path)
         finally:
             OPENING.reset(opening)
 
+    def write(self, chunk) -> None:
+        """Voila's page as it streams, with the desk's bar put in first thing in its body (Voila sends its
+        head in small snippets: they are held until the body's tag is whole)."""
+        if not getattr(self, "bar", None) or not isinstance(chunk, str):
+            super().write(chunk)
+            return
+        self.held = getattr(self, "held", "") + chunk
+        if _BODY.search(self.held) or len(self.held) > _HOLD_MOST:
+            chunk, self.held = _BODY.sub(lambda found: found.group(0) + self.bar, self.held, count=1), ""
+            self.bar = None
+            super().write(chunk)
+
+    def finish(self, chunk=None):
+        """Finish the page, with whatever was held waiting for the body's tag first."""
+        held, self.held, self.bar = getattr(self, "held", ""), "", None
+        if held:
+            super().write(held)
+        return super().finish(chunk)
+
     def kernel_environment(self, person: Person) -> dict[str, str]:
-        """What the page's kernel is told: who it acts for (and where to re-check a local account)."""
-        return kernel_environment(person, users_file=self.identity_provider.users_file())
+        """What the page's kernel is told: who it acts for (and where to re-check a local account), and
+        the language the person chose (``KAFER_LANG``)."""
+        return kernel_environment(person, users_file=self.identity_provider.users_file(), language=self.language)
 
 
 class SignInHandler(DeskHandler):
@@ -144,14 +192,6 @@ class SignInHandler(DeskHandler):
                        action=url_path_join(self.base_url, "login"), next=self.next_url(), name=name,
                        xsrf_form_html=self.xsrf_form_html())
 
-    def next_url(self) -> str:
-        """Where to go after signing in: the page asked for, when it is one of the desk's own."""
-        asked = self.get_argument("next", self.base_url).replace("\\", "/")
-        parsed = urlparse(asked)
-        if parsed.scheme or parsed.netloc or asked.startswith("//") or not asked.startswith(self.base_url):
-            return self.base_url
-        return asked
-
 
 class SignOutHandler(DeskHandler):
     """``/logout``: end the session, and close the person's pages (their kernels) with it."""
@@ -199,7 +239,10 @@ def desk_handlers(server_url: str, *, page_options: dict) -> list[tuple]:
     page_options : dict
         The options Voila gives its page handler (notebook, templates, configuration).
     """
+    from .loop import loop_handlers
+
     return [
+        *loop_handlers(server_url),
         (url_path_join(server_url, "/login"), SignInHandler),
         (url_path_join(server_url, "/logout"), SignOutHandler),
         (url_path_join(server_url, rf"/voila/api/shutdown/{_KERNEL}"), ShutdownHandler),

@@ -36,10 +36,14 @@ def login_name() -> str:
         return ""
 
 
-def kernel_environment(person: Person, *, users_file: Path | None) -> dict[str, str]:
-    """The variables that tell a page's kernel who it acts for (``users_file`` for local accounts)."""
+def kernel_environment(person: Person, *, users_file: Path | None, language: str | None = None) -> dict[str, str]:
+    """The variables that tell a page's kernel who it acts for (``users_file`` for local accounts) and,
+    when given, the language the person chose (``KAFER_LANG``: the kernel speaks it)."""
+    from ..i18n import ENVIRONMENT
+
+    spoken = {ENVIRONMENT: language} if language else {}
     return {NAME: person.name, ROLES: ",".join(person.roles), SOURCE: person.source, GENERATION: person.generation,
-            USERS: str(users_file) if person.source == "account" and users_file else ""}
+            USERS: str(users_file) if person.source == "account" and users_file else "", **spoken}
 
 
 def current_person(environ: Mapping[str, str] | None = None) -> Person:
