@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 from . import registry, runrecord
 from .config import load_settings
 from .desk.person import current_person
-from .desk.rights import Person, allowed, require
+from .desk.rights import Person, allowed, require, role_names
 from .errors import DecisionError, KaferError, RightsError, RunError
 from .i18n import datetime as moment, mark, number, tr
 from .lake import Lake
@@ -506,7 +506,7 @@ def _who_html(person: Person | None) -> str:
     if person.source == "account":
         base = os.environ.get("VOILA_BASE_URL", "/")
         out = f' · <a href="{html.escape(base.rstrip("/") + "/logout", quote=True)}">{_e(tr("sign out"))}</a>'
-    roles = ", ".join(tr(_ROLES[r]) if r in _ROLES else r for r in person.roles) or tr("no role")
+    roles = role_names(person.roles)
     source = tr(_SOURCES[person.source]) if person.source in _SOURCES else person.by_source
     return (f"<p style='color:{_GREY};text-align:right'>"
             + tr("Signed in as {name} ({roles}; {source})", name=f"<b>{_e(person.name)}</b>", roles=_e(roles),
@@ -514,7 +514,6 @@ def _who_html(person: Person | None) -> str:
 
 
 #: The desk's roles and the ways it knows a person, as this page names them (the log keeps the keys).
-_ROLES = {"approver": mark("approver"), "analyst": mark("analyst"), "viewer": mark("viewer")}
 _SOURCES = {"proxy": mark("desk sign-in (proxy)"), "account": mark("desk account"), "os user": mark("os user")}
 
 

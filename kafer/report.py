@@ -328,6 +328,52 @@ def _trained(model: Mapping) -> str:
               end=_day(trained["produced_to"]))
 
 
+#: The comparison report's sections (notebook 04_compare): each heading and the sentences under it,
+#: English being the message ids; :func:`section` shows them in the run's language.
+SECTIONS: dict[str, tuple[str, str]] = {
+    "report": (mark("Comparison report"), mark(
+        "The new model and the production model score the **same evaluation cars**: the latest labelled cars, "
+        "none of which either model was trained on. Every figure has a 95 % bootstrap interval; the difference "
+        "between the models is a paired bootstrap (the same resampled cars for both), so it says how sure the "
+        "difference is. Inspectors test the riskiest cars first: *recall at 10 %* is the share of all road-test "
+        "failures found when the riskiest 10 % of cars are tested.")),
+    "promise": (mark("Is production keeping its promise?"), mark(
+        "The production model's figures on the cars it scored since it was kept (their road test reached the lake "
+        "after it was kept; none of its training cars), per month of road test with 95 % intervals, beside what its "
+        "report promised (dashed); each decision is marked where the data it was made on ended. It is flagged as "
+        "slipping only when the figures pooled since it was kept are clearly below the promise, allowing for the "
+        "several figures tested and for the promise's own uncertainty.")),
+    "verdict": (mark("Verdict"), ""),
+    "figures": (mark("Figures with 95 % intervals"), mark(
+        "*new − production* is the paired difference: above 0 the new model is better (for the Brier score, below "
+        "0). An interval that includes 0 means the difference is not clear.")),
+    "budgets": (mark("Failures found by inspection budget"), ""),
+    "ranking": (mark("How well each model ranks the cars"), ""),
+    "calibration": (mark("Calibration"), mark("Do predicted probabilities match observed failure rates?")),
+    "threshold": (mark("At the operating threshold"), ""),
+    "drivers": (mark("What drives the risk"), mark(
+        "How much the new model's ROC-AUC falls on the evaluation cars when one family of inputs (or one input) is "
+        "shuffled among the cars, with 95 % bootstrap intervals. A family *stands out* only when the fall is clearly "
+        "above zero even allowing for all the families compared; the strongest single inputs were picked on these "
+        "same cars. For each, the failure rate of the cars with and without it.")),
+    "family": (mark("How the model family was chosen"), ""),
+    "changes": (mark("What changed in the data since the production model was trained"), mark(
+        "The cars then and now; then each feature family of production's inputs, on the cars it learned from "
+        "against the cars it scored since it was kept: an input *moved clearly* when the change is beyond chance "
+        "even allowing for every input compared (Holm) and not negligible (PSI of at least 0.1).")),
+    "settings": (mark("The settings this run used"), mark(
+        "Snapshotted when the run started; every step read them. Those that shape a label or a feature are part of "
+        "the data version's definitions: a table built with others is never reused.")),
+}
+
+
+def section(name: str) -> str:
+    """One section's heading and the sentences under it (:data:`SECTIONS`), as Markdown in the current
+    language: the report reads in the plant's language like its figures."""
+    heading, text = SECTIONS[name]
+    return f"## {tr(heading)}" + (f"\n\n{tr(text)}" if text else "")
+
+
 def report_header(metrics: Mapping) -> str:
     """The report's first lines (Markdown, in the current language): the run, both models and the data
     version, and what the figures mean when there is no production model yet or no fair comparison."""

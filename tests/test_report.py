@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -276,3 +277,23 @@ def test_the_drivers_tables_are_in_words_and_percentages():
     assert table.loc["route", "inputs"] == "—" and table.loc["route", "stands out"] == ""
     row = input_importance_table(drivers).loc["test 131200 NOK"]
     assert row.tolist() == ["tests", "+0.030 [−0.010, +0.050]", "", "25.0% of 40", "5.0% of 1,360"]
+
+
+def test_every_section_of_the_comparison_report_is_shown_once_and_reads_in_the_plants_language():
+    import re
+
+    from kafer.i18n import using
+    from kafer.pipeline import NOTEBOOKS
+    from kafer.report import SECTIONS, section
+
+    cells = json.loads((NOTEBOOKS / "04_compare.ipynb").read_text(encoding="utf-8"))["cells"]
+    shown = [name for c in cells if c["cell_type"] == "code"
+             for name in re.findall(r'section\("(\w+)"\)', "".join(c["source"]))]
+    assert sorted(shown) == sorted(SECTIONS)
+    assert [c for c in cells[1:] if c["cell_type"] == "markdown"] == []  # no heading left in one language only
+    for name in SECTIONS:
+        english = section(name)
+        with using("pt-BR"):
+            portuguese = section(name)
+        assert english.startswith("## ") and portuguese.startswith("## ") and portuguese != english
+    assert section("settings").startswith("## The settings this run used")

@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from ..config import Settings
 from ..i18n import current, language_code, tr
-from .rights import Person, allowed
+from .rights import Person, allowed, role_names
 
 #: The cookie that keeps a person's language on this desk.
 LANGUAGE_COOKIE = "kafer-desk-lang"
@@ -50,7 +50,7 @@ def nav(person: Person | None, *, base: str, here: str, xsrf_form_html: str, nex
     names = page_names()
     links = [{"href": base + route, "name": names[route], "here": route == here}
              for route, right in PAGES if allowed(person, right)]
-    roles = ", ".join(person.roles) if person and person.roles else tr("no role")
+    roles = role_names(person.roles) if person else ""
     return TEMPLATES.get_template("nav.html").render(
         links=links, person=person, roles=roles, language=current(), languages=LANGUAGE_NAMES,
         action=base + "language", xsrf_form_html=xsrf_form_html, next=next_url,

@@ -12,15 +12,16 @@ from dataclasses import dataclass
 
 from ..config import DESK_ROLES
 from ..errors import RightsError
+from ..i18n import mark, tr
 
 #: What each right lets a person do, in words.
 RIGHTS = {
-    "read": "read the desk",
-    "download": "download lists",
-    "decide": "keep a new model or the old one",
-    "rollback": "roll production back to an earlier model",
-    "upload": "bring a month's exports",
-    "retrain": "start a retrain",
+    "read": mark("read the desk"),
+    "download": mark("download lists"),
+    "decide": mark("keep a new model or the old one"),
+    "rollback": mark("roll production back to an earlier model"),
+    "upload": mark("bring a month's exports"),
+    "retrain": mark("start a retrain"),
 }
 
 #: The rights of each role. Everyone signed in reads and downloads lists; deciding (and rolling
@@ -32,12 +33,14 @@ ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read", "download"}),
 }
 assert tuple(ROLES) == DESK_ROLES
+#: Each role's name as people read it (translated where shown, :func:`role_names`).
+ROLE_NAMES = {"approver": mark("approver"), "analyst": mark("analyst"), "viewer": mark("viewer")}
 
 #: How the desk knew who acts, as the decision log records it (``by_source``).
 SOURCES = {
-    "proxy": "desk sign-in (proxy)",
-    "account": "desk account",
-    "os user": "os user",
+    "proxy": mark("desk sign-in (proxy)"),
+    "account": mark("desk account"),
+    "os user": mark("os user"),
 }
 
 
@@ -79,6 +82,11 @@ class Person:
         return f"{self.name} ({roles}, {self.by_source})"
 
 
+def role_names(roles) -> str:
+    """``roles`` as people read them, in the current language (``no role`` for none)."""
+    return ", ".join(tr(ROLE_NAMES[r]) if r in ROLE_NAMES else r for r in roles) or tr("no role")
+
+
 def allowed(person: Person | None, right: str) -> bool:
     """Whether ``person`` has ``right`` (``None``, nobody signed in, has none)."""
     if right not in RIGHTS:
@@ -109,7 +117,9 @@ def require(person: Person | None, right: str) -> Person:
     if allowed(person, right):
         return person
     if person is None:
-        raise RightsError(f"nobody is signed in: sign in to {RIGHTS[right]}")
+        raise RightsError(tr("nobody is signed in: sign in to {action}", action=tr(RIGHTS[right])))
     giving = [role for role, rights in ROLES.items() if right in rights]
-    raise RightsError(f"{person.describe()} may not {RIGHTS[right]}: that takes the {' or '.join(giving)} role; "
-                      "ask the desk's administrator for it")
+    raise RightsError(tr("{name} ({roles}, {source}) may not {action}: that takes the {role} role; ask the desk's "
+                         "administrator for it", name=person.name, roles=role_names(person.roles),
+                         source=tr(person.by_source), action=tr(RIGHTS[right]),
+                         role=tr(" or ").join(tr(ROLE_NAMES[r]) for r in giving)))
