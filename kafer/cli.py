@@ -525,9 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     who = ("who decides, logged as given (with \"--by\" as how they were known); default: this computer's user, "
            "logged as \"os user\"")
     p = add("decide", cmd_decide, "keep the run's new model or the old one (logged)", runs=True)
-    p.add_argument("run", metavar="RUN", help="the run whose candidate to decide, e.g. r20241126T201753Z-3fa9 "
-                   "(kafer status lists the pending ones)")
-    p.add_argument("choice", choices=("keep-new", "keep-old"), help="keep-new: the run's candidate goes into "
+    p.add_argument("run", metavar="RUN", help="the run whose new model to decide on, e.g. "
+                   "r20241126T201753Z-3fa9 (kafer status lists those waiting)")
+    p.add_argument("choice", choices=("keep-new", "keep-old"), help="keep-new: the run's new model goes into "
                    "production; keep-old: production stays")
     p.add_argument("--by", metavar="NAME", help=who)
     p.add_argument("--why", required=True, metavar="TEXT", help="why, in a sentence, e.g. \"finds 4 more "
@@ -571,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = actions.add_parser("role", help="give an account another role (it holds at their next action)")
     q.add_argument("name", metavar="NAME", help="the account's name")
     q.add_argument("--role", required=True, choices=roles, help=role_help)
-    p = add("status", cmd_status, "the lake read, the production model, pending candidates, the runs and the "
+    p = add("status", cmd_status, "the lake read, the production model, new models waiting for a decision, the runs and the "
             "decision history", runs=True)
     p.add_argument("--json", action="store_true", help="print it as JSON (with the lake's URL under \"lake\")")
     p = add("monitor", cmd_monitor, "is production keeping its promise? its track record month by month beside "

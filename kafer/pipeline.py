@@ -21,6 +21,7 @@ from typing import Sequence
 from . import catalog, registry, runrecord
 from .config import Settings, load_settings
 from .errors import KaferError, RunError, StepError
+from .i18n import number, tr
 from .lake import Lake, utc_now_iso
 from .locks import LockInfo, hold
 from .readers import Progress
@@ -48,17 +49,19 @@ class RunResult:
 
     def summary(self) -> str:
         """The closing lines: where the report is and how to decide."""
-        timing = ", ".join(f"{k} {v:.1f} s" for k, v in self.step_seconds.items())
-        vs = f"production model {self.production_version}" if self.production_version else "no production model yet"
+        timing = ", ".join(tr("{step} {seconds} s", step=k, seconds=number(v, 1)) for k, v in self.step_seconds.items())
+        vs = (tr("production model {version}", version=self.production_version) if self.production_version
+              else tr("no production model yet"))
         return "\n".join([
-            f"Run {self.run_id} finished ({timing}).",
-            f"Candidate {self.candidate_version} is pending; compared against {vs}.",
-            f"Verdict: {self.verdict}",
-            f"What the evidence supports: {self.recommendation}",
+            tr("Run {run} finished ({timing}).", run=self.run_id, timing=timing),
+            tr("New model {version} waits for a decision; compared against {production}.",
+               version=self.candidate_version, production=vs),
+            tr("Verdict: {verdict}", verdict=self.verdict),
+            tr("What the evidence supports: {recommendation}", recommendation=self.recommendation),
             *([self.track_record] if self.track_record else []),
-            f"Report: {self.run_dir / runrecord.REPORT}",
-            f"Decide: kafer decide {self.run_id} keep-new|keep-old --by NAME --why TEXT"
-            "   or on the decision desk: make desk (or kafer desk), or 05_decide.ipynb in make lab",
+            tr("Report: {path}", path=self.run_dir / runrecord.REPORT),
+            tr("Decide: kafer decide {run} keep-new|keep-old --why TEXT   or on the decision desk: make desk (or kafer "
+               "desk), or 05_decide.ipynb in make lab", run=self.run_id),
         ])
 
 
