@@ -485,8 +485,8 @@ def shadow_verdict(records: Sequence[Mapping], frames: Mapping[str, pd.DataFrame
                                 "began: acting on the list finds more failures than random picking. Set shadow = false "
                                 "to act on the lists (keep the audit share: it keeps the lift measurable).", **said),
                        **base)
-    return Verdict("no-go", tr("No-go: over the {weeks} weeks from {start} to {last}, the flagged cars of {lists} lists "
-                               "held {found} of the {failures} road-test failures among {known} cars with their "
+    return Verdict("no-go", tr("No-go: over the {weeks} weeks from {start} to {last}, the flagged cars of {lists} "
+                               "lists held {found} of the {failures} road-test failures among {known} cars with their "
                                "outcome: {lift} times what as many cars picked at random would find (95 % interval). "
                                "The low end of the interval, {low}, stays below the bar of {bar} set before the shadow "
                                "began: the shadow has not shown that acting on the list finds that many more failures "
