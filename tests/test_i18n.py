@@ -226,7 +226,7 @@ def test_the_monitor_s_news_and_notes_in_portuguese_with_brazilian_numbers_and_e
         "bilateral < 0,001). Isso é notícia da fábrica, não do modelo")
     assert moved.startswith("Entre os 12.000 carros com que o modelo aprendeu e os 3.456 carros pontuados depois")
     assert "; 1 mudou claramente (" in moved and "a 5\u00a0%, com um PSI de pelo menos 0,1)" in moved
-    assert moved.endswith("Nunca visto entre os carros com que ele aprendeu: engine XYZ (1.234 carros).")
+    assert moved.endswith("Nunca vistos entre os carros com que o modelo aprendeu: engine XYZ (1.234 carros).")
     assert months == ["05/2024", "desde então"]
 
 
