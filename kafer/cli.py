@@ -321,6 +321,7 @@ def format_monitor(record) -> str:
     its promise and the cars it learned on, the failure-rate news, the threshold's share, what moved in
     the inputs, and the models before it."""
     from .metrics import budget_key
+    from .monitor import period_words
     from .narrative import interval
 
     lines = [tr("Lake: {lake} (curated version {data})", lake=record.lake, data=record.data_version)]
@@ -348,7 +349,8 @@ def format_monitor(record) -> str:
             inside = "—" if not share else (f"{percent(share['value'])} [{percent(share['low'])}, "
                                             f"{percent(share['high'])}]" + (" " + tr("far") if share["far"] else ""))
             rate = percent(period.failures / period.cars) if period.cars else "—"
-            lines.append(f"  {period.period:<11} {number(period.cars):>6} {number(period.failures):>6} {rate:>6}  "
+            lines.append(f"  {period_words(period.period):<11} {number(period.cars):>6} "
+                         f"{number(period.failures):>6} {rate:>6}  "
                          f"{interval(period.figures.get('roc_auc')):<22} {interval(period.figures.get(recall)):<22} "
                          f"{inside}")
     lines += ["", record.why]
@@ -413,7 +415,7 @@ def cmd_lists(args) -> int:
     settings, lake = _lake(args)
     found = issued_lists(lake, settings=settings)
     if args.html:
-        page = f"<!doctype html><meta charset=\"utf-8\"><title>Shadow verdict</title>{found.verdict.html}"
+        page = f"<!doctype html><meta charset=\"utf-8\"><title>{tr('Shadow verdict')}</title>{found.verdict.html}"
         try:
             with open(args.html, "w", encoding="utf-8") as out:
                 out.write(page)
@@ -447,7 +449,7 @@ def format_lists(found) -> str:
         lines.append("  " + tr("failures: among the flagged cars / among the rest, of the cars whose outcome the "
                                "lake knows"))
     verdict = found.verdict
-    lines += ["", tr("Shadow verdict: {decision}. {words}", decision=verdict.decision.upper(), words=verdict.words)]
+    lines += ["", tr("Shadow verdict: {decision}. {words}", decision=verdict.label, words=verdict.words)]
     if verdict.note:
         lines.append(verdict.note)
     return "\n".join(lines)

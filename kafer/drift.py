@@ -25,6 +25,7 @@ from scipy.stats import chi2_contingency, ks_2samp, norm
 from .errors import ModelError
 from .facts import KINDS, column_name, facts_of
 from .features import family_of
+from .i18n import ntr, number, percent, tr
 from .metrics import holm
 from .narrative import FAMILY_WORDS, column_words, condition_words, input_words
 
@@ -76,22 +77,29 @@ class InputDrift:
     @property
     def summary(self) -> str:
         """What moved, in a sentence or two."""
-        looked = (f"Between the {self.old_cars:,} cars the model learned from and the {self.new_cars:,} cars scored "
-                  f"since, {len(self.inputs):,} inputs were compared")
+        looked = dict(old=number(self.old_cars), new=number(self.new_cars), inputs=number(len(self.inputs)),
+                      alpha=percent(self.alpha, 0), psi=number(PSI_MODERATE, 1))
         moved = self.inputs[self.inputs["moved"]]
         if moved.empty:
-            text = (f"{looked}; none moved clearly (adjusted for the number of inputs compared, at "
-                    f"{self.alpha:.0%}, with a PSI of at least {PSI_MODERATE}).")
+            text = tr("Between the {old} cars the model learned from and the {new} cars scored since, {inputs} inputs "
+                      "were compared; none moved clearly (adjusted for the number of inputs compared, at {alpha}, "
+                      "with a PSI of at least {psi}).", **looked)
         else:
-            per_family = "; ".join(f"{FAMILY_WORDS.get(family, family)}: {', '.join(group['what'].head(3))}"
-                                   + ("…" if len(group) > 3 else "")
+            per_family = "; ".join(f"{tr(FAMILY_WORDS[family]) if family in FAMILY_WORDS else family}: "
+                                   f"{', '.join(group['what'].head(3))}" + ("…" if len(group) > 3 else "")
                                    for family, group in moved.groupby("family", sort=False))
-            text = (f"{looked}; {len(moved):,} moved clearly (adjusted for the number of inputs compared, at "
-                    f"{self.alpha:.0%}, with a PSI of at least {PSI_MODERATE}): {per_family}.")
+            text = ntr("Between the {old} cars the model learned from and the {new} cars scored since, {inputs} inputs "
+                       "were compared; {count} moved clearly (adjusted for the number of inputs compared, at {alpha}, "
+                       "with a PSI of at least {psi}): {families}.",
+                       "Between the {old} cars the model learned from and the {new} cars scored since, {inputs} inputs "
+                       "were compared; {count} moved clearly (adjusted for the number of inputs compared, at {alpha}, "
+                       "with a PSI of at least {psi}): {families}.", len(moved), families=per_family, **looked)
         if len(self.new_categories):
-            named = ", ".join(f"{r.what} ({r.cars:,} cars)" for r in self.new_categories.head(8).itertuples())
-            more = f" and {len(self.new_categories) - 8:,} more" if len(self.new_categories) > 8 else ""
-            text += f" Never seen among the cars it learned from: {named}{more}."
+            named = ", ".join(tr("{what} ({cars} cars)", what=r.what, cars=number(r.cars))
+                              for r in self.new_categories.head(8).itertuples())
+            more = (tr(" and {more} more", more=number(len(self.new_categories) - 8))
+                    if len(self.new_categories) > 8 else "")
+            text += " " + tr("Never seen among the cars it learned from: {named}{more}.", named=named, more=more)
         return text
 
     def to_dict(self) -> dict:
@@ -222,7 +230,7 @@ def _category_row(attribute: str, old: pd.Series, new: pd.Series) -> dict:
     p = float(chi2_contingency(counts.T.to_numpy()).pvalue) if len(counts) > 1 else 1.0
     return {"input": column_name("config", attribute), "family": "configuration",
             "what": column_words(column_name("config", attribute)),
-            "then": f"{top_old} {share_old[top_old]:.0%}", "now": f"{top_new} {share_new[top_new]:.0%}",
+            "then": f"{top_old} {percent(share_old[top_old], 0)}", "now": f"{top_new} {percent(share_new[top_new], 0)}",
             "psi": _shares_psi(share_old.to_numpy(), share_new.to_numpy()), "p_value": p}
 
 

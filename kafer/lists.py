@@ -49,6 +49,8 @@ import pandas as pd
 from . import catalog
 from .config import Settings
 from .errors import LakeError, OutputError
+from .i18n import date, mark, ntr, tr
+from .i18n import number as written
 from .lake import Lake, utc_stamp
 
 #: Where a list was issued from.
@@ -135,7 +137,7 @@ def draft_list(ranked: pd.DataFrame, *, facts: Mapping, settings: Settings, by: 
         When the list is empty or the source unknown.
     """
     if ranked.empty:
-        raise OutputError("an empty list cannot be issued: the upload scored no car")
+        raise OutputError(tr("an empty list cannot be issued: the upload scored no car"))
     if source not in SOURCES:
         raise OutputError(f"unknown source of a list {source!r}: one of {', '.join(SOURCES)}")
     shadow = settings.shadow if shadow is None else bool(shadow)
@@ -233,11 +235,18 @@ def issue(draft: Draft, *, lake: Lake, write: Callable[[], str] | None = None, o
 
 def recorded_note(record: Mapping) -> str:
     """One sentence: the list recorded in the lake, acted on or not, and its audit."""
-    audit = (f"{record['audit']:,} car{'s' if record['audit'] != 1 else ''} picked at random for the audit "
-             f"({record['audit_share'] * 100:g} % of the cars at their road test, seed {record['audit_seed']})"
-             if record["audit_share"] else "no audit share")
-    mode = ("a shadow list: recorded, not acted on" if not record["acted_on"] else "to be acted on")
-    return f"List {record['id']} recorded in the lake ({mode}); {audit}."
+    audit = (ntr("{count} car picked at random for the audit ({share} % of the cars at their road test, seed {seed})",
+                 "{count} cars picked at random for the audit ({share} % of the cars at their road test, seed {seed})",
+                 record["audit"], share=_g(record["audit_share"] * 100), seed=record["audit_seed"])
+             if record["audit_share"] else tr("no audit share"))
+    mode = tr("a shadow list: recorded, not acted on") if not record["acted_on"] else tr("to be acted on")
+    return tr("List {id} recorded in the lake ({mode}); {audit}.", id=record["id"], mode=mode, audit=audit)
+
+
+def _g(x: float) -> str:
+    """A setting's number as written in it (``1.5``, ``2``; ``1,5`` in pt-BR): no more decimals than it has."""
+    text = f"{x:g}"
+    return text if "e" in text or not math.isfinite(x) else written(x, len(text.partition(".")[2]))
 
 
 # -- outcomes -----------------------------------------------------------------------------------------
@@ -312,7 +321,7 @@ def list_outcome(cars: pd.DataFrame, labels: pd.DataFrame, *, acted_on: bool) ->
     return {"known": int(known.sum()), "flagged_known": int((known & flagged).sum()),
             "flagged_failures": int((failed & flagged).sum()), "other_failures": int((failed & ~flagged).sum()),
             "audit_known": int((known & audit).sum()), "audit_failures": int((failed & audit).sum()),
-            "reference": (("its unflagged audit cars" if acted_on else "its unflagged cars")
+            "reference": ((tr("its unflagged audit cars") if acted_on else tr("its unflagged cars"))
                           if reference.any() else None),
             "lift_over_random": None if lift is None else [lift["value"], lift["low"], lift["high"]]}
 
@@ -326,6 +335,10 @@ def _labels(lake: Lake, data_version: str | None) -> pd.DataFrame:
 
 
 # -- the shadow's verdict ----------------------------------------------------------------------------
+
+#: A verdict's decision as people read it (the record keeps the keys).
+DECISIONS = {"go": mark("GO"), "no-go": mark("NO-GO"), "not yet": mark("NOT YET"), "no shadow": mark("NO SHADOW")}
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -358,25 +371,35 @@ class Verdict:
         return {**asdict(self), "models": list(self.models)}
 
     @property
+    def label(self) -> str:
+        """The decision as people read it, in the current language: ``GO``, ``NO-GO``, ``NOT YET``, ``NO SHADOW``."""
+        return tr(DECISIONS[self.decision]) if self.decision in DECISIONS else self.decision.upper()
+
+    @property
     def html(self) -> str:
-        """The go/no-go page as one HTML block (what the desk shows)."""
+        """The go/no-go page as one HTML block (what the desk shows), in the current language."""
         colour = {"go": "#1a7f37", "no-go": "#b42318"}.get(self.decision, "#6e5d00")
-        rows = [("Shadow", f"{self.start or '—'} to {self.end or '—'} ({self.weeks} weeks chosen)"),
-                ("Lists", f"{self.lists:,} by {', '.join(self.models) or '—'}"),
-                ("Cars listed", f"{self.cars:,}, {self.known:,} with their road-test outcome"),
-                ("Road-test failures", f"{self.failures:,}, {self.flagged_failures:,} of them among the flagged cars"),
-                ("Lift over random", "—" if self.lift is None else _lift_text(self.lift)),
-                ("Bar (set before the shadow)", f"{self.bar:g} times random picking, interval included")]
+        rows = [(tr("Shadow"), tr("{start} to {end} ({weeks} weeks chosen)", start=date(self.start) if self.start
+                                  else "—", end=date(self.end) if self.end else "—", weeks=written(self.weeks))),
+                (tr("Lists"), tr("{lists} by {models}", lists=written(self.lists),
+                                 models=", ".join(self.models) or "—")),
+                (tr("Cars listed"), tr("{cars}, {known} with their road-test outcome", cars=written(self.cars),
+                                       known=written(self.known))),
+                (tr("Road-test failures"), tr("{failures}, {flagged} of them among the flagged cars",
+                                              failures=written(self.failures), flagged=written(self.flagged_failures))),
+                (tr("Lift over random"), "—" if self.lift is None else _lift_text(self.lift)),
+                (tr("Bar (set before the shadow)"), tr("{bar} times random picking, interval included",
+                                                       bar=_g(self.bar)))]
         table = "".join(f"<tr><th style=\"text-align:left;padding-right:1em\">{html.escape(k)}</th>"
                         f"<td>{html.escape(v)}</td></tr>" for k, v in rows)
         note = f"<p>{html.escape(self.note)}</p>" if self.note else ""
-        return (f'<section class="kafer-shadow-verdict"><h3>Shadow verdict: <span style="color:{colour}">'
-                f"{html.escape(self.decision.upper())}</span></h3><p>{html.escape(self.words)}</p>{note}"
-                f"<table>{table}</table></section>")
+        return (f'<section class="kafer-shadow-verdict"><h3>{html.escape(tr("Shadow verdict:"))} '
+                f'<span style="color:{colour}">{html.escape(self.label)}</span></h3><p>{html.escape(self.words)}</p>'
+                f"{note}<table>{table}</table></section>")
 
 
 def _lift_text(lift: Sequence[float]) -> str:
-    return f"{lift[0]:.2f} [{lift[1]:.2f}, {lift[2]:.2f}]"
+    return f"{written(lift[0], 2)} [{written(lift[1], 2)}, {written(lift[2], 2)}]"
 
 
 def _day(record: Mapping) -> dt.date:
@@ -419,10 +442,11 @@ def shadow_verdict(records: Sequence[Mapping], frames: Mapping[str, pd.DataFrame
     since = dt.date.fromisoformat(settings.shadow_from) if settings.shadow_from else None
     shadow = [r for r in records if not r["acted_on"] and r.get("shadow") and (since is None or _day(r) >= since)]
     if not shadow:
-        return Verdict("no shadow", "No shadow list yet: set shadow = true in kafer.toml (or give kafer predict "
-                       "--shadow) and issue the lists for the weeks you chose; then the verdict compares the failures "
-                       f"their flagged cars hold with random picking, against the bar set before (now {plan['bar']:g} "
-                       "times random picking, its 95 % interval included).", **plan)
+        return Verdict("no shadow", tr("No shadow list yet: set shadow = true in kafer.toml (or give kafer predict "
+                                       "--shadow) and issue the lists for the weeks you chose; then the verdict "
+                                       "compares the failures their flagged cars hold with random picking, against the "
+                                       "bar set before (now {bar} times random picking, its 95 % interval included).",
+                                       bar=_g(plan["bar"])), **plan)
     first = shadow[0]["shadow"]  # the plan recorded before the shadow began
     plan = {"bar": first["bar"], "weeks": first["weeks"], "min_failures": first.get("min_failures", plan["min_failures"])}
     start = dt.date.fromisoformat(first["from"]) if first.get("from") else _day(shadow[0])
@@ -438,37 +462,48 @@ def shadow_verdict(records: Sequence[Mapping], frames: Mapping[str, pd.DataFrame
                 models=tuple(dict.fromkeys(r["model"] for r in inside)), note=_plan_changed(settings, plan))
     last_day = max(_day(r) for r in records)
     if max(last_day, today or dt.date.today()) < end:
-        running = "" if lift is None else (f" So far the flagged cars hold {_lift_text(lift)} times the failures of "
-                                           "as many cars picked at random.")
-        return Verdict("not yet", f"Not yet: the shadow runs {plan['weeks']} weeks, from {start} to {last}; its lists "
-                       f"cover {max((last_day - start).days + 1, 0)} days so far.{running}", **base)
+        running = "" if lift is None else tr(" So far the flagged cars hold {lift} times the failures of as many cars "
+                                             "picked at random.", lift=_lift_text(lift))
+        return Verdict("not yet", tr("Not yet: the shadow runs {weeks} weeks, from {start} to {last}; its lists cover "
+                                     "{days} days so far.{running}", weeks=written(plan["weeks"]), start=date(start),
+                                     last=date(last), days=written(max((last_day - start).days + 1, 0)),
+                                     running=running), **base)
     if failures < plan["min_failures"] or lift is None:
-        return Verdict("not yet", f"Not yet: {known:,} of the {len(cars):,} cars the shadow listed have their "
-                       f"road-test outcome in the lake, {failures:,} of them failed; the verdict needs "
-                       f"{plan['min_failures']:,} failures among them. Ingest the falhas exports that cover their road "
-                       "tests (kafer ingest).", **base)
-    said = (f"over the {plan['weeks']} weeks from {start} to {last}, the flagged cars of {len(inside):,} lists held "
-            f"{found:,} of the {failures:,} road-test failures among {known:,} cars with their outcome: "
-            f"{_lift_text(lift)} times what as many cars picked at random would find (95 % interval)")
+        return Verdict("not yet", tr("Not yet: {known} of the {cars} cars the shadow listed have their road-test "
+                                     "outcome in the lake, {failures} of them failed; the verdict needs {needed} "
+                                     "failures among them. Ingest the falhas exports that cover their road tests "
+                                     "(kafer ingest).", known=written(known), cars=written(len(cars)),
+                                     failures=written(failures), needed=written(plan["min_failures"])), **base)
+    said = dict(weeks=written(plan["weeks"]), start=date(start), last=date(last), lists=written(len(inside)),
+                found=written(found), failures=written(failures), known=written(known), lift=_lift_text(lift),
+                bar=_g(plan["bar"]))
     if lift[1] >= plan["bar"]:
-        return Verdict("go", f"Go: {said}. Even the low end of the interval reaches the bar of {plan['bar']:g} set "
-                       "before the shadow began: acting on the list finds more failures than random picking. Set "
-                       "shadow = false to act on the lists (keep the audit share: it keeps the lift measurable).",
+        return Verdict("go", tr("Go: over the {weeks} weeks from {start} to {last}, the flagged cars of {lists} lists "
+                                "held {found} of the {failures} road-test failures among {known} cars with their "
+                                "outcome: {lift} times what as many cars picked at random would find (95 % interval). "
+                                "Even the low end of the interval reaches the bar of {bar} set before the shadow "
+                                "began: acting on the list finds more failures than random picking. Set shadow = false "
+                                "to act on the lists (keep the audit share: it keeps the lift measurable).", **said),
                        **base)
-    return Verdict("no-go", f"No-go: {said}. The low end of the interval, {lift[1]:.2f}, stays below the bar of "
-                   f"{plan['bar']:g} set before the shadow began: the shadow has not shown that acting on the list "
-                   "finds that many more failures than random picking. Keep picking cars as before; retrain, then "
-                   "run another shadow.", **base)
+    return Verdict("no-go", tr("No-go: over the {weeks} weeks from {start} to {last}, the flagged cars of {lists} "
+                               "lists held {found} of the {failures} road-test failures among {known} cars with their "
+                               "outcome: {lift} times what as many cars picked at random would find (95 % interval). "
+                               "The low end of the interval, {low}, stays below the bar of {bar} set before the shadow "
+                               "began: the shadow has not shown that acting on the list finds that many more failures "
+                               "than random picking. Keep picking cars as before; retrain, then run another shadow.",
+                               low=written(lift[1], 2), **said), **base)
 
 
 def _plan_changed(settings: Settings, plan: Mapping) -> str | None:
     """A sentence when the settings now say another bar or length than the shadow's recorded plan."""
     pairs = (("shadow_bar", settings.shadow_bar, plan["bar"]), ("shadow_weeks", settings.shadow_weeks, plan["weeks"]))
-    changed = [f"{name} {now:g} (now) instead of {then:g}" for name, now, then in pairs if now != then]
+    changed = [tr("{setting} {now} (now) instead of {then}", setting=name, now=_g(now), then=_g(then))
+               for name, now, then in pairs if now != then]
     if not changed:
         return None
-    return (f"The settings say {', '.join(changed)}: the verdict keeps the plan recorded with the shadow's first list, "
-            "set before the shadow began; set shadow_from to start a new shadow with a new plan.")
+    return tr("The settings say {changed}: the verdict keeps the plan recorded with the shadow's first list, set "
+              "before the shadow began; set shadow_from to start a new shadow with a new plan.",
+              changed=", ".join(changed))
 
 
 # -- reading the record ------------------------------------------------------------------------------
@@ -562,5 +597,6 @@ def shaped_as_of(lake: Lake, data_version: str) -> pd.DataFrame:
     try:
         made = catalog.curated_manifest(lake, data_version)["created_at"]
     except LakeError:
-        raise LakeError(f"the lake {lake.url} holds no curated version {data_version!r}") from None
+        raise LakeError(tr("the lake {lake} holds no curated version {version!r}", lake=lake.url,
+                           version=data_version)) from None
     return shaped_cars(lake, as_of=made)

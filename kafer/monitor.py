@@ -60,8 +60,8 @@ from .facts import CONFIG_ATTRIBUTES
 from .lake import Lake
 from .metrics import budget_key, compare, holm, proportion, threshold_share
 from .model import Model, load_model
+from .i18n import current, ntr, percent, tr
 from .i18n import number as written
-from .i18n import percent, tr
 from .narrative import interval, metric_label, number
 
 #: The z of a two-sided 95 % interval: an interval's half width over it is a standard error.
@@ -351,7 +351,8 @@ def check_promise(pooled: Period | None, promise: Mapping, *, version: str, budg
 
 
 def _p(value: float) -> str:
-    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+    """A p-value for people: three decimals, ``< 0.001`` below that (``< 0,001`` in pt-BR)."""
+    return f"< {written(0.001, 3)}" if value < 0.001 else written(value, 3)
 
 
 def promised_rate(promise: Mapping, budgets: Sequence[float]) -> float | None:
@@ -397,23 +398,24 @@ class RateNews:
 
     @property
     def change(self) -> str:
-        """``7.0 % → 3.4 %``."""
-        return f"{self.then:.1%} → {self.now:.1%}"
+        """``7.0% → 3.4%`` (``7,0 % → 3,4 %`` in pt-BR)."""
+        return f"{percent(self.then)} → {percent(self.now)}"
 
     def words(self) -> str | None:
         """The news in words when the plant clearly fails more or less often, else ``None``."""
         if self.moved is None:
             return None
-        counts = (f"{self.now:.1%} of the {self.now_cars:,} cars road-tested since it was kept failed their road test, "
-                  f"against {self.then:.1%} of the {self.then_cars:,} cars the model learned from ({self.change}; "
-                  f"two-sided p {_p(self.p_value)})")
+        counts = tr("{now} of the {now_cars} cars road-tested since it was kept failed their road test, against {then} "
+                    "of the {then_cars} cars the model learned from ({change}; two-sided p {p})",
+                    now=percent(self.now), now_cars=written(self.now_cars), then=percent(self.then),
+                    then_cars=written(self.then_cars), change=self.change, p=_p(self.p_value))
         if self.moved == "less":
-            return (f"The plant fails less often: {counts}. That is news of the plant, not of the model: with fewer "
-                    "failures to find, PR-AUC and precision fall however well the model ranks (they are shown, not "
-                    "tested), and the inspection list holds fewer failures.")
-        return (f"The plant fails more often: {counts}. That is news of the plant, not of the model: with more failures, "
-                "PR-AUC and precision rise however well the model ranks (they are shown, not tested), and a list of "
-                "the same length can hold a smaller share of all failures.")
+            return tr("The plant fails less often: {counts}. That is news of the plant, not of the model: with fewer "
+                      "failures to find, PR-AUC and precision fall however well the model ranks (they are shown, not "
+                      "tested), and the inspection list holds fewer failures.", counts=counts)
+        return tr("The plant fails more often: {counts}. That is news of the plant, not of the model: with more "
+                  "failures, PR-AUC and precision rise however well the model ranks (they are shown, not tested), and "
+                  "a list of the same length can hold a smaller share of all failures.", counts=counts)
 
     def to_dict(self) -> dict:
         """JSON-ready: the counts, both rates, ``p_value``, ``moved`` and the news in words."""
@@ -505,26 +507,36 @@ class Record:
             return None
         share = latest.inside_budget
         fewer = share["value"] < budget
-        said = (f"In {latest.period} the operating threshold ({self.threshold:.1%}) flagged {share['value']:.1%} "
-                f"[{share['low']:.1%}, {share['high']:.1%}] of the {latest.road_tested:,} cars at their road test, "
-                f"{'fewer' if fewer else 'more'} than the budget of {budget:.0%} it was set for: "
-                f"{'fewer' if fewer else 'more'} cars look as risky as the riskiest {budget:.0%} did when the model "
-                "was kept")
-        month = failure_rate_news(self.learned, latest, alpha=self.alpha)
-        retrain = ("A retrain sets a threshold on the latest cars; its comparison says whether the new model ranks "
-                   "better.")
-        if month is not None and month.moved == ("less" if fewer else "more"):
-            why = (f", and the plant fails {month.moved} often too ({month.change} of road tests that month): the "
-                   "threshold follows the plant, this is no fault of the model.")
-        elif month is not None:
-            why = (f", while the plant fails about as often as when the model learned ({month.change} of road tests "
-                   f"that month): the cars' inputs moved (what moved in them is below). {retrain}")
+        figures = dict(month=period_words(latest.period), threshold=percent(self.threshold),
+                       share=percent(share["value"]), low=percent(share["low"]), high=percent(share["high"]),
+                       cars=written(latest.road_tested), budget=percent(budget, 0))
+        if fewer:
+            said = tr("In {month} the operating threshold ({threshold}) flagged {share} [{low}, {high}] of the {cars} "
+                      "cars at their road test, fewer than the budget of {budget} it was set for: fewer cars look as "
+                      "risky as the riskiest {budget} did when the model was kept", **figures)
         else:
-            why = f" (what moved in its inputs is below). {retrain}"
-        use = (f" The flagged list is shorter than planned: to use the whole budget, inspect the riskiest {budget:.0%} "
-               "by rank (kafer predict ranks every car), the flagged ones first." if fewer else
-               f" The flagged list is longer than planned: when the inspectors cannot test every flagged car, test "
-               f"the riskiest {budget:.0%} by rank first.")
+            said = tr("In {month} the operating threshold ({threshold}) flagged {share} [{low}, {high}] of the {cars} "
+                      "cars at their road test, more than the budget of {budget} it was set for: more cars look as "
+                      "risky as the riskiest {budget} did when the model was kept", **figures)
+        month = failure_rate_news(self.learned, latest, alpha=self.alpha)
+        retrain = tr("A retrain sets a threshold on the latest cars; its comparison says whether the new model ranks "
+                     "better.")
+        if month is not None and month.moved == ("less" if fewer else "more"):
+            why = (tr(", and the plant fails less often too ({change} of road tests that month): the threshold follows "
+                      "the plant, this is no fault of the model.", change=month.change) if fewer else
+                   tr(", and the plant fails more often too ({change} of road tests that month): the threshold follows "
+                      "the plant, this is no fault of the model.", change=month.change))
+        elif month is not None:
+            why = tr(", while the plant fails about as often as when the model learned ({change} of road tests that "
+                     "month): the cars' inputs moved (what moved in them is below). {retrain}", change=month.change,
+                     retrain=retrain)
+        else:
+            why = tr(" (what moved in its inputs is below). {retrain}", retrain=retrain)
+        use = (tr(" The flagged list is shorter than planned: to use the whole budget, inspect the riskiest {budget} "
+                  "by rank (kafer predict ranks every car), the flagged ones first.", budget=percent(budget, 0))
+               if fewer else
+               tr(" The flagged list is longer than planned: when the inspectors cannot test every flagged car, test "
+                  "the riskiest {budget} by rank first.", budget=percent(budget, 0)))
         return said + why + use
 
     def to_dict(self, *, budget: float) -> dict:
@@ -548,8 +560,21 @@ class Record:
 def _span(periods: Sequence[Period]) -> str:
     if not periods:
         return ""
-    first, last = periods[0].period, periods[-1].period
-    return first if first == last else f"{first} to {last}"
+    first, last = period_words(periods[0].period), period_words(periods[-1].period)
+    return first if first == last else tr("{first} to {last}", first=first, last=last)
+
+
+#: How each language writes a month of road test (English: as the record keys it).
+_MONTH = {"en": "{year}-{month}", "pt-BR": "{month}/{year}"}
+
+
+def period_words(period: str) -> str:
+    """A period's name for people: a month of road test as the current language writes it (``2024-05``;
+    ``05/2024`` in pt-BR), the pooled period in words (``since kept``); the record keeps the keys."""
+    if period == "since kept":
+        return tr("since kept")
+    year, dash, month = period.partition("-")
+    return _MONTH[current()].format(year=year, month=month) if dash and year.isdigit() and month.isdigit() else period
 
 
 def _triple(figure: Mapping | None) -> list | None:
@@ -704,8 +729,8 @@ def track_record(lake: Lake, *, settings: Settings, data_version: str | None = N
     """
     data_version = data_version or catalog.current_version(lake)
     if data_version is None:
-        raise LakeError(f"the lake {lake.url} holds no curated table yet: ingest an upload first "
-                        "(kafer ingest FOLDER)")
+        raise LakeError(tr("the lake {lake} holds no curated table yet: ingest an upload first (kafer ingest FOLDER)",
+                           lake=lake.url))
     table = catalog.features(lake, data_version)
     shaped = frozenset(lists.shaped_as_of(lake, data_version)["KNR"])
     log = registry.decisions(lake)
@@ -827,20 +852,23 @@ def judged_without_lists(cars: pd.DataFrame, p: np.ndarray, listed: np.ndarray, 
     """
     known = cars["label_known"].fillna(False).astype(bool).to_numpy()
     threshold = promise.get("operating_threshold")
-    flagged = f"Inspection lists that were acted on flagged {int((listed & known).sum()):,} of the cars with an outcome"
+    flagged = written(int((listed & known).sum()))
     if threshold is None or below is None:
         keep = known & ~listed
-        return cars.assign(label_known=keep), promise, (
-            f"{flagged}: their outcome says what the inspection did, not what the model foresaw, so they are left "
-            f"out, and it is judged on the other {int(keep.sum()):,}. Its promise was measured on all its evaluation "
-            "cars and cannot be restricted alike (its registry entry records no operating threshold, or its training "
-            "data is gone): on cars the list left it reads low.")
+        return cars.assign(label_known=keep), promise, tr(
+            "Inspection lists that were acted on flagged {flagged} of the cars with an outcome: their outcome says what "
+            "the inspection did, not what the model foresaw, so they are left out, and it is judged on the other "
+            "{kept}. Its promise was measured on all its evaluation cars and cannot be restricted alike (its registry "
+            "entry records no operating threshold, or its training data is gone): on cars the list left it reads low.",
+            flagged=flagged, kept=written(int(keep.sum())))
     keep = known & ~listed & (np.asarray(p) < threshold)
-    return cars.assign(label_known=keep), {**below, "operating_threshold": threshold}, (
-        f"{flagged}: their outcome says what the inspection did, not what the model foresaw, so they are left out. So "
-        "that the others are not its safest cars judged against a promise made on all, it is judged on its cars below "
-        f"its operating threshold ({threshold * 100:.1f} %; {int(keep.sum()):,} with an outcome), against what it did "
-        f"below that threshold on its evaluation cars (ROC-AUC {interval(below.get('roc_auc'))}).")
+    return cars.assign(label_known=keep), {**below, "operating_threshold": threshold}, tr(
+        "Inspection lists that were acted on flagged {flagged} of the cars with an outcome: their outcome says what the "
+        "inspection did, not what the model foresaw, so they are left out. So that the others are not its safest cars "
+        "judged against a promise made on all, it is judged on its cars below its operating threshold ({threshold} %; "
+        "{kept} with an outcome), against what it did below that threshold on its evaluation cars (ROC-AUC {roc_auc}).",
+        flagged=flagged, threshold=written(threshold * 100, 1), kept=written(int(keep.sum())),
+        roc_auc=interval(below.get("roc_auc")))
 
 
 def _promise_below(lake: Lake, model: Model, meta: Mapping, *, settings: Settings) -> dict | None:
@@ -979,32 +1007,36 @@ def outcome_line(lake: Lake, *, settings: Settings, before: str | None, after: s
     try:
         return _outcome_line(lake, settings=settings, before=before, after=after)
     except KaferError as exc:
-        return f"Track record: cannot be worked out ({exc})"
+        return tr("Track record: cannot be worked out ({problem})", problem=exc)
 
 
 def _outcome_line(lake: Lake, *, settings: Settings, before: str | None, after: str) -> str:
     record = track_record(lake, settings=settings, data_version=after, earlier=False, drift=False)
     production = record.production
     if production is None:
-        return "Track record: no model is in production yet, so there is no promise to track."
+        return tr("Track record: no model is in production yet, so there is no promise to track.")
     known = set()
     if before and before != after and catalog.has_features(lake, before):
         old = catalog.features(lake, before)
         known = set(old.loc[old["label_known"].fillna(False).astype(bool), "KNR"].astype(str))
-    since = f"since it was kept it {production.check.headline}"
+    since = tr("since it was kept it {headline}", headline=production.check.headline)
     cars = production.cars[production.cars["label_known"].fillna(False).astype(bool)
                            & ~production.cars["KNR"].isin(known)] if before != after else production.cars.iloc[:0]
     if cars.empty:
-        return f"Track record: no car production {production.version} scored got its outcome with these exports; {since}."
+        return tr("Track record: no car production {version} scored got its outcome with these exports; {since}.",
+                  version=production.version, since=since)
     now = period_figures("new", cars, cars["probability"].to_numpy(), threshold=production.threshold,
                          settings=settings)
     budget = f"recall_at_{budget_key(settings.operating_budget)}"
-    failures = f"{now.failures:,} road-test failure{'s' if now.failures != 1 else ''}"
+    failures = ntr("{count} road-test failure", "{count} road-test failures", now.failures)
     if not now.figures:
-        return (f"Track record: {now.cars:,} cars production {production.version} scored just got their outcome "
-                f"({failures}: no figure is defined on them alone); {since}.")
+        return tr("Track record: {cars} cars production {version} scored just got their outcome ({failures}: no figure "
+                  "is defined on them alone); {since}.", cars=written(now.cars), version=production.version,
+                  failures=failures, since=since)
     promised = production.promise
-    return (f"Track record: on the {now.cars:,} cars that just got their outcome ({failures}) production "
-            f"{production.version} has ROC-AUC {interval(now.figures['roc_auc'])} and {metric_label(budget).lower()} "
-            f"{interval(now.figures[budget])} (promised {interval(promised.get('roc_auc'))} and "
-            f"{interval(promised.get(budget))}); {since}.")
+    return tr("Track record: on the {cars} cars that just got their outcome ({failures}) production {version} has "
+              "ROC-AUC {roc_auc} and {recall_label} {recall} (promised {promised_roc_auc} and {promised_recall}); "
+              "{since}.", cars=written(now.cars), failures=failures, version=production.version,
+              roc_auc=interval(now.figures["roc_auc"]), recall_label=metric_label(budget).lower(),
+              recall=interval(now.figures[budget]), promised_roc_auc=interval(promised.get("roc_auc")),
+              promised_recall=interval(promised.get(budget)), since=since)

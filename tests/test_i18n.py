@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from kafer import i18n
@@ -186,7 +187,71 @@ def test_kafer_status_and_lists_in_portuguese(lake, tmp_path, capsys, monkeypatc
     assert main(["lists", "--lake", lake.url]) == 0
     said = capsys.readouterr().out
     assert said.startswith(f"Lago: {lake.url} (rótulos da versão curada ")
-    assert "Nenhuma lista de inspeção emitida ainda" in said and "Veredito da lista sombra:" in said
+    assert "Nenhuma lista de inspeção emitida ainda" in said
+    assert "Veredito da lista sombra: SEM LISTA SOMBRA. Nenhuma lista sombra ainda: defina shadow = true" in said
     monkeypatch.delenv("KAFER_LANG")
     assert main(["lists", "--lake", lake.url]) == 0
-    assert "No inspection list issued yet" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "No inspection list issued yet" in said
+    assert "Shadow verdict: NO SHADOW. No shadow list yet: set shadow = true" in said
+
+
+def test_the_monitor_s_news_and_notes_in_portuguese_with_brazilian_numbers_and_english_unchanged():
+    from kafer.drift import InputDrift
+    from kafer.monitor import RateNews, period_words
+
+    news = RateNews(1200, 84, 6000, 210, 0.0004, "less")
+    inputs = pd.DataFrame({"family": ["contract"], "what": ["NOK screw tightenings"], "then": [1.0], "now": [2.0],
+                           "psi": [0.3], "p_value": [0.001], "p_adjusted": [0.001], "moved": [True]},
+                          index=["n_nok_id2"])
+    families = pd.DataFrame({"inputs": [1], "moved": [1], "most": ["NOK screw tightenings"]},
+                            index=pd.Index(["contract"], name="family"))
+    new = pd.DataFrame({"kind": ["config"], "key": ["MOTOR=XYZ"], "what": ["engine XYZ"], "cars": [1234]})
+    drift = InputDrift(inputs, families, new, 12000, 3456, 0.05)
+    assert news.words().startswith(
+        "The plant fails less often: 3.5% of the 6,000 cars road-tested since it was kept failed their road test, "
+        "against 7.0% of the 1,200 cars the model learned from (7.0% → 3.5%; two-sided p < 0.001). That is news of "
+        "the plant, not of the model")
+    assert drift.summary == (
+        "Between the 12,000 cars the model learned from and the 3,456 cars scored since, 1 inputs were compared; 1 "
+        "moved clearly (adjusted for the number of inputs compared, at 5%, with a PSI of at least 0.1): the "
+        "contract's counts and dwell times: NOK screw tightenings. Never seen among the cars it learned from: engine "
+        "XYZ (1,234 cars).")
+    assert [period_words("2024-05"), period_words("since kept")] == ["2024-05", "since kept"]
+    with using("pt-BR"):
+        said, moved, months = news.words(), drift.summary, [period_words("2024-05"), period_words("since kept")]
+    assert said.startswith(
+        "A fábrica falha menos: 3,5\u00a0% dos 6.000 carros testados na rodagem desde que ele foi mantido falharam no "
+        "teste de rodagem, contra 7,0\u00a0% dos 1.200 carros com que o modelo aprendeu (7,0\u00a0% → 3,5\u00a0%; p "
+        "bilateral < 0,001). Isso é notícia da fábrica, não do modelo")
+    assert moved.startswith("Entre os 12.000 carros com que o modelo aprendeu e os 3.456 carros pontuados depois")
+    assert "; 1 mudou claramente (" in moved and "a 5\u00a0%, com um PSI de pelo menos 0,1)" in moved
+    assert moved.endswith("Nunca vistos entre os carros com que o modelo aprendeu: engine XYZ (1.234 carros).")
+    assert months == ["05/2024", "desde então"]
+
+
+def test_the_shadow_verdict_in_portuguese_with_brazilian_numbers_and_dates_and_english_unchanged():
+    from test_lists import SETTINGS, shadow_world
+
+    from kafer.lists import shadow_verdict
+
+    records, frames, labels = shadow_world(28, lift=4.0)
+    english = shadow_verdict(records, frames, labels, settings=SETTINGS, today=dt.date(2024, 7, 1))
+    waiting = labels.assign(label_known=labels.index < 100)
+    with using("pt-BR"):
+        verdict = shadow_verdict(records, frames, labels, settings=SETTINGS, today=dt.date(2024, 7, 1))
+        page, label = verdict.html, verdict.label
+        not_yet = shadow_verdict(records[:10], frames, waiting, settings=SETTINGS, today=dt.date(2024, 7, 1))
+    low, high = (f"{x:.2f}" for x in verdict.lift[1:])
+    assert verdict.decision == english.decision == "go" and verdict.lift == english.lift  # the record keeps the keys
+    assert english.label == "GO" and "Shadow verdict: <span" in english.html and ">GO</span>" in english.html
+    assert "<td>2024-05-06 to 2024-06-03 (4 weeks chosen)</td>" in english.html
+    assert english.words.startswith("Go: over the 4 weeks from 2024-05-06 to 2024-06-02, the flagged cars of 28 "
+                                    "lists held")
+    assert verdict.words.startswith("Liberado: nas 4 semanas de 06/05/2024 a 02/06/2024, os carros marcados de 28 "
+                                    "listas tiveram")
+    assert f"[{low.replace('.', ',')}, {high.replace('.', ',')}] vezes" in verdict.words
+    assert "entre 8.400 carros com resultado" in verdict.words and "barra de 2 definida" in verdict.words
+    assert label == "LIBERADO" and "Veredito da lista sombra: <span" in page and ">LIBERADO</span>" in page
+    assert "<td>06/05/2024 a 03/06/2024 (4 semanas escolhidas)</td>" in page and "Ganho sobre o acaso" in page
+    assert not_yet.words.startswith("Ainda não: 100 dos 3.000 carros das listas sombra têm o resultado")
