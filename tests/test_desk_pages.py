@@ -35,7 +35,7 @@ def test_the_bar_offers_each_role_its_pages_in_the_persons_language():
     assert 'href="/exports"' in nav(ANALYST, base="/", here="", xsrf_form_html="", next_url="/")
     with using("pt-BR"):
         bar = nav(VIEWER, base="/desk/", here="", xsrf_form_html="<input name=_xsrf>", next_url="/desk/")
-    assert "Listas de inspeção" in bar and "Conectado: vic (viewer)" in bar and 'href="/desk/lists"' in bar
+    assert "Listas de inspeção" in bar and "Conectado: vic (leitor)" in bar and 'href="/desk/lists"' in bar
     assert 'value="pt-BR"' in bar and "aria-pressed" in bar and "<input name=_xsrf>" in bar
 
 
