@@ -400,13 +400,10 @@ def car_rows(knr: str, settings) -> list[dict]:
     RegistryError
         When no model is in production.
     """
-    from .. import registry
-    from ..lake import Lake
-    from ..predict import predict_cars
+    from ..predict import predict_cars, ranking_facts
 
     ranked = predict_cars([knr], settings=settings)
-    production = registry.production(Lake(settings.lake)) or {}
-    bar = (production.get("metrics") or {}).get("operating_threshold")
+    bar = ranking_facts(ranked, paths=[], settings=settings)["threshold"]  # the bar of the version that scored it
     rows = []
     for car in ranked.itertuples(index=False):
         if bar is None:
