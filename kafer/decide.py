@@ -257,7 +257,7 @@ class DecisionPanel:
         self.record = None
         self.said = ""
         wide = widgets.Layout(width="56em")
-        self.title = widgets.HTML(_title_html())
+        self.title = widgets.HTML(_title_html(may_decide=may_decide))
         self.header = widgets.HTML()
         self.track = widgets.HTML()
         self.gain = widgets.HTML()
@@ -489,13 +489,14 @@ _CHOICES = {"keep-new": mark("keep new"), "keep-old": mark("keep old"), "rollbac
 _GREY = "#57606a"
 
 
-def _title_html() -> str:
+def _title_html(*, may_decide: bool) -> str:
     """What the page is for, in the words of a person who decides (the notebook's own text stays out
-    of the page: the desk shows this instead)."""
-    return (f"<h2>{_e(tr('Keep the new model or the old one'))}</h2><p style='color:{_GREY}'>" + _e(tr(
-        "A retrain made a new model. Below: how many road-test failures each model finds among the cars "
-        "the inspectors can test, what the evidence supports, and the decisions so far. Write why, then keep "
-        "the new model or the old one: the decision is logged in your name.")) + "</p>")
+    of the page: the desk shows this instead); the invitation to decide only to whoever may."""
+    text = tr("A retrain made a new model. Below: how many road-test failures each model finds among the cars the "
+              "inspectors can test, what the evidence supports, and the decisions so far.")
+    if may_decide:
+        text += " " + tr("Write why, then keep the new model or the old one: the decision is logged in your name.")
+    return f"<h2>{_e(tr('Keep the new model or the old one'))}</h2><p style='color:{_GREY}'>{_e(text)}</p>"
 
 
 def _who_html(person: Person | None) -> str:
